@@ -1,0 +1,27 @@
+from django.contrib import admin
+from django.contrib.auth.admin import UserAdmin
+
+from access.models import Role, ServiceToken, User
+
+
+@admin.register(User)
+class CatalogUserAdmin(UserAdmin):
+    list_display = ["username", "email", "first_name", "last_name", "is_service_account", "is_staff"]
+    list_filter = UserAdmin.list_filter + ("is_service_account",)
+    fieldsets = UserAdmin.fieldsets + (("Catalog", {"fields": ["is_service_account"]}),)
+
+
+@admin.register(Role)
+class RoleAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "can_register", "can_manage_stores"]
+
+
+@admin.register(ServiceToken)
+class ServiceTokenAdmin(admin.ModelAdmin):
+    """Only digests are stored; keys are shown once, by create_service_account."""
+
+    list_display = ["user", "prefix", "created_at", "last_used_at", "revoked_at"]
+    readonly_fields = ["user", "digest", "prefix", "created_at", "last_used_at"]
+
+    def has_add_permission(self, request):
+        return False

@@ -1,0 +1,181 @@
+"""The restaurant-review platform from the security guidance, as demo data."""
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+
+from access.models import Role
+from access.services import role_ensure_defaults, service_token_create, user_role_assign
+from catalog.models import Dataset, DataStore
+from catalog.services import dataset_register, store_save
+
+DEMO_PASSWORD = "catalog-demo"
+
+DEMO_USERS = [
+    # username, first name, role slug
+    ("dana", "Dana", "data_scientist"),
+    ("sam", "Sam", "security_engineer"),
+    ("sofia", "Sofia", "software_engineer"),
+    ("mia", "Mia", "marketing_analyst"),
+    ("pete", "Pete", "product_manager"),
+    ("erin", "Erin", "executive"),
+    ("dave", "Dave", "data_engineer"),
+]
+
+STORES = [
+    dict(name="appdb", kind="transactional", platform="postgresql", environment="prod", residency="CA",
+         line_of_business="reviews", description="The review site's transactional SQL database."),
+    dict(name="photos", kind="object", platform="s3", environment="prod", residency="CA",
+         line_of_business="reviews", description="Object store for review photos and identity documents."),
+    dict(name="analytics", kind="analytical", platform="bigquery", environment="prod", residency="CA",
+         line_of_business="reviews", description="The analytical warehouse."),
+    dict(name="models", kind="ml_model", platform="mlflow", environment="prod", residency="CA",
+         line_of_business="reviews", description="ML models and their output schemas."),
+]
+
+
+def col(name, type_, sensitivity, protection="None", mode="NULLABLE", source="", description=""):
+    column = {"name": name, "type": type_, "sensitivity": sensitivity, "protection": protection, "mode": mode,
+              "description": description}
+    if source:
+        column["originatingSource"] = source
+    return column
+
+
+# The marketing dataset, registered with the guidance's own JSON. The published example lists
+# ReviewSentiment twice; the catalog refuses that, so the demo sends it once.
+MARKETING_REVIEW_SENTIMENT = {
+    "name": "marketing.review_sentiment",
+    "store": "analytics",
+    "registrationTime": "1623167711",
+    "registeredBy": "ServiceAccount1",
+    "description": "For the marketing team to use for review analytics",
+    "version": "1",
+    "columns": [
+        {"name": "ReviewID", "description": "Which Review this was based off", "mode": "REQUIRED",
+         "type": "STRING", "originatingSource": "transactional:Reviews", "sensitivity": "Regular",
+         "protection": "None"},
+        {"name": "ReviewSentiment", "description": "Sentiment of the review", "mode": "REQUIRED",
+         "type": "FLOAT", "originatingSource": "mlmodel:Sentiment", "sensitivity": "Regular",
+         "protection": "None"},
+        {"name": "RestaurantID", "description": "Which restaurant the review is about", "mode": "REQUIRED",
+         "type": "STRING", "originatingSource": "transactional:Restaurants", "sensitivity": "Public",
+         "protection": "None"},
+    ],
+    "owners": ["mia"],
+}
+
+REVIEWS_V1 = [
+    col("review_id", "UUID", "Regular", mode="REQUIRED", description="Primary key"),
+    col("user_id", "UUID", "Regular", mode="REQUIRED", source="transactional:Users"),
+    col("restaurant_id", "UUID", "Public", mode="REQUIRED", source="transactional:Restaurants"),
+    col("body", "TEXT", "Regular", description="The review text"),
+    col("stars", "SMALLINT", "Public"),
+]
+REVIEWS_V2 = [
+    col("review_id", "UUID", "Regular", mode="REQUIRED", description="Primary key"),
+    col("user_id", "UUID", "Regular", mode="REQUIRED", source="transactional:Users"),
+    col("restaurant_id", "UUID", "Public", mode="REQUIRED", source="transactional:Restaurants"),
+    col("body", "TEXT", "Regular", description="The review text"),
+    col("rating", "NUMERIC(2,1)", "Public", mode="REQUIRED", description="Half-star ratings replace stars"),
+    col("created_at", "TIMESTAMPTZ", "Public", mode="REQUIRED"),
+]
+
+# store, name, description, owners, [column lists: one per version, oldest first]
+DATASETS = [
+    ("appdb", "public.users", "Accounts of the review site.", ["dave"], [[
+        col("user_id", "UUID", "Regular", mode="REQUIRED", description="Primary key"),
+        col("username", "TEXT", "Regular", mode="REQUIRED"),
+        col("password_hash", "TEXT", "Restricted", "Hashed", mode="REQUIRED",
+            description="bcrypt hash of the password"),
+        col("created_at", "TIMESTAMPTZ", "Public", mode="REQUIRED"),
+    ]]),
+    ("photos", "identity_verification_documents", "Scans of documents users upload to verify identity.",
+     ["dave", "sam"], [[
+        col("document_id", "STRING", "Regular", mode="REQUIRED"),
+        col("user_id", "STRING", "Regular", mode="REQUIRED", source="transactional:Users"),
+        col("document_hash", "STRING", "Restricted", "Hashed", mode="REQUIRED",
+            description="SHA-256 of the document image"),
+        col("object_key", "STRING", "Restricted", "Encrypted", description="Where the scan is stored"),
+     ]]),
+    ("analytics", "users.user_demographics", "User demographics for analytics; PII is masked.", ["dave"], [[
+        col("user_id", "STRING", "Regular", mode="REQUIRED", source="transactional:Users"),
+        col("full_name", "STRING", "Sensitive", "Masked", source="transactional:Users"),
+        col("email", "STRING", "Sensitive", "Masked", source="transactional:Users"),
+        col("age_band", "STRING", "Regular"),
+        col("city", "STRING", "Regular"),
+    ]]),
+    ("appdb", "public.reviews", "Reviews written by users.", ["dave"], [REVIEWS_V1, REVIEWS_V2]),
+    ("photos", "review_photos", "Photos attached to reviews.", ["dave"], [[
+        col("photo_id", "STRING", "Regular", mode="REQUIRED"),
+        col("review_id", "STRING", "Regular", mode="REQUIRED", source="transactional:Reviews"),
+        col("object_key", "STRING", "Regular", mode="REQUIRED"),
+        col("exif", "JSON", "Sensitive", "Masked", description="Location tags are masked on upload"),
+    ]]),
+    ("appdb", "public.restaurants", "Restaurants listed on the site.", ["dave"], [[
+        col("restaurant_id", "UUID", "Public", mode="REQUIRED"),
+        col("name", "TEXT", "Public", mode="REQUIRED"),
+        col("address", "TEXT", "Public"),
+        col("owner_email", "TEXT", "Sensitive"),
+    ]]),
+    ("appdb", "public.menus", "Menu items per restaurant.", ["dave"], [[
+        col("menu_item_id", "UUID", "Public", mode="REQUIRED"),
+        col("restaurant_id", "UUID", "Public", mode="REQUIRED", source="transactional:Restaurants"),
+        col("dish", "TEXT", "Public", mode="REQUIRED"),
+        col("price", "NUMERIC(8,2)", "Public"),
+    ]]),
+    ("models", "Sentiment", "The Sentiment model: scores review text.", ["dana"], [[
+        col("ReviewID", "STRING", "Regular", mode="REQUIRED", source="transactional:Reviews"),
+        col("Score", "FLOAT", "Regular", mode="REQUIRED", description="-1 (negative) to 1 (positive)"),
+     ]]),
+    ("analytics", "ml.review_sentiment_scores", "Output of the Sentiment model for every review.", ["dana"], [[
+        col("ReviewID", "STRING", "Regular", mode="REQUIRED", source="transactional:Reviews"),
+        col("Score", "FLOAT", "Regular", mode="REQUIRED", source="mlmodel:Sentiment"),
+        col("ScoredAt", "TIMESTAMP", "Public", mode="REQUIRED"),
+     ]]),
+]
+
+
+@transaction.atomic
+def demo_load() -> dict:
+    """Load the demo. Idempotent: running it again changes nothing."""
+    role_ensure_defaults()
+    User = get_user_model()
+    admin, created = User.objects.get_or_create(
+        username="admin", defaults={"is_staff": True, "is_superuser": True, "email": "admin@example.com"}
+    )
+    if created:
+        admin.set_password(DEMO_PASSWORD)
+        admin.save()
+    roles = {role.slug: role for role in Role.objects.all()}
+    for username, first_name, role_slug in DEMO_USERS:
+        user, created = User.objects.get_or_create(
+            username=username, defaults={"first_name": first_name, "email": f"{username}@example.com"}
+        )
+        if created:
+            user.set_password(DEMO_PASSWORD)
+            user.save()
+        user_role_assign(user=user, role=roles[role_slug])
+
+    pipeline, created = User.objects.get_or_create(username="marketing-pipeline", defaults={"is_service_account": True})
+    if created:
+        pipeline.set_unusable_password()
+        pipeline.save()
+        service_token_create(user=pipeline)
+    user_role_assign(user=pipeline, role=roles["data_engineer"])
+
+    for fields in STORES:
+        store = DataStore.objects.filter(name=fields["name"]).first()
+        if store is None:
+            store_save(principal=admin, **fields)
+
+    for store, name, description, owners, history in DATASETS:
+        qualified = Dataset.build_qualified_name(store, *(name.rpartition(".")[::2]))
+        exists = Dataset.objects.filter(qualified_name=qualified).exists()
+        for columns in history if not exists else history[-1:]:
+            dataset_register(
+                principal=admin,
+                payload={"name": name, "store": store, "description": description, "owners": owners,
+                         "registeredBy": "demo-loader", "columns": columns},
+            )
+    dataset_register(principal=pipeline, payload=MARKETING_REVIEW_SENTIMENT)
+    return {"datasets": Dataset.objects.count(), "stores": DataStore.objects.count()}

@@ -1,0 +1,60 @@
+import django_filters
+from django import forms
+from django.db.models import Exists, OuterRef, Q
+
+from catalog.models import Column, Dataset, DatasetStatus, Environment, StoreKind
+from catalog.vocabulary import Protection, Sensitivity
+
+
+def _label_choices(choices):
+    """Filters take the canonical labels in the URL (?sensitivity=Restricted)."""
+    return [(label, label) for _, label in choices]
+
+
+class DatasetFilterSet(django_filters.FilterSet):
+    """One set of filters for the dataset list page and the list endpoint; all live in the URL."""
+
+    q = django_filters.CharFilter(method="filter_search", label="Search")
+    sensitivity = django_filters.MultipleChoiceFilter(
+        choices=_label_choices(Sensitivity.choices), method="filter_sensitivity",
+        label="Sensitivity", widget=forms.CheckboxSelectMultiple,
+    )
+    protection = django_filters.MultipleChoiceFilter(
+        choices=_label_choices(Protection.choices), method="filter_protection",
+        label="Protection", widget=forms.CheckboxSelectMultiple,
+    )
+    environment = django_filters.ChoiceFilter(field_name="store__environment", choices=Environment.choices)
+    store = django_filters.CharFilter(field_name="store__name", label="Store")
+    store_kind = django_filters.ChoiceFilter(field_name="store__kind", choices=StoreKind.choices, label="Store kind")
+    residency = django_filters.CharFilter(field_name="store__residency", lookup_expr="iexact", label="Residency")
+    line_of_business = django_filters.CharFilter(field_name="store__line_of_business", lookup_expr="iexact")
+    customer = django_filters.CharFilter(field_name="store__customer", lookup_expr="iexact")
+    owner = django_filters.CharFilter(method="filter_owner", label="Owner")
+    status = django_filters.ChoiceFilter(choices=DatasetStatus.choices)
+
+    class Meta:
+        model = Dataset
+        fields = []
+
+    def filter_search(self, queryset, name, value):
+        """Name, description or column name, case-insensitive."""
+        value = value.strip()
+        if not value:
+            return queryset
+        column_match = Column.objects.filter(dataset=OuterRef("pk"), name__icontains=value)
+        return queryset.filter(
+            Q(qualified_name__icontains=value) | Q(description__icontains=value) | Exists(column_match)
+        )
+
+    def filter_sensitivity(self, queryset, name, values):
+        by_label = {label: value for value, label in Sensitivity.choices}
+        return queryset.filter(sensitivity__in=[by_label[label] for label in values])
+
+    def filter_protection(self, queryset, name, values):
+        by_label = {label: value for value, label in Protection.choices}
+        protected = Column.objects.filter(dataset=OuterRef("pk"), protection__in=[by_label[v] for v in values])
+        return queryset.filter(Exists(protected))
+
+    def filter_owner(self, queryset, name, value):
+        owned = Dataset.owners.through.objects.filter(dataset=OuterRef("pk"), user__username=value.strip())
+        return queryset.filter(Exists(owned))

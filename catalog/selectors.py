@@ -1,0 +1,68 @@
+"""Every read of the catalog that has rules: who may see what, and how lists are loaded."""
+
+from django.db.models import Count, Prefetch, QuerySet
+from django.http import Http404
+
+from access import policies
+from catalog.diffs import schema_diff
+from catalog.models import Dataset, DatasetVersion, DataStore
+
+
+def dataset_visible(*, user) -> QuerySet[Dataset]:
+    """Datasets whose metadata the user may read (every dataset, for any signed-in user)."""
+    if not policies.can_read_metadata(user):
+        return Dataset.objects.none()
+    return Dataset.objects.all()
+
+
+def dataset_list(*, user) -> QuerySet[Dataset]:
+    """Datasets for list pages and the list endpoint, loaded in a constant number of queries."""
+    return (
+        dataset_visible(user=user)
+        .select_related("store", "current_version")
+        .defer("current_version__columns", "current_version__diff")
+        .prefetch_related(Prefetch("owners", to_attr="owner_list"))
+        .annotate(column_count=Count("columns", distinct=True))
+        .order_by("qualified_name")
+    )
+
+
+def dataset_get(*, user, pk) -> Dataset:
+    """One dataset with what its detail page needs; 404 if the user may not see it."""
+    dataset = (
+        dataset_visible(user=user)
+        .select_related("store", "current_version", "current_version__registered_by_user")
+        .prefetch_related(Prefetch("owners", to_attr="owner_list"))
+        .filter(pk=pk)
+        .first()
+    )
+    if dataset is None:
+        raise Http404("No such dataset.")
+    return dataset
+
+
+def dataset_version_list(*, dataset: Dataset) -> QuerySet[DatasetVersion]:
+    return dataset.versions.select_related("registered_by_user").defer("columns").order_by("-number")
+
+
+def dataset_version_get(*, dataset: Dataset, number) -> DatasetVersion:
+    version = dataset.versions.select_related("registered_by_user").filter(number=number).first()
+    if version is None:
+        raise Http404(f"Dataset {dataset.qualified_name} has no version {number}.")
+    return version
+
+
+def dataset_version_diff(*, dataset: Dataset, from_number, to_number) -> dict:
+    """The diff between any two versions of a dataset (either order)."""
+    versions = {v.number: v for v in dataset.versions.filter(number__in=[from_number, to_number])}
+    for number in (from_number, to_number):
+        if number not in versions:
+            raise Http404(f"Dataset {dataset.qualified_name} has no version {number}.")
+    diff = schema_diff(versions[from_number].columns, versions[to_number].columns)
+    return {"from": from_number, "to": to_number, **diff}
+
+
+def store_list(*, user) -> QuerySet[DataStore]:
+    if not policies.can_read_metadata(user):
+        return DataStore.objects.none()
+    return DataStore.objects.annotate(dataset_count=Count("datasets")).order_by("name")

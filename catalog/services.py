@@ -1,0 +1,159 @@
+"""Every write to the catalog goes through these functions (API, browser form and demo alike)."""
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import IntegrityError, transaction
+
+from access import policies
+from catalog.diffs import schema_diff
+from catalog.models import Column, Dataset, DatasetStatus, DatasetVersion, DataStore
+from catalog.registration import Registration, registration_parse
+from catalog.vocabulary import Sensitivity
+
+
+def _resolve_owners(usernames: list[str] | None):
+    if usernames is None:
+        return None
+    users = list(get_user_model().objects.filter(username__in=usernames, is_active=True))
+    missing = sorted(set(usernames) - {user.username for user in users})
+    if missing:
+        raise ValidationError({"owners": [f"Unknown user(s): {', '.join(missing)}."]})
+    return users
+
+
+def _sync_columns(dataset: Dataset, registration: Registration) -> None:
+    """Make the dataset's Column rows match the registration, in a constant number of queries.
+
+    Columns keep their id when their name stays, so lineage can point at them.
+    """
+    existing = {column.name: column for column in dataset.columns.all()}
+    wanted = {spec.name for spec in registration.columns}
+    removed_ids = [column.pk for name, column in existing.items() if name not in wanted]
+    if removed_ids:
+        Column.objects.filter(pk__in=removed_ids).delete()
+    to_create, to_update = [], []
+    for position, spec in enumerate(registration.columns, start=1):
+        column = existing.get(spec.name) or Column(dataset=dataset, name=spec.name)
+        column.position = position
+        column.description = spec.description
+        column.mode = spec.mode
+        column.type = spec.type
+        column.originating_source_kind = spec.originating_source_kind
+        column.originating_source_name = spec.originating_source_name
+        column.sensitivity = spec.sensitivity
+        column.protection = spec.protection
+        (to_update if column.pk else to_create).append(column)
+    if to_update:
+        Column.objects.bulk_update(
+            to_update,
+            ["position", "description", "mode", "type", "originating_source_kind",
+             "originating_source_name", "sensitivity", "protection"],
+        )
+    if to_create:
+        Column.objects.bulk_create(to_create)
+
+
+def dataset_register(*, principal, payload) -> tuple[Dataset, bool]:
+    """Register a dataset, or a new version of it, from the registration JSON.
+
+    Returns ``(dataset, created)`` where ``created`` says whether a new version was made
+    (a new dataset or a changed schema). Sending the same schema again changes nothing
+    but the dataset's own description, owners and tags, if they were given.
+    Raises ``ValidationError`` (per field) or ``PermissionDenied``; on either, nothing is written.
+    """
+    registration = registration_parse(payload)
+    store = DataStore.objects.filter(name=registration.store).first()
+    if store is None:
+        raise ValidationError({"store": [f"Unknown store '{registration.store}'."]})
+    owners = _resolve_owners(registration.owners)
+    qualified_name = Dataset.build_qualified_name(store.name, registration.schema, registration.name)
+    try:
+        with transaction.atomic():
+            return _dataset_register_locked(principal, registration, store, owners, qualified_name)
+    except IntegrityError:
+        # Another registration of the same new dataset won the race: do it again as an update.
+        with transaction.atomic():
+            return _dataset_register_locked(principal, registration, store, owners, qualified_name)
+
+
+def _dataset_register_locked(principal, registration, store, owners, qualified_name):
+    dataset = (
+        Dataset.objects.select_for_update()
+        .select_related("current_version")
+        .filter(qualified_name=qualified_name)
+        .first()
+    )
+    if dataset is None:
+        if not policies.can_register_datasets(principal):
+            raise PermissionDenied("Registering datasets needs a registrar role (e.g. data engineer).")
+        dataset = Dataset(store=store, schema=registration.schema, name=registration.name)
+    elif not policies.can_edit_dataset(principal, dataset):
+        raise PermissionDenied("Only the dataset's owners or a registrar may change it.")
+
+    dataset.description = registration.description or dataset.description
+    if registration.tags is not None:
+        dataset.tags = registration.tags
+    previous = dataset.current_version
+    if previous is not None and previous.fingerprint == registration.fingerprint:
+        dataset.save(update_fields=["description", "tags", "updated_at"])
+        if owners is not None:
+            dataset.owners.set(owners)
+        return dataset, False
+
+    dataset.sensitivity = max((spec.sensitivity for spec in registration.columns), default=Sensitivity.PUBLIC)
+    dataset.qualified_name = qualified_name
+    dataset.status = DatasetStatus.ACTIVE
+    dataset.full_clean(exclude=["current_version"])
+    dataset.save()
+    version = DatasetVersion(
+        dataset=dataset,
+        number=previous.number + 1 if previous else 1,
+        declared_version=registration.declared_version,
+        columns=registration.snapshots,
+        fingerprint=registration.fingerprint,
+        diff=schema_diff(previous.columns if previous else [], registration.snapshots),
+        registered_by=registration.registered_by,
+        registered_by_user=principal if getattr(principal, "pk", None) else None,
+        registration_time=registration.registration_time,
+    )
+    version.is_breaking = bool(previous) and version.diff["breaking"]
+    version.save()
+    _sync_columns(dataset, registration)
+    dataset.current_version = version
+    dataset.save(update_fields=["current_version", "updated_at"])
+    if owners is not None:
+        dataset.owners.set(owners)
+    elif previous is None and getattr(principal, "pk", None) and not principal.is_service_account:
+        dataset.owners.add(principal)
+    return dataset, True
+
+
+def dataset_update_status(*, principal, dataset: Dataset, status: str) -> Dataset:
+    """Mark a dataset active or deprecated."""
+    if not policies.can_edit_dataset(principal, dataset):
+        raise PermissionDenied("Only the dataset's owners or a registrar may change it.")
+    if status not in DatasetStatus.values:
+        raise ValidationError({"status": [f"Unknown status '{status}'. Use one of: {', '.join(DatasetStatus.values)}."]})
+    dataset.status = status
+    dataset.save(update_fields=["status", "updated_at"])
+    return dataset
+
+
+STORE_FIELDS = ("name", "kind", "platform", "description", "environment", "residency", "line_of_business", "customer")
+
+
+def store_save(*, principal, store: DataStore | None = None, **fields) -> DataStore:
+    """Create a store, or change an existing one, after checking the principal may manage stores."""
+    if not policies.can_manage_stores(principal):
+        raise PermissionDenied("Managing stores needs the platform engineer role or an admin.")
+    unknown = set(fields) - set(STORE_FIELDS)
+    if unknown:
+        raise ValidationError({name: ["Unknown field."] for name in sorted(unknown)})
+    store = store or DataStore()
+    if store.pk and "name" in fields and fields["name"] != store.name and store.datasets.exists():
+        raise ValidationError({"name": ["A store with datasets cannot be renamed: qualified names depend on it."]})
+    for name, value in fields.items():
+        setattr(store, name, value)
+    store.full_clean()
+    store.save()
+    return store
