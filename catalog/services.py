@@ -78,7 +78,7 @@ def dataset_register(*, principal, payload) -> tuple[Dataset, bool]:
 
 def _dataset_register_locked(principal, registration, store, owners, qualified_name):
     dataset = (
-        Dataset.objects.select_for_update()
+        Dataset.objects.select_for_update(of=("self",))
         .select_related("current_version")
         .filter(qualified_name=qualified_name)
         .first()

@@ -1,0 +1,61 @@
+"""The usual cast for catalog tests: a registrar, a reader, an outsider, a service account."""
+
+import pytest
+from rest_framework.test import APIClient
+
+from tests.factories import StoreFactory, UserFactory, service_account_with_key
+
+
+@pytest.fixture
+def store(db):
+    return StoreFactory(name="analytics", kind="analytical", platform="bigquery")
+
+
+@pytest.fixture
+def registrar(db):
+    """A data engineer: may register and edit any dataset."""
+    return UserFactory(username="dave", roles=["data_engineer"])
+
+
+@pytest.fixture
+def reader(db):
+    """A marketing analyst: reads metadata, may not register."""
+    return UserFactory(username="mia", roles=["marketing_analyst"])
+
+
+@pytest.fixture
+def admin_user(db):
+    return UserFactory(username="admin", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def service_account(db):
+    """A pipeline's service account with the data engineer role, and its token key."""
+    return service_account_with_key()
+
+
+@pytest.fixture
+def api_client():
+    return APIClient()
+
+
+@pytest.fixture
+def registrar_client(registrar):
+    client = APIClient()
+    client.force_login(registrar)
+    return client
+
+
+@pytest.fixture
+def reader_client(reader):
+    client = APIClient()
+    client.force_login(reader)
+    return client
+
+
+@pytest.fixture
+def token_client(service_account):
+    _, key = service_account
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    return client
