@@ -1,13 +1,11 @@
-"""Project-wide API plumbing: one exception handler and a JSON parser with a size bound."""
-
-import io
+"""Project-wide API plumbing: the one exception handler every API view uses."""
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from rest_framework import exceptions, status
-from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -18,21 +16,6 @@ class PayloadTooLarge(exceptions.APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_detail = "Request body too large."
     default_code = "payload_too_large"
-
-
-class BoundedJSONParser(JSONParser):
-    """JSON, refused with 413 when the body is larger than ``DATA_UPLOAD_MAX_MEMORY_SIZE``."""
-
-    def parse(self, stream, media_type=None, parser_context=None):
-        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        request = (parser_context or {}).get("request")
-        declared = int(request.META.get("CONTENT_LENGTH") or 0) if request is not None else 0
-        if declared > limit:
-            raise PayloadTooLarge(f"Request body is {declared} bytes; the limit is {limit} bytes.")
-        body = stream.read(limit + 1) if stream is not None else b""
-        if len(body) > limit:
-            raise PayloadTooLarge(f"Request body exceeds the limit of {limit} bytes.")
-        return super().parse(io.BytesIO(body), media_type, parser_context)
 
 
 def _flatten(detail, prefix="") -> dict[str, list[str]]:
@@ -66,6 +49,9 @@ def exception_handler(exc, context):
         return _invalid({"non_field_errors": list(exc.messages)})
     if isinstance(exc, ApplicationError):
         return Response({"detail": exc.message, **exc.extra}, status=status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, RequestDataTooBig):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        exc = PayloadTooLarge(f"Request body exceeds the limit of {limit} bytes.")
     if isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied(str(exc) or None)
     if isinstance(exc, Http404):
