@@ -1,0 +1,37 @@
+from django.core.management import call_command
+
+from access.models import Role, User
+from catalog.models import Column, Dataset, DatasetVersion, DataStore
+
+
+def test_load_demo_is_idempotent(db):
+    call_command("load_demo")
+    counts = (DataStore.objects.count(), Dataset.objects.count(), DatasetVersion.objects.count(), User.objects.count())
+    call_command("load_demo")
+    assert (DataStore.objects.count(), Dataset.objects.count(), DatasetVersion.objects.count(), User.objects.count()) == counts
+
+
+def test_demo_has_the_guidance_platform(db):
+    call_command("load_demo")
+    assert set(DataStore.objects.values_list("kind", flat=True)) == {"transactional", "object", "analytical", "ml_model"}
+    assert DataStore.objects.filter(name="analytics", kind="analytical").exists()
+    password = Column.objects.get(dataset__qualified_name="appdb.public.users", name="password_hash")
+    assert (password.get_sensitivity_display(), password.get_protection_display()) == ("Restricted", "Hashed")
+    document = Column.objects.get(dataset__name="identity_verification_documents", name="document_hash")
+    assert (document.get_sensitivity_display(), document.get_protection_display()) == ("Restricted", "Hashed")
+    email = Column.objects.get(dataset__name="user_demographics", name="email")
+    assert (email.get_sensitivity_display(), email.get_protection_display()) == ("Sensitive", "Masked")
+    marketing = Dataset.objects.get(qualified_name="analytics.marketing.review_sentiment")
+    assert marketing.current_version.registered_by == "ServiceAccount1"
+    assert marketing.current_version.registered_by_user.username == "marketing-pipeline"
+    assert marketing.columns.get(name="ReviewSentiment").originating_source == "mlmodel:Sentiment"
+    assert Dataset.objects.get(qualified_name="appdb.public.reviews").current_version.is_breaking
+
+
+def test_demo_has_a_user_for_every_company_role(db):
+    call_command("load_demo")
+    for slug in ["data_scientist", "security_engineer", "software_engineer", "marketing_analyst",
+                 "product_manager", "executive", "data_engineer"]:
+        assert User.objects.filter(groups__company_role__slug=slug, is_service_account=False).exists(), slug
+    assert User.objects.get(username="admin").is_superuser
+    assert Role.objects.get(slug="data_engineer").can_register
