@@ -392,3 +392,30 @@ def test_api_docs_are_served_without_a_cdn(api_client):
     html = response.content.decode()
     assert "swagger-ui" in html
     assert "cdn" not in html.lower()
+
+
+def _count_queries(client, url):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as captured:
+        assert client.get(url).status_code == 200
+    return len(captured)
+
+
+def test_version_list_query_count_does_not_grow_with_versions(reader_client, registrar, store):
+    dataset = dataset_create(principal=registrar, store=store, columns=[column_payload("v0")])
+    reader_client.get("/api/v1/stores/")  # warm the session
+    few = _count_queries(reader_client, f"{URL}{dataset.pk}/versions/")
+    for n in range(1, 12):
+        dataset_create(principal=registrar, store=store, columns=[column_payload(f"v{n}")])
+    assert _count_queries(reader_client, f"{URL}{dataset.pk}/versions/") == few
+
+
+def test_store_list_query_count_does_not_grow_with_stores(reader_client, registrar, store):
+    dataset_create(principal=registrar, store=store)
+    reader_client.get("/api/v1/stores/")
+    few = _count_queries(reader_client, "/api/v1/stores/")
+    for n in range(10):
+        dataset_create(principal=registrar, store=StoreFactory(name=f"extra{n}"))
+    assert _count_queries(reader_client, "/api/v1/stores/") == few
