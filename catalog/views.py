@@ -40,7 +40,10 @@ def dataset_list(request):
     query = request.GET.copy()
     query.pop("page", None)
     for name in ("environment", "store_kind", "status"):
-        filterset.form.fields[name].empty_label = "Any"
+        field = filterset.form.fields[name]
+        choices = [choice for choice in field.choices if choice[0] != ""]
+        field.empty_label = "Any"
+        field.choices = choices  # rebinds the widget's choices to this field's empty label
     active_filters = any(value for key, value in request.GET.lists() if key != "page" and any(value))
     context = {
         "filterset": filterset,
