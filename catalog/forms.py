@@ -83,14 +83,14 @@ class ColumnForm(forms.Form):
     """One row of the column table."""
 
     name = forms.CharField(required=False, widget=forms.TextInput(attrs={"autocomplete": "off"}))
-    type = forms.CharField(required=False, widget=forms.TextInput(attrs={"placeholder": "STRING"}))
+    type = forms.CharField(required=False, widget=forms.TextInput(attrs={"autocomplete": "off"}))
     mode = forms.CharField(required=False, initial="NULLABLE", widget=forms.Select(choices=MODE_CHOICES))
     sensitivity = forms.CharField(required=False, widget=forms.Select(choices=SENSITIVITY_CHOICES))
     protection = forms.CharField(required=False, initial="None", widget=forms.Select(choices=PROTECTION_CHOICES))
     originating_source = forms.CharField(
         required=False,
         label="Originating source",
-        widget=forms.TextInput(attrs={"placeholder": "transactional:Reviews", "autocomplete": "off"}),
+        widget=forms.TextInput(attrs={"placeholder": "kind:name", "autocomplete": "off"}),
     )
     description = forms.CharField(required=False)
 

@@ -61,10 +61,8 @@ def dataset_list(request):
     }
     if not paginator.count and not active_filters:
         context["catalog_empty"] = not selectors.dataset_visible(user=request.user).exists()
-    response = render(request, "catalog/dataset_list.html", context)
-    # The same URL answers htmx (which swaps only the results) and plain navigation.
-    response["Vary"] = "HX-Request"
-    return response
+    # htmx live search asks for this same page and swaps in only #results (hx-select).
+    return render(request, "catalog/dataset_list.html", context)
 
 
 def _owner_usernames() -> list[str]:
@@ -306,6 +304,7 @@ def _store_form(request, *, store):
     if not policies.can_manage_stores(request.user):
         raise PermissionDenied("Managing stores needs the platform engineer role or an admin.")
     initial = {}
+    store_name = store.name if store is not None else ""  # store_save may change the instance, then refuse
     if store is not None:
         initial = {name: getattr(store, name) for name in services.STORE_FIELDS}
     if request.method == "POST":
@@ -320,4 +319,4 @@ def _store_form(request, *, store):
                 return redirect(reverse("catalog:store-list"))
     else:
         form = StoreForm(initial=initial)
-    return render(request, "catalog/store_form.html", {"form": form, "store": store})
+    return render(request, "catalog/store_form.html", {"form": form, "store": store, "store_name": store_name})
