@@ -537,3 +537,38 @@ def test_admin_edits_store(admin_web, store):
 
 def test_reader_gets_403_on_store_edit(reader_web, store):
     assert reader_web.get(reverse("catalog:store-edit", args=[store.pk])).status_code == 403
+
+
+# Layout ---------------------------------------------------------------------------------
+
+
+def test_logout_is_a_post_form_with_csrf(reader_web):
+    content = reader_web.get(reverse("catalog:dataset-list")).content.decode()
+
+    form = content[content.index(f'action="{reverse("logout")}"') - 40:]
+    form = form[: form.index("</form>")]
+    assert 'method="post"' in form
+    assert "csrfmiddlewaretoken" in form
+
+
+def test_admin_link_is_shown_only_to_staff(reader_web, admin_user, client):
+    assert reverse("admin:index") not in reader_web.get(reverse("catalog:dataset-list")).content.decode()
+    client.force_login(admin_user)
+
+    assert reverse("admin:index") in client.get(reverse("catalog:dataset-list")).content.decode()
+
+
+def test_unknown_filter_value_is_reported_and_ignored(reader_web, dataset):
+    response = reader_web.get(reverse("catalog:dataset-list"), {"sensitivity": "Bogus"})
+
+    assert response.status_code == 200
+    assert "Some filters were not understood" in response.content.decode()
+    assert response.context["result_count"] == 1
+
+
+def test_htmx_search_gets_the_page_with_its_results(reader_web, dataset):
+    response = reader_web.get(reverse("catalog:dataset-list"), {"q": "sentiment"}, HTTP_HX_REQUEST="true")
+
+    content = response.content.decode()
+    assert 'id="results"' in content
+    assert dataset.qualified_name in content
