@@ -72,7 +72,7 @@ class Registration:
     schema: str
     name: str
     columns: list[ColumnSpec]
-    description: str = ""
+    description: str | None = None  # None: not sent, keep the dataset's description
     registered_by: str = ""
     registration_time: dt.datetime | None = None
     declared_version: str = ""
@@ -219,7 +219,7 @@ def registration_parse(payload) -> Registration:
     if full_name and not DATASET_NAME_RE.match(full_name):
         errors.add("name", "Use letters, digits, _ - $ / and dots between parts, e.g. marketing.review_sentiment.")
     store = _string(errors, payload, "store", "store", required=True, max_length=64)
-    description = _string(errors, payload, "description", "description")
+    description = _string(errors, payload, "description", "description") if "description" in payload else None
     registered_by = _string(errors, payload, "registeredBy", "registeredBy", max_length=255)
     declared_version = payload.get("version")
     if isinstance(declared_version, int) and not isinstance(declared_version, bool):

@@ -90,7 +90,8 @@ def _dataset_register_locked(principal, registration, store, owners, qualified_n
     elif not policies.can_edit_dataset(principal, dataset):
         raise PermissionDenied("Only the dataset's owners or a registrar may change it.")
 
-    dataset.description = registration.description or dataset.description
+    if registration.description is not None:
+        dataset.description = registration.description
     if registration.tags is not None:
         dataset.tags = registration.tags
     previous = dataset.current_version
