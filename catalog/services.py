@@ -21,6 +21,12 @@ def _resolve_owners(usernames: list[str] | None):
     return users
 
 
+COLUMN_FIELDS = [
+    "position", "description", "mode", "type", "originating_source_kind", "originating_source_name",
+    "sensitivity", "protection",
+]
+
+
 def _sync_columns(dataset: Dataset, registration: Registration) -> None:
     """Make the dataset's Column rows match the registration, in a constant number of queries.
 
@@ -34,21 +40,23 @@ def _sync_columns(dataset: Dataset, registration: Registration) -> None:
     to_create, to_update = [], []
     for position, spec in enumerate(registration.columns, start=1):
         column = existing.get(spec.name) or Column(dataset=dataset, name=spec.name)
-        column.position = position
-        column.description = spec.description
-        column.mode = spec.mode
-        column.type = spec.type
-        column.originating_source_kind = spec.originating_source_kind
-        column.originating_source_name = spec.originating_source_name
-        column.sensitivity = spec.sensitivity
-        column.protection = spec.protection
+        wanted_values = {
+            "position": position,
+            "description": spec.description,
+            "mode": spec.mode,
+            "type": spec.type,
+            "originating_source_kind": spec.originating_source_kind,
+            "originating_source_name": spec.originating_source_name,
+            "sensitivity": spec.sensitivity,
+            "protection": spec.protection,
+        }
+        if column.pk and all(getattr(column, key) == value for key, value in wanted_values.items()):
+            continue  # unchanged: rewriting it would only cost time
+        for key, value in wanted_values.items():
+            setattr(column, key, value)
         (to_update if column.pk else to_create).append(column)
     if to_update:
-        Column.objects.bulk_update(
-            to_update,
-            ["position", "description", "mode", "type", "originating_source_kind",
-             "originating_source_name", "sensitivity", "protection"],
-        )
+        Column.objects.bulk_update(to_update, COLUMN_FIELDS)
     if to_create:
         Column.objects.bulk_create(to_create)
 
@@ -79,7 +87,7 @@ def dataset_register(*, principal, payload) -> tuple[Dataset, bool]:
 def _dataset_register_locked(principal, registration, store, owners, qualified_name):
     dataset = (
         Dataset.objects.select_for_update(of=("self",))
-        .select_related("current_version")
+        .select_related("store", "current_version")
         .filter(qualified_name=qualified_name)
         .first()
     )
