@@ -1,8 +1,14 @@
+import datetime as dt
+
+from django.db.models import Q
 from django.utils import timezone
 from rest_framework import exceptions
 from rest_framework.authentication import TokenAuthentication
 
 from access.models import ServiceToken, token_digest
+
+
+LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
 
 
 class ServiceTokenAuthentication(TokenAuthentication):
@@ -18,5 +24,10 @@ class ServiceTokenAuthentication(TokenAuthentication):
         )
         if token is None or not token.user.is_active:
             raise exceptions.AuthenticationFailed("Invalid or revoked token.")
-        ServiceToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
+        # Record use at most once a minute, so a busy pipeline does not write on every call.
+        now = timezone.now()
+        if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
+            ServiceToken.objects.filter(pk=token.pk).filter(
+                Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - LAST_USED_RESOLUTION)
+            ).update(last_used_at=now)
         return token.user, token

@@ -43,3 +43,10 @@ def test_service_accounts_cannot_sign_in_to_the_browser(db, service_account):
     form = LoginForm(data={"username": user.username, "password": "a-password-someone-set"})
     assert not form.is_valid()
     assert "Service accounts cannot sign in" in str(form.errors)
+
+
+def test_token_use_is_recorded(token_client, service_account):
+    user, _ = service_account
+    assert user.service_tokens.get().last_used_at is None
+    assert token_client.get("/api/v1/datasets/").status_code == 200
+    assert user.service_tokens.get().last_used_at is not None
