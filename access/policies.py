@@ -35,6 +35,9 @@ def can_edit_dataset(user, dataset) -> bool:
         return True
     if not can_read_metadata(user) or dataset is None:
         return False
+    owners = getattr(dataset, "owner_list", None)  # prefetched by the dataset selectors
+    if owners is not None:
+        return any(owner.pk == user.pk for owner in owners)
     return dataset.owners.filter(pk=user.pk).exists()
 
 

@@ -1,7 +1,7 @@
 """REST API views: parse, call a service or selector, serialize. No rules live here."""
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import generics, status
+from rest_framework import exceptions, generics, status
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -101,10 +101,10 @@ class DatasetDiffApi(APIView):
             else:
                 numbers[key] = int(raw)
         if errors:
-            return Response({"detail": "Invalid input.", "errors": errors}, status=status.HTTP_400_BAD_REQUEST)
+            raise exceptions.ValidationError(errors)
         dataset = selectors.dataset_get(user=request.user, pk=pk)
-        diff = selectors.dataset_version_diff(dataset=dataset, from_number=numbers["from"], to_number=numbers["to"])
-        return Response(DatasetDiffSerializer(diff).data)
+        old, new = selectors.dataset_version_pair(dataset=dataset, from_number=numbers["from"], to_number=numbers["to"])
+        return Response(DatasetDiffSerializer(selectors.dataset_version_diff(old=old, new=new)).data)
 
 
 class StoreListCreateApi(generics.ListCreateAPIView):

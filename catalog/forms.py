@@ -6,6 +6,7 @@ stores themselves: the view hands what they collected to the same service the AP
 """
 
 from django import forms
+from django.conf import settings
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 
 from catalog.models import Environment, Platform, StoreKind
@@ -34,6 +35,9 @@ COLUMN_FIELD_FOR_KEY = {
     "description": "description",
 }
 COLUMN_TEXT_FIELDS = ("name", "type", "originating_source", "description")
+# Sent even when empty, so the service names them as missing; blank choices are left out, as in the API.
+COLUMN_ALWAYS_SENT = ("name", "type", "description")
+COLUMN_DEFAULTS = {"mode": "NULLABLE", "protection": "None"}
 
 
 class DatasetForm(forms.Form):
@@ -104,16 +108,10 @@ class ColumnForm(forms.Form):
 
     def column_payload(self) -> dict:
         """The row as a column of the registration JSON; blank choices are left out, as in the API."""
-        data = self.cleaned_data
-        column = {
-            "name": (data.get("name") or "").strip(),
-            "type": (data.get("type") or "").strip(),
-            "description": (data.get("description") or "").strip(),
-        }
-        for key, field in (("mode", "mode"), ("sensitivity", "sensitivity"), ("protection", "protection"),
-                           ("originatingSource", "originating_source")):
-            value = (data.get(field) or "").strip()
-            if value:
+        column = {}
+        for key, field in COLUMN_FIELD_FOR_KEY.items():
+            value = (self.cleaned_data.get(field) or "").strip()
+            if value or key in COLUMN_ALWAYS_SENT:
                 column[key] = value
         return column
 
@@ -125,21 +123,18 @@ class BaseColumnFormSet(forms.BaseFormSet):
 
 
 ColumnFormSet = forms.formset_factory(
-    ColumnForm, formset=BaseColumnFormSet, extra=1, can_delete=True, max_num=2000, absolute_max=2000
+    ColumnForm,
+    formset=BaseColumnFormSet,
+    extra=1,
+    can_delete=True,
+    max_num=settings.CATALOG_MAX_COLUMNS,
+    absolute_max=settings.CATALOG_MAX_COLUMNS,
 )
 
 
 def column_initial(snapshot: dict) -> dict:
     """A version's canonical column dict as a row of the form."""
-    return {
-        "name": snapshot.get("name", ""),
-        "type": snapshot.get("type", ""),
-        "mode": snapshot.get("mode", "NULLABLE"),
-        "sensitivity": snapshot.get("sensitivity", ""),
-        "protection": snapshot.get("protection", "None"),
-        "originating_source": snapshot.get("originatingSource", ""),
-        "description": snapshot.get("description", ""),
-    }
+    return {field: snapshot.get(key, COLUMN_DEFAULTS.get(key, "")) for key, field in COLUMN_FIELD_FOR_KEY.items()}
 
 
 def registration_errors_apply(error: ValidationError, *, dataset_form: DatasetForm, formset: BaseColumnFormSet,

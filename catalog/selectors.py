@@ -52,14 +52,18 @@ def dataset_version_get(*, dataset: Dataset, number) -> DatasetVersion:
     return version
 
 
-def dataset_version_diff(*, dataset: Dataset, from_number, to_number) -> dict:
-    """The diff between any two versions of a dataset (either order)."""
+def dataset_version_pair(*, dataset: Dataset, from_number, to_number) -> tuple[DatasetVersion, DatasetVersion]:
+    """Two versions of a dataset, loaded in one query; 404 if either does not exist."""
     versions = {v.number: v for v in dataset.versions.filter(number__in=[from_number, to_number])}
     for number in (from_number, to_number):
         if number not in versions:
             raise Http404(f"Dataset {dataset.qualified_name} has no version {number}.")
-    diff = schema_diff(versions[from_number].columns, versions[to_number].columns)
-    return {"from": from_number, "to": to_number, **diff}
+    return versions[from_number], versions[to_number]
+
+
+def dataset_version_diff(*, old: DatasetVersion, new: DatasetVersion) -> dict:
+    """The diff between any two versions of a dataset (either order)."""
+    return {"from": old.number, "to": new.number, **schema_diff(old.columns, new.columns)}
 
 
 def store_list(*, user) -> QuerySet[DataStore]:

@@ -134,9 +134,8 @@ def dataset_diff(request, pk):
             )
             number = None
         chosen[key] = default if number is None else number
-    diff = selectors.dataset_version_diff(dataset=dataset, from_number=chosen["from"], to_number=chosen["to"])
-    old = selectors.dataset_version_get(dataset=dataset, number=chosen["from"])
-    new = selectors.dataset_version_get(dataset=dataset, number=chosen["to"])
+    old, new = selectors.dataset_version_pair(dataset=dataset, from_number=chosen["from"], to_number=chosen["to"])
+    diff = selectors.dataset_version_diff(old=old, new=new)
     old_by_name = {column["name"]: column for column in old.columns}
     new_by_name = {column["name"]: column for column in new.columns}
     context.update(
@@ -233,7 +232,6 @@ def _dataset_form(request, *, dataset: Dataset | None):
             except ValidationError as error:
                 registration_errors_apply(error, dataset_form=dataset_form, formset=formset, rows=rows)
             else:
-                saved = Dataset.objects.select_related("current_version").get(pk=saved.pk)
                 if created:
                     messages.success(
                         request, f"Registered version {saved.current_version.number} of {saved.qualified_name}."
