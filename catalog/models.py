@@ -55,6 +55,11 @@ class DataStore(models.Model):
     )
     line_of_business = models.CharField(max_length=64, blank=True)
     customer = models.CharField(max_length=64, blank=True, help_text="Customer or tenant, when segmented by one.")
+    lineage_namespace = models.CharField(
+        max_length=255, unique=True, null=True, blank=True,
+        help_text="The OpenLineage namespace that names this store, e.g. postgres://db.internal:5432.",
+    )
+    needs_review = models.BooleanField(default=False, help_text="Discovered from lineage; nobody has reviewed it yet.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -66,6 +71,8 @@ class DataStore(models.Model):
         return self.name
 
     def clean(self):
+        if self.lineage_namespace == "":
+            self.lineage_namespace = None
         if self.residency:
             self.residency = self.residency.strip().upper()
 
@@ -86,6 +93,7 @@ class Dataset(models.Model):
     status = models.CharField(max_length=16, choices=DatasetStatus.choices, default=DatasetStatus.ACTIVE)
     owners = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="owned_datasets", blank=True)
     tags = models.JSONField(default=list, blank=True)
+    needs_review = models.BooleanField(default=False, help_text="Discovered from lineage; an owner should review it.")
     # Highest sensitivity among the current columns (kept by the registration service).
     sensitivity = models.PositiveSmallIntegerField(choices=Sensitivity.choices, default=Sensitivity.PUBLIC)
     current_version = models.ForeignKey(

@@ -36,6 +36,9 @@ def _sync_columns(dataset: Dataset, registration: Registration) -> None:
     wanted = {spec.name for spec in registration.columns}
     removed_ids = [column.pk for name, column in existing.items() if name not in wanted]
     if removed_ids:
+        from lineage.models import Node  # a dropped column's lineage node outlives it
+
+        Node.objects.filter(column_id__in=removed_ids).update(column=None)
         Column.objects.filter(pk__in=removed_ids).delete()
     to_create, to_update = [], []
     for position, spec in enumerate(registration.columns, start=1):
@@ -130,6 +133,9 @@ def _dataset_register_locked(principal, registration, store, owners, qualified_n
     _sync_columns(dataset, registration)
     dataset.current_version = version
     dataset.save(update_fields=["current_version", "updated_at"])
+    from lineage.services import lineage_dataset_registered  # lineage builds on the catalog
+
+    lineage_dataset_registered(dataset=dataset)
     if owners is not None:
         dataset.owners.set(owners)
     elif previous is None and getattr(principal, "pk", None) and not principal.is_service_account:

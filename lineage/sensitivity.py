@@ -1,0 +1,158 @@
+"""Effective sensitivity: the classification that follows the data down column edges.
+
+For a column node ``n`` with its own (declared) sensitivity and protection:
+
+- what an upstream column ``u`` passes on is its effective sensitivity, at most ``Regular``
+  when ``u`` itself is protected (masked, tokenized, hashed, encrypted);
+- a masking edge lowers what arrives through it to at most ``Regular`` as well;
+- ``inflow(n)`` is the highest of what arrives over direct column edges, and
+  ``effective(n) = max(own(n), inflow(n))`` (the inflow counted at most ``Regular`` when
+  ``n`` is itself protected);
+- ``n`` is a violation when it is unprotected and declared lower than what arrives over
+  edges that no protection step touched.
+
+Indirect edges (filters, joins) shape rows, not values, so nothing flows over them.
+
+The refresh is incremental: it takes the nodes a change touched, finds what lies
+downstream of them with one recursive query, and recomputes only those, from their own
+values and the stored values of their other upstream columns, in a constant number of
+queries. Starting the closure from its own values (not the stored ones) means a lowered
+classification also lowers everything downstream, cycles included.
+"""
+
+from collections import defaultdict, deque
+
+from django.db import connection
+
+from catalog.models import Column
+from catalog.vocabulary import Protection, Sensitivity
+from lineage.models import Edge, EdgeLevel, Node, NodeKind
+
+PROTECTED_CAP = Sensitivity.REGULAR
+
+_CLOSURE = """
+WITH RECURSIVE closure(id) AS (
+    SELECT id FROM {node} WHERE id IN ({seeds}) AND kind = %s
+    UNION
+    SELECT e.target_id FROM {edge} e JOIN closure c ON e.source_id = c.id
+    WHERE e.level = %s AND e.direct = %s
+)
+"""
+
+
+def _closure_sql(seed_count: int) -> str:
+    return _CLOSURE.format(
+        node=Node._meta.db_table, edge=Edge._meta.db_table, seeds=", ".join(["%s"] * seed_count)
+    )
+
+
+def sensitivity_refresh(*, node_ids) -> int:
+    """Recompute effective sensitivity and violations for ``node_ids`` and everything
+    downstream of them. Returns how many nodes changed."""
+    seeds = sorted({int(pk) for pk in node_ids if pk is not None})
+    if not seeds:
+        return 0
+    closure_params = [*seeds, NodeKind.COLUMN, EdgeLevel.COLUMN, True]
+    node_table, column_table, edge_table = Node._meta.db_table, Column._meta.db_table, Edge._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _closure_sql(len(seeds))
+            + f"""SELECT n.id, n.column_id, c.sensitivity, c.protection, n.effective_sensitivity,
+                         n.unprotected_inflow, n.sensitivity_from_id, n.is_violation
+                  FROM closure JOIN {node_table} n ON n.id = closure.id
+                  LEFT JOIN {column_table} c ON c.id = n.column_id
+                  WHERE n.kind = %s""",
+            [*closure_params, NodeKind.COLUMN],
+        )
+        stored = {row[0]: row for row in cursor.fetchall()}
+        cursor.execute(
+            _closure_sql(len(seeds))
+            + f"""SELECT e.source_id, e.target_id, e.masking, s.effective_sensitivity, sc.sensitivity, sc.protection
+                  FROM closure JOIN {edge_table} e ON e.target_id = closure.id
+                  JOIN {node_table} s ON s.id = e.source_id
+                  LEFT JOIN {column_table} sc ON sc.id = s.column_id
+                  WHERE e.level = %s AND e.direct = %s AND s.kind = %s""",
+            [*closure_params, EdgeLevel.COLUMN, True, NodeKind.COLUMN],
+        )
+        edge_rows = cursor.fetchall()
+
+    own = {pk: row[2] if row[2] is not None else Sensitivity.PUBLIC for pk, row in stored.items()}
+    protected = {pk: bool(row[3]) and row[3] != Protection.NONE for pk, row in stored.items()}
+    outside = {}  # upstream columns not downstream of the change keep their stored values
+    incoming = defaultdict(list)
+    downstream = defaultdict(list)
+    for source_id, target_id, masking, source_effective, source_own, source_protection in edge_rows:
+        incoming[target_id].append((source_id, bool(masking)))
+        if source_id in stored:
+            downstream[source_id].append(target_id)
+        else:
+            value = source_effective if source_effective is not None else (source_own or Sensitivity.PUBLIC)
+            outside[source_id] = (value, bool(source_protection) and source_protection != Protection.NONE)
+
+    effective = dict(own)
+
+    def arriving(target_id):
+        for source_id, masking in incoming[target_id]:
+            if source_id in stored:
+                value, source_protected = effective[source_id], protected[source_id]
+            else:
+                value, source_protected = outside[source_id]
+            if source_protected or masking:
+                yield source_id, min(value, PROTECTED_CAP), True
+            else:
+                yield source_id, value, False
+
+    def computed(pk):
+        inflow = max((value for _, value, _ in arriving(pk)), default=None)
+        if inflow is None:
+            return own[pk]
+        if protected[pk]:
+            inflow = min(inflow, PROTECTED_CAP)
+        return max(own[pk], inflow)
+
+    # Values only rise from each node's own level, so this reaches the least fixpoint.
+    queue, queued = deque(stored), set(stored)
+    while queue:
+        pk = queue.popleft()
+        queued.discard(pk)
+        value = computed(pk)
+        if value != effective[pk]:
+            effective[pk] = value
+            for target_id in downstream[pk]:
+                if target_id not in queued:
+                    queue.append(target_id)
+                    queued.add(target_id)
+
+    changed = []
+    for pk, row in stored.items():
+        contributions = sorted(arriving(pk), key=lambda item: (-item[1], item[0]))
+        unprotected = [item for item in contributions if not item[2]]
+        unprotected_inflow = unprotected[0][1] if unprotected else None
+        has_column = row[1] is not None
+        is_violation = bool(
+            has_column and not protected[pk] and unprotected_inflow is not None and unprotected_inflow > own[pk]
+        )
+        if is_violation:
+            sensitivity_from = unprotected[0][0]
+        elif effective[pk] > own[pk]:
+            sensitivity_from = contributions[0][0]
+        else:
+            sensitivity_from = None
+        new = (effective[pk], unprotected_inflow, sensitivity_from, is_violation)
+        if new != tuple(row[4:8]):
+            changed.append(
+                Node(
+                    pk=pk,
+                    effective_sensitivity=new[0],
+                    unprotected_inflow=new[1],
+                    sensitivity_from_id=new[2],
+                    is_violation=new[3],
+                )
+            )
+    if changed:
+        Node.objects.bulk_update(
+            changed,
+            ["effective_sensitivity", "unprotected_inflow", "sensitivity_from", "is_violation"],
+            batch_size=1000,
+        )
+    return len(changed)

@@ -1,0 +1,292 @@
+"""Every write to the lineage graph: nodes, edges, originating sources and placeholders.
+
+Registration calls ``lineage_dataset_registered`` in its own transaction; the OpenLineage
+endpoint writes through ``lineage_edges_upsert``. Both end with an incremental
+sensitivity refresh of what they touched.
+"""
+
+from dataclasses import dataclass
+
+from django.db.models import Q
+from django.utils import timezone
+
+from catalog.models import Dataset, StoreKind
+from lineage.models import REGISTRATION_EDGE_KINDS, Edge, EdgeKind, EdgeLevel, Job, Node, NodeKind
+from lineage.sensitivity import sensitivity_refresh
+
+# ``<kind>:<name>`` kinds that name a kind of store, so the source may be a registered dataset.
+ORIGIN_KIND_TO_STORE_KIND = {
+    "transactional": StoreKind.TRANSACTIONAL,
+    "oltp": StoreKind.TRANSACTIONAL,
+    "analytical": StoreKind.ANALYTICAL,
+    "warehouse": StoreKind.ANALYTICAL,
+    "object": StoreKind.OBJECT,
+    "stream": StoreKind.STREAM,
+    "mlmodel": StoreKind.ML_MODEL,
+    "ml_model": StoreKind.ML_MODEL,
+    "model": StoreKind.ML_MODEL,
+}
+
+
+@dataclass(frozen=True)
+class EdgeSpec:
+    source_id: int
+    target_id: int
+    level: str
+    kind: str
+    direct: bool = True
+    masking: bool = False
+    description: str = ""
+    job_id: int | None = None
+
+
+def dataset_nodes_ensure(datasets) -> dict[int, Node]:
+    """The lineage node of each dataset, created where missing; keyed by dataset id."""
+    datasets = {dataset.pk: dataset for dataset in datasets}
+    if not datasets:
+        return {}
+    found = {node.dataset_id: node for node in Node.objects.filter(kind=NodeKind.DATASET, dataset_id__in=datasets)}
+    missing = [
+        Node(kind=NodeKind.DATASET, dataset=dataset, name=dataset.qualified_name)
+        for pk, dataset in datasets.items()
+        if pk not in found
+    ]
+    if missing:
+        Node.objects.bulk_create(missing, ignore_conflicts=True)
+        found = {node.dataset_id: node for node in Node.objects.filter(kind=NodeKind.DATASET, dataset_id__in=datasets)}
+    return found
+
+
+def column_nodes_ensure(dataset: Dataset, names=None) -> dict[str, Node]:
+    """Column nodes of a dataset keyed by lower-cased name, created where missing and
+    linked to the catalog's column of that name where there is one.
+
+    ``names`` limits the result (and creation) to those columns; by default every current
+    column of the dataset gets a node.
+    """
+    columns = {column.name.lower(): column for column in dataset.columns.all()}
+    wanted = {name.lower(): name for name in (names if names is not None else [c.name for c in columns.values()])}
+    existing = Node.objects.filter(kind=NodeKind.COLUMN, dataset=dataset)
+    nodes = {node.name.lower(): node for node in existing}
+    missing = [
+        Node(kind=NodeKind.COLUMN, dataset=dataset, name=columns[key].name if key in columns else name)
+        for key, name in wanted.items()
+        if key not in nodes
+    ]
+    if missing:
+        Node.objects.bulk_create(missing, ignore_conflicts=True)
+        nodes = {node.name.lower(): node for node in Node.objects.filter(kind=NodeKind.COLUMN, dataset=dataset)}
+    relinked = []
+    for key, node in nodes.items():
+        column = columns.get(key)
+        column_id = column.pk if column else None
+        if node.column_id != column_id:
+            node.column_id = column_id
+            relinked.append(node)
+    if relinked:
+        # A node gives up its column before another takes it (names differing only in case).
+        Node.objects.filter(pk__in=[n.pk for n in relinked]).update(column=None)
+        Node.objects.bulk_update([n for n in relinked if n.column_id], ["column"])
+    return {key: node for key, node in nodes.items() if key in wanted}
+
+
+def source_nodes_ensure(pairs) -> dict[tuple[str, str], Node]:
+    """External source nodes for ``(kind, name)`` pairs, keyed by ``(kind, name.lower())``."""
+    pairs = {(kind, name.lower()): (kind, name) for kind, name in pairs}
+    if not pairs:
+        return {}
+
+    def load():
+        query = Q()
+        for kind, lowered in pairs:
+            query |= Q(source_kind=kind, name__iexact=lowered)
+        return {(node.source_kind, node.name.lower()): node for node in Node.objects.filter(query, kind=NodeKind.SOURCE)}
+
+    found = load()
+    missing = [
+        Node(kind=NodeKind.SOURCE, source_kind=kind, name=name) for key, (kind, name) in pairs.items() if key not in found
+    ]
+    if missing:
+        Node.objects.bulk_create(missing, ignore_conflicts=True)
+        found = load()
+    return found
+
+
+def lineage_edges_upsert(specs, *, seen_at=None) -> set[int]:
+    """Create edges, or move ``last_seen`` (never backwards) on those already known.
+
+    Returns the ids of the target nodes of edges that are new or changed, for the
+    sensitivity refresh.
+    """
+    seen_at = seen_at or timezone.now()
+    specs = {(spec.source_id, spec.target_id, spec.kind): spec for spec in specs if spec.source_id != spec.target_id}
+    if not specs:
+        return set()
+    query = Q()
+    for source_id, target_id, kind in specs:
+        query |= Q(source_id=source_id, target_id=target_id, kind=kind)
+    existing = {(e.source_id, e.target_id, e.kind): e for e in Edge.objects.filter(query)}
+    to_create, to_update, touched = [], [], set()
+    for key, spec in specs.items():
+        edge = existing.get(key)
+        if edge is None:
+            to_create.append(
+                Edge(
+                    source_id=spec.source_id, target_id=spec.target_id, level=spec.level, kind=spec.kind,
+                    direct=spec.direct, masking=spec.masking, description=spec.description[:500],
+                    job_id=spec.job_id, first_seen=seen_at, last_seen=seen_at,
+                )
+            )
+            touched.add(spec.target_id)
+            continue
+        flow_changed = edge.direct != spec.direct or edge.masking != spec.masking
+        if seen_at >= edge.last_seen:
+            new = (spec.direct, spec.masking, spec.description[:500], spec.job_id or edge.job_id, seen_at)
+            if new != (edge.direct, edge.masking, edge.description, edge.job_id, edge.last_seen):
+                edge.direct, edge.masking, edge.description, edge.job_id, edge.last_seen = new
+                to_update.append(edge)
+                if flow_changed:
+                    touched.add(spec.target_id)
+        elif seen_at < edge.first_seen:
+            edge.first_seen = seen_at
+            to_update.append(edge)
+    if to_create:
+        Edge.objects.bulk_create(to_create, ignore_conflicts=True, batch_size=1000)
+    if to_update:
+        Edge.objects.bulk_update(
+            to_update, ["direct", "masking", "description", "job", "first_seen", "last_seen"], batch_size=1000
+        )
+    return touched
+
+
+def _origin_candidates(pairs) -> dict[tuple[str, str], Dataset]:
+    """The registered dataset each ``(kind, name)`` originating source names, where exactly one does.
+
+    ``transactional:Reviews`` matches a dataset named ``Reviews`` (or ``schema.Reviews``, or
+    its qualified name) in a store of kind transactional. Ambiguous names stay unmatched.
+    """
+    query = Q()
+    for kind, name in pairs:
+        store_kind = ORIGIN_KIND_TO_STORE_KIND.get(kind)
+        if store_kind is None:
+            continue
+        by_name = Q(name__iexact=name) | Q(qualified_name__iexact=name)
+        if "." in name:
+            schema, _, short = name.rpartition(".")
+            by_name |= Q(schema__iexact=schema, name__iexact=short)
+        query |= Q(store__kind=store_kind) & by_name
+    if not query:
+        return {}
+    candidates = list(Dataset.objects.filter(query).select_related("store"))
+    matched = {}
+    for kind, name in pairs:
+        store_kind = ORIGIN_KIND_TO_STORE_KIND.get(kind)
+        lowered = name.lower()
+        hits = [
+            dataset for dataset in candidates
+            if dataset.store.kind == store_kind
+            and lowered in {dataset.name.lower(), dataset.registration_name.lower(), dataset.qualified_name.lower()}
+        ]
+        exact = [dataset for dataset in hits if dataset.qualified_name.lower() == lowered]
+        if len(exact) == 1 or len(hits) == 1:
+            matched[(kind, lowered)] = (exact or hits)[0]
+    return matched
+
+
+def _origin_edges_sync(dataset: Dataset) -> set[int]:
+    """Make the edges that come from the dataset's originating sources match its columns.
+
+    Returns the ids of nodes whose inflow may have changed.
+    """
+    dataset_node = dataset_nodes_ensure([dataset])[dataset.pk]
+    column_nodes = column_nodes_ensure(dataset)
+    columns = [c for c in dataset.columns.all() if c.originating_source_kind and c.originating_source_name]
+    pairs = {(c.originating_source_kind, c.originating_source_name) for c in columns}
+    matched = _origin_candidates(pairs)
+    matched = {key: source for key, source in matched.items() if source.pk != dataset.pk}
+    placeholders = source_nodes_ensure(
+        {(kind, name) for kind, name in pairs if (kind, name.lower()) not in matched}
+    )
+    source_dataset_nodes = dataset_nodes_ensure(matched.values())
+    source_column_nodes = {}
+    for source in {source.pk: source for source in matched.values()}.values():
+        names = [c.name for c in columns if matched.get((c.originating_source_kind, c.originating_source_name.lower())) == source]
+        available = {column.name.lower() for column in source.columns.all()}
+        source_column_nodes[source.pk] = column_nodes_ensure(source, [n for n in names if n.lower() in available])
+
+    specs = []
+    for column in columns:
+        key = (column.originating_source_kind, column.originating_source_name.lower())
+        kind = EdgeKind.MODEL_OUTPUT if ORIGIN_KIND_TO_STORE_KIND.get(key[0]) == StoreKind.ML_MODEL else EdgeKind.ORIGIN
+        target = column_nodes[column.name.lower()]
+        source = matched.get(key)
+        if source is not None:
+            upstream_dataset = source_dataset_nodes[source.pk]
+            upstream_column = source_column_nodes[source.pk].get(column.name.lower())
+            upstream = upstream_column or upstream_dataset
+        else:
+            upstream_dataset = upstream = placeholders[key]
+        specs.append(EdgeSpec(upstream.pk, target.pk, EdgeLevel.COLUMN, kind))
+        specs.append(EdgeSpec(upstream_dataset.pk, dataset_node.pk, EdgeLevel.DATASET, kind))
+
+    wanted = {(spec.source_id, spec.target_id, spec.kind) for spec in specs}
+    own_node_ids = [dataset_node.pk, *[node.pk for node in column_nodes.values()]]
+    stale = [
+        edge for edge in Edge.objects.filter(target_id__in=own_node_ids, kind__in=REGISTRATION_EDGE_KINDS)
+        if (edge.source_id, edge.target_id, edge.kind) not in wanted
+    ]
+    touched = {edge.target_id for edge in stale}
+    if stale:
+        Edge.objects.filter(pk__in=[edge.pk for edge in stale]).delete()
+        # A placeholder nothing points from any more is dropped.
+        Node.objects.filter(
+            pk__in={edge.source_id for edge in stale}, kind=NodeKind.SOURCE, out_edges__isnull=True
+        ).delete()
+    touched |= lineage_edges_upsert(specs)
+    return touched
+
+
+def _placeholders_resolve(dataset: Dataset) -> set[int]:
+    """Replace placeholders that name ``dataset`` by the dataset itself.
+
+    Returns the ids of nodes whose inflow may have changed.
+    """
+    kinds = [kind for kind, store_kind in ORIGIN_KIND_TO_STORE_KIND.items() if store_kind == dataset.store.kind]
+    names = {dataset.name.lower(), dataset.registration_name.lower(), dataset.qualified_name.lower()}
+    query = Q()
+    for name in names:
+        query |= Q(name__iexact=name)
+    placeholders = list(Node.objects.filter(query, kind=NodeKind.SOURCE, source_kind__in=kinds))
+    if not placeholders:
+        return set()
+    waiting = list(
+Dataset.objects.filter(lineage_nodes__in_edges__source__in=placeholders).distinct()
+    )
+    Node.objects.filter(pk__in=[node.pk for node in placeholders]).delete()
+    touched = set()
+    for other in waiting:
+        touched |= _origin_edges_sync(other)
+        touched |= set(Node.objects.filter(kind=NodeKind.COLUMN, dataset=other).values_list("pk", flat=True))
+    return touched
+
+
+def lineage_dataset_registered(*, dataset: Dataset) -> None:
+    """Bring lineage up to date after a dataset got a new version: its column nodes, the
+    edges from its columns' originating sources, placeholders that were waiting for it,
+    and the effective sensitivity of everything downstream.
+
+    Runs inside the registration's transaction.
+    """
+    touched = _origin_edges_sync(dataset)
+    touched |= _placeholders_resolve(dataset)
+    touched |= set(Node.objects.filter(kind=NodeKind.COLUMN, dataset=dataset).values_list("pk", flat=True))
+    sensitivity_refresh(node_ids=touched)
+
+
+def job_ensure(*, namespace: str, name: str, description: str | None = None) -> Job:
+    job, created = Job.objects.get_or_create(namespace=namespace, name=name, defaults={"description": description or ""})
+    if not created and description is not None and job.description != description:
+        job.description = description
+        job.save(update_fields=["description", "updated_at"])
+    return job
+
