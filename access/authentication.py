@@ -3,7 +3,7 @@ import datetime as dt
 from django.db.models import Q
 from django.utils import timezone
 from rest_framework import exceptions
-from rest_framework.authentication import TokenAuthentication
+from rest_framework.authentication import TokenAuthentication, get_authorization_header
 
 from access.models import ServiceToken, token_digest
 
@@ -12,9 +12,23 @@ LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
 
 
 class ServiceTokenAuthentication(TokenAuthentication):
-    """``Authorization: Token <key>``, checked against the stored digest of the key."""
+    """``Authorization: Token <key>`` (or ``Bearer <key>``, as OpenLineage clients send it),
+    checked against the stored digest of the key."""
 
     keyword = "Token"
+    keywords = (b"token", b"bearer")
+
+    def authenticate(self, request):
+        auth = get_authorization_header(request).split()
+        if not auth or auth[0].lower() not in self.keywords:
+            return None
+        if len(auth) != 2:
+            raise exceptions.AuthenticationFailed("Invalid token header: use 'Token <key>'.")
+        try:
+            key = auth[1].decode()
+        except UnicodeError:
+            raise exceptions.AuthenticationFailed("Invalid token header: the key has invalid characters.")
+        return self.authenticate_credentials(key)
 
     def authenticate_credentials(self, key):
         token = (

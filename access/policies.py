@@ -45,3 +45,8 @@ def can_manage_stores(user) -> bool:
     if not can_read_metadata(user):
         return False
     return user.is_superuser or any(role.can_manage_stores for role in user_roles(user))
+
+
+def can_emit_lineage(user) -> bool:
+    """May send OpenLineage events: they can create datasets, so registrars only."""
+    return can_register_datasets(user)

@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from catalog import apis
 
@@ -14,4 +14,5 @@ urlpatterns = [
     path("datasets/<int:pk>/diff/", apis.DatasetDiffApi.as_view(), name="dataset-diff"),
     path("stores/", apis.StoreListCreateApi.as_view(), name="store-list"),
     path("stores/<int:pk>/", apis.StoreDetailApi.as_view(), name="store-detail"),
+    path("", include("lineage.api_urls")),
 ]

@@ -117,6 +117,8 @@ class DatasetDetailSerializer(serializers.ModelSerializer):
         ]
 
     def get_registeredByPrincipal(self, dataset) -> str | None:
+        if dataset.current_version is None:  # discovered from lineage, never registered
+            return None
         user = dataset.current_version.registered_by_user
         return user.username if user else None
 

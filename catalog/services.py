@@ -1,5 +1,7 @@
 """Every write to the catalog goes through these functions (API, browser form and demo alike)."""
 
+import re
+
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
@@ -154,7 +156,38 @@ def dataset_update_status(*, principal, dataset: Dataset, status: str) -> Datase
     return dataset
 
 
-STORE_FIELDS = ("name", "kind", "platform", "description", "environment", "residency", "line_of_business", "customer")
+def dataset_discover(*, store: DataStore, name: str, description: str = "") -> Dataset:
+    """A dataset that lineage names before anyone registered it: no version yet, flagged for review.
+
+    Callers check their own permission (the lineage endpoint does).
+    """
+    schema, _, short = name.rpartition(".")
+    dataset = Dataset(store=store, schema=schema, name=short, description=description, needs_review=True)
+    dataset.full_clean(exclude=["current_version", "qualified_name"])
+    dataset.save()
+    return dataset
+
+
+def store_discover(*, namespace: str, kind: str, platform: str) -> DataStore:
+    """A store for an OpenLineage namespace nobody has mapped yet, flagged for review."""
+    base = re.sub(r"[^a-z0-9_-]+", "-", namespace.lower()).strip("-_")[:56] or "discovered"
+    name, suffix = base, 1
+    while DataStore.objects.filter(name=name).exists():
+        suffix += 1
+        name = f"{base}-{suffix}"
+    store = DataStore(
+        name=name, kind=kind, platform=platform, lineage_namespace=namespace, needs_review=True,
+        description=f"Discovered from OpenLineage namespace {namespace}.",
+    )
+    store.full_clean()
+    store.save()
+    return store
+
+
+STORE_FIELDS = (
+    "name", "kind", "platform", "description", "environment", "residency", "line_of_business", "customer",
+    "lineage_namespace",
+)
 
 
 def store_save(*, principal, store: DataStore | None = None, **fields) -> DataStore:

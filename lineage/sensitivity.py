@@ -134,7 +134,8 @@ def sensitivity_refresh(*, node_ids) -> int:
         )
         if is_violation:
             sensitivity_from = unprotected[0][0]
-        elif effective[pk] > own[pk]:
+        elif contributions and contributions[0][1] >= effective[pk] > Sensitivity.PUBLIC:
+            # Upstream brings at least this level: the path leads to where it came from.
             sensitivity_from = contributions[0][0]
         else:
             sensitivity_from = None

@@ -1,0 +1,14 @@
+from django.urls import path, re_path
+
+from lineage import apis
+
+urlpatterns = [
+    # The path OpenLineage clients post to by default (as Marquez), with or without the slash.
+    re_path(r"^lineage/?$", apis.OpenLineageApi.as_view(), name="openlineage"),
+    path("lineage/violations/", apis.ViolationListApi.as_view(), name="lineage-violation-list"),
+    path("lineage/jobs/", apis.JobListApi.as_view(), name="lineage-job-list"),
+    path("datasets/<int:pk>/lineage/", apis.DatasetLineageApi.as_view(), name="dataset-lineage"),
+    path(
+        "datasets/<int:pk>/columns/<int:column_id>/lineage/", apis.ColumnLineageApi.as_view(), name="column-lineage"
+    ),
+]

@@ -1,0 +1,154 @@
+"""Lineage API: the OpenLineage endpoint, graph walks, impact, violations and jobs."""
+
+import io
+import zlib
+
+from django.conf import settings
+from drf_spectacular.utils import OpenApiParameter, OpenApiTypes, extend_schema
+from rest_framework import exceptions, generics, status
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.parsers import JSONParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from catalog.api_support import PayloadTooLarge
+from catalog.selectors import dataset_get
+from lineage import selectors
+from lineage.models import EdgeLevel
+from lineage.openlineage import openlineage_ingest
+from lineage.serializers import (
+    IngestResultSerializer,
+    JobSerializer,
+    LineageGraphSerializer,
+    ViolationSerializer,
+)
+
+
+class OpenLineageJSONParser(JSONParser):
+    """JSON, gzip-compressed or not (the OpenLineage client's ``compression: gzip``)."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        request = (parser_context or {}).get("request")
+        encoding = request.META.get("HTTP_CONTENT_ENCODING", "").lower() if request is not None else ""
+        if encoding != "gzip":
+            return super().parse(stream, media_type, parser_context)
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        try:
+            inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            body = inflater.decompress(stream.read(), limit + 1)
+        except zlib.error as exc:
+            raise exceptions.ParseError(f"The body is not valid gzip: {exc}.") from exc
+        if len(body) > limit:
+            raise PayloadTooLarge(f"The decompressed event exceeds the limit of {limit} bytes.")
+        return super().parse(io.BytesIO(body), media_type, parser_context)
+
+
+class OpenLineageApi(APIView):
+    """Receives OpenLineage events, as Marquez does at the same path."""
+
+    parser_classes = [OpenLineageJSONParser]
+
+    @extend_schema(
+        request=OpenApiTypes.OBJECT,
+        responses={201: IngestResultSerializer, 200: IngestResultSerializer},
+        description=(
+            "An OpenLineage RunEvent (or JobEvent, DatasetEvent) as the openlineage-python HTTP transport sends it. "
+            "201 when recorded; 200 when the same event was already received (nothing changes). "
+            "Unknown namespaces and datasets are created and flagged for review; the column lineage facet "
+            "becomes column edges."
+        ),
+    )
+    def post(self, request):
+        result = openlineage_ingest(principal=request.user, payload=request.data)
+        return Response(
+            IngestResultSerializer(result).data, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
+        )
+
+
+WALK_PARAMETERS = [
+    OpenApiParameter("direction", str, enum=list(selectors.DIRECTIONS), description="Default: both."),
+    OpenApiParameter("depth", int, description=f"Hops to follow, 1 to {selectors.MAX_DEPTH} (default {selectors.DEFAULT_DEPTH})."),
+    OpenApiParameter(
+        "limit", int, description=f"Most nodes per direction, 1 to {selectors.MAX_LIMIT} (default {selectors.DEFAULT_LIMIT})."
+    ),
+]
+
+
+def walk_options(query_params, *, direction=selectors.BOTH) -> dict:
+    """Checked ``direction``, ``depth`` and ``limit`` query parameters; 400 naming the bad one."""
+    errors, options = {}, {"direction": query_params.get("direction") or direction}
+    if options["direction"] not in selectors.DIRECTIONS:
+        errors["direction"] = [f"Use one of: {', '.join(selectors.DIRECTIONS)}."]
+    for key, high in (("depth", selectors.MAX_DEPTH), ("limit", selectors.MAX_LIMIT)):
+        raw = query_params.get(key)
+        if raw in (None, ""):
+            options[key] = None
+        elif not raw.isdigit() or not 1 <= int(raw) <= high:
+            errors[key] = [f"Must be a whole number from 1 to {high}."]
+        else:
+            options[key] = int(raw)
+    if errors:
+        raise exceptions.ValidationError(errors)
+    return options
+
+
+class DatasetLineageApi(APIView):
+    """Upstream and downstream of a dataset: datasets (``level=dataset``) or the columns of
+    this dataset and what they connect to (``level=column``)."""
+
+    @extend_schema(
+        parameters=[*WALK_PARAMETERS, OpenApiParameter("level", str, enum=list(EdgeLevel.values), description="Default: dataset.")],
+        responses=LineageGraphSerializer,
+    )
+    def get(self, request, pk):
+        options = walk_options(request.query_params)
+        level = request.query_params.get("level") or EdgeLevel.DATASET
+        if level not in EdgeLevel.values:
+            raise exceptions.ValidationError({"level": [f"Use one of: {', '.join(EdgeLevel.values)}."]})
+        dataset = dataset_get(user=request.user, pk=pk)
+        if level == EdgeLevel.DATASET:
+            starts = [selectors.lineage_dataset_node(user=request.user, dataset=dataset)]
+        else:
+            starts = selectors.lineage_dataset_column_nodes(dataset=dataset)
+        walk = selectors.lineage_walk(user=request.user, starts=starts, level=level, **options)
+        return Response(LineageGraphSerializer(walk).data)
+
+
+class ColumnLineageApi(APIView):
+    """Upstream and downstream of one column (``direction=downstream`` for the impact of a change or a leak)."""
+
+    @extend_schema(parameters=WALK_PARAMETERS, responses=LineageGraphSerializer)
+    def get(self, request, pk, column_id):
+        options = walk_options(request.query_params)
+        dataset = dataset_get(user=request.user, pk=pk)
+        node = selectors.lineage_column_node_get(user=request.user, dataset=dataset, column_id=column_id)
+        walk = selectors.lineage_walk(user=request.user, starts=[node], level=EdgeLevel.COLUMN, **options)
+        return Response(LineageGraphSerializer(walk).data)
+
+
+class ViolationListApi(generics.ListAPIView):
+    """Columns declared lower than the sensitivity that flows into them unprotected, with the path that causes each."""
+
+    serializer_class = ViolationSerializer
+    pagination_class = LimitOffsetPagination
+
+    def get_queryset(self):
+        return selectors.lineage_violation_list(user=self.request.user)
+
+    def get_serializer_context(self):
+        return {**super().get_serializer_context(), "paths": getattr(self, "_paths", {})}
+
+    def paginate_queryset(self, queryset):
+        page = super().paginate_queryset(queryset)
+        self._paths = selectors.lineage_sensitivity_paths(page or [])
+        return page
+
+
+class JobListApi(generics.ListAPIView):
+    """Jobs that sent lineage, each with its latest run."""
+
+    serializer_class = JobSerializer
+    pagination_class = LimitOffsetPagination
+
+    def get_queryset(self):
+        return selectors.job_list(user=self.request.user)

@@ -1,0 +1,426 @@
+"""OpenLineage events: parsed and checked here, then written as jobs, runs, datasets and edges.
+
+``POST /api/v1/lineage`` takes run events (and the newer job and dataset events) exactly
+as the openlineage-python client's HTTP transport sends them. Each problem is reported
+with the path of the field (``outputs[0].facets.columnLineage.fields.email.inputFields[1].field``).
+The same event sent twice is recognised by its digest and changes nothing.
+"""
+
+import datetime as dt
+import hashlib
+import json
+import re
+import uuid
+from dataclasses import dataclass, field
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import IntegrityError, transaction
+
+from access import policies
+from catalog.models import Dataset, DataStore
+from catalog.services import dataset_discover, dataset_register, store_discover
+from lineage.models import TERMINAL_RUN_STATES, EdgeKind, EdgeLevel, LineageEvent, Run, RunState
+from lineage.sensitivity import sensitivity_refresh
+from lineage.services import EdgeSpec, column_nodes_ensure, dataset_nodes_ensure, job_ensure, lineage_edges_upsert
+
+EVENT_TYPES = {state.value for state in RunState}
+MAX_NAME = 500
+
+
+@dataclass(frozen=True)
+class FieldInput:
+    namespace: str
+    name: str
+    field: str
+    kind: str
+    direct: bool
+    masking: bool
+    description: str
+
+
+@dataclass
+class DatasetRef:
+    namespace: str
+    name: str
+    path: str
+    # (name, type, description) from the schema facet, or None when the event has none.
+    schema: list[tuple[str, str, str]] | None = None
+    description: str | None = None
+    column_lineage: dict[str, list[FieldInput]] = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.namespace, self.name)
+
+
+@dataclass
+class ParsedEvent:
+    event_type: str
+    event_time: dt.datetime
+    producer: str
+    run_id: uuid.UUID | None = None
+    job: tuple[str, str] | None = None
+    job_description: str | None = None
+    error_message: str = ""
+    inputs: list[DatasetRef] = field(default_factory=list)
+    outputs: list[DatasetRef] = field(default_factory=list)
+
+
+class _Errors(dict):
+    def add(self, path: str, message: str):
+        self.setdefault(path, []).append(message)
+
+
+def _text(errors, container, key, path, *, required=False) -> str:
+    value = container.get(key) if isinstance(container, dict) else None
+    if value is None or value == "":
+        if required:
+            errors.add(path, "This field is required.")
+        return ""
+    if not isinstance(value, str):
+        errors.add(path, f"Must be a string, not {type(value).__name__}.")
+        return ""
+    if len(value) > MAX_NAME:
+        errors.add(path, f"At most {MAX_NAME} characters.")
+        return ""
+    return value
+
+
+def _object(errors, container, key, path) -> dict:
+    value = container.get(key) if isinstance(container, dict) else None
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        errors.add(path, "Must be an object.")
+        return {}
+    return value
+
+
+def _event_time(errors, payload) -> dt.datetime:
+    raw = _text(errors, payload, "eventTime", "eventTime", required=True)
+    if not raw:
+        return dt.datetime.now(dt.timezone.utc)
+    try:
+        value = dt.datetime.fromisoformat(raw)
+    except ValueError:
+        errors.add("eventTime", f"'{raw}' is not an ISO 8601 date and time, e.g. 2026-11-22T10:15:00Z.")
+        return dt.datetime.now(dt.timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+
+
+def _field_input(errors, raw, path, field_spec) -> FieldInput | None:
+    if not isinstance(raw, dict):
+        errors.add(path, "Must be an object with namespace, name and field.")
+        return None
+    namespace = _text(errors, raw, "namespace", f"{path}.namespace", required=True)
+    name = _text(errors, raw, "name", f"{path}.name", required=True)
+    column = _text(errors, raw, "field", f"{path}.field", required=True)
+    transformations = raw.get("transformations") or []
+    if not isinstance(transformations, list) or not all(isinstance(t, dict) for t in transformations):
+        errors.add(f"{path}.transformations", "Must be an array of transformation objects.")
+        transformations = []
+    legacy_type = str(field_spec.get("transformationType") or "").upper()
+    masking = legacy_type == "MASKED" or any(bool(t.get("masking")) for t in transformations)
+    descriptions = [str(t.get("description") or "") for t in transformations if t.get("description")]
+    description = str(field_spec.get("transformationDescription") or "") or "; ".join(descriptions)
+    direct = [t for t in transformations if str(t.get("type") or "").upper() == "DIRECT"]
+    if transformations and not direct:
+        kind, is_direct = EdgeKind.INDIRECT, False
+    else:
+        subtypes = {str(t.get("subtype") or "").upper() for t in direct}
+        if "AGGREGATION" in subtypes:
+            kind = EdgeKind.AGGREGATION
+        elif (subtypes == {"IDENTITY"}) or (not transformations and legacy_type == "IDENTITY"):
+            kind = EdgeKind.COPY
+        else:
+            kind = EdgeKind.TRANSFORMATION
+        is_direct = True
+    if not (namespace and name and column):
+        return None
+    return FieldInput(namespace, name, column, kind, is_direct, masking, description[:500])
+
+
+def _dataset_ref(errors, raw, path, *, is_output: bool) -> DatasetRef | None:
+    if not isinstance(raw, dict):
+        errors.add(path, "Must be an object with namespace and name.")
+        return None
+    namespace = _text(errors, raw, "namespace", f"{path}.namespace", required=True)
+    name = _text(errors, raw, "name", f"{path}.name", required=True)
+    facets = _object(errors, raw, "facets", f"{path}.facets")
+    ref = DatasetRef(namespace=namespace, name=name, path=path)
+    schema = _object(errors, facets, "schema", f"{path}.facets.schema")
+    if schema:
+        fields = schema.get("fields")
+        if not isinstance(fields, list):
+            errors.add(f"{path}.facets.schema.fields", "Must be an array of fields.")
+        else:
+            ref.schema = []
+            for index, spec in enumerate(fields):
+                field_path = f"{path}.facets.schema.fields[{index}]"
+                field_name = _text(errors, spec, "name", f"{field_path}.name", required=True)
+                field_type = _text(errors, spec, "type", f"{field_path}.type") or "UNKNOWN"
+                description = _text(errors, spec, "description", f"{field_path}.description")
+                if field_name:
+                    ref.schema.append((field_name, field_type, description))
+    documentation = _object(errors, facets, "documentation", f"{path}.facets.documentation")
+    if documentation.get("description"):
+        ref.description = str(documentation["description"])
+    lineage = _object(errors, facets, "columnLineage", f"{path}.facets.columnLineage")
+    if lineage and not is_output:
+        return ref  # column lineage describes how an output was made; on an input it says nothing
+    fields = _object(errors, lineage, "fields", f"{path}.facets.columnLineage.fields") if lineage else {}
+    if lineage and "fields" not in lineage:
+        errors.add(f"{path}.facets.columnLineage.fields", "This field is required.")
+    for field_name, spec in fields.items():
+        field_path = f"{path}.facets.columnLineage.fields.{field_name}"
+        if not isinstance(spec, dict):
+            errors.add(field_path, "Must be an object with inputFields.")
+            continue
+        inputs = spec.get("inputFields")
+        if not isinstance(inputs, list):
+            errors.add(f"{field_path}.inputFields", "Must be an array.")
+            continue
+        parsed = [_field_input(errors, raw_input, f"{field_path}.inputFields[{i}]", spec) for i, raw_input in enumerate(inputs)]
+        ref.column_lineage[field_name] = [item for item in parsed if item is not None]
+    return ref
+
+
+def openlineage_parse(payload) -> ParsedEvent:
+    """Check an OpenLineage event and return what the catalog needs of it.
+
+    Raises ``ValidationError`` with every problem keyed by the path of the field.
+    """
+    errors = _Errors()
+    if not isinstance(payload, dict):
+        raise ValidationError({"non_field_errors": ["The body must be a JSON object (an OpenLineage event)."]})
+    event_time = _event_time(errors, payload)
+    event_type = (_text(errors, payload, "eventType", "eventType") or "").upper()
+    if event_type and event_type not in EVENT_TYPES:
+        errors.add("eventType", f"Unknown event type '{payload['eventType']}'. Use one of: {', '.join(sorted(EVENT_TYPES))}.")
+    event = ParsedEvent(event_type=event_type, event_time=event_time, producer=_text(errors, payload, "producer", "producer"))
+
+    is_dataset_event = "dataset" in payload and "job" not in payload
+    if is_dataset_event:
+        ref = _dataset_ref(errors, payload.get("dataset"), "dataset", is_output=True)
+        if ref:
+            event.outputs.append(ref)
+    else:
+        job = payload.get("job")
+        if not isinstance(job, dict):
+            errors.add("job", "This field is required: an object with namespace and name.")
+        else:
+            event.job = (
+                _text(errors, job, "namespace", "job.namespace", required=True),
+                _text(errors, job, "name", "job.name", required=True),
+            )
+            documentation = _object(errors, _object(errors, job, "facets", "job.facets"), "documentation", "job.facets.documentation")
+            if documentation.get("description"):
+                event.job_description = str(documentation["description"])
+        if "run" in payload:
+            run = payload.get("run")
+            raw_id = run.get("runId") if isinstance(run, dict) else None
+            try:
+                event.run_id = uuid.UUID(str(raw_id)) if raw_id else None
+            except ValueError:
+                errors.add("run.runId", f"'{raw_id}' is not a UUID.")
+            if raw_id is None:
+                errors.add("run.runId", "This field is required.")
+            run_facets = _object(errors, run if isinstance(run, dict) else {}, "facets", "run.facets")
+            error_facet = run_facets.get("errorMessage")
+            if isinstance(error_facet, dict) and error_facet.get("message"):
+                event.error_message = str(error_facet["message"])[:2000]
+            if not event.event_type:
+                event.event_type = RunState.OTHER
+        for key, is_output in (("inputs", False), ("outputs", True)):
+            raw = payload.get(key) or []
+            if not isinstance(raw, list):
+                errors.add(key, "Must be an array of datasets.")
+                continue
+            for index, item in enumerate(raw):
+                ref = _dataset_ref(errors, item, f"{key}[{index}]", is_output=is_output)
+                if ref:
+                    (event.outputs if is_output else event.inputs).append(ref)
+    if errors:
+        raise ValidationError(dict(errors))
+    return event
+
+
+def event_digest(payload) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+SCHEME_STORES = {
+    "postgres": ("transactional", "postgresql"), "postgresql": ("transactional", "postgresql"),
+    "mysql": ("transactional", "mysql"), "mariadb": ("transactional", "mysql"), "sqlite": ("transactional", "sqlite"),
+    "snowflake": ("analytical", "snowflake"), "bigquery": ("analytical", "bigquery"),
+    "redshift": ("analytical", "redshift"), "duckdb": ("analytical", "duckdb"),
+    "s3": ("object", "s3"), "s3a": ("object", "s3"), "gs": ("object", "other"), "gcs": ("object", "other"),
+    "abfss": ("object", "other"), "hdfs": ("object", "other"), "file": ("object", "other"),
+    "kafka": ("stream", "kafka"),
+}
+
+
+def _store_for(namespace: str, cache: dict) -> DataStore:
+    if namespace in cache:
+        return cache[namespace]
+    store = DataStore.objects.filter(lineage_namespace=namespace).first() or DataStore.objects.filter(name=namespace).first()
+    if store is None:
+        scheme = namespace.split("://", 1)[0].lower() if "://" in namespace else ""
+        kind, platform = SCHEME_STORES.get(scheme, ("analytical", "other"))
+        store = store_discover(namespace=namespace, kind=kind, platform=platform)
+    cache[namespace] = store
+    return store
+
+
+def _registration_name(name: str) -> str:
+    """An OpenLineage dataset name as a catalog name: ``public.orders`` stays, ``/data/x`` -> ``data/x``."""
+    cleaned = re.sub(r"[^A-Za-z0-9_$\-/.]+", "_", name.strip().strip("/"))
+    cleaned = re.sub(r"\.{2,}", ".", cleaned).strip(".")
+    return cleaned or "_"
+
+
+def _schema_errors(ref: DatasetRef, exc: ValidationError) -> dict:
+    """Registration errors (``columns[2].name``) under the event's own path (``outputs[0].facets.schema.fields[2].name``)."""
+    renamed = {}
+    for path, messages in getattr(exc, "message_dict", {"": exc.messages}).items():
+        if path.startswith("columns"):
+            path = f"{ref.path}.facets.schema.fields{path[len('columns'):]}"
+        else:
+            path = f"{ref.path}.{path}" if path else ref.path
+        renamed[path] = messages
+    return renamed
+
+
+def _dataset_for(principal, ref: DatasetRef, stores: dict, found: dict) -> Dataset:
+    """The catalog dataset an OpenLineage dataset names, discovered (and flagged) if unknown.
+
+    Discovered datasets follow the schema facet; registered ones keep their registered schema.
+    """
+    if ref.key in found and ref.schema is None:
+        return found[ref.key]
+    store = _store_for(ref.namespace, stores)
+    name = _registration_name(ref.name)
+    dataset = Dataset.objects.filter(qualified_name=f"{store.name}.{name}").select_related("current_version").first()
+    if (dataset is None or dataset.needs_review) and ref.schema:
+        payload = {
+            "name": name,
+            "store": store.name,
+            "registeredBy": "OpenLineage",
+            "columns": [
+                {"name": col, "type": col_type[:128], "description": desc, "sensitivity": "Regular", "protection": "None"}
+                for col, col_type, desc in ref.schema
+            ],
+        }
+        if ref.description is not None:
+            payload["description"] = ref.description
+        try:
+            dataset, _ = dataset_register(principal=principal, payload=payload)
+        except ValidationError as exc:
+            raise ValidationError(_schema_errors(ref, exc)) from exc
+        if not dataset.needs_review:
+            Dataset.objects.filter(pk=dataset.pk).update(needs_review=True)
+            dataset.needs_review = True
+    elif dataset is None:
+        dataset = dataset_discover(store=store, name=name, description=ref.description or "")
+    found[ref.key] = dataset
+    return dataset
+
+
+def _run_record(event: ParsedEvent, job) -> Run | None:
+    if event.run_id is None:
+        return None
+    run = Run.objects.select_for_update().filter(run_id=event.run_id).first()
+    state = event.event_type or RunState.OTHER
+    if run is None:
+        run = Run(run_id=event.run_id, job=job, state=state, last_event_time=event.event_time)
+    elif run.state in TERMINAL_RUN_STATES and state not in TERMINAL_RUN_STATES:
+        pass  # a late START or RUNNING does not reopen a finished run
+    elif event.event_time >= run.last_event_time or state in TERMINAL_RUN_STATES:
+        run.state = state
+    run.last_event_time = max(run.last_event_time, event.event_time)
+    if state == RunState.START and (run.started_at is None or event.event_time < run.started_at):
+        run.started_at = event.event_time
+    if state in TERMINAL_RUN_STATES:
+        run.ended_at = event.event_time
+    if event.error_message:
+        run.error_message = event.error_message
+    run.save()
+    return run
+
+
+@dataclass
+class IngestResult:
+    event: LineageEvent
+    created: bool
+    datasets: list[Dataset] = field(default_factory=list)
+    edges: int = 0
+
+
+def openlineage_ingest(*, principal, payload) -> IngestResult:
+    """Record an OpenLineage event: its job and run, the datasets it names (discovering
+    unknown ones), dataset edges from every input to every output, and column edges from
+    the column lineage facet. Everything is written in one transaction, or nothing.
+    """
+    if not policies.can_emit_lineage(principal):
+        raise PermissionDenied("Sending lineage needs a registrar role (e.g. data engineer) or a service account with one.")
+    event = openlineage_parse(payload)
+    digest = event_digest(payload)
+    existing = LineageEvent.objects.filter(digest=digest).first()
+    if existing is not None:
+        return IngestResult(event=existing, created=False)
+    try:
+        with transaction.atomic():
+            return _ingest(principal, event, payload, digest)
+    except IntegrityError:
+        existing = LineageEvent.objects.filter(digest=digest).first()
+        if existing is None:
+            raise
+        return IngestResult(event=existing, created=False)
+
+
+def _ingest(principal, event: ParsedEvent, payload, digest) -> IngestResult:
+    record = LineageEvent.objects.create(
+        digest=digest, event_type=event.event_type, event_time=event.event_time, producer=event.producer[:500],
+        payload=payload, received_by=principal if getattr(principal, "pk", None) else None,
+    )
+    job = job_ensure(namespace=event.job[0], name=event.job[1], description=event.job_description) if event.job else None
+    run = _run_record(event, job) if job else None
+    record.job, record.run = job, run
+    record.save(update_fields=["job", "run"])
+
+    stores, found = {}, {}
+    inputs = [_dataset_for(principal, ref, stores, found) for ref in event.inputs]
+    outputs = [_dataset_for(principal, ref, stores, found) for ref in event.outputs]
+    wanted_columns: dict[int, set[str]] = {}
+    for ref, dataset in zip(event.outputs, outputs):
+        for field_name, field_inputs in ref.column_lineage.items():
+            wanted_columns.setdefault(dataset.pk, set()).add(field_name)
+            for item in field_inputs:
+                source = found.get((item.namespace, item.name)) or _dataset_for(
+                    principal, DatasetRef(item.namespace, item.name, ref.path), stores, found
+                )
+                wanted_columns.setdefault(source.pk, set()).add(item.field)
+    datasets = {dataset.pk: dataset for dataset in found.values()}
+    dataset_nodes = dataset_nodes_ensure(datasets.values())
+    column_nodes = {pk: column_nodes_ensure(datasets[pk], names) for pk, names in wanted_columns.items()}
+
+    job_id = job.pk if job else None
+    specs = []
+    for source in inputs:
+        for target in outputs:
+            specs.append(EdgeSpec(dataset_nodes[source.pk].pk, dataset_nodes[target.pk].pk, EdgeLevel.DATASET, EdgeKind.JOB, job_id=job_id))
+    for ref, target in zip(event.outputs, outputs):
+        for field_name, field_inputs in ref.column_lineage.items():
+            target_node = column_nodes[target.pk][field_name.lower()]
+            for item in field_inputs:
+                source = found[(item.namespace, item.name)]
+                specs.append(EdgeSpec(
+                    column_nodes[source.pk][item.field.lower()].pk, target_node.pk, EdgeLevel.COLUMN, item.kind,
+                    direct=item.direct, masking=item.masking, description=item.description, job_id=job_id,
+                ))
+                specs.append(EdgeSpec(dataset_nodes[source.pk].pk, dataset_nodes[target.pk].pk, EdgeLevel.DATASET, EdgeKind.JOB, job_id=job_id))
+    touched = lineage_edges_upsert(specs, seen_at=event.event_time)
+    sensitivity_refresh(node_ids=touched)
+    return IngestResult(event=record, created=True, datasets=list(datasets.values()), edges=len({
+        (spec.source_id, spec.target_id, spec.kind) for spec in specs
+    }))

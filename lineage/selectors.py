@@ -1,0 +1,270 @@
+"""Reads of the lineage graph: walks upstream and downstream, impact, violations and paths.
+
+A walk is one recursive SQL query (PostgreSQL and SQLite both run it) over the edge
+indexes on either end, never a query per hop. It stops at the depth asked for, visits
+each node once whatever the cycles (``UNION`` drops a node already reached at the same
+depth, and the depth bound ends every cycle), and stops early at a cap on nodes, saying
+so with ``partial``.
+"""
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from django.db import connection
+from django.db.models import Max, Prefetch
+from django.http import Http404
+
+from access import policies
+from catalog.models import Dataset
+from lineage.models import Edge, EdgeLevel, Job, Node, NodeKind, Run
+
+DEFAULT_DEPTH = 3
+MAX_DEPTH = 20
+DEFAULT_LIMIT = 300
+MAX_LIMIT = 5000
+UPSTREAM, DOWNSTREAM, BOTH = "upstream", "downstream", "both"
+DIRECTIONS = (UPSTREAM, DOWNSTREAM, BOTH)
+
+# A node reached at several depths yields several rows, so the recursion may produce a
+# multiple of the node cap before it is cut off (PostgreSQL stops computing a WITH query
+# once the outer LIMIT is met).
+ROWS_PER_NODE = 4
+
+_WALK = """
+WITH RECURSIVE walk(node_id, depth) AS (
+    SELECT id, 0 FROM {node} WHERE id IN ({starts})
+    UNION
+    SELECT e.{far}, w.depth + 1 FROM walk w JOIN {edge} e ON e.{near} = w.node_id
+    WHERE e.level = %s AND w.depth < %s
+)
+SELECT node_id, depth FROM walk LIMIT %s
+"""
+
+
+def walk_sql(*, start_count: int, downstream: bool) -> str:
+    """The recursive query behind every walk (shared with the benchmark)."""
+    near, far = ("source_id", "target_id") if downstream else ("target_id", "source_id")
+    return _WALK.format(
+        node=Node._meta.db_table, edge=Edge._meta.db_table, near=near, far=far,
+        starts=", ".join(["%s"] * start_count),
+    )
+
+
+@dataclass
+class Walk:
+    """Nodes reached, each with ``depth`` (negative upstream, positive downstream, 0 for a
+    start), and the edges between them."""
+
+    starts: list[Node]
+    nodes: list[Node] = field(default_factory=list)
+    edges: list[Edge] = field(default_factory=list)
+    partial: bool = False
+    depth: int = DEFAULT_DEPTH
+    level: str = EdgeLevel.DATASET
+
+
+def _walk_ids(start_ids, *, downstream: bool, level: str, depth: int, limit: int) -> tuple[dict[int, int], bool]:
+    row_cap = (limit + len(start_ids)) * ROWS_PER_NODE
+    with connection.cursor() as cursor:
+        cursor.execute(walk_sql(start_count=len(start_ids), downstream=downstream), [*start_ids, level, depth, row_cap + 1])
+        rows = cursor.fetchall()
+    partial = len(rows) > row_cap
+    nearest = {}
+    for node_id, node_depth in rows:
+        if node_depth and (node_id not in nearest or node_depth < nearest[node_id]):
+            nearest[node_id] = node_depth
+    for start_id in start_ids:
+        nearest.pop(start_id, None)
+    ordered = sorted(nearest.items(), key=lambda item: (item[1], item[0]))
+    if len(ordered) > limit:
+        ordered, partial = ordered[:limit], True
+    return dict(ordered), partial
+
+
+def _clamp(value, *, low: int, high: int, default: int) -> int:
+    if value is None:
+        return default
+    return max(low, min(high, int(value)))
+
+
+def lineage_walk(*, user, starts, direction: str = BOTH, level: str = EdgeLevel.DATASET,
+                 depth: int | None = None, limit: int | None = None) -> Walk:
+    """Walk from ``starts`` (nodes) along edges of one level, upstream, downstream or both.
+
+    ``depth`` defaults to 3 and is at most 20; ``limit`` caps the nodes returned on each
+    side (default 300, at most 5000).
+    """
+    if not policies.can_read_metadata(user):
+        raise Http404("No such lineage.")
+    depth = _clamp(depth, low=1, high=MAX_DEPTH, default=DEFAULT_DEPTH)
+    limit = _clamp(limit, low=1, high=MAX_LIMIT, default=DEFAULT_LIMIT)
+    starts = list(starts)
+    start_ids = [node.pk for node in starts]
+    walk = Walk(starts=starts, depth=depth, level=level)
+    reached: dict[int, int] = {}
+    if start_ids:
+        for downstream, sign in ((False, -1), (True, 1)):
+            if direction == (DOWNSTREAM if not downstream else UPSTREAM):
+                continue
+            ids, partial = _walk_ids(start_ids, downstream=downstream, level=level, depth=depth, limit=limit)
+            walk.partial |= partial
+            for node_id, node_depth in ids.items():
+                # A node both upstream and downstream (a cycle through a start) shows once, upstream first.
+                reached.setdefault(node_id, sign * node_depth)
+    nodes = {node.pk: node for node in _nodes_for_display(reached)}
+    for node in starts:
+        node.depth = 0
+    for node_id, node_depth in reached.items():
+        nodes[node_id].depth = node_depth
+    walk.nodes = [*starts, *sorted(nodes.values(), key=lambda node: (node.depth, node.label.lower()))]
+    all_ids = [node.pk for node in walk.nodes]
+    walk.edges = list(
+        Edge.objects.filter(level=level, source_id__in=all_ids, target_id__in=all_ids).select_related("job")
+    )
+    return walk
+
+
+def _nodes_for_display(ids):
+    if not ids:
+        return []
+    return (
+        Node.objects.filter(pk__in=list(ids))
+        .select_related("dataset__store", "column")
+        .prefetch_related(Prefetch("dataset__owners", to_attr="owner_list"))
+    )
+
+
+def lineage_dataset_node(*, user, dataset: Dataset) -> Node:
+    """The lineage node of a dataset the user may see (a dataset with no lineage yet gets one)."""
+    if not policies.can_read_metadata(user):
+        raise Http404("No such dataset.")
+    from lineage.services import dataset_nodes_ensure
+
+    node = dataset_nodes_ensure([dataset])[dataset.pk]
+    node.dataset = dataset
+    return node
+
+
+def lineage_column_node_get(*, user, dataset: Dataset, column_id) -> Node:
+    """The lineage node of one column of ``dataset``: a current column by its id, or a
+    column lineage still names (dropped, or not yet in a version) by its node id."""
+    if not policies.can_read_metadata(user):
+        raise Http404("No such column.")
+    node = (
+        Node.objects.filter(kind=NodeKind.COLUMN, dataset=dataset, column_id=column_id)
+        .select_related("column", "dataset__store")
+        .first()
+    )
+    if node is None:
+        column = dataset.columns.filter(pk=column_id).first()
+        if column is None:
+            raise Http404("No such column.")
+        from lineage.services import column_nodes_ensure
+
+        node = column_nodes_ensure(dataset, [column.name])[column.name.lower()]
+        node.column = column
+    return node
+
+
+def lineage_dataset_column_nodes(*, dataset: Dataset) -> list[Node]:
+    """Every column node of a dataset, current columns first in their order."""
+    nodes = Node.objects.filter(kind=NodeKind.COLUMN, dataset=dataset).select_related("column")
+    return sorted(nodes, key=lambda node: (node.column is None, node.column.position if node.column else 0, node.name))
+
+
+def lineage_impact(*, user, starts, depth: int | None = MAX_DEPTH, limit: int | None = MAX_LIMIT) -> dict:
+    """Everything downstream of ``starts`` (column or dataset nodes), grouped by dataset with
+    its owners: who a change or a leak reaches."""
+    level = EdgeLevel.COLUMN if starts and starts[0].kind == NodeKind.COLUMN else EdgeLevel.DATASET
+    walk = lineage_walk(user=user, starts=starts, direction=DOWNSTREAM, level=level, depth=depth, limit=limit)
+    by_dataset: dict[int, dict] = {}
+    for node in walk.nodes:
+        if node.depth <= 0 or node.dataset_id is None:
+            continue
+        entry = by_dataset.setdefault(
+            node.dataset_id, {"dataset": node.dataset, "owners": node.dataset.owner_list, "depth": node.depth, "columns": []}
+        )
+        entry["depth"] = min(entry["depth"], node.depth)
+        if node.kind == NodeKind.COLUMN:
+            entry["columns"].append(node)
+    affected = sorted(by_dataset.values(), key=lambda entry: (entry["depth"], entry["dataset"].qualified_name))
+    sources = [node for node in walk.nodes if node.depth > 0 and node.kind == NodeKind.SOURCE]
+    return {"walk": walk, "datasets": affected, "sources": sources, "partial": walk.partial}
+
+
+def lineage_breaking_impact(*, user, dataset: Dataset, diff: dict) -> dict:
+    """Datasets downstream of a breaking version: of the removed and changed columns where
+    column lineage knows them, and of the dataset as a whole."""
+    names = [*diff.get("removed", []), *(change["name"] for change in diff.get("changed", []) if change["breaking"])]
+    starts = list(
+        Node.objects.filter(kind=NodeKind.COLUMN, dataset=dataset, name__in=names)
+    ) if names else []
+    dataset_node = lineage_dataset_node(user=user, dataset=dataset)
+    column_impact = lineage_impact(user=user, starts=starts) if starts else {"datasets": [], "partial": False}
+    dataset_impact = lineage_impact(user=user, starts=[dataset_node])
+    merged = {entry["dataset"].pk: dict(entry, via_columns=False) for entry in dataset_impact["datasets"]}
+    for entry in column_impact["datasets"]:
+        merged[entry["dataset"].pk] = dict(entry, via_columns=True)
+    return {
+        "datasets": sorted(merged.values(), key=lambda entry: (entry["depth"], entry["dataset"].qualified_name)),
+        "partial": dataset_impact["partial"] or column_impact["partial"],
+    }
+
+
+def lineage_violation_list(*, user):
+    """Columns declared lower than what flows into them unprotected, most severe first."""
+    if not policies.can_read_metadata(user):
+        return Node.objects.none()
+    return (
+        Node.objects.filter(is_violation=True, kind=NodeKind.COLUMN)
+        .select_related("column", "dataset__store", "sensitivity_from__dataset", "sensitivity_from__column")
+        .prefetch_related(Prefetch("dataset__owners", to_attr="owner_list"))
+        .order_by("-unprotected_inflow", "dataset__qualified_name", "name")
+    )
+
+
+_PATH = """
+WITH RECURSIVE path(root, node_id, step) AS (
+    SELECT id, sensitivity_from_id, 1 FROM {node} WHERE id IN ({roots}) AND sensitivity_from_id IS NOT NULL
+    UNION ALL
+    SELECT p.root, n.sensitivity_from_id, p.step + 1 FROM path p JOIN {node} n ON n.id = p.node_id
+    WHERE n.sensitivity_from_id IS NOT NULL AND p.step < %s
+)
+SELECT root, node_id, step FROM path ORDER BY root, step
+"""
+
+
+def lineage_sensitivity_paths(nodes) -> dict[int, list[Node]]:
+    """For each node, the chain of upstream columns its effective sensitivity (or its
+    violation) comes from, origin first and the node itself last. One query for the chains
+    and one for the nodes on them, however many nodes are asked about."""
+    nodes = list(nodes)
+    if not nodes:
+        return {}
+    sql = _PATH.format(node=Node._meta.db_table, roots=", ".join(["%s"] * len(nodes)))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*[node.pk for node in nodes], MAX_DEPTH * 2])
+        rows = cursor.fetchall()
+    chains = defaultdict(list)
+    for root, node_id, _step in rows:
+        if node_id not in chains[root] and node_id != root:
+            chains[root].append(node_id)
+    on_path = {pk for chain in chains.values() for pk in chain}
+    loaded = {n.pk: n for n in Node.objects.filter(pk__in=on_path).select_related("dataset", "column")} if on_path else {}
+    return {node.pk: [*[loaded[pk] for pk in reversed(chains[node.pk]) if pk in loaded], node] for node in nodes}
+
+
+def lineage_dataset_effective_sensitivity(*, dataset: Dataset):
+    """The highest effective sensitivity among the dataset's current columns (None before lineage knows it)."""
+    return Node.objects.filter(
+        kind=NodeKind.COLUMN, dataset=dataset, column__isnull=False
+    ).aggregate(value=Max("effective_sensitivity"))["value"]
+
+
+def job_list(*, user):
+    """Jobs that sent lineage, each with its latest run prefetched as ``latest_runs``."""
+    if not policies.can_read_metadata(user):
+        return Job.objects.none()
+    return Job.objects.prefetch_related(
+        Prefetch("runs", queryset=Run.objects.order_by("-last_event_time")[:1], to_attr="latest_runs")
+    ).order_by("namespace", "name")

@@ -1,0 +1,191 @@
+"""API shapes for lineage: graphs (nodes and edges), violations, jobs and ingestion results."""
+
+from django.db.models import Max
+from django.urls import reverse
+from rest_framework import serializers
+
+from catalog.vocabulary import Protection, Sensitivity
+from lineage.models import Job, Node, NodeKind
+
+
+def _sensitivity_label(value) -> str | None:
+    return None if value is None else Sensitivity(value).label
+
+
+def dataset_effective_sensitivities(nodes) -> dict[int, int]:
+    """Highest effective sensitivity of each dataset among ``nodes``, in one query."""
+    dataset_ids = {node.dataset_id for node in nodes if node.kind == NodeKind.DATASET}
+    if not dataset_ids:
+        return {}
+    rows = (
+        Node.objects.filter(kind=NodeKind.COLUMN, dataset_id__in=dataset_ids, column__isnull=False)
+        .values("dataset_id")
+        .annotate(value=Max("effective_sensitivity"))
+    )
+    return {row["dataset_id"]: row["value"] for row in rows}
+
+
+class LineageNodeSerializer(serializers.Serializer):
+    id = serializers.IntegerField(source="pk")
+    kind = serializers.CharField()
+    label = serializers.CharField()
+    depth = serializers.IntegerField(help_text="0 for a start; negative upstream, positive downstream.")
+    dataset = serializers.SerializerMethodField()
+    column = serializers.SerializerMethodField()
+    sourceKind = serializers.CharField(source="source_kind")
+    placeholder = serializers.SerializerMethodField()
+    sensitivity = serializers.SerializerMethodField()
+    effectiveSensitivity = serializers.SerializerMethodField()
+    protection = serializers.SerializerMethodField()
+    violation = serializers.BooleanField(source="is_violation")
+    owners = serializers.SerializerMethodField()
+
+    def get_dataset(self, node) -> dict | None:
+        if node.dataset_id is None:
+            return None
+        dataset = node.dataset
+        return {
+            "id": dataset.pk,
+            "qualifiedName": dataset.qualified_name,
+            "status": dataset.status,
+            "needsReview": dataset.needs_review,
+            "url": reverse("catalog:dataset-detail", args=[dataset.pk]),
+        }
+
+    def get_column(self, node) -> dict | None:
+        if node.kind != NodeKind.COLUMN:
+            return None
+        column = node.column
+        return {
+            "id": column.pk if column else None,
+            "name": node.name,
+            "type": column.type if column else None,
+            "inCurrentVersion": column is not None,
+        }
+
+    def get_placeholder(self, node) -> bool:
+        return node.kind == NodeKind.SOURCE
+
+    def get_sensitivity(self, node) -> str | None:
+        if node.kind == NodeKind.COLUMN:
+            return _sensitivity_label(node.column.sensitivity) if node.column else None
+        if node.kind == NodeKind.DATASET:
+            return _sensitivity_label(node.dataset.sensitivity)
+        return None
+
+    def get_effectiveSensitivity(self, node) -> str | None:
+        if node.kind == NodeKind.COLUMN:
+            return _sensitivity_label(node.effective_sensitivity)
+        if node.kind == NodeKind.DATASET:
+            return _sensitivity_label(self.context.get("dataset_effective", {}).get(node.dataset_id))
+        return None
+
+    def get_protection(self, node) -> str | None:
+        if node.kind == NodeKind.COLUMN and node.column:
+            return Protection(node.column.protection).label
+        return None
+
+    def get_owners(self, node) -> list[str]:
+        if node.dataset_id is None:
+            return []
+        owners = getattr(node.dataset, "owner_list", None)
+        if owners is None:
+            owners = list(node.dataset.owners.all())
+        return sorted(owner.username for owner in owners)
+
+
+class LineageEdgeSerializer(serializers.Serializer):
+    id = serializers.IntegerField(source="pk")
+    source = serializers.IntegerField(source="source_id")
+    target = serializers.IntegerField(source="target_id")
+    level = serializers.CharField()
+    kind = serializers.CharField()
+    direct = serializers.BooleanField()
+    masking = serializers.BooleanField()
+    description = serializers.CharField()
+    job = serializers.SerializerMethodField()
+    firstSeen = serializers.DateTimeField(source="first_seen")
+    lastSeen = serializers.DateTimeField(source="last_seen")
+
+    def get_job(self, edge) -> str | None:
+        return str(edge.job) if edge.job_id else None
+
+
+class LineageGraphSerializer(serializers.Serializer):
+    starts = serializers.SerializerMethodField()
+    level = serializers.CharField()
+    depth = serializers.IntegerField()
+    partial = serializers.BooleanField(help_text="True when the node cap cut the walk short.")
+    nodes = serializers.SerializerMethodField()
+    edges = LineageEdgeSerializer(many=True)
+
+    def get_starts(self, walk) -> list[int]:
+        return [node.pk for node in walk.starts]
+
+    def get_nodes(self, walk) -> list[dict]:
+        context = {"dataset_effective": dataset_effective_sensitivities(walk.nodes)}
+        return LineageNodeSerializer(walk.nodes, many=True, context=context).data
+
+
+class ViolationSerializer(serializers.Serializer):
+    id = serializers.IntegerField(source="pk")
+    dataset = serializers.CharField(source="dataset.qualified_name")
+    datasetId = serializers.IntegerField(source="dataset_id")
+    column = serializers.CharField(source="name")
+    columnId = serializers.IntegerField(source="column_id")
+    declared = serializers.SerializerMethodField()
+    inflow = serializers.SerializerMethodField()
+    owners = serializers.SerializerMethodField()
+    path = serializers.SerializerMethodField()
+
+    def get_declared(self, node) -> str:
+        return Sensitivity(node.column.sensitivity).label
+
+    def get_inflow(self, node) -> str:
+        return Sensitivity(node.unprotected_inflow).label
+
+    def get_owners(self, node) -> list[str]:
+        return sorted(owner.username for owner in node.dataset.owner_list)
+
+    def get_path(self, node) -> list[dict]:
+        """From the column the sensitivity comes from down to this one."""
+        path = self.context["paths"].get(node.pk, [node])
+        return [
+            {
+                "nodeId": step.pk,
+                "label": f"{step.dataset.qualified_name}.{step.name}" if step.dataset_id else str(step),
+                "effectiveSensitivity": _sensitivity_label(step.effective_sensitivity),
+            }
+            for step in path
+        ]
+
+
+class JobSerializer(serializers.ModelSerializer):
+    latestRun = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Job
+        fields = ["id", "namespace", "name", "description", "latestRun"]
+
+    def get_latestRun(self, job) -> dict | None:
+        runs = getattr(job, "latest_runs", None)
+        run = runs[0] if runs else None
+        if run is None:
+            return None
+        return {
+            "runId": str(run.run_id), "state": run.state, "startedAt": run.started_at, "endedAt": run.ended_at,
+            "lastEventTime": run.last_event_time, "errorMessage": run.error_message,
+        }
+
+
+class IngestResultSerializer(serializers.Serializer):
+    eventId = serializers.IntegerField(source="event.pk")
+    duplicate = serializers.SerializerMethodField()
+    datasets = serializers.SerializerMethodField()
+    edges = serializers.IntegerField()
+
+    def get_duplicate(self, result) -> bool:
+        return not result.created
+
+    def get_datasets(self, result) -> list[str]:
+        return sorted(dataset.qualified_name for dataset in result.datasets)
