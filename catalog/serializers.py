@@ -96,15 +96,16 @@ class DatasetDetailSerializer(serializers.ModelSerializer):
     qualifiedName = serializers.CharField(source="qualified_name")
     name = serializers.CharField(source="registration_name")
     store = serializers.CharField(source="store.name")
-    registrationTime = serializers.DateTimeField(source="current_version.registration_time")
-    registeredBy = serializers.CharField(source="current_version.registered_by")
+    registrationTime = serializers.DateTimeField(source="current_version.registration_time", allow_null=True)
+    registeredBy = serializers.CharField(source="current_version.registered_by", allow_null=True)
     registeredByPrincipal = serializers.SerializerMethodField()
-    version = serializers.CharField(source="current_version.declared_version")
-    versionNumber = serializers.IntegerField(source="current_version.number")
+    version = serializers.CharField(source="current_version.declared_version", allow_null=True)
+    versionNumber = serializers.IntegerField(source="current_version.number", allow_null=True)
     sensitivity = serializers.CharField(source="get_sensitivity_display")
     owners = serializers.SerializerMethodField()
     segmentation = SegmentationSerializer(source="store")
-    columns = ColumnSnapshotSerializer(source="current_version.columns", many=True)
+    columns = ColumnSnapshotSerializer(source="current_version.columns", many=True, allow_null=True)
+    needsReview = serializers.BooleanField(source="needs_review")
     createdAt = serializers.DateTimeField(source="created_at")
     updatedAt = serializers.DateTimeField(source="updated_at")
 
@@ -112,7 +113,7 @@ class DatasetDetailSerializer(serializers.ModelSerializer):
         model = Dataset
         fields = [
             "id", "qualifiedName", "name", "store", "registrationTime", "registeredBy", "registeredByPrincipal",
-            "description", "version", "versionNumber", "status", "sensitivity", "owners", "tags",
+            "description", "version", "versionNumber", "status", "needsReview", "sensitivity", "owners", "tags",
             "segmentation", "columns", "createdAt", "updatedAt",
         ]
 

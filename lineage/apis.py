@@ -24,6 +24,11 @@ from lineage.serializers import (
 )
 
 
+class LimitPagination(LimitOffsetPagination):
+    default_limit = 50
+    max_limit = 500
+
+
 class OpenLineageJSONParser(JSONParser):
     """JSON, gzip-compressed or not (the OpenLineage client's ``compression: gzip``)."""
 
@@ -130,7 +135,7 @@ class ViolationListApi(generics.ListAPIView):
     """Columns declared lower than the sensitivity that flows into them unprotected, with the path that causes each."""
 
     serializer_class = ViolationSerializer
-    pagination_class = LimitOffsetPagination
+    pagination_class = LimitPagination
 
     def get_queryset(self):
         return selectors.lineage_violation_list(user=self.request.user)
@@ -148,7 +153,7 @@ class JobListApi(generics.ListAPIView):
     """Jobs that sent lineage, each with its latest run."""
 
     serializer_class = JobSerializer
-    pagination_class = LimitOffsetPagination
+    pagination_class = LimitPagination
 
     def get_queryset(self):
         return selectors.job_list(user=self.request.user)
