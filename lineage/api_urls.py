@@ -1,10 +1,11 @@
-from django.urls import path, re_path
+from django.urls import path
 
 from lineage import apis
 
 urlpatterns = [
     # The path OpenLineage clients post to by default (as Marquez), with or without the slash.
-    re_path(r"^lineage/?$", apis.OpenLineageApi.as_view(), name="openlineage"),
+    path("lineage", apis.OpenLineageApi.as_view(), name="openlineage"),
+    path("lineage/", apis.OpenLineageSlashApi.as_view()),
     path("lineage/violations/", apis.ViolationListApi.as_view(), name="lineage-violation-list"),
     path("lineage/jobs/", apis.JobListApi.as_view(), name="lineage-job-list"),
     path("datasets/<int:pk>/lineage/", apis.DatasetLineageApi.as_view(), name="dataset-lineage"),

@@ -4,7 +4,7 @@ import io
 import zlib
 
 from django.conf import settings
-from drf_spectacular.utils import OpenApiParameter, OpenApiTypes, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiTypes, extend_schema, extend_schema_view
 from rest_framework import exceptions, generics, status
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.parsers import JSONParser
@@ -68,6 +68,11 @@ class OpenLineageApi(APIView):
         return Response(
             IngestResultSerializer(result).data, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
         )
+
+
+@extend_schema_view(post=extend_schema(exclude=True))
+class OpenLineageSlashApi(OpenLineageApi):
+    """The same endpoint with a trailing slash, for clients configured with one."""
 
 
 WALK_PARAMETERS = [
