@@ -57,19 +57,19 @@ def dataset_nodes_ensure(datasets) -> dict[int, Node]:
     return found
 
 
-def column_nodes_ensure(dataset: Dataset, names=None) -> dict[str, Node]:
+def column_nodes_ensure(dataset: Dataset, names=None, *, columns=None) -> dict[str, Node]:
     """Column nodes of a dataset keyed by lower-cased name, created where missing and
     linked to the catalog's column of that name where there is one.
 
     ``names`` limits the result (and creation) to those columns; by default every current
-    column of the dataset gets a node.
+    column of the dataset gets a node. ``columns`` are the dataset's columns, if loaded.
     """
-    columns = {column.name.lower(): column for column in dataset.columns.all()}
+    columns = {column.name.lower(): column for column in (dataset.columns.all() if columns is None else columns)}
     wanted = {name.lower(): name for name in (names if names is not None else [c.name for c in columns.values()])}
     existing = Node.objects.filter(kind=NodeKind.COLUMN, dataset=dataset)
     nodes = {node.name.lower(): node for node in existing}
     missing = [
-        Node(kind=NodeKind.COLUMN, dataset=dataset, name=columns[key].name if key in columns else name)
+        Node(kind=NodeKind.COLUMN, dataset=dataset, name=columns[key].name if key in columns else name, column=columns.get(key))
         for key, name in wanted.items()
         if key not in nodes
     ]
@@ -193,14 +193,15 @@ def _origin_candidates(pairs) -> dict[tuple[str, str], Dataset]:
     return matched
 
 
-def _origin_edges_sync(dataset: Dataset) -> set[int]:
+def _origin_edges_sync(dataset: Dataset) -> tuple[set[int], list[int]]:
     """Make the edges that come from the dataset's originating sources match its columns.
 
-    Returns the ids of nodes whose inflow may have changed.
+    Returns the ids of nodes whose inflow may have changed, and of the dataset's column nodes.
     """
     dataset_node = dataset_nodes_ensure([dataset])[dataset.pk]
-    column_nodes = column_nodes_ensure(dataset)
-    columns = [c for c in dataset.columns.all() if c.originating_source_kind and c.originating_source_name]
+    all_columns = list(dataset.columns.all())
+    column_nodes = column_nodes_ensure(dataset, columns=all_columns)
+    columns = [c for c in all_columns if c.originating_source_kind and c.originating_source_name]
     pairs = {(c.originating_source_kind, c.originating_source_name) for c in columns}
     matched = _origin_candidates(pairs)
     matched = {key: source for key, source in matched.items() if source.pk != dataset.pk}
@@ -243,7 +244,7 @@ def _origin_edges_sync(dataset: Dataset) -> set[int]:
             pk__in={edge.source_id for edge in stale}, kind=NodeKind.SOURCE, out_edges__isnull=True
         ).delete()
     touched |= lineage_edges_upsert(specs)
-    return touched
+    return touched, [node.pk for node in column_nodes.values()]
 
 
 def _placeholders_resolve(dataset: Dataset) -> set[int]:
@@ -265,8 +266,8 @@ Dataset.objects.filter(lineage_nodes__in_edges__source__in=placeholders).distinc
     Node.objects.filter(pk__in=[node.pk for node in placeholders]).delete()
     touched = set()
     for other in waiting:
-        touched |= _origin_edges_sync(other)
-        touched |= set(Node.objects.filter(kind=NodeKind.COLUMN, dataset=other).values_list("pk", flat=True))
+        other_touched, other_columns = _origin_edges_sync(other)
+        touched |= other_touched | set(other_columns)
     return touched
 
 
@@ -277,10 +278,9 @@ def lineage_dataset_registered(*, dataset: Dataset) -> None:
 
     Runs inside the registration's transaction.
     """
-    touched = _origin_edges_sync(dataset)
+    touched, own_columns = _origin_edges_sync(dataset)
     touched |= _placeholders_resolve(dataset)
-    touched |= set(Node.objects.filter(kind=NodeKind.COLUMN, dataset=dataset).values_list("pk", flat=True))
-    sensitivity_refresh(node_ids=touched)
+    sensitivity_refresh(node_ids=touched | set(own_columns))
 
 
 def job_ensure(*, namespace: str, name: str, description: str | None = None) -> Job:
