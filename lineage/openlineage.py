@@ -368,20 +368,37 @@ def openlineage_ingest(*, principal, payload) -> IngestResult:
     existing = LineageEvent.objects.filter(digest=digest).first()
     if existing is not None:
         return IngestResult(event=existing, created=False)
-    try:
-        with transaction.atomic():
-            return _ingest(principal, event, payload, digest)
-    except IntegrityError:
-        existing = LineageEvent.objects.filter(digest=digest).first()
-        if existing is None:
-            raise
-        return IngestResult(event=existing, created=False)
+    for attempt in range(2):
+        try:
+            with transaction.atomic():
+                return _ingest(principal, event, payload, digest)
+        except IntegrityError:
+            # The same event, or a store or dataset it discovers, was written meanwhile by a
+            # concurrent request: a duplicate changes nothing, anything else is tried again.
+            existing = LineageEvent.objects.filter(digest=digest).first()
+            if existing is not None:
+                return IngestResult(event=existing, created=False)
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
+
+
+# Run facets that may carry credentials (environment variables, spark properties) are not kept.
+UNKEPT_RUN_FACETS = {"environmentVariables", "environment-properties", "spark_properties", "spark.logicalPlan"}
+
+
+def _kept_payload(payload: dict) -> dict:
+    run = payload.get("run")
+    if not isinstance(run, dict) or not isinstance(run.get("facets"), dict):
+        return payload
+    facets = {key: value for key, value in run["facets"].items() if key not in UNKEPT_RUN_FACETS}
+    return {**payload, "run": {**run, "facets": facets}}
 
 
 def _ingest(principal, event: ParsedEvent, payload, digest) -> IngestResult:
     record = LineageEvent.objects.create(
         digest=digest, event_type=event.event_type, event_time=event.event_time, producer=event.producer[:500],
-        payload=payload, received_by=principal if getattr(principal, "pk", None) else None,
+        payload=_kept_payload(payload), received_by=principal if getattr(principal, "pk", None) else None,
     )
     job = job_ensure(namespace=event.job[0], name=event.job[1], description=event.job_description) if event.job else None
     run = _run_record(event, job) if job else None

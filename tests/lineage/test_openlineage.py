@@ -262,3 +262,13 @@ def test_ingestion_is_owned_by_nobody_and_flagged(token_client, event_json):
 def test_a_user_registrar_can_send_lineage_with_a_session(registrar_client, event_json):
     UserFactory(username="other")
     assert registrar_client.post(URL, event_json, format="json").status_code == 201
+
+
+def test_run_facets_that_may_hold_credentials_are_not_kept(token_client, event_json):
+    event_json["run"]["facets"]["environmentVariables"] = {
+        "_producer": PRODUCER, "_schemaURL": "x", "environmentVariables": [{"name": "DB_PASSWORD", "value": "hunter2"}],
+    }
+    assert token_client.post(URL, event_json, format="json").status_code == 201
+    stored = LineageEvent.objects.get()
+    assert "environmentVariables" not in stored.payload["run"]["facets"]
+    assert "hunter2" not in json.dumps(stored.payload)
