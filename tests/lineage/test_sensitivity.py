@@ -164,3 +164,19 @@ def test_a_dropped_column_keeps_its_node_and_edges(registrar, appdb, store):
     kept.refresh_from_db()
     assert kept.column_id is None
     assert Edge.objects.filter(source=kept, target=node(target, "email")).exists()
+
+
+def test_lineage_rebuild_restores_edges_and_sensitivity(registrar, appdb, store):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    register(registrar, appdb, "public.users", column_payload("email", sensitivity="Restricted"))
+    report = register(registrar, store, "m.report", column_payload("email", sensitivity="Public", originatingSource="transactional:users"))
+    Node.objects.all().delete()  # as after an upgrade from a catalog without lineage
+
+    out = StringIO()
+    call_command("lineage_rebuild", stdout=out)
+
+    assert "Lineage rebuilt for 2 datasets." in out.getvalue()
+    assert node(report, "email").is_violation

@@ -1,0 +1,23 @@
+"""Rebuild the lineage that registrations imply: column nodes, edges from originating
+sources, placeholders, and effective sensitivity. Safe to run again; OpenLineage edges are
+kept. Useful after an upgrade that added lineage to a catalog with datasets in it."""
+
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from catalog.models import Dataset
+from lineage.services import lineage_dataset_registered
+
+
+class Command(BaseCommand):
+    help = "Rebuild edges from originating sources and effective sensitivity for every registered dataset."
+
+    def handle(self, *args, **options):
+        datasets = Dataset.objects.filter(current_version__isnull=False).select_related("store").order_by("pk")
+        total = datasets.count()
+        for done, dataset in enumerate(datasets.iterator(chunk_size=500), start=1):
+            with transaction.atomic():
+                lineage_dataset_registered(dataset=dataset)
+            if done % 500 == 0 or done == total:
+                self.stdout.write(f"{done}/{total} datasets")
+        self.stdout.write(self.style.SUCCESS(f"Lineage rebuilt for {total} datasets."))
