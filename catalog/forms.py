@@ -188,6 +188,10 @@ class StoreForm(forms.Form):
     residency = forms.CharField(required=False, help_text="Jurisdiction the data must stay in, e.g. CA, DE, EU, US.")
     line_of_business = forms.CharField(required=False, label="Line of business")
     customer = forms.CharField(required=False, help_text="Customer or tenant, when segmented by one.")
+    lineage_namespace = forms.CharField(
+        required=False, label="OpenLineage namespace",
+        help_text="How pipelines name this store in OpenLineage events, e.g. postgres://appdb.internal:5432.",
+    )
 
     def errors_apply(self, error: ValidationError) -> None:
         messages = error.message_dict if hasattr(error, "error_dict") else {NON_FIELD_ERRORS: error.messages}

@@ -176,12 +176,16 @@ class DatasetDiffSerializer(serializers.Serializer):
 class StoreSerializer(serializers.ModelSerializer):
     lineOfBusiness = serializers.CharField(source="line_of_business", required=False, allow_blank=True)
     datasetCount = serializers.IntegerField(source="dataset_count", read_only=True)
+    lineageNamespace = serializers.CharField(
+        source="lineage_namespace", required=False, allow_blank=True, allow_null=True, validators=[]
+    )
+    needsReview = serializers.BooleanField(source="needs_review", read_only=True)
 
     class Meta:
         model = DataStore
         fields = [
             "id", "name", "kind", "platform", "description", "environment", "residency", "lineOfBusiness",
-            "customer", "datasetCount",
+            "customer", "lineageNamespace", "needsReview", "datasetCount",
         ]
         # Uniqueness and the rest are checked by the store service's full_clean().
         extra_kwargs = {"name": {"validators": []}}

@@ -272,3 +272,22 @@ def test_run_facets_that_may_hold_credentials_are_not_kept(token_client, event_j
     stored = LineageEvent.objects.get()
     assert "environmentVariables" not in stored.payload["run"]["facets"]
     assert "hunter2" not in json.dumps(stored.payload)
+
+
+def test_a_store_mapped_to_a_namespace_receives_its_datasets(api_client, token_client, event_json):
+    platform = UserFactory(username="pat", roles=["platform_engineer"])
+    api_client.force_login(platform)
+    created = api_client.post(
+        "/api/v1/stores/", {"name": "appdb", "kind": "transactional", "platform": "postgresql", "lineageNamespace": NAMESPACE},
+        format="json",
+    )
+    assert created.status_code == 201, created.content
+    assert created.json()["lineageNamespace"] == NAMESPACE
+    assert token_client.post(URL, event_json, format="json").status_code == 201
+    assert DataStore.objects.count() == 1
+    assert set(Dataset.objects.values_list("qualified_name", flat=True)) == {"appdb.public.users", "appdb.marts.contacts"}
+    duplicate = api_client.post(
+        "/api/v1/stores/", {"name": "other", "kind": "transactional", "platform": "postgresql", "lineageNamespace": NAMESPACE},
+        format="json",
+    )
+    assert duplicate.status_code == 400 and "lineage_namespace" in duplicate.json()["errors"]
