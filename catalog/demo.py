@@ -1,5 +1,7 @@
 """The restaurant-review platform from the security guidance, as demo data."""
 
+from collections import defaultdict
+
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
@@ -7,6 +9,15 @@ from access.models import Role
 from access.services import role_ensure_defaults, service_token_create, user_role_assign
 from catalog.models import Dataset, DataStore
 from catalog.services import dataset_register, store_save
+from lineage.models import EdgeKind, EdgeLevel
+from lineage.sensitivity import sensitivity_refresh
+from lineage.services import (
+    EdgeSpec,
+    column_nodes_ensure,
+    dataset_nodes_ensure,
+    job_ensure,
+    lineage_edges_upsert,
+)
 
 DEMO_PASSWORD = "catalog-demo"
 
@@ -85,6 +96,7 @@ DATASETS = [
     ("appdb", "public.users", "Accounts of the review site.", ["dave"], [[
         col("user_id", "UUID", "Regular", mode="REQUIRED", description="Primary key"),
         col("username", "TEXT", "Regular", mode="REQUIRED"),
+        col("email", "TEXT", "Sensitive", mode="REQUIRED", description="Where account mail goes"),
         col("password_hash", "TEXT", "Restricted", "Hashed", mode="REQUIRED",
             description="bcrypt hash of the password"),
         col("created_at", "TIMESTAMPTZ", "Public", mode="REQUIRED"),
@@ -132,6 +144,55 @@ DATASETS = [
         col("Score", "FLOAT", "Regular", mode="REQUIRED", source="mlmodel:Sentiment"),
         col("ScoredAt", "TIMESTAMP", "Public", mode="REQUIRED"),
      ]]),
+    # Downstream analytics, linked below by a pipeline's column lineage (not originating sources).
+    ("analytics", "marketing.campaign_audience", "Who marketing campaigns go to; e-mail addresses are masked.",
+     ["mia"], [[
+        col("user_id", "STRING", "Regular", mode="REQUIRED"),
+        col("email_masked", "STRING", "Regular", description="j***@example.com"),
+        col("age_band", "STRING", "Regular"),
+        col("city", "STRING", "Regular"),
+     ]]),
+    ("analytics", "reporting.review_digest", "Daily digest of new reviews for the community team.", ["pete"], [[
+        col("review_id", "STRING", "Regular", mode="REQUIRED"),
+        col("body", "STRING", "Regular"),
+        col("rating", "NUMERIC", "Public"),
+        col("reviewer_email", "STRING", "Regular", description="So the team can reply to the reviewer"),
+     ]]),
+    ("analytics", "reporting.moderation_queue", "Reviews waiting for a moderator.", ["sofia"], [[
+        col("review_id", "STRING", "Regular", mode="REQUIRED"),
+        col("reviewer_email", "STRING", "Regular"),
+     ]]),
+    ("analytics", "reporting.restaurant_sentiment_daily", "Average rating and sentiment per restaurant and day.",
+     ["mia", "pete"], [[
+        col("restaurant_id", "STRING", "Public", mode="REQUIRED"),
+        col("day", "DATE", "Public", mode="REQUIRED"),
+        col("avg_rating", "FLOAT", "Public"),
+        col("avg_sentiment", "FLOAT", "Regular"),
+     ]]),
+]
+
+# Column lineage a pipeline reports (as OpenLineage's column lineage facet would):
+# (source dataset, column) -> (target dataset, column), kind, masking.
+# users.email reaches the digest unmasked although the digest declares it Regular: a
+# violation that flows on to the moderation queue. The campaign audience gets it masked.
+PIPELINE_LINEAGE = [
+    ("appdb.public.users", "email", "analytics.marketing.campaign_audience", "email_masked", "transformation", True),
+    ("analytics.users.user_demographics", "user_id", "analytics.marketing.campaign_audience", "user_id", "copy", False),
+    ("analytics.users.user_demographics", "age_band", "analytics.marketing.campaign_audience", "age_band", "copy", False),
+    ("analytics.users.user_demographics", "city", "analytics.marketing.campaign_audience", "city", "copy", False),
+    ("appdb.public.reviews", "review_id", "analytics.reporting.review_digest", "review_id", "copy", False),
+    ("appdb.public.reviews", "body", "analytics.reporting.review_digest", "body", "copy", False),
+    ("appdb.public.reviews", "rating", "analytics.reporting.review_digest", "rating", "copy", False),
+    ("appdb.public.users", "email", "analytics.reporting.review_digest", "reviewer_email", "transformation", False),
+    ("analytics.reporting.review_digest", "review_id", "analytics.reporting.moderation_queue", "review_id", "copy", False),
+    ("analytics.reporting.review_digest", "reviewer_email", "analytics.reporting.moderation_queue", "reviewer_email",
+     "copy", False),
+    ("appdb.public.reviews", "restaurant_id", "analytics.reporting.restaurant_sentiment_daily", "restaurant_id",
+     "copy", False),
+    ("appdb.public.reviews", "rating", "analytics.reporting.restaurant_sentiment_daily", "avg_rating",
+     "aggregation", False),
+    ("analytics.marketing.review_sentiment", "ReviewSentiment", "analytics.reporting.restaurant_sentiment_daily",
+     "avg_sentiment", "aggregation", False),
 ]
 
 
@@ -178,4 +239,42 @@ def demo_load() -> dict:
                          "registeredBy": "demo-loader", "columns": columns},
             )
     dataset_register(principal=pipeline, payload=MARKETING_REVIEW_SENTIMENT)
+    _pipeline_lineage_load()
     return {"datasets": Dataset.objects.count(), "stores": DataStore.objects.count()}
+
+
+def _pipeline_lineage_load() -> None:
+    """Column and dataset edges of ``PIPELINE_LINEAGE``, as the reporting job reported them."""
+    datasets = {
+        dataset.qualified_name: dataset
+        for dataset in Dataset.objects.filter(
+            qualified_name__in={name for row in PIPELINE_LINEAGE for name in (row[0], row[2])}
+        )
+    }
+    dataset_nodes = dataset_nodes_ensure(datasets.values())
+    wanted = defaultdict(set)
+    for source, source_column, target, target_column, _kind, _masking in PIPELINE_LINEAGE:
+        wanted[source].add(source_column)
+        wanted[target].add(target_column)
+    column_nodes = {name: column_nodes_ensure(datasets[name], columns) for name, columns in wanted.items()}
+    job = job_ensure(namespace="airflow", name="reporting.daily", description="Builds the reporting and marketing tables.")
+    specs = []
+    dataset_edges = {}
+    for source, source_column, target, target_column, kind, masking in PIPELINE_LINEAGE:
+        specs.append(
+            EdgeSpec(
+                column_nodes[source][source_column.lower()].pk, column_nodes[target][target_column.lower()].pk,
+                EdgeLevel.COLUMN, kind, masking=masking, job_id=job.pk,
+                description="Masked: first letter and domain kept" if masking else "",
+            )
+        )
+        # One dataset edge per pair: masking only when every column it carries is masked.
+        key = (dataset_nodes[datasets[source].pk].pk, dataset_nodes[datasets[target].pk].pk)
+        previous = dataset_edges.get(key)
+        dataset_edges[key] = (
+            kind if previous is None or previous[0] == kind else EdgeKind.TRANSFORMATION,
+            masking if previous is None else previous[1] and masking,
+        )
+    for (source_id, target_id), (kind, masking) in dataset_edges.items():
+        specs.append(EdgeSpec(source_id, target_id, EdgeLevel.DATASET, kind, masking=masking, job_id=job.pk))
+    sensitivity_refresh(node_ids=lineage_edges_upsert(specs))

@@ -26,6 +26,8 @@ from catalog.forms import (
 )
 from catalog.models import Dataset
 from catalog.vocabulary import Protection, Sensitivity
+from lineage import selectors as lineage_selectors
+from lineage import views as lineage_views
 
 PAGE_SIZE = 25
 COLUMN_PREFIX = "columns"
@@ -80,15 +82,18 @@ def _owner_usernames() -> list[str]:
 def dataset_detail(request, pk):
     dataset = selectors.dataset_get(user=request.user, pk=pk)
     current = dataset.current_version
+    columns = current.columns if current else []
     return render(
         request,
         "catalog/dataset_detail.html",
         {
             "dataset": dataset,
             "current": current,
-            "columns": current.columns if current else [],
+            "columns": lineage_views.columns_with_lineage(dataset=dataset, columns=columns),
+            "lineage_columns": True,
             "versions": selectors.dataset_version_list(dataset=dataset),
             "can_edit": policies.can_edit_dataset(request.user, dataset),
+            **lineage_views.dataset_lineage_context(user=request.user, dataset=dataset, query=request.GET),
         },
     )
 
@@ -147,6 +152,10 @@ def dataset_diff(request, pk):
             "removed": [old_by_name[name] for name in diff["removed"]],
             "changed": [_changed_column(change) for change in diff["changed"]],
             "no_differences": not (diff["added"] or diff["removed"] or diff["changed"]),
+            # Who a breaking change reaches, through dataset and column lineage.
+            "impact": lineage_selectors.lineage_breaking_impact(user=request.user, dataset=dataset, diff=diff)
+            if diff["breaking"]
+            else None,
         }
     )
     return render(request, "catalog/dataset_diff.html", context)

@@ -13,4 +13,5 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/v1/", include(("catalog.api_urls", "api"), namespace="api")),
     path("", include(("catalog.urls", "catalog"), namespace="catalog")),
+    path("", include(("lineage.urls", "lineage"), namespace="lineage")),
 ]

@@ -1,0 +1,170 @@
+"""Browser views of lineage: the lineage part of a dataset's page, a column's impact and
+the violations list.
+
+Like the catalog views they are thin: every read goes through ``lineage.selectors`` (which
+decide who may see lineage) and the graph itself is drawn in the browser from the
+lineage API (``static/js/lineage-graph.js``); the lists here show the same lineage
+without JavaScript.
+"""
+
+from dataclasses import dataclass, field
+
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.shortcuts import render
+
+from catalog.models import Dataset
+from catalog.selectors import dataset_get
+from catalog.vocabulary import Sensitivity
+from lineage import selectors
+from lineage.models import Node, NodeKind
+from lineage.serializers import dataset_effective_sensitivities
+
+VIOLATIONS_PAGE_SIZE = 50
+DEPTH_CHOICES = (1, 2, 3, 5, 10, selectors.MAX_DEPTH)
+DIRECTION_CHOICES = (
+    (selectors.BOTH, "Upstream and downstream"),
+    (selectors.UPSTREAM, "Upstream only"),
+    (selectors.DOWNSTREAM, "Downstream only"),
+)
+
+
+def _sensitivity_label(value) -> str | None:
+    return None if value is None else Sensitivity(value).label
+
+
+@dataclass
+class LineageRow:
+    """One dataset (or external source) upstream or downstream of the dataset on the page."""
+
+    node: Node
+    hops: int
+    effective: str | None = None
+    higher: bool = False  # the effective sensitivity is above the declared one
+    owners: list = field(default_factory=list)
+
+
+def _walk_options(query) -> tuple[str, int]:
+    direction = query.get("direction") or selectors.BOTH
+    if direction not in selectors.DIRECTIONS:
+        direction = selectors.BOTH
+    raw = query.get("depth") or ""
+    depth = int(raw) if raw.isdigit() else selectors.DEFAULT_DEPTH
+    return direction, max(1, min(selectors.MAX_DEPTH, depth))
+
+
+def dataset_lineage_context(*, user, dataset: Dataset, query) -> dict:
+    """What the dataset page needs for its lineage section and its columns' lineage badges.
+
+    ``query`` is the page's GET parameters: ``direction`` and ``depth`` pick the walk, so
+    the lists work without JavaScript and the graph starts from the same choice.
+    """
+    direction, depth = _walk_options(query)
+    start = selectors.lineage_dataset_node(user=user, dataset=dataset)
+    walk = selectors.lineage_walk(user=user, starts=[start], direction=direction, depth=depth)
+    effective = dataset_effective_sensitivities(walk.nodes)
+    upstream, downstream = [], []
+    for node in walk.nodes:
+        if node.depth == 0:
+            continue
+        row = LineageRow(node=node, hops=abs(node.depth))
+        if node.kind == NodeKind.DATASET:
+            value = effective.get(node.dataset_id)
+            row.effective = _sensitivity_label(value)
+            row.higher = value is not None and value > node.dataset.sensitivity
+            row.owners = sorted(node.dataset.owner_list, key=lambda owner: owner.username)
+        (upstream if node.depth < 0 else downstream).append(row)
+    upstream.sort(key=lambda row: (row.hops, row.node.label.lower()))
+    own_effective = effective.get(dataset.pk)
+    return {
+        "lineage_direction": direction,
+        "lineage_depth": depth,
+        "lineage_depth_choices": DEPTH_CHOICES,
+        "lineage_direction_choices": DIRECTION_CHOICES,
+        "lineage_upstream": upstream,
+        "lineage_downstream": downstream,
+        "lineage_partial": walk.partial,
+        "lineage_edge_count": len(walk.edges),
+        "effective_sensitivity": _sensitivity_label(own_effective),
+        "effective_is_higher": own_effective is not None and own_effective > dataset.sensitivity,
+    }
+
+
+def columns_with_lineage(*, dataset: Dataset, columns) -> list[dict]:
+    """The current version's columns (dicts, as the version stores them), each with
+    ``lineage``: the catalog column's id (for the impact link), its effective sensitivity
+    and whether it is a violation. One query."""
+    rows = {
+        column.name.lower(): column
+        for column in dataset.columns.select_related("lineage_node").only(
+            "id", "name", "sensitivity", "lineage_node__id", "lineage_node__effective_sensitivity",
+            "lineage_node__is_violation", "lineage_node__unprotected_inflow",
+        )
+    }
+    enriched = []
+    for column in columns:
+        row = rows.get(column["name"].lower())
+        node = getattr(row, "lineage_node", None) if row is not None else None
+        lineage = {"column_id": row.pk if row is not None else None}
+        if node is not None and node.effective_sensitivity is not None:
+            lineage.update(
+                effective=_sensitivity_label(node.effective_sensitivity),
+                higher=node.effective_sensitivity > row.sensitivity,
+                violation=node.is_violation,
+                inflow=_sensitivity_label(node.unprotected_inflow),
+            )
+        enriched.append({**column, "lineage": lineage})
+    return enriched
+
+
+@login_required
+def column_impact(request, pk, column_id):
+    """Everything downstream of one column, grouped by dataset: who a change or a leak reaches."""
+    dataset = dataset_get(user=request.user, pk=pk)
+    node = selectors.lineage_column_node_get(user=request.user, dataset=dataset, column_id=column_id)
+    node.dataset = dataset
+    impact = selectors.lineage_impact(user=request.user, starts=[node], depth=selectors.MAX_DEPTH)
+    affected_columns = sum(len(entry["columns"]) for entry in impact["datasets"])
+    for entry in impact["datasets"]:
+        entry["owners"] = sorted(entry["owners"], key=lambda owner: owner.username)
+        entry["columns"] = sorted(entry["columns"], key=lambda column: (column.depth, column.name.lower()))
+    return render(
+        request,
+        "lineage/column_impact.html",
+        {
+            "dataset": dataset,
+            "node": node,
+            "column": node.column,
+            "effective": _sensitivity_label(node.effective_sensitivity),
+            "impact": impact,
+            "affected_columns": affected_columns,
+            "max_depth": selectors.MAX_DEPTH,
+        },
+    )
+
+
+@login_required
+def violation_list(request):
+    """Columns declared lower than what flows into them unprotected, each with its path."""
+    paginator = Paginator(selectors.lineage_violation_list(user=request.user), VIOLATIONS_PAGE_SIZE)
+    page = paginator.get_page(request.GET.get("page"))
+    paths = selectors.lineage_sensitivity_paths(page.object_list)
+    violations = [
+        {
+            "node": node,
+            "owners": sorted(node.dataset.owner_list, key=lambda owner: owner.username),
+            "path": paths.get(node.pk, [node]),
+        }
+        for node in page.object_list
+    ]
+    return render(
+        request,
+        "lineage/violation_list.html",
+        {
+            "page": page,
+            "violations": violations,
+            "result_count": paginator.count,
+            "page_numbers": list(paginator.get_elided_page_range(page.number, on_each_side=2, on_ends=1)),
+            "ellipsis": Paginator.ELLIPSIS,
+        },
+    )
