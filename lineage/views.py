@@ -96,10 +96,7 @@ def columns_with_lineage(*, dataset: Dataset, columns) -> list[dict]:
     and whether it is a violation. One query."""
     rows = {
         column.name.lower(): column
-        for column in dataset.columns.select_related("lineage_node").only(
-            "id", "name", "sensitivity", "lineage_node__id", "lineage_node__effective_sensitivity",
-            "lineage_node__is_violation", "lineage_node__unprotected_inflow",
-        )
+        for column in dataset.columns.select_related("lineage_node")
     }
     enriched = []
     for column in columns:

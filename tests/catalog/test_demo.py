@@ -35,3 +35,21 @@ def test_demo_has_a_user_for_every_company_role(db):
         assert User.objects.filter(groups__company_role__slug=slug, is_service_account=False).exists(), slug
     assert User.objects.get(username="admin").is_superuser
     assert Role.objects.get(slug="data_engineer").can_register
+
+
+def test_demo_has_lineage_with_a_masking_step_and_violations(db):
+    from lineage.models import Edge, EdgeLevel, Node, NodeKind
+
+    call_command("load_demo")
+    edges = (DataStore.objects.count(), Edge.objects.count(), Node.objects.count())
+    call_command("load_demo")
+    assert (DataStore.objects.count(), Edge.objects.count(), Node.objects.count()) == edges
+
+    reviews = Node.objects.get(kind=NodeKind.DATASET, dataset__qualified_name="appdb.public.reviews")
+    marketing = Node.objects.get(kind=NodeKind.DATASET, dataset__qualified_name="analytics.marketing.review_sentiment")
+    assert Edge.objects.filter(source=reviews, target=marketing, level=EdgeLevel.DATASET).exists()
+    assert Edge.objects.filter(source=marketing, level=EdgeLevel.DATASET).exists()  # something is built from it
+    masking = Edge.objects.get(level=EdgeLevel.DATASET, masking=True)
+    assert (masking.source.label, masking.target.label) == ("appdb.public.users", "analytics.marketing.campaign_audience")
+    violations = {(node.dataset.qualified_name, node.name) for node in Node.objects.filter(is_violation=True)}
+    assert ("analytics.reporting.review_digest", "reviewer_email") in violations
