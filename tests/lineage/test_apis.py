@@ -183,4 +183,7 @@ def test_jobs_are_listed_with_their_latest_run(token_client, reader_client):
     assert discovered.needs_review and discovered.current_version is None
     detail = reader_client.get(f"/api/v1/datasets/{discovered.pk}/")
     assert detail.status_code == 200 and detail.json()["columns"] is None
+    page = reader_client.get(f"/datasets/{discovered.pk}/")
+    assert page.status_code == 200 and b"raw.orders" in page.content
+    assert reader_client.get("/").status_code == 200
     assert Node.objects.filter(kind=NodeKind.DATASET).count() == 2
