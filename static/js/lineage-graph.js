@@ -90,6 +90,18 @@
     return el("span", { className: "badge sens-" + sensitivity.toLowerCase(), title: extraTitle, text: sensitivity });
   }
 
+  // A qualified name that wraps after its dots rather than mid-word.
+  function dotted(name, className) {
+    var span = el("span", { className: className });
+    String(name).split(".").forEach(function (part, index) {
+      if (index) {
+        span.append(".", document.createElement("wbr"));
+      }
+      span.append(part);
+    });
+    return span;
+  }
+
   function urlFor(template, first, second) {
     var url = template.replace("111111111", String(first));
     return second === undefined ? url : url.replace("222222222", String(second));
@@ -169,6 +181,7 @@
           "font-weight": "bold",
           "background-opacity": 0.4,
           color: "#1d2430",
+          "underlay-opacity": 0,
           padding: 10,
           "text-max-width": 400,
         },
@@ -180,6 +193,10 @@
       {
         selector: "node:selected",
         style: { "overlay-color": "#1f5fbf", "overlay-opacity": 0.14, "overlay-padding": 6 },
+      },
+      {
+        selector: "node:parent:selected",
+        style: { "overlay-opacity": 0.05 },
       },
       {
         selector: "edge",
@@ -231,17 +248,21 @@
     return node.kind === "dataset" ? "d" + node.dataset.id : "n" + node.id;
   }
 
-  function labelWidth(label, kind) {
-    var perChar = kind === "column" ? 7 : 6.8;
-    var max = kind === "column" ? 200 : 280;
-    var width = Math.min(max, Math.max(70, label.length * perChar + 24));
+  // Node widths follow their labels, measured in the fonts the graph draws them with.
+  var measure = document.createElement("canvas").getContext("2d");
+
+  function labelWidth(label, kind, bold) {
+    measure.font = (bold ? "bold " : "") + (kind === "column" ? "11px monospace" : "12px system-ui, sans-serif");
+    var max = kind === "column" ? 220 : 320;
+    var width = Math.min(max, Math.max(60, Math.ceil(measure.measureText(label).width) + 26));
     return { width: width, textWidth: width - 14 };
   }
 
   function nodeData(node, startIds) {
     var label = node.kind === "column" ? node.column.name : node.dataset && node.kind === "dataset" ? node.dataset.qualifiedName : node.label;
     var shown = node.violation ? "⚠ " + label : label;
-    var size = labelWidth(shown, node.kind);
+    var start = startIds.has(node.id) && node.kind === "dataset";
+    var size = labelWidth(shown, node.kind, start);
     var sensitivity = node.effectiveSensitivity || node.sensitivity;
     return {
       id: nodeKey(node),
@@ -257,7 +278,7 @@
       protection: node.protection,
       violation: !!node.violation,
       depth: node.depth,
-      start: startIds.has(node.id) && node.kind === "dataset",
+      start: start,
       datasetId: node.dataset ? node.dataset.id : null,
       datasetName: node.dataset ? node.dataset.qualifiedName : null,
       url: node.dataset ? node.dataset.url : null,
@@ -369,7 +390,11 @@
     updateCounts();
   }
 
-  function layout() {
+  // Below this zoom labels are unreadable: a big graph opens on the node in focus instead.
+  var READABLE_ZOOM = 0.45;
+  var zoomedIn = false;
+
+  function layout(focus) {
     cy.layout({
       name: "dagre",
       rankDir: "LR",
@@ -383,6 +408,12 @@
     if (cy.zoom() > 1.4) {
       cy.zoom(1.4);
       cy.center();
+    }
+    var target = focus && focus.nonempty() ? focus : cy.nodes("[?start]");
+    zoomedIn = cy.zoom() < READABLE_ZOOM && target.nonempty();
+    if (zoomedIn) {
+      cy.zoom(0.8);
+      cy.center(target);
     }
   }
 
@@ -399,7 +430,7 @@
     if (columns) {
       parts.push(columns + " column" + (columns === 1 ? "" : "s"));
     }
-    countLabel.textContent = cy.nodes().length ? parts.join(" · ") : "";
+    countLabel.textContent = cy.nodes().length ? parts.join(" · ") + (zoomedIn ? " · zoomed in: fit to view to see all" : "") : "";
   }
 
   // --- columns -------------------------------------------------------------------------
@@ -462,10 +493,12 @@
     });
   }
 
-  // Once both ends show their columns, the dataset edge between them says less than the column edges.
+  // Where column edges show how data flows between two nodes, their dataset edge steps back.
   function fadeCoveredDatasetEdges() {
     cy.edges("[level = 'dataset']").forEach(function (edge) {
-      edge.data("faded", edge.source().isParent() && edge.target().isParent());
+      var from = edge.source().union(edge.source().descendants());
+      var to = edge.target().union(edge.target().descendants());
+      edge.data("faded", from.edgesTo(to).filter("[level = 'column']").nonempty());
     });
   }
 
@@ -478,9 +511,9 @@
           return;
         }
         partialNotice.hidden = partialNotice.hidden && !partial;
-        layout();
-        updateCounts();
         var node = cy.getElementById("d" + datasetId);
+        layout(node);
+        updateCounts();
         if (node.nonempty()) {
           showPanel(node);
         }
@@ -511,7 +544,7 @@
       }
     });
     fadeCoveredDatasetEdges();
-    layout();
+    layout(parent);
     updateCounts();
     showPanel(parent);
   }
@@ -539,13 +572,17 @@
     return (data.depth < 0 ? "Upstream, " : "Downstream, ") + hops(data.depth);
   }
 
+  function edgeEnd(node) {
+    return node.data("kind") === "column" ? node.data("datasetName") + "." + node.data("fullLabel") : node.data("fullLabel");
+  }
+
   function showPanel(target) {
     var data = target.data();
     var body = [];
     var close = el("button", { type: "button", className: "lineage-panel-close", "aria-label": "Close details", text: "×", onclick: function () { cy.elements().unselect(); hidePanel(); } });
     if (target.isEdge()) {
       body.push(el("h3", { text: (EDGE_KINDS[data.kind] || data.kind) + (data.masking ? " (masking)" : "") }));
-      body.push(el("p", { className: "mono small" }, [target.source().data("fullLabel"), " → ", target.target().data("fullLabel")]));
+      body.push(el("p", { className: "mono small" }, [dotted(edgeEnd(target.source())), " → ", dotted(edgeEnd(target.target()))]));
       var facts = el("dl", { className: "lineage-panel-facts" });
       facts.append(el("dt", { text: "Carries values" }), el("dd", { text: data.direct === false ? "No (indirect: filter, join …)" : "Yes" }));
       if (data.job) {
@@ -566,7 +603,7 @@
         body.push(el("p", { className: "muted small", text: where }));
       }
     } else if (data.kind === "column") {
-      body.push(el("h3", { className: "mono" }, [el("span", { className: "muted", text: data.datasetName + "." }), data.fullLabel]));
+      body.push(el("h3", { className: "mono" }, [dotted(data.datasetName + ".", "muted"), data.fullLabel]));
       body.push(el("p", { className: "lineage-panel-badges" }, [
         data.columnType ? el("span", { className: "mono small", text: data.columnType }) : null,
         badge(data.declared, "Declared sensitivity"),
@@ -588,10 +625,13 @@
       }
       body.push(links);
     } else {
-      body.push(el("h3", { className: "mono", text: data.fullLabel }));
+      body.push(el("h3", { className: "mono" }, [dotted(data.fullLabel)]));
       var line = el("p", { className: "lineage-panel-badges" }, [
         describeDepth(data) ? el("span", { className: "muted small", text: describeDepth(data) }) : null,
-        data.effective ? badge(data.effective, "Effective sensitivity (highest of its columns)") : null,
+        badge(data.declared, "Declared: highest sensitivity of its columns"),
+        data.effective && data.effective !== data.declared
+          ? el("span", { className: "effective" }, ["→ ", badge(data.effective, "Effective sensitivity: what flows in from upstream"), " ", el("span", { className: "muted small", text: "effective" })])
+          : null,
         data.status === "deprecated" ? el("span", { className: "status status-deprecated", text: "Deprecated" }) : null,
         data.needsReview ? el("span", { className: "tag", text: "needs review" }) : null,
       ]);
@@ -644,6 +684,8 @@
 
   tools.querySelector("[data-action='fit']").addEventListener("click", function () {
     cy.fit(undefined, 24);
+    zoomedIn = false;
+    updateCounts();
   });
 
   // --- controls ------------------------------------------------------------------------
