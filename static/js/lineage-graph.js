@@ -703,6 +703,10 @@
     });
     form.addEventListener("change", function () {
       readControls();
+      var url = new URL(window.location.href);
+      url.searchParams.set("direction", current.direction);
+      url.searchParams.set("depth", String(current.depth));
+      window.history.replaceState(window.history.state, "", url);
       load();
     });
   }
