@@ -166,3 +166,16 @@ def test_a_dataset_without_lineage_says_so(live_server, page, lineage):
     expect(page.locator("#lineage-graph")).to_have_attribute("data-state", "empty")
     expect(page.locator(".lineage-graph-message")).to_contain_text("No lineage yet")
     expect(page.locator("#lineage-lists")).to_contain_text("No lineage yet")
+
+
+def test_a_graph_cut_short_says_so(live_server, page, lineage, monkeypatch):
+    from lineage import selectors
+
+    monkeypatch.setattr(selectors, "DEFAULT_LIMIT", 1)  # the live server runs in this process
+    log_in(page, live_server)
+
+    page.goto(f"{live_server.url}/datasets/{lineage['sentiment'].pk}/")
+
+    graph_ready(page)
+    expect(page.locator(".lineage-graph-partial")).to_be_visible()
+    expect(page.locator("#lineage-lists")).to_contain_text("Lineage is cut short")

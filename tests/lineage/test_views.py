@@ -445,3 +445,22 @@ def test_breaking_diff_without_downstream_says_it_reaches_nobody(reader_web, reg
     response = reader_web.get(reverse("catalog:dataset-diff", args=[queue.pk]))
 
     assert "the change reaches nobody the catalog knows of" in text(response)
+
+
+def test_breaking_diff_query_count_does_not_grow_with_downstream(reader_web, registrar, store,
+                                                                 django_assert_max_num_queries):
+    hub = register(registrar, store, "hub.events", column_payload("id"), column_payload("gone"))
+    url = reverse("catalog:dataset-diff", args=[hub.pk])
+    link(hub, "gone", register(registrar, store, "out.first", column_payload("gone"), owners=["dave"]), "gone")
+    register(registrar, store, "hub.events", column_payload("id"))
+    with django_assert_max_num_queries(17), CaptureQueriesContext(connection) as few:
+        assert reader_web.get(url).status_code == 200
+
+    for index in range(10):
+        downstream = register(registrar, store, f"out.more{index}", column_payload("gone"), owners=["dave", "mia"])
+        link(hub, "gone", downstream, "gone")
+    with django_assert_max_num_queries(17), CaptureQueriesContext(connection) as many:
+        response = reader_web.get(url)
+
+    assert len(response.context["impact"]["datasets"]) == 11
+    assert len(few) == len(many)
