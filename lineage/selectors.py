@@ -146,8 +146,7 @@ def lineage_dataset_node(*, user, dataset: Dataset) -> Node:
 
 
 def lineage_column_node_get(*, user, dataset: Dataset, column_id) -> Node:
-    """The lineage node of one column of ``dataset``: a current column by its id, or a
-    column lineage still names (dropped, or not yet in a version) by its node id."""
+    """The lineage node of one current column of ``dataset``, by the column's id."""
     if not policies.can_read_metadata(user):
         raise Http404("No such column.")
     node = (
@@ -268,3 +267,16 @@ def job_list(*, user):
     return Job.objects.prefetch_related(
         Prefetch("runs", queryset=Run.objects.order_by("-last_event_time")[:1], to_attr="latest_runs")
     ).order_by("namespace", "name")
+
+
+def dataset_effective_sensitivities(nodes) -> dict[int, int]:
+    """Highest effective sensitivity of each dataset among ``nodes``, in one query."""
+    dataset_ids = {node.dataset_id for node in nodes if node.kind == NodeKind.DATASET}
+    if not dataset_ids:
+        return {}
+    rows = (
+        Node.objects.filter(kind=NodeKind.COLUMN, dataset_id__in=dataset_ids, column__isnull=False)
+        .values("dataset_id")
+        .annotate(value=Max("effective_sensitivity"))
+    )
+    return {row["dataset_id"]: row["value"] for row in rows}

@@ -1,28 +1,15 @@
 """API shapes for lineage: graphs (nodes and edges), violations, jobs and ingestion results."""
 
-from django.db.models import Max
 from django.urls import reverse
 from rest_framework import serializers
 
 from catalog.vocabulary import Protection, Sensitivity
-from lineage.models import Job, Node, NodeKind
+from lineage.models import Job, NodeKind
+from lineage.selectors import dataset_effective_sensitivities
 
 
 def _sensitivity_label(value) -> str | None:
     return None if value is None else Sensitivity(value).label
-
-
-def dataset_effective_sensitivities(nodes) -> dict[int, int]:
-    """Highest effective sensitivity of each dataset among ``nodes``, in one query."""
-    dataset_ids = {node.dataset_id for node in nodes if node.kind == NodeKind.DATASET}
-    if not dataset_ids:
-        return {}
-    rows = (
-        Node.objects.filter(kind=NodeKind.COLUMN, dataset_id__in=dataset_ids, column__isnull=False)
-        .values("dataset_id")
-        .annotate(value=Max("effective_sensitivity"))
-    )
-    return {row["dataset_id"]: row["value"] for row in rows}
 
 
 class LineageNodeSerializer(serializers.Serializer):

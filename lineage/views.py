@@ -18,7 +18,6 @@ from catalog.selectors import dataset_get
 from catalog.vocabulary import Sensitivity
 from lineage import selectors
 from lineage.models import Node, NodeKind
-from lineage.serializers import dataset_effective_sensitivities
 
 VIOLATIONS_PAGE_SIZE = 50
 DEPTH_CHOICES = (1, 2, 3, 5, 10, selectors.MAX_DEPTH)
@@ -62,7 +61,7 @@ def dataset_lineage_context(*, user, dataset: Dataset, query) -> dict:
     direction, depth = _walk_options(query)
     start = selectors.lineage_dataset_node(user=user, dataset=dataset)
     walk = selectors.lineage_walk(user=user, starts=[start], direction=direction, depth=depth)
-    effective = dataset_effective_sensitivities(walk.nodes)
+    effective = selectors.dataset_effective_sensitivities(walk.nodes)
     upstream, downstream = [], []
     for node in walk.nodes:
         if node.depth == 0:
