@@ -74,6 +74,22 @@ def node_point(page, element_id):
     return box["x"] + position["x"], box["y"] + position["y"]
 
 
+def click_node(page, element_id, *, until, double=False):
+    """Click (or double-click) a graph node as a person would. On a loaded machine the page
+    may still be settling (a scroll the canvas has not seen yet), so the click is repeated
+    at the node's current place until ``until(timeout)`` passes; a node that never responds
+    still fails the test."""
+    for attempt in range(3):
+        point = node_point(page, element_id)
+        (page.mouse.dblclick if double else page.mouse.click)(*point)
+        try:
+            until(3000)
+            return
+        except AssertionError:
+            if attempt == 2:
+                raise
+
+
 def labels(page, selector):
     return page.evaluate(
         "(selector) => window.lineageGraph.nodes(selector).map((node) => node.data('fullLabel')).sort()", selector
@@ -105,9 +121,8 @@ def test_graph_draws_upstream_and_downstream_expands_columns_and_opens_a_dataset
     screenshot("lineage-01-graph")
 
     # Select the dataset, then expand its columns from the panel.
-    page.mouse.click(*node_point(page, f"d{sentiment.pk}"))
     panel = page.locator("#lineage-panel")
-    expect(panel).to_be_visible()
+    click_node(page, f"d{sentiment.pk}", until=lambda timeout: expect(panel).to_be_visible(timeout=timeout))
     expect(panel.get_by_role("heading")).to_have_text("analytics.marketing.review_sentiment")
     panel.get_by_role("button", name="Expand columns").click()
     page.wait_for_function("window.lineageGraph.nodes(\"[kind = 'column']\").length === 4")
@@ -130,8 +145,8 @@ def test_graph_draws_upstream_and_downstream_expands_columns_and_opens_a_dataset
     page.wait_for_function("window.lineageGraph.nodes(\"[kind = 'column']\").length === 0")
 
     # Double-click opens the dataset's own page.
-    page.mouse.dblclick(*node_point(page, f"d{reviews.pk}"))
-    expect(page).to_have_url(f"{live_server.url}/datasets/{reviews.pk}/")
+    reviews_url = f"{live_server.url}/datasets/{reviews.pk}/"
+    click_node(page, f"d{reviews.pk}", double=True, until=lambda timeout: expect(page).to_have_url(reviews_url, timeout=timeout))
     graph_ready(page)
 
 
