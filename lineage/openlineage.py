@@ -18,6 +18,7 @@ from django.db import IntegrityError, transaction
 
 from access import policies
 from catalog.models import Dataset, DataStore
+from catalog.registration import registration_parse
 from catalog.services import dataset_discover, dataset_register, store_discover
 from lineage.models import TERMINAL_RUN_STATES, EdgeKind, EdgeLevel, LineageEvent, Run, RunState
 from lineage.sensitivity import sensitivity_refresh
@@ -291,6 +292,20 @@ def _schema_errors(ref: DatasetRef, exc: ValidationError) -> dict:
     return renamed
 
 
+def _schema_changed(dataset: Dataset, payload: dict) -> bool:
+    """Whether a discovered dataset's schema facet differs from its current version."""
+    version = dataset.current_version
+    if version is None:
+        return True
+    try:
+        registration = registration_parse(payload)
+    except ValidationError:
+        return True  # let the registration report it
+    return registration.fingerprint != version.fingerprint or (
+        registration.description is not None and registration.description != dataset.description
+    )
+
+
 def _dataset_for(principal, ref: DatasetRef, stores: dict, found: dict) -> Dataset:
     """The catalog dataset an OpenLineage dataset names, discovered (and flagged) if unknown.
 
@@ -313,6 +328,9 @@ def _dataset_for(principal, ref: DatasetRef, stores: dict, found: dict) -> Datas
         }
         if ref.description is not None:
             payload["description"] = ref.description
+        if dataset is not None and not _schema_changed(dataset, payload):
+            found[ref.key] = dataset
+            return dataset  # the same schema again: nothing to write
         try:
             dataset, _ = dataset_register(principal=principal, payload=payload)
         except ValidationError as exc:

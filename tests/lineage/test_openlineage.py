@@ -291,3 +291,21 @@ def test_a_store_mapped_to_a_namespace_receives_its_datasets(api_client, token_c
         format="json",
     )
     assert duplicate.status_code == 400 and "lineage_namespace" in duplicate.json()["errors"]
+
+
+def test_a_discovered_dataset_with_the_same_schema_is_not_rewritten(token_client, event_json):
+    assert token_client.post(URL, event_json, format="json").status_code == 201
+    contacts = Dataset.objects.get(name="contacts")
+    later = copy.deepcopy(event_json)
+    later["run"]["runId"] = str(uuid.uuid4())
+    later["eventTime"] = "2026-11-23T10:00:00+00:00"
+
+    assert token_client.post(URL, later, format="json").status_code == 201
+
+    refreshed = Dataset.objects.get(pk=contacts.pk)
+    assert refreshed.updated_at == contacts.updated_at and refreshed.current_version_id == contacts.current_version_id
+    changed = copy.deepcopy(later)
+    changed["run"]["runId"] = str(uuid.uuid4())
+    changed["outputs"][0]["facets"]["schema"]["fields"].append({"name": "phone", "type": "VARCHAR"})
+    assert token_client.post(URL, changed, format="json").status_code == 201
+    assert Dataset.objects.get(pk=contacts.pk).current_version.number == 2
