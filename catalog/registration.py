@@ -17,6 +17,7 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from catalog.validation import FieldErrors, json_type, string_field
 from catalog.vocabulary import (
     ColumnMode,
     Protection,
@@ -115,48 +116,7 @@ def parse_registration_time(raw) -> dt.datetime:
     raise ValueError("registrationTime must be epoch seconds or an ISO 8601 date-time.")
 
 
-class _Errors:
-    def __init__(self):
-        self.by_field: dict[str, list[str]] = {}
-
-    def add(self, path: str, message: str):
-        self.by_field.setdefault(path, []).append(message)
-
-    def raise_if_any(self):
-        if self.by_field:
-            raise ValidationError(self.by_field)
-
-
-def _string(errors: _Errors, payload: dict, key: str, path: str, *, required=False, max_length=None) -> str:
-    value = payload.get(key)
-    if value is None:
-        if required:
-            errors.add(path, "This field is required.")
-        return ""
-    if not isinstance(value, str):
-        errors.add(path, f"Must be a string, not {_json_type(value)}.")
-        return ""
-    value = value.strip()
-    if required and not value:
-        errors.add(path, "This field may not be blank.")
-    if max_length and len(value) > max_length:
-        errors.add(path, f"At most {max_length} characters (got {len(value)}).")
-    return value
-
-
-def _json_type(value) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
-
-
-def _string_list(errors: _Errors, payload: dict, key: str) -> list[str] | None:
+def _string_list(errors: FieldErrors, payload: dict, key: str) -> list[str] | None:
     if key not in payload or payload[key] is None:
         return None
     value = payload[key]
@@ -166,16 +126,16 @@ def _string_list(errors: _Errors, payload: dict, key: str) -> list[str] | None:
     return [item.strip() for item in value if item.strip()]
 
 
-def _parse_column(errors: _Errors, raw, index: int) -> ColumnSpec | None:
+def _parse_column(errors: FieldErrors, raw, index: int) -> ColumnSpec | None:
     path = f"columns[{index}]"
     if not isinstance(raw, dict):
-        errors.add(path, f"Must be an object, not {_json_type(raw)}.")
+        errors.add(path, f"Must be an object, not {json_type(raw)}.")
         return None
     for unknown in sorted(set(raw) - KNOWN_COLUMN_FIELDS):
         errors.add(f"{path}.{unknown}", "Unknown field.")
-    name = _string(errors, raw, "name", f"{path}.name", required=True, max_length=255)
-    type_ = _string(errors, raw, "type", f"{path}.type", required=True, max_length=128)
-    description = _string(errors, raw, "description", f"{path}.description")
+    name = string_field(errors, raw, "name", f"{path}.name", required=True, max_length=255)
+    type_ = string_field(errors, raw, "type", f"{path}.type", required=True, max_length=128)
+    description = string_field(errors, raw, "description", f"{path}.description")
     parsed = {}
     for key, parser, required in (
         ("sensitivity", parse_sensitivity, True),
@@ -209,23 +169,23 @@ def _parse_column(errors: _Errors, raw, index: int) -> ColumnSpec | None:
 
 def registration_parse(payload) -> Registration:
     """Validate a registration payload completely, or raise ``ValidationError`` per field."""
-    errors = _Errors()
+    errors = FieldErrors()
     if not isinstance(payload, dict):
-        raise ValidationError({"non_field_errors": [f"Expected a JSON object, got {_json_type(payload)}."]})
+        raise ValidationError({"non_field_errors": [f"Expected a JSON object, got {json_type(payload)}."]})
     for unknown in sorted(set(payload) - KNOWN_FIELDS):
         errors.add(unknown, "Unknown field.")
 
-    full_name = _string(errors, payload, "name", "name", required=True, max_length=500)
+    full_name = string_field(errors, payload, "name", "name", required=True, max_length=500)
     if full_name and not DATASET_NAME_RE.match(full_name):
         errors.add("name", "Use letters, digits, _ - $ / and dots between parts, e.g. marketing.review_sentiment.")
-    store = _string(errors, payload, "store", "store", required=True, max_length=64)
-    description = _string(errors, payload, "description", "description") if "description" in payload else None
-    registered_by = _string(errors, payload, "registeredBy", "registeredBy", max_length=255)
+    store = string_field(errors, payload, "store", "store", required=True, max_length=64)
+    description = string_field(errors, payload, "description", "description") if "description" in payload else None
+    registered_by = string_field(errors, payload, "registeredBy", "registeredBy", max_length=255)
     declared_version = payload.get("version")
     if isinstance(declared_version, int) and not isinstance(declared_version, bool):
         declared_version = str(declared_version)
     if declared_version is not None and not isinstance(declared_version, str):
-        errors.add("version", f"Must be a string or an integer, not {_json_type(declared_version)}.")
+        errors.add("version", f"Must be a string or an integer, not {json_type(declared_version)}.")
         declared_version = ""
     declared_version = (declared_version or "").strip()[:64]
 
@@ -244,7 +204,7 @@ def registration_parse(payload) -> Registration:
     if raw_columns is None:
         errors.add("columns", "This field is required.")
     elif not isinstance(raw_columns, list):
-        errors.add("columns", f"Must be an array of column objects, not {_json_type(raw_columns)}.")
+        errors.add("columns", f"Must be an array of column objects, not {json_type(raw_columns)}.")
     elif not raw_columns:
         errors.add("columns", "A dataset needs at least one column.")
     elif len(raw_columns) > settings.CATALOG_MAX_COLUMNS:

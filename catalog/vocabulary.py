@@ -16,6 +16,11 @@ class Sensitivity(models.IntegerChoices):
     RESTRICTED = 3, "Restricted"
 
 
+def sensitivity_label(value) -> str | None:
+    """``2`` -> ``"Sensitive"``; ``None`` (not known yet) stays ``None``."""
+    return None if value is None else Sensitivity(value).label
+
+
 class Protection(models.TextChoices):
     NONE = "none", "None"
     MASKED = "masked", "Masked"

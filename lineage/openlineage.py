@@ -20,6 +20,7 @@ from access import policies
 from catalog.models import Dataset, DataStore
 from catalog.registration import registration_parse
 from catalog.services import dataset_discover, dataset_register, store_discover
+from catalog.validation import FieldErrors, string_field
 from lineage.models import TERMINAL_RUN_STATES, EdgeKind, EdgeLevel, LineageEvent, Run, RunState
 from lineage.sensitivity import sensitivity_refresh
 from lineage.services import EdgeSpec, column_nodes_ensure, dataset_nodes_ensure, job_ensure, lineage_edges_upsert
@@ -67,26 +68,6 @@ class ParsedEvent:
     outputs: list[DatasetRef] = field(default_factory=list)
 
 
-class _Errors(dict):
-    def add(self, path: str, message: str):
-        self.setdefault(path, []).append(message)
-
-
-def _text(errors, container, key, path, *, required=False) -> str:
-    value = container.get(key) if isinstance(container, dict) else None
-    if value is None or value == "":
-        if required:
-            errors.add(path, "This field is required.")
-        return ""
-    if not isinstance(value, str):
-        errors.add(path, f"Must be a string, not {type(value).__name__}.")
-        return ""
-    if len(value) > MAX_NAME:
-        errors.add(path, f"At most {MAX_NAME} characters.")
-        return ""
-    return value
-
-
 def _object(errors, container, key, path) -> dict:
     value = container.get(key) if isinstance(container, dict) else None
     if value is None:
@@ -98,7 +79,7 @@ def _object(errors, container, key, path) -> dict:
 
 
 def _event_time(errors, payload) -> dt.datetime:
-    raw = _text(errors, payload, "eventTime", "eventTime", required=True)
+    raw = string_field(errors, payload, "eventTime", "eventTime", required=True, max_length=MAX_NAME)
     if not raw:
         return dt.datetime.now(dt.timezone.utc)
     try:
@@ -113,9 +94,9 @@ def _field_input(errors, raw, path, field_spec) -> FieldInput | None:
     if not isinstance(raw, dict):
         errors.add(path, "Must be an object with namespace, name and field.")
         return None
-    namespace = _text(errors, raw, "namespace", f"{path}.namespace", required=True)
-    name = _text(errors, raw, "name", f"{path}.name", required=True)
-    column = _text(errors, raw, "field", f"{path}.field", required=True)
+    namespace = string_field(errors, raw, "namespace", f"{path}.namespace", required=True, max_length=MAX_NAME)
+    name = string_field(errors, raw, "name", f"{path}.name", required=True, max_length=MAX_NAME)
+    column = string_field(errors, raw, "field", f"{path}.field", required=True, max_length=MAX_NAME)
     transformations = raw.get("transformations") or []
     if not isinstance(transformations, list) or not all(isinstance(t, dict) for t in transformations):
         errors.add(f"{path}.transformations", "Must be an array of transformation objects.")
@@ -145,8 +126,8 @@ def _dataset_ref(errors, raw, path, *, is_output: bool) -> DatasetRef | None:
     if not isinstance(raw, dict):
         errors.add(path, "Must be an object with namespace and name.")
         return None
-    namespace = _text(errors, raw, "namespace", f"{path}.namespace", required=True)
-    name = _text(errors, raw, "name", f"{path}.name", required=True)
+    namespace = string_field(errors, raw, "namespace", f"{path}.namespace", required=True, max_length=MAX_NAME)
+    name = string_field(errors, raw, "name", f"{path}.name", required=True, max_length=MAX_NAME)
     facets = _object(errors, raw, "facets", f"{path}.facets")
     ref = DatasetRef(namespace=namespace, name=name, path=path)
     schema = _object(errors, facets, "schema", f"{path}.facets.schema")
@@ -158,9 +139,9 @@ def _dataset_ref(errors, raw, path, *, is_output: bool) -> DatasetRef | None:
             ref.schema = []
             for index, spec in enumerate(fields):
                 field_path = f"{path}.facets.schema.fields[{index}]"
-                field_name = _text(errors, spec, "name", f"{field_path}.name", required=True)
-                field_type = _text(errors, spec, "type", f"{field_path}.type") or "UNKNOWN"
-                description = _text(errors, spec, "description", f"{field_path}.description")
+                field_name = string_field(errors, spec, "name", f"{field_path}.name", required=True, max_length=MAX_NAME)
+                field_type = string_field(errors, spec, "type", f"{field_path}.type") or "UNKNOWN"
+                description = string_field(errors, spec, "description", f"{field_path}.description")
                 if field_name:
                     ref.schema.append((field_name, field_type, description))
     documentation = _object(errors, facets, "documentation", f"{path}.facets.documentation")
@@ -191,14 +172,14 @@ def openlineage_parse(payload) -> ParsedEvent:
 
     Raises ``ValidationError`` with every problem keyed by the path of the field.
     """
-    errors = _Errors()
+    errors = FieldErrors()
     if not isinstance(payload, dict):
         raise ValidationError({"non_field_errors": ["The body must be a JSON object (an OpenLineage event)."]})
     event_time = _event_time(errors, payload)
-    event_type = (_text(errors, payload, "eventType", "eventType") or "").upper()
+    event_type = (string_field(errors, payload, "eventType", "eventType") or "").upper()
     if event_type and event_type not in EVENT_TYPES:
         errors.add("eventType", f"Unknown event type '{payload['eventType']}'. Use one of: {', '.join(sorted(EVENT_TYPES))}.")
-    event = ParsedEvent(event_type=event_type, event_time=event_time, producer=_text(errors, payload, "producer", "producer"))
+    event = ParsedEvent(event_type=event_type, event_time=event_time, producer=string_field(errors, payload, "producer", "producer"))
 
     is_dataset_event = "dataset" in payload and "job" not in payload
     if is_dataset_event:
@@ -211,8 +192,8 @@ def openlineage_parse(payload) -> ParsedEvent:
             errors.add("job", "This field is required: an object with namespace and name.")
         else:
             event.job = (
-                _text(errors, job, "namespace", "job.namespace", required=True),
-                _text(errors, job, "name", "job.name", required=True),
+                string_field(errors, job, "namespace", "job.namespace", required=True, max_length=MAX_NAME),
+                string_field(errors, job, "name", "job.name", required=True, max_length=MAX_NAME),
             )
             documentation = _object(errors, _object(errors, job, "facets", "job.facets"), "documentation", "job.facets.documentation")
             if documentation.get("description"):
@@ -241,8 +222,7 @@ def openlineage_parse(payload) -> ParsedEvent:
                 ref = _dataset_ref(errors, item, f"{key}[{index}]", is_output=is_output)
                 if ref:
                     (event.outputs if is_output else event.inputs).append(ref)
-    if errors:
-        raise ValidationError(dict(errors))
+    errors.raise_if_any()
     return event
 
 

@@ -253,13 +253,6 @@ def lineage_sensitivity_paths(nodes) -> dict[int, list[Node]]:
     return {node.pk: [*[loaded[pk] for pk in reversed(chains[node.pk]) if pk in loaded], node] for node in nodes}
 
 
-def lineage_dataset_effective_sensitivity(*, dataset: Dataset):
-    """The highest effective sensitivity among the dataset's current columns (None before lineage knows it)."""
-    return Node.objects.filter(
-        kind=NodeKind.COLUMN, dataset=dataset, column__isnull=False
-    ).aggregate(value=Max("effective_sensitivity"))["value"]
-
-
 def job_list(*, user):
     """Jobs that sent lineage, each with its latest run prefetched as ``latest_runs``."""
     if not policies.can_read_metadata(user):

@@ -3,13 +3,9 @@
 from django.urls import reverse
 from rest_framework import serializers
 
-from catalog.vocabulary import Protection, Sensitivity
+from catalog.vocabulary import Protection, Sensitivity, sensitivity_label
 from lineage.models import Job, NodeKind
 from lineage.selectors import dataset_effective_sensitivities
-
-
-def _sensitivity_label(value) -> str | None:
-    return None if value is None else Sensitivity(value).label
 
 
 class LineageNodeSerializer(serializers.Serializer):
@@ -55,16 +51,16 @@ class LineageNodeSerializer(serializers.Serializer):
 
     def get_sensitivity(self, node) -> str | None:
         if node.kind == NodeKind.COLUMN:
-            return _sensitivity_label(node.column.sensitivity) if node.column else None
+            return sensitivity_label(node.column.sensitivity) if node.column else None
         if node.kind == NodeKind.DATASET:
-            return _sensitivity_label(node.dataset.sensitivity)
+            return sensitivity_label(node.dataset.sensitivity)
         return None
 
     def get_effectiveSensitivity(self, node) -> str | None:
         if node.kind == NodeKind.COLUMN:
-            return _sensitivity_label(node.effective_sensitivity)
+            return sensitivity_label(node.effective_sensitivity)
         if node.kind == NodeKind.DATASET:
-            return _sensitivity_label(self.context.get("dataset_effective", {}).get(node.dataset_id))
+            return sensitivity_label(self.context.get("dataset_effective", {}).get(node.dataset_id))
         return None
 
     def get_protection(self, node) -> str | None:
@@ -141,7 +137,7 @@ class ViolationSerializer(serializers.Serializer):
             {
                 "nodeId": step.pk,
                 "label": f"{step.dataset.qualified_name}.{step.name}" if step.dataset_id else str(step),
-                "effectiveSensitivity": _sensitivity_label(step.effective_sensitivity),
+                "effectiveSensitivity": sensitivity_label(step.effective_sensitivity),
             }
             for step in path
         ]

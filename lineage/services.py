@@ -177,7 +177,7 @@ def _origin_candidates(pairs) -> dict[tuple[str, str], Dataset]:
         query |= Q(store__kind=store_kind) & by_name
     if not query:
         return {}
-    candidates = list(Dataset.objects.filter(query).select_related("store"))
+    candidates = list(Dataset.objects.filter(query).select_related("store").prefetch_related("columns"))
     matched = {}
     for kind, name in pairs:
         store_kind = ORIGIN_KIND_TO_STORE_KIND.get(kind)

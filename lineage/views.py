@@ -15,7 +15,7 @@ from django.shortcuts import render
 
 from catalog.models import Dataset
 from catalog.selectors import dataset_get
-from catalog.vocabulary import Sensitivity
+from catalog.vocabulary import sensitivity_label
 from lineage import selectors
 from lineage.models import Node, NodeKind
 
@@ -26,10 +26,6 @@ DIRECTION_CHOICES = (
     (selectors.UPSTREAM, "Upstream only"),
     (selectors.DOWNSTREAM, "Downstream only"),
 )
-
-
-def _sensitivity_label(value) -> str | None:
-    return None if value is None else Sensitivity(value).label
 
 
 @dataclass
@@ -69,7 +65,7 @@ def dataset_lineage_context(*, user, dataset: Dataset, query) -> dict:
         row = LineageRow(node=node, hops=abs(node.depth))
         if node.kind == NodeKind.DATASET:
             value = effective.get(node.dataset_id)
-            row.effective = _sensitivity_label(value)
+            row.effective = sensitivity_label(value)
             row.higher = value is not None and value > node.dataset.sensitivity
             row.owners = sorted(node.dataset.owner_list, key=lambda owner: owner.username)
         (upstream if node.depth < 0 else downstream).append(row)
@@ -84,7 +80,7 @@ def dataset_lineage_context(*, user, dataset: Dataset, query) -> dict:
         "lineage_downstream": downstream,
         "lineage_partial": walk.partial,
         "lineage_edge_count": len(walk.edges),
-        "effective_sensitivity": _sensitivity_label(own_effective),
+        "effective_sensitivity": sensitivity_label(own_effective),
         "effective_is_higher": own_effective is not None and own_effective > dataset.sensitivity,
     }
 
@@ -104,10 +100,10 @@ def columns_with_lineage(*, dataset: Dataset, columns) -> list[dict]:
         lineage = {"column_id": row.pk if row is not None else None}
         if node is not None and node.effective_sensitivity is not None:
             lineage.update(
-                effective=_sensitivity_label(node.effective_sensitivity),
+                effective=sensitivity_label(node.effective_sensitivity),
                 higher=node.effective_sensitivity > row.sensitivity,
                 violation=node.is_violation,
-                inflow=_sensitivity_label(node.unprotected_inflow),
+                inflow=sensitivity_label(node.unprotected_inflow),
             )
         enriched.append({**column, "lineage": lineage})
     return enriched
@@ -131,7 +127,7 @@ def column_impact(request, pk, column_id):
             "dataset": dataset,
             "node": node,
             "column": node.column,
-            "effective": _sensitivity_label(node.effective_sensitivity),
+            "effective": sensitivity_label(node.effective_sensitivity),
             "impact": impact,
             "affected_columns": affected_columns,
             "max_depth": selectors.MAX_DEPTH,
