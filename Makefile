@@ -27,7 +27,7 @@ run: $(VENV)/.runtime
 	scripts/run-local.sh
 
 worker: $(VENV)/.runtime
-	$(BIN)/celery -A config worker --loglevel INFO --queues catalog
+	$(BIN)/celery -A config worker --loglevel INFO --queues catalog,sync
 
 test: $(VENV)/.dev
 	scripts/ensure-chromium.sh

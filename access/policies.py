@@ -50,3 +50,22 @@ def can_manage_stores(user) -> bool:
 def can_emit_lineage(user) -> bool:
     """May send OpenLineage events: they can create datasets, so registrars only."""
     return can_register_datasets(user)
+
+
+class SystemPrincipal:
+    """Who background jobs act as when no person asked for the work (a scheduled sync, a
+    notification): it reads all metadata and manages stores, and nothing else."""
+
+    pk = None
+    username = "system"
+    is_authenticated = True
+    is_active = True
+    is_superuser = True
+    is_service_account = True
+    _catalog_roles: list = []
+
+    def __str__(self) -> str:
+        return "system"
+
+
+SYSTEM = SystemPrincipal()

@@ -94,6 +94,8 @@ class Dataset(models.Model):
     owners = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="owned_datasets", blank=True)
     tags = models.JSONField(default=list, blank=True)
     needs_review = models.BooleanField(default=False, help_text="Discovered from lineage; an owner should review it.")
+    # When a warehouse sync last saw the table; only datasets a sync has seen are deprecated when they vanish.
+    last_synced_at = models.DateTimeField(null=True, blank=True, editable=False)
     # Highest sensitivity among the current columns (kept by the registration service).
     sensitivity = models.PositiveSmallIntegerField(choices=Sensitivity.choices, default=Sensitivity.PUBLIC)
     current_version = models.ForeignKey(
@@ -191,3 +193,200 @@ class Column(models.Model):
         if not self.originating_source_kind:
             return ""
         return f"{self.originating_source_kind}:{self.originating_source_name}"
+
+
+class Secret(models.Model):
+    """A secret sealed by envelope encryption (see ``catalog.secrets``): the value is
+    encrypted under its own data key, and the data key is wrapped by a master key named by
+    ``key_id``. Rotating master keys re-wraps ``wrapped_key`` and never touches ``ciphertext``.
+    """
+
+    ciphertext = models.BinaryField()
+    wrapped_key = models.BinaryField()
+    key_id = models.CharField(max_length=64, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    rotated_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"secret #{self.pk} (key {self.key_id})"
+
+    def __repr__(self) -> str:  # never show the sealed bytes, even in a debugger or a log line
+        return f"<Secret #{self.pk} key={self.key_id}>"
+
+
+class Connection(models.Model):
+    """How workers reach a store's warehouse to harvest its schemas. The password lives in a
+    :class:`Secret` and is never shown back."""
+
+    store = models.OneToOneField(DataStore, on_delete=models.CASCADE, related_name="connection")
+    host = models.CharField(max_length=255, blank=True)
+    port = models.PositiveIntegerField(null=True, blank=True)
+    database = models.CharField(
+        max_length=1024, blank=True,
+        help_text="Database name; for SQLite and DuckDB the path of the database file; for BigQuery the project.",
+    )
+    username = models.CharField(max_length=255, blank=True)
+    secret = models.OneToOneField(Secret, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    options = models.JSONField(
+        default=dict, blank=True, help_text="Driver options added to the URL query, e.g. {\"sslmode\": \"require\"}."
+    )
+    include_schemas = models.JSONField(default=list, blank=True, help_text="Schema patterns to sync (* and ?); empty: all.")
+    exclude_schemas = models.JSONField(default=list, blank=True, help_text="Schema patterns to leave out.")
+    sampling_enabled = models.BooleanField(
+        default=False, help_text="Read a few values of new and changed columns to suggest classifications."
+    )
+    sample_size = models.PositiveSmallIntegerField(default=50)
+    schedule = models.CharField(
+        max_length=100, blank=True,
+        help_text="Cron expression (minute hour day month weekday) for scheduled syncs; empty: manual only.",
+    )
+    periodic_task = models.OneToOneField(
+        "django_celery_beat.PeriodicTask", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    last_tested_at = models.DateTimeField(null=True, blank=True)
+    last_test_ok = models.BooleanField(null=True, blank=True)
+    last_test_message = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"connection of {self.store.name}"
+
+
+class SyncStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    PARTIAL = "partial", "Succeeded with errors"
+    FAILED = "failed", "Failed"
+
+
+ACTIVE_SYNC_STATUSES = (SyncStatus.QUEUED, SyncStatus.RUNNING)
+
+
+class SyncTrigger(models.TextChoices):
+    MANUAL = "manual", "Manual"
+    SCHEDULE = "schedule", "Schedule"
+    API = "api", "API"
+
+
+class SyncRun(models.Model):
+    """One harvest of a store's warehouse. At most one run per store is queued or running."""
+
+    store = models.ForeignKey(DataStore, on_delete=models.CASCADE, related_name="sync_runs")
+    status = models.CharField(max_length=16, choices=SyncStatus.choices, default=SyncStatus.QUEUED)
+    trigger = models.CharField(max_length=16, choices=SyncTrigger.choices, default=SyncTrigger.MANUAL)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    attempts = models.PositiveSmallIntegerField(default=0)
+    phase = models.CharField(max_length=32, blank=True, help_text="What the run is doing now.")
+    objects_total = models.PositiveIntegerField(null=True, blank=True)
+    objects_done = models.PositiveIntegerField(default=0)
+    # Objects are written in sorted order; a resumed run skips everything up to here.
+    cursor = models.CharField(max_length=600, blank=True)
+    new_count = models.PositiveIntegerField(default=0)
+    changed_count = models.PositiveIntegerField(default=0)
+    deprecated_count = models.PositiveIntegerField(default=0)
+    reactivated_count = models.PositiveIntegerField(default=0)
+    unchanged_count = models.PositiveIntegerField(default=0)
+    failed_count = models.PositiveIntegerField(default=0)
+    suggestion_count = models.PositiveIntegerField(default=0)
+    timings = models.JSONField(default=dict, blank=True, help_text="Seconds per phase.")
+    message = models.TextField(blank=True, help_text="Why the run failed, in words an engineer can act on.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["store"], condition=models.Q(status__in=["queued", "running"]), name="one_active_sync_per_store"
+            )
+        ]
+        indexes = [models.Index(fields=["status", "heartbeat_at"])]
+
+    def __str__(self) -> str:
+        return f"sync #{self.pk} of {self.store.name}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_SYNC_STATUSES
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if not self.started_at:
+            return None
+        from django.utils import timezone
+
+        return ((self.finished_at or timezone.now()) - self.started_at).total_seconds()
+
+    @property
+    def progress_percent(self) -> int | None:
+        if not self.objects_total:
+            return None
+        return min(100, round(100 * self.objects_done / self.objects_total))
+
+
+class SyncOutcome(models.TextChoices):
+    NEW = "new", "New"
+    CHANGED = "changed", "Changed"
+    BREAKING = "breaking", "Breaking change"
+    DEPRECATED = "deprecated", "Deprecated"
+    REACTIVATED = "reactivated", "Reactivated"
+    ERROR = "error", "Error"
+
+
+class SyncRunEvent(models.Model):
+    """What a run did to one object (unchanged objects are only counted)."""
+
+    run = models.ForeignKey(SyncRun, on_delete=models.CASCADE, related_name="events")
+    object_name = models.CharField(max_length=600)
+    outcome = models.CharField(max_length=16, choices=SyncOutcome.choices)
+    dataset = models.ForeignKey(Dataset, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    message = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run", "id"]
+        indexes = [models.Index(fields=["run", "outcome"])]
+
+
+class SuggestionStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    ACCEPTED = "accepted", "Accepted"
+    REJECTED = "rejected", "Rejected"
+
+
+class ColumnSuggestion(models.Model):
+    """A classification a sync proposes for a column, for a steward to accept or reject.
+
+    ``evidence`` holds counts and descriptions, never sampled values.
+    """
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="suggestions")
+    column = models.ForeignKey(Column, on_delete=models.CASCADE, related_name="suggestions")
+    label = models.CharField(max_length=32)
+    sensitivity = models.PositiveSmallIntegerField(choices=Sensitivity.choices)
+    confidence = models.FloatField()
+    evidence = models.JSONField(default=dict)
+    status = models.CharField(max_length=16, choices=SuggestionStatus.choices, default=SuggestionStatus.PENDING)
+    run = models.ForeignKey(SyncRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="suggestions")
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-confidence", "id"]
+        constraints = [
+            # A label is suggested once per column: a rejected suggestion is not made again.
+            models.UniqueConstraint(fields=["column", "label"], name="uniq_suggestion_per_column_label")
+        ]
+        indexes = [models.Index(fields=["status", "dataset"])]
+
+    def __str__(self) -> str:
+        return f"{self.column} looks like {self.label}"

@@ -5,12 +5,13 @@ import re
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from access import policies
 from catalog.diffs import schema_diff
 from catalog.models import Column, Dataset, DatasetStatus, DatasetVersion, DataStore
-from catalog.registration import Registration, registration_parse
-from catalog.vocabulary import Sensitivity
+from catalog.registration import ColumnSpec, Registration, registration_parse
+from catalog.vocabulary import Sensitivity, parse_mode, parse_protection, parse_sensitivity
 
 
 def _resolve_owners(usernames: list[str] | None):
@@ -205,3 +206,51 @@ def store_save(*, principal, store: DataStore | None = None, **fields) -> DataSt
     store.full_clean()
     store.save()
     return store
+
+
+def suggestion_decide(*, principal, suggestion, accept: bool):
+    """Accept or reject a classification suggestion.
+
+    Accepting raises the column's sensitivity to the suggested tier through the registration
+    path, so it makes a new version and refreshes lineage like any schema change. A decided
+    suggestion cannot be decided again. Returns the suggestion.
+    """
+    from catalog.models import ColumnSuggestion, SuggestionStatus
+
+    with transaction.atomic():
+        suggestion = (
+            ColumnSuggestion.objects.select_for_update(of=("self",))
+            .select_related("dataset__store", "column").get(pk=suggestion.pk)
+        )
+        dataset = suggestion.dataset
+        if not policies.can_edit_dataset(principal, dataset):
+            raise PermissionDenied("Only the dataset's owners or a registrar may classify its columns.")
+        if suggestion.status != SuggestionStatus.PENDING:
+            raise ValidationError({"status": [f"This suggestion was already {suggestion.status}."]})
+        suggestion.status = SuggestionStatus.ACCEPTED if accept else SuggestionStatus.REJECTED
+        suggestion.decided_by = principal if getattr(principal, "pk", None) else None
+        suggestion.decided_at = timezone.now()
+        suggestion.save(update_fields=["status", "decided_by", "decided_at"])
+        if accept and suggestion.sensitivity > suggestion.column.sensitivity:
+            _column_sensitivity_raise(principal, dataset, suggestion.column, suggestion.sensitivity)
+    return suggestion
+
+
+def _column_sensitivity_raise(principal, dataset: Dataset, column: Column, sensitivity: int) -> None:
+    current = dataset.current_version
+    specs = []
+    for snapshot in current.columns:
+        kind, _, source = snapshot["originatingSource"].partition(":")
+        specs.append(ColumnSpec(
+            name=snapshot["name"], type=snapshot["type"], description=snapshot["description"],
+            mode=parse_mode(snapshot["mode"]), protection=parse_protection(snapshot["protection"]),
+            sensitivity=Sensitivity(sensitivity) if snapshot["name"] == column.name else parse_sensitivity(snapshot["sensitivity"]),
+            originating_source_kind=kind, originating_source_name=source,
+        ))
+    registration = Registration(
+        store=dataset.store.name, schema=dataset.schema, name=dataset.name, columns=specs,
+        registered_by=getattr(principal, "username", "") or "steward",
+        registration_time=timezone.now(), declared_version=current.declared_version,
+        snapshots=[spec.snapshot() for spec in specs],
+    )
+    _dataset_register_locked(principal, registration, dataset.store, None, dataset.qualified_name)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from django.db.models import Q
 from django.utils import timezone
 
-from catalog.models import Dataset, StoreKind
+from catalog.models import Column, Dataset, StoreKind
 from lineage.models import REGISTRATION_EDGE_KINDS, Edge, EdgeKind, EdgeLevel, Job, Node, NodeKind
 from lineage.sensitivity import sensitivity_refresh
 
@@ -290,3 +290,109 @@ def job_ensure(*, namespace: str, name: str, description: str | None = None) -> 
         job.save(update_fields=["description", "updated_at"])
     return job
 
+
+
+def lineage_datasets_synced(*, datasets, new_ids=frozenset()) -> None:
+    """Batch counterpart of :func:`lineage_dataset_registered` for what a warehouse sync wrote.
+
+    New datasets that nothing waits for (no placeholder names them, no originating source on
+    their columns) get their dataset and column nodes in a few bulk statements; the others go
+    through the per-dataset path, which also rewires placeholders and originating sources.
+    """
+    datasets = list(datasets)
+    if not datasets:
+        return
+    dataset_nodes_ensure(datasets)
+    columns = {}
+    for column in Column.objects.filter(dataset__in=datasets):
+        columns.setdefault(column.dataset_id, []).append(column)
+    waiting_names = _placeholder_names(datasets)
+    fast, slow = [], []
+    for dataset in datasets:
+        own = columns.get(dataset.pk, [])
+        sourced = any(c.originating_source_kind for c in own)
+        named = {dataset.name.lower(), dataset.registration_name.lower(), dataset.qualified_name.lower()} & waiting_names
+        (fast if dataset.pk in new_ids and not sourced and not named else slow).append(dataset)
+    new_nodes = [
+        Node(kind=NodeKind.COLUMN, dataset=dataset, name=column.name, column=column)
+        for dataset in fast
+        for column in columns.get(dataset.pk, [])
+    ]
+    Node.objects.bulk_create(new_nodes, ignore_conflicts=True)
+    touched = set(
+        Node.objects.filter(kind=NodeKind.COLUMN, dataset__in=fast).values_list("pk", flat=True)
+    ) if fast else set()
+    for dataset in slow:
+        other_touched, own_columns = _origin_edges_sync(dataset)
+        touched |= other_touched | set(own_columns) | _placeholders_resolve(dataset)
+    sensitivity_refresh(node_ids=touched)
+
+
+def _placeholder_names(datasets) -> set[str]:
+    """Lower-cased names of placeholders that could stand for any of these datasets (one query)."""
+    store_kinds = {dataset.store.kind for dataset in datasets}
+    kinds = [kind for kind, store_kind in ORIGIN_KIND_TO_STORE_KIND.items() if store_kind in store_kinds]
+    if not kinds:
+        return set()
+    names = set()
+    for dataset in datasets:
+        names |= {dataset.name.lower(), dataset.registration_name.lower(), dataset.qualified_name.lower()}
+    found = Node.objects.filter(kind=NodeKind.SOURCE, source_kind__in=kinds).values_list("name", flat=True)
+    return {name.lower() for name in found if name.lower() in names}
+
+
+def lineage_view_edges_sync(*, view: Dataset, lineage, resolve_schema=lambda schema: schema) -> None:
+    """Make the view edges into ``view`` match its parsed definition (``lineage.sql.ViewLineage``).
+
+    Tables are looked up in the view's store (``resolve_schema`` maps a warehouse schema to
+    the catalog's); tables the catalog does not know are skipped. Edges of kind ``view``
+    that the definition no longer gives are removed.
+    """
+    store = view.store
+    wanted_tables = {
+        Dataset.build_qualified_name(store.name, resolve_schema(schema), table).lower(): (schema, table)
+        for schema, table in lineage.tables
+    }
+    query = Q()
+    for name in wanted_tables:
+        query |= Q(qualified_name__iexact=name)
+    sources = {
+        d.qualified_name.lower(): d for d in Dataset.objects.filter(query, store=store).prefetch_related("columns")
+    } if wanted_tables else {}
+    by_table = {key: sources[name] for name, key in wanted_tables.items() if name in sources}
+    by_table = {key: dataset for key, dataset in by_table.items() if dataset.pk != view.pk}
+
+    nodes = dataset_nodes_ensure([view, *by_table.values()])
+    view_node = nodes[view.pk]
+    specs = [EdgeSpec(nodes[d.pk].pk, view_node.pk, EdgeLevel.DATASET, EdgeKind.VIEW) for d in by_table.values()]
+    view_columns = column_nodes_ensure(view)
+    for dataset in {d.pk: d for d in by_table.values()}.values():
+        names = {
+            source.column for sources_of in lineage.columns.values() for source in sources_of
+            if by_table.get((source.schema, source.table)) == dataset
+        }
+        available = {column.name.lower(): column.name for column in dataset.columns.all()}
+        upstream = column_nodes_ensure(dataset, [available[n.lower()] for n in names if n.lower() in available])
+        for view_column, sources_of in lineage.columns.items():
+            target = view_columns.get(view_column.lower())
+            if target is None:
+                continue
+            for source in sources_of:
+                if by_table.get((source.schema, source.table)) != dataset or source.column.lower() not in upstream:
+                    continue
+                specs.append(EdgeSpec(
+                    upstream[source.column.lower()].pk, target.pk, EdgeLevel.COLUMN, EdgeKind.VIEW,
+                    description=f"{EdgeKind(source.kind).label} in the view definition",
+                ))
+    wanted = {(spec.source_id, spec.target_id) for spec in specs}
+    own_node_ids = [view_node.pk, *[node.pk for node in view_columns.values()]]
+    stale = [
+        edge.pk for edge in Edge.objects.filter(target_id__in=own_node_ids, kind=EdgeKind.VIEW)
+        if (edge.source_id, edge.target_id) not in wanted
+    ]
+    touched = set()
+    if stale:
+        touched |= set(Edge.objects.filter(pk__in=stale).values_list("target_id", flat=True))
+        Edge.objects.filter(pk__in=stale).delete()
+    touched |= lineage_edges_upsert(specs)
+    sensitivity_refresh(node_ids=touched)

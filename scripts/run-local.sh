@@ -11,7 +11,7 @@ echo "Database: ${DATABASE_URL:-embedded SQLite in ${CATALOG_VAR_DIR:-var}/}; br
 "$BIN/python" manage.py migrate --noinput
 "$BIN/python" manage.py load_demo
 
-"$BIN/celery" -A config worker --loglevel WARNING --queues catalog --pool solo &
+"$BIN/celery" -A config worker --loglevel WARNING --queues catalog,sync --pool solo --beat &
 worker=$!
 trap 'kill "$worker" 2>/dev/null || true' EXIT
 

@@ -29,9 +29,19 @@ def test_production_settings_pass_check_deploy():
     result = run_manage(
         "check", "--deploy", "--fail-level", "WARNING",
         DJANGO_SETTINGS_MODULE="config.settings.production", SECRET_KEY=secrets.token_urlsafe(64),
+        CATALOG_MASTER_KEYS="k1:" + "B" * 43,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+def test_production_settings_refuse_missing_master_keys():
+    result = run_manage(
+        "check", DJANGO_SETTINGS_MODULE="config.settings.production", SECRET_KEY=secrets.token_urlsafe(64),
+        CATALOG_MASTER_KEYS="",
+    )
+    assert result.returncode != 0
+    assert "CATALOG_MASTER_KEYS must be set" in result.stderr
 
 
 def test_production_settings_refuse_a_missing_secret_key():
@@ -77,6 +87,9 @@ def test_compose_app_services_name_modules_and_settings_that_exist():
             assert hasattr(importlib.import_module("config"), "celery_app")
         assert service["build"] == "." and (ROOT / "Dockerfile").exists()
         assert {"postgres", "redis"} <= set(service["depends_on"])
+    worker_command = services["worker"]["command"]
+    queues = worker_command[worker_command.index("--queues") + 1].split(",")
+    assert {"catalog", "sync"} <= set(queues)  # every queue a task is routed to has a worker
 
 
 def test_compose_app_services_point_at_the_compose_databases():

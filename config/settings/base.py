@@ -148,6 +148,27 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
 )
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
+# Warehouse syncs run on their own queue so a long harvest never delays short tasks.
+CELERY_TASK_ROUTES = {"catalog.store_sync": {"queue": "sync"}, "catalog.sync_runs_resume": {"queue": "catalog"}}
+# Every fixed periodic job, in one place (per-store sync schedules live in django-celery-beat's tables).
+CELERY_BEAT_SCHEDULE = {
+    "sync-runs-resume": {"task": "catalog.sync_runs_resume", "schedule": 60.0},
+}
+
+# Links in emails point here.
+CATALOG_BASE_URL = env_str("CATALOG_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "catalog@localhost")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+
+# Warehouse sync.
+# A running sync writes a heartbeat at least this often; a run silent for longer is taken over.
+SYNC_STALE_SECONDS = env_int("SYNC_STALE_SECONDS", 300)
+SYNC_MAX_ATTEMPTS = env_int("SYNC_MAX_ATTEMPTS", 3)
+SYNC_BATCH_SIZE = env_int("SYNC_BATCH_SIZE", 200)
+SYNC_CONNECT_TIMEOUT = env_int("SYNC_CONNECT_TIMEOUT", 10)
+# Master keys that wrap connection secrets: "<id>:<base64 32 bytes>", comma separated, active first.
+CATALOG_MASTER_KEYS = env_list("CATALOG_MASTER_KEYS")
 
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}

@@ -3,10 +3,15 @@
 from django.core.exceptions import ImproperlyConfigured
 
 from .base import *  # noqa: F401,F403
-from .base import SECRET_KEY, STORAGES, env_bool, env_int
+from .base import CATALOG_MASTER_KEYS, SECRET_KEY, STORAGES, env_bool, env_int
 
 if not SECRET_KEY or len(SECRET_KEY) < 50:
     raise ImproperlyConfigured("SECRET_KEY must be set to a random string of at least 50 characters.")
+
+if not CATALOG_MASTER_KEYS:
+    raise ImproperlyConfigured(
+        "CATALOG_MASTER_KEYS must be set (see docs/operations.md, 'Connection secrets'): it encrypts warehouse passwords."
+    )
 
 DEBUG = False
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

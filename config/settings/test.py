@@ -1,9 +1,11 @@
 """Settings for the test suite: the same as base, with fast hashing and no real mail."""
 
 from .base import *  # noqa: F401,F403
-from .base import SECRET_KEY
+from .base import CATALOG_MASTER_KEYS, SECRET_KEY
 
 SECRET_KEY = SECRET_KEY or "test-only-secret-key"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 CELERY_TASK_ALWAYS_EAGER = True
+# A fixed key for tests only (tests of rotation add their own).
+CATALOG_MASTER_KEYS = CATALOG_MASTER_KEYS or ["test:" + "A" * 43]
