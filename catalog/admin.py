@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from catalog.models import Column, Dataset, DatasetVersion, DataStore
+from catalog.models import Column, ColumnSuggestion, Connection, Dataset, DatasetVersion, DataStore, SyncRun, SyncRunEvent
 
 
 @admin.register(DataStore)
@@ -52,4 +52,52 @@ class DatasetVersionAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Connection)
+class ConnectionAdmin(admin.ModelAdmin):
+    """Read-only here: connections change through the store page or the API, which seal the
+    password. The secret itself is never shown."""
+
+    list_display = ["store", "host", "database", "username", "schedule", "last_test_ok", "last_tested_at"]
+    exclude = ["secret"]
+    readonly_fields = [field.name for field in Connection._meta.fields if field.name != "secret"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class SyncRunEventInline(admin.TabularInline):
+    model = SyncRunEvent
+    extra = 0
+    can_delete = False
+    readonly_fields = ["object_name", "outcome", "dataset", "message"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(SyncRun)
+class SyncRunAdmin(admin.ModelAdmin):
+    list_display = ["id", "store", "status", "trigger", "started_at", "finished_at", "new_count", "changed_count",
+                    "deprecated_count", "failed_count"]
+    list_filter = ["status", "trigger", "store"]
+    readonly_fields = [field.name for field in SyncRun._meta.fields]
+    inlines = [SyncRunEventInline]
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(ColumnSuggestion)
+class ColumnSuggestionAdmin(admin.ModelAdmin):
+    list_display = ["column", "label", "sensitivity", "confidence", "status", "decided_by"]
+    list_filter = ["status", "label"]
+    readonly_fields = [field.name for field in ColumnSuggestion._meta.fields]
+
+    def has_add_permission(self, request):
         return False
