@@ -278,3 +278,61 @@ def _pipeline_lineage_load() -> None:
     for (source_id, target_id), (kind, masking) in dataset_edges.items():
         specs.append(EdgeSpec(source_id, target_id, EdgeLevel.DATASET, kind, masking=masking, job_id=job.pk))
     sensitivity_refresh(node_ids=lineage_edges_upsert(specs))
+
+
+DEMO_WAREHOUSE_STORE = "support-replica"
+DEMO_WAREHOUSE_SQL = """
+CREATE TABLE agents (id INTEGER PRIMARY KEY, full_name TEXT NOT NULL, team TEXT, last_login_ip TEXT);
+CREATE TABLE tickets (
+    id INTEGER PRIMARY KEY, agent_id INTEGER REFERENCES agents(id), contact TEXT, phone TEXT,
+    opened_at TIMESTAMP NOT NULL, subject TEXT, body TEXT
+);
+CREATE TABLE refunds (id INTEGER PRIMARY KEY, ticket_id INTEGER NOT NULL, card_number TEXT, amount NUMERIC(10, 2));
+CREATE VIEW open_tickets_by_agent AS
+    SELECT a.full_name AS agent, count(t.id) AS open_tickets FROM tickets t JOIN agents a ON a.id = t.agent_id
+    GROUP BY a.full_name;
+INSERT INTO agents VALUES (1, 'Ada Moreau', 'billing', '10.0.4.17'), (2, 'Bo Lindqvist', 'restaurants', '10.0.4.23'),
+    (3, 'Chen Wei', 'billing', '10.0.7.2'), (4, 'Dara Okafor', 'accounts', '10.0.7.9'), (5, 'Eli Brandt', 'accounts', '10.0.9.1');
+INSERT INTO tickets VALUES
+    (1, 1, 'jo.reviewer@example.com', '+1 415 555 0101', '2026-11-02 09:14', 'Refund', 'Charged twice'),
+    (2, 2, 'kim@example.org', '+44 20 7946 0958', '2026-11-03 11:40', 'Review removed', 'Why?'),
+    (3, 1, 'lee.h@example.net', '+1 212 555 0199', '2026-11-04 15:02', 'Login', 'Locked out'),
+    (4, 3, 'max@example.com', '+49 30 901820', '2026-11-05 08:30', 'Refund', 'Order cancelled'),
+    (5, 4, 'noor@example.com', '+1 604 555 0143', '2026-11-06 17:55', 'Account', 'Change email');
+INSERT INTO refunds VALUES (1, 1, '4111111111111111', 24.50), (2, 4, '5500005555555559', 12.00),
+    (3, 1, '378282246310005', 8.75), (4, 3, '6011111111111117', 30.00), (5, 5, '4012888888881881', 5.25);
+"""
+
+
+def demo_warehouse_load(var_dir) -> None:
+    """A small SQLite support-desk database beside the demo, connected to a store and synced
+    once, so the demo shows a sync run, view lineage and classification suggestions.
+
+    Runs after :func:`demo_load`, outside its transaction (a sync commits batch by batch).
+    Idempotent: the file is made once, and the store is synced only if it never was.
+    """
+    import sqlite3
+    from pathlib import Path
+
+    from access.policies import SYSTEM
+    from catalog.connections import connection_save
+    from catalog.models import SyncRun
+    from catalog.sync import sync_run_execute, sync_run_request
+
+    path = Path(var_dir) / "demo-support-desk.sqlite3"
+    if not path.exists():
+        with sqlite3.connect(path) as db:
+            db.executescript(DEMO_WAREHOUSE_SQL)
+    store = DataStore.objects.filter(name=DEMO_WAREHOUSE_STORE).first()
+    if store is None:
+        store = store_save(
+            principal=SYSTEM, name=DEMO_WAREHOUSE_STORE, kind="transactional", platform="sqlite", environment="prod",
+            residency="US", line_of_business="support",
+            description="Read replica of the support desk database (a SQLite file in var/), harvested by the sync worker.",
+        )
+    if not hasattr(store, "connection"):
+        connection_save(principal=SYSTEM, store=store, database=str(path), sampling_enabled=True, sample_size=20,
+                        schedule="0 3 * * *")
+    if not SyncRun.objects.filter(store=store).exists():
+        run, _ = sync_run_request(principal=SYSTEM, store=store, enqueue=False)
+        sync_run_execute(run.pk)

@@ -53,3 +53,17 @@ def test_demo_has_lineage_with_a_masking_step_and_violations(db):
     assert (masking.source.label, masking.target.label) == ("appdb.public.users", "analytics.marketing.campaign_audience")
     violations = {(node.dataset.qualified_name, node.name) for node in Node.objects.filter(is_violation=True)}
     assert ("analytics.reporting.review_digest", "reviewer_email") in violations
+
+
+def test_demo_has_a_synced_warehouse_with_view_lineage_and_suggestions(db, settings, tmp_path):
+    from catalog.models import ColumnSuggestion, SyncRun
+    from lineage.models import Edge
+
+    settings.VAR_DIR = tmp_path
+    call_command("load_demo")
+    call_command("load_demo")  # idempotent: no second sync
+    run = SyncRun.objects.get(store__name="support-replica")
+    assert run.status == "succeeded" and run.new_count == 4
+    assert Edge.objects.filter(kind="view", target__dataset__name="open_tickets_by_agent").exists()
+    labels = set(ColumnSuggestion.objects.filter(dataset__store__name="support-replica").values_list("label", flat=True))
+    assert {"email", "credit_card"} <= labels

@@ -1,6 +1,8 @@
 from django.core.management.base import BaseCommand
 
-from catalog.demo import DEMO_PASSWORD, DEMO_USERS, demo_load
+from django.conf import settings
+
+from catalog.demo import DEMO_PASSWORD, DEMO_USERS, demo_load, demo_warehouse_load
 
 
 class Command(BaseCommand):
@@ -8,6 +10,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         counts = demo_load()
+        demo_warehouse_load(settings.VAR_DIR)
         self.stdout.write(f"Demo loaded: {counts['stores']} stores, {counts['datasets']} datasets.")
         self.stdout.write(f"Demo logins (password for all: {DEMO_PASSWORD}):")
         self.stdout.write(f"  {'admin':<8} administrator")
