@@ -295,7 +295,9 @@ class DuckDBConnector(Connector):
 
     def all_schema_names(self, inspector):
         rows = inspector.bind.exec_driver_sql(
-            "select schema_name from duckdb_schemas() where database_name = current_database() and not internal"
+            # DuckDB flags a file's own main schema as internal, like the system's: keep it.
+            "select schema_name from duckdb_schemas() where database_name = current_database() "
+            "and (not internal or schema_name = 'main')"
         ).all()
         return [row[0] for row in rows] or ["main"]
 
