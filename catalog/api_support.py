@@ -1,5 +1,7 @@
 """Project-wide API plumbing: the one exception handler every API view uses."""
 
+from contextlib import contextmanager
+
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
@@ -59,3 +61,18 @@ def exception_handler(exc, context):
     if isinstance(exc, exceptions.ValidationError):
         return _invalid(_flatten(exc.detail))
     return drf_exception_handler(exc, context)
+
+
+@contextmanager
+def errors_named_as_in(serializer):
+    """Report a service's field errors under the serializer's camelCase names
+    (``sample_size`` -> ``sampleSize``), so a 400 names what the caller sent."""
+    names = {field.source: name for name, field in serializer.fields.items() if field.source != "*"}
+    try:
+        yield
+    except DjangoValidationError as exc:
+        if not hasattr(exc, "error_dict"):
+            raise
+        raise exceptions.ValidationError(
+            {names.get(field, field): list(messages) for field, messages in exc.message_dict.items()}
+        ) from exc

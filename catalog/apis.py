@@ -1,15 +1,32 @@
 """REST API views: parse, call a service or selector, serialize. No rules live here."""
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import exceptions, generics, status
+import django_filters
+from django.http import Http404
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import exceptions, generics, permissions, status
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from access import policies
 from catalog import selectors, services
-from catalog.models import DatasetVersion
+from catalog.api_support import errors_named_as_in
+from catalog.connections import CONNECTION_FIELDS, connection_delete, connection_save, connection_test
 from catalog.filtersets import DatasetFilterSet
+from catalog.models import (
+    ColumnSuggestion,
+    Connection,
+    DatasetVersion,
+    DataStore,
+    SuggestionStatus,
+    SyncRun,
+    SyncRunEvent,
+    SyncTrigger,
+)
 from catalog.serializers import (
+    ConnectionSerializer,
+    ConnectionTestResultSerializer,
     DatasetDetailSerializer,
     DatasetDiffSerializer,
     DatasetRegistrationSerializer,
@@ -17,7 +34,11 @@ from catalog.serializers import (
     DatasetVersionDetailSerializer,
     DatasetVersionSerializer,
     StoreSerializer,
+    SuggestionSerializer,
+    SyncRunEventSerializer,
+    SyncRunSerializer,
 )
+from catalog.sync import sync_run_request
 
 
 class NameCursorPagination(CursorPagination):
@@ -134,3 +155,226 @@ class StoreDetailApi(generics.RetrieveUpdateAPIView):
         serializer.is_valid(raise_exception=True)
         store = services.store_save(principal=request.user, store=store, **serializer.validated_data)
         return Response(StoreSerializer(store).data)
+
+
+# Warehouse connections and sync runs ------------------------------------------------------
+
+
+class NewestFirstCursorPagination(CursorPagination):
+    ordering = "-id"
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 500
+
+
+class OldestFirstCursorPagination(NewestFirstCursorPagination):
+    ordering = "id"
+
+
+class ManagesStores(permissions.BasePermission):
+    """Connections (and starting syncs) are for platform engineers and admins."""
+
+    message = "Managing connections needs the platform engineer role or an admin."
+
+    def has_permission(self, request, view):
+        return policies.can_manage_stores(request.user)
+
+
+def _store_get(*, user, pk) -> DataStore:
+    store = selectors.store_list(user=user).filter(pk=pk).first()
+    if store is None:
+        raise Http404("No such store.")
+    return store
+
+
+def _connection_get(*, store: DataStore) -> Connection:
+    connection = Connection.objects.select_related("store").filter(store=store).first()
+    if connection is None:
+        raise Http404("This store has no connection.")
+    return connection
+
+
+def _sync_runs_visible(*, user):
+    """Sync runs whose store the user may see, loaded for the run serializer."""
+    if not policies.can_read_metadata(user):
+        return SyncRun.objects.none()
+    return SyncRun.objects.select_related("store", "requested_by")
+
+
+def _suggestions_visible(*, user):
+    """Suggestions on datasets the user may see, loaded for the suggestion serializer."""
+    return ColumnSuggestion.objects.filter(dataset__in=selectors.dataset_visible(user=user)).select_related(
+        "dataset", "column", "decided_by"
+    )
+
+
+class StoreConnectionApi(APIView):
+    """A store's warehouse connection. The password is write-only and never sent back."""
+
+    permission_classes = [permissions.IsAuthenticated, ManagesStores]
+
+    @extend_schema(responses={200: ConnectionSerializer, 404: OpenApiResponse(description="The store has no connection.")})
+    def get(self, request, pk):
+        store = _store_get(user=request.user, pk=pk)
+        return Response(ConnectionSerializer(_connection_get(store=store)).data)
+
+    @extend_schema(
+        request=ConnectionSerializer,
+        responses={201: ConnectionSerializer, 200: ConnectionSerializer},
+        description=(
+            "Create (201) or replace (200) the connection: fields left out take their defaults, except "
+            "`password`, which is kept when absent, removed when \"\" and replaced otherwise."
+        ),
+    )
+    def put(self, request, pk):
+        store = _store_get(user=request.user, pk=pk)
+        created = not Connection.objects.filter(store=store).exists()
+        connection = self._save(request, store, partial=False)
+        return Response(ConnectionSerializer(connection).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+    @extend_schema(
+        request=ConnectionSerializer,
+        responses={200: ConnectionSerializer},
+        description="Change only the fields sent (`password` as for PUT).",
+    )
+    def patch(self, request, pk):
+        store = _store_get(user=request.user, pk=pk)
+        _connection_get(store=store)
+        return Response(ConnectionSerializer(self._save(request, store, partial=True)).data)
+
+    @extend_schema(responses={204: None}, description="Remove the connection, its password and its schedule; datasets stay.")
+    def delete(self, request, pk):
+        store = _store_get(user=request.user, pk=pk)
+        _connection_get(store=store)
+        connection_delete(principal=request.user, store=store)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @staticmethod
+    def _save(request, store: DataStore, *, partial: bool) -> Connection:
+        serializer = ConnectionSerializer(data=request.data, partial=partial)
+        serializer.is_valid(raise_exception=True)
+        fields = dict(serializer.validated_data)
+        password = fields.pop("password", None)
+        if not partial:  # a replacement: what was left out goes back to its default
+            fields = {name: Connection._meta.get_field(name).get_default() for name in CONNECTION_FIELDS} | fields
+        with errors_named_as_in(serializer):
+            return connection_save(principal=request.user, store=store, password=password, **fields)
+
+
+class StoreConnectionTestApi(APIView):
+    permission_classes = [permissions.IsAuthenticated, ManagesStores]
+
+    @extend_schema(
+        request=None,
+        responses=ConnectionTestResultSerializer,
+        description="Connect now. A warehouse that refuses is still a 200, with `ok: false` and its reason.",
+    )
+    def post(self, request, pk):
+        store = _store_get(user=request.user, pk=pk)
+        ok, message = connection_test(principal=request.user, store=store)
+        return Response(ConnectionTestResultSerializer({"ok": ok, "message": message}).data)
+
+
+class StoreSyncListStartApi(generics.ListAPIView):
+    """A store's sync runs, newest first; POST starts one."""
+
+    serializer_class = SyncRunSerializer
+    pagination_class = NewestFirstCursorPagination
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # schema generation has no URL kwargs
+            return SyncRun.objects.none()
+        store = _store_get(user=self.request.user, pk=self.kwargs["pk"])
+        return _sync_runs_visible(user=self.request.user).filter(store=store)
+
+    @extend_schema(
+        request=None,
+        responses={202: SyncRunSerializer, 200: SyncRunSerializer},
+        description=(
+            "202 with the new run (and its URL in `Location`) when one was queued; 200 with the run "
+            "already queued or running, if there is one. 400 when the store has no connection."
+        ),
+    )
+    def post(self, request, pk):
+        store = _store_get(user=request.user, pk=pk)
+        run, created = sync_run_request(principal=request.user, store=store, trigger=SyncTrigger.API)
+        run = _sync_runs_visible(user=request.user).get(pk=run.pk)  # as it is now, if a worker already took it
+        body = SyncRunSerializer(run, context=self.get_serializer_context()).data
+        if created:
+            return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": body["url"]})
+        return Response(body)
+
+
+class SyncRunDetailApi(generics.RetrieveAPIView):
+    serializer_class = SyncRunSerializer
+
+    def get_queryset(self):
+        return _sync_runs_visible(user=self.request.user)
+
+
+class SyncRunEventListApi(generics.ListAPIView):
+    """What a run did to each object (unchanged objects are only counted); ``outcome=error`` for failures."""
+
+    serializer_class = SyncRunEventSerializer
+    pagination_class = OldestFirstCursorPagination
+    filterset_fields = ["outcome"]
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return SyncRunEvent.objects.none()
+        run = get_object_or_404(_sync_runs_visible(user=self.request.user), pk=self.kwargs["pk"])
+        return run.events.select_related("dataset")
+
+
+# Classification suggestions ---------------------------------------------------------------
+
+
+class SuggestionFilterSet(django_filters.FilterSet):
+    status = django_filters.ChoiceFilter(choices=SuggestionStatus.choices)
+    store = django_filters.CharFilter(field_name="dataset__store__name", help_text="Store name.")
+    dataset = django_filters.NumberFilter(field_name="dataset_id", help_text="Dataset id.")
+    run = django_filters.NumberFilter(field_name="run_id", help_text="Sync run id.")
+
+    class Meta:
+        model = ColumnSuggestion
+        fields = ["status", "store", "dataset", "run"]
+
+
+class SuggestionListApi(generics.ListAPIView):
+    """Classification suggestions from syncs, newest first."""
+
+    serializer_class = SuggestionSerializer
+    pagination_class = NewestFirstCursorPagination
+    filterset_class = SuggestionFilterSet
+
+    def get_queryset(self):
+        return _suggestions_visible(user=self.request.user)
+
+
+class SuggestionAcceptApi(APIView):
+    accept = True
+
+    @extend_schema(
+        request=None,
+        responses=SuggestionSerializer,
+        description=(
+            "Accept: the column's sensitivity is raised to the suggested tier, which makes a new dataset version. "
+            "Needs the right to edit the dataset (its owners, registrars); 400 if already decided."
+        ),
+    )
+    def post(self, request, pk):
+        suggestion = get_object_or_404(_suggestions_visible(user=request.user), pk=pk)
+        services.suggestion_decide(principal=request.user, suggestion=suggestion, accept=self.accept)
+        return Response(SuggestionSerializer(_suggestions_visible(user=request.user).get(pk=pk)).data)
+
+
+class SuggestionRejectApi(SuggestionAcceptApi):
+    accept = False
+
+    @extend_schema(
+        request=None,
+        responses=SuggestionSerializer,
+        description="Reject: nothing changes on the column, and the label is not suggested for it again. 400 if already decided.",
+    )
+    def post(self, request, pk):
+        return super().post(request, pk)

@@ -1,8 +1,10 @@
 """API representations. Keys are camelCase, like the registration JSON pipelines send."""
 
+from collections.abc import Mapping
+
 from rest_framework import serializers
 
-from catalog.models import Dataset, DatasetVersion, DataStore
+from catalog.models import ColumnSuggestion, Dataset, DatasetVersion, DataStore, SyncRun, SyncRunEvent
 from catalog.vocabulary import ColumnMode, Protection, Sensitivity
 
 
@@ -189,3 +191,149 @@ class StoreSerializer(serializers.ModelSerializer):
         ]
         # Uniqueness and the rest are checked by the store service's full_clean().
         extra_kwargs = {"name": {"validators": []}}
+
+
+# Warehouse connections, sync runs and classification suggestions
+
+
+class ConnectionSerializer(serializers.Serializer):
+    """A store's warehouse connection.
+
+    ``password`` is write-only: absent keeps the stored one, ``""`` removes it, any other value
+    replaces it. Responses never carry it, not even masked; ``hasPassword`` says whether one is
+    stored. The rules (required fields per platform, cron syntax, sample size) are the
+    connection service's; this only checks the JSON types.
+    """
+
+    platform = serializers.CharField(source="store.platform", read_only=True, help_text="The store's platform.")
+    host = serializers.CharField(required=False, allow_blank=True, help_text="Required except for SQLite, DuckDB and BigQuery.")
+    port = serializers.IntegerField(required=False, allow_null=True)
+    database = serializers.CharField(
+        required=False, allow_blank=True,
+        help_text="Database name; for SQLite and DuckDB the path of the database file; for BigQuery the project.",
+    )
+    username = serializers.CharField(required=False, allow_blank=True)
+    password = serializers.CharField(
+        write_only=True, required=False, allow_blank=True, trim_whitespace=False, style={"input_type": "password"},
+        help_text='Write-only. Absent: keep the stored password; "": remove it; any other value: replace it.',
+    )
+    hasPassword = serializers.SerializerMethodField()
+    options = serializers.DictField(required=False, help_text='Driver options added to the URL query, e.g. {"sslmode": "require"}.')
+    includeSchemas = serializers.ListField(
+        source="include_schemas", child=serializers.CharField(), required=False,
+        help_text="Schema patterns to sync (* and ?); empty: all.",
+    )
+    excludeSchemas = serializers.ListField(
+        source="exclude_schemas", child=serializers.CharField(), required=False, help_text="Schema patterns to leave out."
+    )
+    samplingEnabled = serializers.BooleanField(
+        source="sampling_enabled", required=False,
+        help_text="Read a few values of new and changed columns to suggest classifications (values are never stored).",
+    )
+    sampleSize = serializers.IntegerField(source="sample_size", required=False, help_text="Values read per column, 1 to 1000.")
+    schedule = serializers.CharField(
+        required=False, allow_blank=True,
+        help_text="Cron expression (minute hour day-of-month month day-of-week, UTC) for scheduled syncs; empty: manual only.",
+    )
+    lastTestedAt = serializers.DateTimeField(source="last_tested_at", read_only=True, allow_null=True)
+    lastTestOk = serializers.BooleanField(source="last_test_ok", read_only=True, allow_null=True)
+    lastTestMessage = serializers.CharField(source="last_test_message", read_only=True)
+    updatedAt = serializers.DateTimeField(source="updated_at", read_only=True)
+
+    def get_hasPassword(self, connection) -> bool:
+        return connection.secret_id is not None
+
+    def to_internal_value(self, data):
+        # A misspelt field would otherwise be dropped silently, like a schedule nobody set.
+        unknown = {name: ["Unknown field."] for name in sorted(set(data) - set(self.fields))} if isinstance(data, Mapping) else {}
+        try:
+            value = super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            raise serializers.ValidationError({**exc.detail, **unknown}) from None
+        if unknown:
+            raise serializers.ValidationError(unknown)
+        return value
+
+
+class ConnectionTestResultSerializer(serializers.Serializer):
+    ok = serializers.BooleanField()
+    message = serializers.CharField(help_text="What the warehouse answered (its version, or why it refused); never the password.")
+
+
+class StoreRefSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+
+
+class DatasetRefSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    qualifiedName = serializers.CharField(source="qualified_name")
+
+
+class SyncProgressSerializer(serializers.Serializer):
+    done = serializers.IntegerField(source="objects_done")
+    total = serializers.IntegerField(source="objects_total", allow_null=True, help_text="Null until extraction is over.")
+    percent = serializers.IntegerField(source="progress_percent", allow_null=True)
+
+
+class SyncCountsSerializer(serializers.Serializer):
+    new = serializers.IntegerField(source="new_count")
+    changed = serializers.IntegerField(source="changed_count")
+    deprecated = serializers.IntegerField(source="deprecated_count")
+    reactivated = serializers.IntegerField(source="reactivated_count")
+    unchanged = serializers.IntegerField(source="unchanged_count")
+    failed = serializers.IntegerField(source="failed_count")
+    suggestions = serializers.IntegerField(source="suggestion_count")
+
+
+class SyncRunSerializer(serializers.ModelSerializer):
+    url = serializers.HyperlinkedIdentityField(view_name="api:sync-run-detail")
+    store = StoreRefSerializer()
+    isActive = serializers.BooleanField(source="is_active", help_text="Queued or running.")
+    progress = SyncProgressSerializer(source="*")
+    counts = SyncCountsSerializer(source="*")
+    timings = serializers.DictField(child=serializers.FloatField(), help_text="Seconds per phase.")
+    createdAt = serializers.DateTimeField(source="created_at")
+    startedAt = serializers.DateTimeField(source="started_at", allow_null=True)
+    finishedAt = serializers.DateTimeField(source="finished_at", allow_null=True)
+    durationSeconds = serializers.FloatField(source="duration_seconds", allow_null=True)
+    requestedBy = serializers.CharField(
+        source="requested_by.username", allow_null=True, help_text="Null for scheduled runs."
+    )
+    events = serializers.HyperlinkedIdentityField(view_name="api:sync-run-event-list", help_text="What the run did per object.")
+
+    class Meta:
+        model = SyncRun
+        fields = [
+            "id", "url", "store", "status", "isActive", "trigger", "phase", "attempts", "progress", "counts", "timings",
+            "message", "createdAt", "startedAt", "finishedAt", "durationSeconds", "requestedBy", "events",
+        ]
+
+
+class SyncRunEventSerializer(serializers.ModelSerializer):
+    objectName = serializers.CharField(source="object_name")
+    dataset = DatasetRefSerializer(allow_null=True)
+    createdAt = serializers.DateTimeField(source="created_at")
+
+    class Meta:
+        model = SyncRunEvent
+        fields = ["id", "objectName", "outcome", "message", "dataset", "createdAt"]
+
+
+class SuggestionSerializer(serializers.ModelSerializer):
+    dataset = DatasetRefSerializer()
+    column = serializers.CharField(source="column.name")
+    currentSensitivity = serializers.CharField(source="column.get_sensitivity_display")
+    suggestedSensitivity = serializers.CharField(source="get_sensitivity_display")
+    evidence = serializers.DictField(help_text="Counts and descriptions; never sampled values.")
+    run = serializers.IntegerField(source="run_id", allow_null=True, help_text="The sync run that made the suggestion.")
+    decidedBy = serializers.CharField(source="decided_by.username", allow_null=True)
+    decidedAt = serializers.DateTimeField(source="decided_at", allow_null=True)
+    createdAt = serializers.DateTimeField(source="created_at")
+
+    class Meta:
+        model = ColumnSuggestion
+        fields = [
+            "id", "dataset", "column", "label", "currentSensitivity", "suggestedSensitivity", "confidence", "evidence",
+            "status", "run", "decidedBy", "decidedAt", "createdAt",
+        ]
