@@ -5,10 +5,13 @@ stores themselves: the view hands what they collected to the same service the AP
 (``dataset_register``, ``store_save``) and maps its ``ValidationError`` back onto fields.
 """
 
+import json
+
 from django import forms
 from django.conf import settings
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 
+from catalog.connections import FILE_PLATFORMS
 from catalog.models import Environment, Platform, StoreKind
 from catalog.vocabulary import ColumnMode, Protection, Sensitivity
 
@@ -198,3 +201,133 @@ class StoreForm(forms.Form):
         for field, texts in messages.items():
             for text in texts:
                 self.add_error(field if field in self.fields else None, text)
+
+
+# Warehouse connections -------------------------------------------------------------------
+
+DATABASE_HELP = {
+    "sqlite": "Path of the SQLite database file, as the sync worker sees it, e.g. /data/warehouse.db.",
+    "duckdb": "Path of the DuckDB database file, as the sync worker sees it, e.g. /data/warehouse.duckdb.",
+    "bigquery": "The Google Cloud project that holds the datasets, e.g. acme-analytics.",
+    "snowflake": "The Snowflake database; the host is the account URL.",
+    "mysql": "Leave blank to sync every database (schema) the user can see, or name one.",
+}
+DATABASE_HELP_DEFAULT = "The database to connect to, e.g. analytics."
+
+
+class ConnectionForm(forms.Form):
+    """A store's warehouse connection; ``connection_save`` validates it (required fields per
+    platform, cron, patterns, options). The password is write-only: it is never rendered back."""
+
+    host = forms.CharField(required=False, widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}))
+    port = forms.IntegerField(required=False, min_value=1, max_value=65535, help_text="Blank: the platform's default.")
+    database = forms.CharField(
+        required=False, label="Database / file path / project",
+        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
+    )
+    username = forms.CharField(required=False, widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}))
+    password = forms.CharField(
+        required=False, strip=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+    )
+    remove_password = forms.BooleanField(required=False, label="Remove the stored password")
+    include_schemas = forms.CharField(
+        required=False, label="Include schemas",
+        help_text="Names or patterns (* and ?), separated by commas or new lines. Blank: every schema.",
+        widget=forms.Textarea(attrs={"rows": 2, "placeholder": "sales, marketing_*", "spellcheck": "false"}),
+    )
+    exclude_schemas = forms.CharField(
+        required=False, label="Exclude schemas",
+        help_text="Left out even when included, e.g. tmp_*, scratch.",
+        widget=forms.Textarea(attrs={"rows": 2, "placeholder": "tmp_*, scratch", "spellcheck": "false"}),
+    )
+    options = forms.CharField(
+        required=False, label="Driver options (JSON)",
+        help_text='A JSON object added to the connection URL, e.g. {"sslmode": "require"}.',
+        widget=forms.Textarea(attrs={"rows": 2, "placeholder": '{"sslmode": "require"}', "spellcheck": "false",
+                                     "class": "mono"}),
+    )
+    sampling_enabled = forms.BooleanField(
+        required=False, label="Sample values to suggest classifications",
+        help_text="Reads a few values of new and changed columns; only counts are kept, never the values.",
+    )
+    sample_size = forms.IntegerField(
+        required=False, initial=50, label="Sample size", help_text="Values read per column (1–1000).",
+    )
+    schedule = forms.CharField(
+        required=False, label="Schedule (cron, UTC)",
+        help_text="minute hour day month weekday, e.g. “0 2 * * *” (daily at 02:00) or “*/30 * * * *” "
+                  "(every 30 minutes). Blank: only when someone clicks Sync now.",
+        widget=forms.TextInput(attrs={"placeholder": "0 2 * * *", "autocomplete": "off", "spellcheck": "false",
+                                      "class": "mono"}),
+    )
+
+    def __init__(self, *args, platform: str, password_stored: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.platform = platform
+        self.fields["database"].help_text = DATABASE_HELP.get(platform, DATABASE_HELP_DEFAULT)
+        if self.is_file_platform:  # a file path says it all: no host, user or password
+            for name in ("host", "port", "username", "password", "remove_password"):
+                del self.fields[name]
+            self.fields["database"].label = "Database file path"
+        elif password_stored:
+            self.fields["password"].help_text = "A password is stored. Leave blank to keep it; type a new one to replace it."
+        else:
+            self.fields["password"].help_text = "No password is stored."
+            del self.fields["remove_password"]
+        first = "database" if self.is_file_platform else "host"
+        self.fields[first].widget.attrs["autofocus"] = True
+
+    @property
+    def is_file_platform(self) -> bool:
+        return self.platform in FILE_PLATFORMS
+
+    @staticmethod
+    def initial_for(connection) -> dict:
+        """The form's initial values from a saved connection (never the password)."""
+        if connection is None:
+            return {"sample_size": 50}
+        return {
+            "host": connection.host,
+            "port": connection.port,
+            "database": connection.database,
+            "username": connection.username,
+            "include_schemas": "\n".join(connection.include_schemas or []),
+            "exclude_schemas": "\n".join(connection.exclude_schemas or []),
+            "options": json.dumps(connection.options, indent=2) if connection.options else "",
+            "sampling_enabled": connection.sampling_enabled,
+            "sample_size": connection.sample_size,
+            "schedule": connection.schedule,
+        }
+
+    def connection_fields(self) -> dict:
+        """What to hand to ``connection_save`` (the password separately, see :meth:`password_change`)."""
+        data = self.cleaned_data
+        fields = {
+            name: data.get(name)
+            for name in ("host", "port", "database", "username", "include_schemas", "exclude_schemas", "options",
+                         "sampling_enabled", "sample_size", "schedule")
+            if name in self.fields
+        }
+        if fields.get("sample_size") is None:
+            fields["sample_size"] = 50
+        return fields
+
+    def password_change(self) -> str | None:
+        """``None`` keeps the stored password, ``""`` removes it, anything else replaces it."""
+        if "password" not in self.fields:
+            return None
+        if self.cleaned_data.get("remove_password"):
+            return ""
+        return self.cleaned_data.get("password") or None
+
+    def errors_apply(self, error: ValidationError) -> None:
+        messages = error.message_dict if hasattr(error, "error_dict") else {NON_FIELD_ERRORS: error.messages}
+        for field, texts in messages.items():
+            for text in texts:
+                if field in self.fields:
+                    self.add_error(field, text)
+                elif field == "platform" or field == NON_FIELD_ERRORS:
+                    self.add_error(None, text)
+                else:
+                    self.add_error(None, f"{field.replace('_', ' ').capitalize()}: {text}")

@@ -9,22 +9,40 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
+from django.db.models import Count, Prefetch
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import pluralize
 from django.urls import reverse
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods
 
 from access import policies
 from catalog import selectors, services
+from catalog.connections import FILE_PLATFORMS, connection_delete, connection_save, connection_test
+from catalog.connectors import CONNECTORS
 from catalog.diffs import BREAKING_FIELDS
 from catalog.filtersets import DatasetFilterSet
 from catalog.forms import (
     ColumnFormSet,
+    ConnectionForm,
     DatasetForm,
     StoreForm,
     column_initial,
     registration_errors_apply,
 )
-from catalog.models import Dataset
+from catalog.models import (
+    ACTIVE_SYNC_STATUSES,
+    ColumnSuggestion,
+    Dataset,
+    DataStore,
+    SuggestionStatus,
+    SyncOutcome,
+    SyncRun,
+    SyncTrigger,
+)
+from catalog.sync import sync_run_request
 from catalog.vocabulary import Protection, Sensitivity
 from lineage import selectors as lineage_selectors
 from lineage import views as lineage_views
@@ -82,20 +100,37 @@ def _owner_usernames() -> list[str]:
 def dataset_detail(request, pk):
     dataset = selectors.dataset_get(user=request.user, pk=pk)
     current = dataset.current_version
-    columns = current.columns if current else []
+    columns = lineage_views.columns_with_lineage(dataset=dataset, columns=current.columns if current else [])
+    pending = _pending_suggestions_by_column(dataset)
+    for column in columns:
+        column["suggestions"] = pending.get(column["lineage"]["column_id"], [])
     return render(
         request,
         "catalog/dataset_detail.html",
         {
             "dataset": dataset,
             "current": current,
-            "columns": lineage_views.columns_with_lineage(dataset=dataset, columns=columns),
+            "columns": columns,
+            "pending_suggestion_count": sum(len(found) for found in pending.values()),
             "lineage_columns": True,
             "versions": selectors.dataset_version_list(dataset=dataset),
             "can_edit": policies.can_edit_dataset(request.user, dataset),
             **lineage_views.dataset_lineage_context(user=request.user, dataset=dataset, query=request.GET),
         },
     )
+
+
+def _pending_suggestions_by_column(dataset: Dataset) -> dict[int, list[ColumnSuggestion]]:
+    """The dataset's pending classification suggestions by column id, in one query.
+
+    Only warehouse syncs make suggestions, so a dataset no sync has seen costs no query.
+    """
+    by_column = {}
+    if dataset.last_synced_at is None:
+        return by_column
+    for suggestion in dataset.suggestions.filter(status=SuggestionStatus.PENDING).order_by("-confidence", "id"):
+        by_column.setdefault(suggestion.column_id, []).append(_suggestion_present(suggestion))
+    return by_column
 
 
 @login_required
@@ -323,7 +358,394 @@ def _store_form(request, *, store):
                 form.errors_apply(error)
             else:
                 messages.success(request, f"Saved store {saved.name}.")
-                return redirect(reverse("catalog:store-list"))
+                return redirect("catalog:store-detail", pk=saved.pk)
     else:
         form = StoreForm(initial=initial)
     return render(request, "catalog/store_form.html", {"form": form, "store": store, "store_name": store_name})
+
+
+# Stores, connections and sync runs ------------------------------------------------------
+
+RUNS_PAGE_SIZE = 20
+EVENTS_PAGE_SIZE = 50
+SUGGESTIONS_PAGE_SIZE = 50
+PHASES = ("connect", "extract", "write", "lineage", "deprecate")
+PHASE_NAMES = {
+    "connecting": "Connecting to the warehouse",
+    "extracting": "Reading schemas",
+    "writing": "Writing datasets",
+    "lineage": "Reading view lineage",
+    "deprecating": "Deprecating what is gone",
+}
+
+
+def _page_context(paginator: Paginator, number, query=None, *, page_key: str = "page") -> dict:
+    """A page of ``paginator`` and what ``partials/pagination.html`` needs, filters kept."""
+    page = paginator.get_page(number)
+    query = query.copy() if query is not None else None
+    if query is not None:
+        query.pop(page_key, None)
+    return {
+        "page": page,
+        "page_numbers": list(paginator.get_elided_page_range(page.number, on_each_side=2, on_ends=1)),
+        "ellipsis": Paginator.ELLIPSIS,
+        "query_string": query.urlencode() if query is not None else "",
+    }
+
+
+def _duration_text(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours} h {minutes} min"
+    return f"{minutes} min {rest} s" if minutes else f"{rest} s"
+
+
+def _next_scheduled_run(schedule: str):
+    """When a cron schedule (UTC, as ``connection_save`` registers it) fires next; None if unknown."""
+    if not schedule:
+        return None
+    from celery.schedules import crontab
+
+    parts = schedule.split()
+    if len(parts) != 5:
+        return None
+    now = timezone.now()
+    try:
+        minute, hour, day_of_month, month_of_year, day_of_week = parts
+        cron = crontab(minute=minute, hour=hour, day_of_month=day_of_month, month_of_year=month_of_year,
+                       day_of_week=day_of_week, nowfun=lambda: now)
+        last_run_at, delta, _ = cron.remaining_delta(now)
+        return last_run_at + delta
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
+def _store_get(request, pk) -> DataStore:
+    return get_object_or_404(selectors.store_list(user=request.user).select_related("connection"), pk=pk)
+
+
+def _require_store_manager(request) -> None:
+    if not policies.can_manage_stores(request.user):
+        raise PermissionDenied("Connections and syncs are managed by platform engineers and admins.")
+
+
+def _is_htmx(request) -> bool:
+    return request.headers.get("HX-Request") == "true"
+
+
+@login_required
+def store_detail(request, pk):
+    """A store, its warehouse connection and its recent sync runs."""
+    store = _store_get(request, pk)
+    connection = getattr(store, "connection", None)
+    runs = SyncRun.objects.filter(store=store).select_related("requested_by")
+    context = _page_context(Paginator(runs, RUNS_PAGE_SIZE), request.GET.get("page"), request.GET)
+    for run in context["page"].object_list:
+        run.duration_text = _duration_text(run.duration_seconds)
+    context.update({
+        "store": store,
+        "connection": connection,
+        "syncable": store.platform in CONNECTORS,
+        "is_file_platform": store.platform in FILE_PLATFORMS,
+        "runs": context["page"].object_list,
+        "active_run": SyncRun.objects.filter(store=store, status__in=ACTIVE_SYNC_STATUSES).first()
+        if connection is not None else None,
+        "next_run_at": _next_scheduled_run(connection.schedule) if connection is not None else None,
+    })
+    return render(request, "catalog/store_detail.html", context)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def connection_edit(request, pk):
+    """Add or change a store's connection through ``connection_save``; the password is write-only."""
+    _require_store_manager(request)
+    store = _store_get(request, pk)
+    connection = getattr(store, "connection", None)
+    form_kwargs = {"platform": store.platform, "password_stored": bool(connection and connection.secret_id)}
+    if request.method == "POST":
+        form = ConnectionForm(request.POST, **form_kwargs)
+        if form.is_valid():
+            try:
+                connection_save(
+                    principal=request.user, store=store, password=form.password_change(), **form.connection_fields()
+                )
+            except ValidationError as error:
+                form.errors_apply(error)
+            else:
+                messages.success(request, f"Saved the connection of {store.name}. Test it, then sync.")
+                return redirect("catalog:store-detail", pk=store.pk)
+    else:
+        form = ConnectionForm(initial=ConnectionForm.initial_for(connection), **form_kwargs)
+    return render(request, "catalog/connection_form.html", {
+        "form": form, "store": store, "connection": connection, "syncable": store.platform in CONNECTORS,
+    })
+
+
+@login_required
+@require_http_methods(["POST"])
+def connection_remove(request, pk):
+    """Remove the connection, its sealed password and its schedule; datasets stay."""
+    _require_store_manager(request)
+    store = _store_get(request, pk)
+    connection_delete(principal=request.user, store=store)
+    messages.success(request, f"Removed the connection of {store.name}. Its datasets stay in the catalog.")
+    target = reverse("catalog:store-detail", args=[store.pk])
+    if _is_htmx(request):
+        response = HttpResponse(status=204)
+        response["HX-Redirect"] = target
+        return response
+    return redirect(target)
+
+
+@login_required
+@require_http_methods(["POST"])
+def connection_check(request, pk):
+    """Try the connection now; htmx gets the result in place, a plain POST a message."""
+    _require_store_manager(request)
+    store = _store_get(request, pk)
+    try:
+        ok, message = connection_test(principal=request.user, store=store)
+    except ValidationError as error:
+        ok, message = False, " ".join(error.messages)
+    if _is_htmx(request):
+        return render(request, "catalog/partials/connection_test_result.html", {
+            "ok": ok, "message": message, "tested_at": timezone.now(),
+        })
+    (messages.success if ok else messages.error)(request, message if ok else f"Connection failed: {message}")
+    return redirect("catalog:store-detail", pk=store.pk)
+
+
+@login_required
+@require_http_methods(["POST"])
+def store_sync_now(request, pk):
+    """Queue a sync (or find the one already queued or running) and go to its page."""
+    _require_store_manager(request)
+    store = _store_get(request, pk)
+    try:
+        run, created = sync_run_request(principal=request.user, store=store, trigger=SyncTrigger.MANUAL)
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+        return redirect("catalog:store-detail", pk=store.pk)
+    if created:
+        messages.success(request, f"Sync #{run.pk} of {store.name} started.")
+    else:
+        messages.info(request, f"Sync #{run.pk} of {store.name} was already {run.get_status_display().lower()}: here it is.")
+    return redirect("catalog:sync-run-detail", pk=run.pk)
+
+
+def _run_get(request, pk) -> SyncRun:
+    visible = selectors.store_list(user=request.user).values("pk")
+    return get_object_or_404(SyncRun.objects.select_related("store", "requested_by").filter(store__in=visible), pk=pk)
+
+
+def _run_status_context(request, run: SyncRun) -> dict:
+    """The part of the run page that changes while the run works (polled by htmx)."""
+    poll_query = request.GET.copy()
+    poll_query["polling"] = "1"
+    timings = run.timings or {}
+    phases = [(name, timings[name]) for name in PHASES if name in timings]
+    phases += [(name, seconds) for name, seconds in timings.items() if name not in PHASES]
+    return {
+        "run": run,
+        "poll_query": poll_query.urlencode(),
+        "phase_name": PHASE_NAMES.get(run.phase, run.phase.capitalize()),
+        "duration_text": _duration_text(run.duration_seconds),
+        "phase_timings": [(name.capitalize(), _duration_text(seconds)) for name, seconds in phases],
+        "counts": [
+            ("New", run.new_count, "new"),
+            ("Changed", run.changed_count, "changed"),
+            ("Deprecated", run.deprecated_count, "deprecated"),
+            ("Reactivated", run.reactivated_count, "reactivated"),
+            ("Unchanged", run.unchanged_count, "unchanged"),
+            ("Errors", run.failed_count, "error"),
+            ("Suggestions", run.suggestion_count, "suggestions"),
+        ],
+    }
+
+
+def _run_events_context(request, run: SyncRun) -> dict:
+    """The run's events, filtered by ``?outcome=`` and paginated; one query for the tallies."""
+    tallies = dict(run.events.order_by().values_list("outcome").annotate(count=Count("id")))
+    outcome = request.GET.get("outcome") or ""
+    if outcome not in SyncOutcome.values:
+        outcome = ""
+    events = run.events.select_related("dataset").only(
+        "object_name", "outcome", "message", "dataset__id", "dataset__qualified_name", "run_id"
+    )
+    if outcome:
+        events = events.filter(outcome=outcome)
+    query = request.GET.copy()
+    query.pop("polling", None)
+    context = _page_context(Paginator(events, EVENTS_PAGE_SIZE), request.GET.get("page"), query)
+    context.update({
+        "events": context["page"].object_list,
+        "outcome": outcome,
+        "outcome_choices": [
+            (value, label, tallies.get(value, 0)) for value, label in SyncOutcome.choices
+        ],
+        "event_total": sum(tallies.values()),
+    })
+    return context
+
+
+@login_required
+def sync_run_detail(request, pk):
+    """A sync run: status, progress (polled while it works), counts, timings and events."""
+    run = _run_get(request, pk)
+    context = {**_run_status_context(request, run), **_run_events_context(request, run)}
+    return render(request, "catalog/sync_run_detail.html", context)
+
+
+@login_required
+def sync_run_progress(request, pk):
+    """The run's status section alone, for htmx polling. Once the run has finished it stops
+    polling and sends the events along (out of band), so the table is reloaded once."""
+    run = _run_get(request, pk)
+    context = _run_status_context(request, run)
+    if not run.is_active and request.GET.get("polling"):
+        context.update(_run_events_context(request, run))
+        context["events_oob"] = True
+    return render(request, "catalog/partials/sync_run_status.html", context)
+
+
+# Classification suggestions -------------------------------------------------------------
+
+LABEL_NAMES = {
+    "email": "email", "phone": "phone number", "national_id": "national ID", "credit_card": "card number",
+    "person_name": "person name", "birth_date": "birth date", "address": "address", "ip_address": "IP address",
+}
+SUGGESTION_STATUS_CHOICES = [("", "Any status")] + list(SuggestionStatus.choices)
+
+
+def evidence_text(evidence) -> str:
+    """A suggestion's evidence as a sentence: “name matches 'email'; 48 of 50 sampled values
+    match “email address””. Evidence holds counts and descriptions only, never values."""
+    if not isinstance(evidence, dict):
+        return ""
+    parts = []
+    if evidence.get("name"):
+        parts.append(f"name {evidence['name']}")
+    if evidence.get("type"):
+        parts.append(str(evidence["type"]))
+    sampled = evidence.get("sampled")
+    if isinstance(sampled, int) and sampled:
+        matched = evidence.get("matched") or 0
+        pattern = evidence.get("pattern") or "the pattern"
+        parts.append(f"{matched} of {sampled} sampled value{pluralize(sampled)} match “{pattern}”")
+    known = {"name", "type", "sampled", "matched", "pattern"}
+    for key, value in evidence.items():
+        if key not in known and isinstance(value, (str, int, float)) and not isinstance(value, bool) and value != "":
+            parts.append(f"{key.replace('_', ' ')}: {value}")
+    return "; ".join(parts)
+
+
+def _suggestion_present(suggestion: ColumnSuggestion) -> ColumnSuggestion:
+    """Words for a suggestion's label, confidence and evidence, for the templates."""
+    suggestion.label_text = LABEL_NAMES.get(suggestion.label, suggestion.label.replace("_", " "))
+    suggestion.confidence_percent = round(100 * (suggestion.confidence or 0))
+    suggestion.evidence_text = evidence_text(suggestion.evidence)
+    return suggestion
+
+
+def _suggestions_visible(user):
+    return ColumnSuggestion.objects.filter(dataset__in=selectors.dataset_visible(user=user))
+
+
+@login_required
+def suggestion_list(request):
+    """The queue of classification suggestions, filtered by store and status in the URL."""
+    status = request.GET.get("status", SuggestionStatus.PENDING)
+    if status not in SuggestionStatus.values:
+        status = ""
+    store_name = request.GET.get("store") or ""
+    suggestions = (
+        _suggestions_visible(request.user)
+        .select_related("dataset__store", "column", "decided_by", "run")
+        .defer("dataset__description", "column__description")
+        .prefetch_related(Prefetch("dataset__owners", to_attr="owner_list"))
+        .order_by("-created_at", "dataset__qualified_name", "column__position", "-confidence", "id")
+    )
+    if status:
+        suggestions = suggestions.filter(status=status)
+    if store_name:
+        suggestions = suggestions.filter(dataset__store__name=store_name)
+    query = request.GET.copy()
+    if "status" not in query:
+        query["status"] = status
+    context = _page_context(Paginator(suggestions, SUGGESTIONS_PAGE_SIZE), request.GET.get("page"), query)
+    for suggestion in context["page"].object_list:
+        _suggestion_present(suggestion)
+        suggestion.can_decide = policies.can_edit_dataset(request.user, suggestion.dataset)
+    context.update({
+        "suggestions": context["page"].object_list,
+        "status": status,
+        "store_name": store_name,
+        "status_choices": SUGGESTION_STATUS_CHOICES,
+        "store_names": list(selectors.store_list(user=request.user).values_list("name", flat=True)),
+        "active_filters": bool(store_name) or status != SuggestionStatus.PENDING,
+        "next_url": request.get_full_path(),
+    })
+    return render(request, "catalog/suggestion_list.html", context)
+
+
+@login_required
+def suggestion_count(request):
+    """The pending count for the nav link, fetched by htmx after the page loads."""
+    count = _suggestions_visible(request.user).filter(status=SuggestionStatus.PENDING).count()
+    return render(request, "catalog/partials/suggestion_count.html", {"pending_count": count})
+
+
+@login_required
+@require_http_methods(["POST"])
+def suggestion_accept(request, pk):
+    return _suggestion_decide(request, pk, accept=True)
+
+
+@login_required
+@require_http_methods(["POST"])
+def suggestion_reject(request, pk):
+    return _suggestion_decide(request, pk, accept=False)
+
+
+def _suggestion_decide(request, pk, *, accept: bool):
+    """Accept or reject through ``suggestion_decide``; htmx gets the row back, a plain POST a redirect."""
+    suggestion = get_object_or_404(_suggestions_visible(request.user).select_related("dataset"), pk=pk)
+    if not policies.can_edit_dataset(request.user, suggestion.dataset):
+        raise PermissionDenied("Only the dataset's owners or a registrar may classify its columns.")
+    problem = ""
+    try:
+        services.suggestion_decide(principal=request.user, suggestion=suggestion, accept=accept)
+    except ValidationError as error:
+        problem = " ".join(error.messages)
+    suggestion = (
+        ColumnSuggestion.objects.select_related("dataset__store", "dataset__current_version", "column", "decided_by")
+        .defer("dataset__current_version__columns", "dataset__current_version__diff")
+        .get(pk=suggestion.pk)
+    )
+    _suggestion_present(suggestion)
+    if _is_htmx(request):
+        suggestion.can_decide = True
+        return render(request, "catalog/partials/suggestion_row.html", {
+            "suggestion": suggestion, "problem": problem, "decided_now": not problem, "show_store": True,
+        })
+    if problem:
+        messages.error(request, problem)
+    elif accept:
+        messages.success(request, (
+            f"Accepted: {suggestion.dataset.qualified_name}.{suggestion.column.name} is now "
+            f"{suggestion.get_sensitivity_display()} (version {suggestion.dataset.current_version.number})."
+        ))
+    else:
+        messages.info(request, f"Rejected: {suggestion.label_text} will not be suggested again for "
+                               f"{suggestion.dataset.qualified_name}.{suggestion.column.name}.")
+    target = request.POST.get("next") or ""
+    if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()},
+                                           require_https=request.is_secure()):
+        target = reverse("catalog:suggestion-list")
+    return redirect(target)
