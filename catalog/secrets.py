@@ -103,7 +103,7 @@ def secret_open(secret: Secret) -> str:
     try:
         data_key = _unseal(master, secret.wrapped_key, secret.key_id.encode())
         return _unseal(data_key, secret.ciphertext, VALUE_CONTEXT).decode()
-    except InvalidTag:
+    except (InvalidTag, ValueError):  # ValueError: bytes cut shorter than a nonce
         raise SecretUnavailable(f"Secret #{secret.pk} does not decrypt: it was altered or its key is wrong.") from None
 
 
