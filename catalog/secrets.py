@@ -131,7 +131,13 @@ def secrets_rotate(*, batch_size: int = 200) -> int:
                         f"Secret #{secret.pk} is wrapped by master key '{secret.key_id}', which CATALOG_MASTER_KEYS "
                         "no longer lists: add it back (after the active key) and run rotate_keys again."
                     )
-                data_key = _unseal(master, secret.wrapped_key, secret.key_id.encode())
+                try:
+                    data_key = _unseal(master, secret.wrapped_key, secret.key_id.encode())
+                except (InvalidTag, ValueError):
+                    raise SecretUnavailable(
+                        f"Secret #{secret.pk} does not decrypt: it was altered or its key is wrong. Nothing was re-wrapped "
+                        "in this batch; set the connection's password again to replace it."
+                    ) from None
                 secret.wrapped_key = _seal(active, data_key, active_id.encode())
                 secret.key_id = active_id
                 secret.rotated_at = timezone.now()
