@@ -150,10 +150,27 @@ def sensitivity_refresh(*, node_ids) -> int:
                     is_violation=new[3],
                 )
             )
-    if changed:
-        Node.objects.bulk_update(
-            changed,
-            ["effective_sensitivity", "unprotected_inflow", "sensitivity_from", "is_violation"],
-            batch_size=1000,
-        )
+    _nodes_write(changed)
     return len(changed)
+
+
+def _nodes_write(changed: list[Node]) -> None:
+    """Write new values: one UPDATE per distinct set of values (most nodes share theirs), and
+    a CASE-based bulk update, which costs more per row, for nodes with values of their own."""
+    fields = ["effective_sensitivity", "unprotected_inflow", "sensitivity_from_id", "is_violation"]
+    groups = defaultdict(list)
+    for node in changed:
+        groups[tuple(getattr(node, name) for name in fields)].append(node)
+    few = len(groups) <= 50
+    singles = []
+    for values, nodes in groups.items():
+        if len(nodes) == 1 and not few:
+            singles.append(nodes[0])
+            continue
+        pks = [node.pk for node in nodes]
+        for start in range(0, len(pks), 1000):
+            Node.objects.filter(pk__in=pks[start:start + 1000]).update(**dict(zip(fields, values)))
+    if singles:
+        Node.objects.bulk_update(
+            singles, ["effective_sensitivity", "unprotected_inflow", "sensitivity_from", "is_violation"], batch_size=1000
+        )

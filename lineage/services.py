@@ -313,15 +313,16 @@ def lineage_datasets_synced(*, datasets, new_ids=frozenset()) -> None:
         sourced = any(c.originating_source_kind for c in own)
         named = {dataset.name.lower(), dataset.registration_name.lower(), dataset.qualified_name.lower()} & waiting_names
         (fast if dataset.pk in new_ids and not sourced and not named else slow).append(dataset)
+    # Nothing flows into a new dataset nobody waits for, so its columns' effective sensitivity
+    # is their own and nothing downstream needs a refresh.
     new_nodes = [
-        Node(kind=NodeKind.COLUMN, dataset=dataset, name=column.name, column=column)
+        Node(kind=NodeKind.COLUMN, dataset=dataset, name=column.name, column=column,
+             effective_sensitivity=column.sensitivity)
         for dataset in fast
         for column in columns.get(dataset.pk, [])
     ]
-    Node.objects.bulk_create(new_nodes, ignore_conflicts=True)
-    touched = set(
-        Node.objects.filter(kind=NodeKind.COLUMN, dataset__in=fast).values_list("pk", flat=True)
-    ) if fast else set()
+    Node.objects.bulk_create(new_nodes, ignore_conflicts=True, batch_size=1000)
+    touched = set()
     for dataset in slow:
         other_touched, own_columns = _origin_edges_sync(dataset)
         touched |= other_touched | set(own_columns) | _placeholders_resolve(dataset)
