@@ -133,6 +133,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Datasets, sync runs and suggestions each have a "status" with its own choices.
+    "ENUM_NAME_OVERRIDES": {
+        "DatasetStatusEnum": "catalog.models.DatasetStatus",
+        "SyncStatusEnum": "catalog.models.SyncStatus",
+        "SuggestionStatusEnum": "catalog.models.SuggestionStatus",
+    },
 }
 
 # Celery: Redis when REDIS_URL is set; otherwise an embedded broker in a SQLite file, so a

@@ -689,3 +689,5 @@ def test_openapi_schema_describes_connections_syncs_and_suggestions(api_client):
     assert "password" not in components["Connection"]["properties"]
     assert components["ConnectionRequest"]["properties"]["password"]["writeOnly"] is True
     assert {"progress", "counts", "events"} <= set(components["SyncRun"]["properties"])
+    # Three "status" fields with different choices, each named (a clash would fail check --deploy).
+    assert {"DatasetStatusEnum", "SyncStatusEnum", "SuggestionStatusEnum"} <= set(components)
