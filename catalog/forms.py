@@ -321,6 +321,18 @@ class ConnectionForm(forms.Form):
             return ""
         return self.cleaned_data.get("password") or None
 
+    def focus_problems(self) -> None:
+        """After a refused save: focus the first field with an error, and ask for a typed password
+        again (it is never sent back to the browser)."""
+        erroneous = [name for name in self.fields if name in self.errors]
+        if erroneous:
+            for field in self.fields.values():
+                field.widget.attrs.pop("autofocus", None)
+            self.fields[erroneous[0]].widget.attrs["autofocus"] = True
+        if "password" in self.fields and self.data.get("password"):
+            # Bound fields copy their help text when first made, so change it there.
+            self["password"].help_text = "Type the password again: it is never sent back to the browser."
+
     def errors_apply(self, error: ValidationError) -> None:
         messages = error.message_dict if hasattr(error, "error_dict") else {NON_FIELD_ERRORS: error.messages}
         for field, texts in messages.items():

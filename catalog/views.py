@@ -35,6 +35,7 @@ from catalog.forms import (
 from catalog.models import (
     ACTIVE_SYNC_STATUSES,
     ColumnSuggestion,
+    Connection,
     Dataset,
     DataStore,
     SuggestionStatus,
@@ -480,6 +481,7 @@ def connection_edit(request, pk):
             else:
                 messages.success(request, f"Saved the connection of {store.name}. Test it, then sync.")
                 return redirect("catalog:store-detail", pk=store.pk)
+        form.focus_problems()
     else:
         form = ConnectionForm(initial=ConnectionForm.initial_for(connection), **form_kwargs)
     return render(request, "catalog/connection_form.html", {
@@ -515,7 +517,7 @@ def connection_check(request, pk):
         ok, message = False, " ".join(error.messages)
     if _is_htmx(request):
         return render(request, "catalog/partials/connection_test_result.html", {
-            "ok": ok, "message": message, "tested_at": timezone.now(),
+            "ok": ok, "message": message, "connection": Connection.objects.filter(store=store).first(),
         })
     (messages.success if ok else messages.error)(request, message if ok else f"Connection failed: {message}")
     return redirect("catalog:store-detail", pk=store.pk)
@@ -731,8 +733,9 @@ def _suggestion_decide(request, pk, *, accept: bool):
     _suggestion_present(suggestion)
     if _is_htmx(request):
         suggestion.can_decide = True
+        pending_count = _suggestions_visible(request.user).filter(status=SuggestionStatus.PENDING).count()
         return render(request, "catalog/partials/suggestion_row.html", {
-            "suggestion": suggestion, "problem": problem, "decided_now": not problem, "show_store": True,
+            "suggestion": suggestion, "problem": problem, "decided_now": not problem, "pending_count": pending_count,
         })
     if problem:
         messages.error(request, problem)

@@ -291,7 +291,10 @@ def test_wrong_cron_shows_the_field_error_and_saves_nothing(engineer_web, appdb)
                                  connection_post(schedule="every night", password=PASSWORD))
 
     assert response.status_code == 200
-    assert "five cron fields" in response.context["form"].errors["schedule"][0]
+    form = response.context["form"]
+    assert "five cron fields" in form.errors["schedule"][0]
+    assert form.fields["schedule"].widget.attrs["autofocus"] is True
+    assert "Type the password again" in html(response)
     assert PASSWORD not in html(response)
     assert not Connection.objects.exists()
 
@@ -344,6 +347,7 @@ def test_test_connection_with_htmx_shows_connected_in_place(engineer_web, connec
 
     content = html(response)
     assert "Connected to SQLite" in content
+    assert '<span id="last-test" hx-swap-oob="true"><span class="test-ok">' in content
     assert "<html" not in content
     assert Connection.objects.get(store=connected_shop).last_test_ok is True
 
@@ -531,6 +535,7 @@ def test_htmx_accept_swaps_in_the_decided_row(engineer_web, email_suggestion):
     content = html(response)
     assert content.lstrip().startswith(f'<tr id="suggestion-{email_suggestion.pk}"')
     assert "Accepted" in content and "now v2" in content
+    assert '<span id="nav-suggestion-count" hx-swap-oob="true">' in content
 
 
 def test_deciding_twice_says_it_was_already_decided(engineer_web, email_suggestion):
