@@ -24,6 +24,12 @@ def reader(db):
 
 
 @pytest.fixture
+def platform_engineer(db):
+    """A platform engineer: manages stores, their connections and syncs."""
+    return UserFactory(username="pat", roles=["platform_engineer"])
+
+
+@pytest.fixture
 def admin_user(db):
     return UserFactory(username="admin", is_staff=True, is_superuser=True)
 

@@ -67,8 +67,8 @@ def multi_schema_wh(request, tmp_path):
 
 
 @pytest.fixture
-def engineer(db):
-    return UserFactory(username="pat", roles=["platform_engineer"])
+def engineer(platform_engineer):
+    return platform_engineer
 
 
 def connect(wh, engineer, *, name="shop", password=None, **fields):

@@ -83,8 +83,8 @@ class Warehouse:
     platform: str
     schemas: dict  # logical schema -> the warehouse's own schema name
     connection_fields: dict  # for catalog.connections.connection_save
-    objects: list = field(default_factory=list)
     engine: sa.Engine | None = None
+    extra_tables: int = 0  # bulk tables in staging, besides the shop
 
     def catalog_schema(self, logical: str) -> str:
         schema = self.schemas[logical]
@@ -240,7 +240,7 @@ def postgres_warehouse(extra_tables: int = 0):
             "host": server_url.host, "port": server_url.port or 5432, "database": name,
             "username": server_url.username or "postgres",
         },
-        engine=engine,
+        engine=engine, extra_tables=extra_tables,
     )
     try:
         wh.execute("CREATE SCHEMA sales", "CREATE SCHEMA staging", "CREATE SCHEMA scratch", *_shop_ddl(wh))
@@ -286,6 +286,7 @@ def sqlite_warehouse(directory, extra_tables: int = 0):
     path = directory / f"{unique_name()}.sqlite3"
     wh = Warehouse(
         platform="sqlite", schemas={"sales": "main", "staging": "main"}, connection_fields={"database": str(path)},
+        extra_tables=extra_tables,
     )
     wh.execute(*_shop_ddl(wh), *_many_tables(wh, extra_tables))
     yield wh
@@ -307,6 +308,11 @@ def duckdb_warehouse(directory):
     finally:
         engine.dispose()
         path.unlink(missing_ok=True)
+
+
+def synced_object_count(wh: Warehouse) -> int:
+    """How many datasets a sync of the whole warehouse makes."""
+    return sum(1 for spec in OBJECTS if spec.schema in wh.schemas) + wh.extra_tables
 
 
 def _many_tables(wh: Warehouse, count: int) -> list[str]:
