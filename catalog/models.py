@@ -96,6 +96,8 @@ class Dataset(models.Model):
     needs_review = models.BooleanField(default=False, help_text="Discovered from lineage; an owner should review it.")
     # When a warehouse sync last saw the table; only datasets a sync has seen are deprecated when they vanish.
     last_synced_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # SHA-256 of the view definition whose lineage is recorded, so an unchanged view is not parsed again.
+    definition_fingerprint = models.CharField(max_length=64, blank=True, editable=False)
     # Highest sensitivity among the current columns (kept by the registration service).
     sensitivity = models.PositiveSmallIntegerField(choices=Sensitivity.choices, default=Sensitivity.PUBLIC)
     current_version = models.ForeignKey(
@@ -367,7 +369,9 @@ class ColumnSuggestion(models.Model):
     """
 
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="suggestions")
-    column = models.ForeignKey(Column, on_delete=models.CASCADE, related_name="suggestions")
+    # Whoever deletes columns deletes their suggestions first (as lineage unlinks its nodes), so
+    # dropping columns stays one DELETE instead of a collector fetching every row.
+    column = models.ForeignKey(Column, on_delete=models.DO_NOTHING, related_name="suggestions")
     label = models.CharField(max_length=32)
     sensitivity = models.PositiveSmallIntegerField(choices=Sensitivity.choices)
     confidence = models.FloatField()

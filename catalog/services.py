@@ -39,10 +39,7 @@ def _sync_columns(dataset: Dataset, registration: Registration) -> None:
     wanted = {spec.name for spec in registration.columns}
     removed_ids = [column.pk for name, column in existing.items() if name not in wanted]
     if removed_ids:
-        from lineage.models import Node  # a dropped column's lineage node outlives it
-
-        Node.objects.filter(column_id__in=removed_ids).update(column=None)
-        Column.objects.filter(pk__in=removed_ids).delete()
+        columns_delete(removed_ids)
     to_create, to_update = [], []
     for position, spec in enumerate(registration.columns, start=1):
         column = existing.get(spec.name) or Column(dataset=dataset, name=spec.name)
@@ -65,6 +62,16 @@ def _sync_columns(dataset: Dataset, registration: Registration) -> None:
         Column.objects.bulk_update(to_update, COLUMN_FIELDS)
     if to_create:
         Column.objects.bulk_create(to_create)
+
+
+def columns_delete(column_ids) -> None:
+    """Delete dropped columns: their suggestions go, their lineage nodes stay (unlinked)."""
+    from catalog.models import ColumnSuggestion
+    from lineage.models import Node  # a dropped column's lineage node outlives it
+
+    Node.objects.filter(column_id__in=column_ids).update(column=None)
+    ColumnSuggestion.objects.filter(column_id__in=column_ids).delete()
+    Column.objects.filter(pk__in=column_ids).delete()
 
 
 def dataset_register(*, principal, payload) -> tuple[Dataset, bool]:

@@ -15,6 +15,7 @@ metadata (sensitivity, protection, originating source, descriptions nobody comme
 warehouse) is kept. New and changed columns get classification suggestions.
 """
 
+import hashlib
 import logging
 import time
 from collections import defaultdict
@@ -48,8 +49,8 @@ from catalog.models import (
 )
 from catalog.registration import ColumnSpec, schema_fingerprint
 from catalog.secrets import SecretUnavailable, secret_open
-from catalog.services import COLUMN_FIELDS
-from catalog.vocabulary import ColumnMode, Protection, Sensitivity
+from catalog.services import COLUMN_FIELDS, columns_delete
+from catalog.vocabulary import ColumnMode, Protection, Sensitivity, parse_protection, parse_sensitivity
 
 logger = logging.getLogger(__name__)
 
@@ -218,7 +219,9 @@ def _execute(run: SyncRun) -> None:
         started = time.monotonic()
         _heartbeat(run, phase="lineage")
         views = [table for table in harvested if table.kind == "view" and table.view_definition and not table.error]
-        view_errors = _views_lineage(run, store, connector, views)
+        run.refresh_from_db(fields=["new_count"])
+        # A new table may be what an unchanged view reads: parse every view again then.
+        view_errors = _views_lineage(run, store, connector, views, force=run.new_count > 0)
         timer.add("lineage", started)
 
         started = time.monotonic()
@@ -241,7 +244,34 @@ def _qualified_name(store: DataStore, table: HarvestedTable) -> str:
 # Writing ---------------------------------------------------------------------------------
 
 
-def _column_specs(table: HarvestedTable, existing: dict[str, Column]) -> list[ColumnSpec]:
+@dataclass(frozen=True)
+class _Known:
+    """What the catalog already says about a column, read from the current version's snapshot
+    (which the Column rows always match), so an unchanged table costs no Column rows."""
+
+    type: str
+    description: str
+    sensitivity: Sensitivity
+    protection: Protection
+    originating_source_kind: str
+    originating_source_name: str
+
+
+def _known_columns(version) -> dict[str, _Known]:
+    if version is None:
+        return {}
+    known = {}
+    for snapshot in version.columns:
+        kind, _, name = (snapshot.get("originatingSource") or "").partition(":")
+        known[snapshot["name"].lower()] = _Known(
+            type=snapshot["type"], description=snapshot.get("description") or "",
+            sensitivity=parse_sensitivity(snapshot["sensitivity"]), protection=parse_protection(snapshot["protection"]),
+            originating_source_kind=kind, originating_source_name=name,
+        )
+    return known
+
+
+def _column_specs(table: HarvestedTable, existing: dict[str, _Known]) -> list[ColumnSpec]:
     """The harvested columns with the catalog's own metadata kept where the column is known."""
     specs = []
     for harvested in table.columns:
@@ -255,8 +285,8 @@ def _column_specs(table: HarvestedTable, existing: dict[str, Column]) -> list[Co
             mode=mode,
             # A warehouse comment wins; without one, the catalog's description stays.
             description=harvested.comment or (known.description if known else ""),
-            sensitivity=Sensitivity(known.sensitivity) if known else Sensitivity.REGULAR,
-            protection=Protection(known.protection) if known else Protection.NONE,
+            sensitivity=known.sensitivity if known else Sensitivity.REGULAR,
+            protection=known.protection if known else Protection.NONE,
             originating_source_kind=known.originating_source_kind if known else "",
             originating_source_name=known.originating_source_name if known else "",
         ))
@@ -316,7 +346,10 @@ class _Writer:
         Held in memory for classification only, never stored."""
         if self.sampling_conn is None:
             return {}
-        existing = self._existing_columns([_qualified_name(self.store, t) for t in batch])
+        existing = {
+            name: _known_columns(version)
+            for name, version in self._current_versions([_qualified_name(self.store, t) for t in batch]).items()
+        }
         samples = {}
         for table in batch:
             if table.error or table.kind != "table":
@@ -339,11 +372,11 @@ class _Writer:
         return samples
 
     @staticmethod
-    def _existing_columns(qualified_names) -> dict[str, dict[str, Column]]:
-        found = defaultdict(dict)
-        for column in Column.objects.filter(dataset__qualified_name__in=qualified_names).select_related("dataset"):
-            found[column.dataset.qualified_name][column.name.lower()] = column
-        return found
+    def _current_versions(qualified_names) -> dict:
+        return {
+            dataset.qualified_name: dataset.current_version
+            for dataset in Dataset.objects.filter(qualified_name__in=qualified_names).select_related("current_version")
+        }
 
     def _write(self, batch: list[HarvestedTable], samples) -> None:
         run, store, now = self.run, self.store, timezone.now()
@@ -353,9 +386,6 @@ class _Writer:
             for dataset in Dataset.objects.select_for_update(of=("self",))
             .select_related("current_version").filter(qualified_name__in=names)
         }
-        columns = defaultdict(list)
-        for column in Column.objects.filter(dataset__in=list(datasets.values())):
-            columns[column.dataset_id].append(column)
 
         counts = defaultdict(int)
         events, new_datasets, changed, unchanged_ids, failed_names = [], [], [], [], []
@@ -368,8 +398,7 @@ class _Writer:
                 failed_names.append(qualified_name)
                 counts["failed_count"] += 1
                 continue
-            existing = {c.name.lower(): c for c in columns.get(dataset.pk, [])} if dataset else {}
-            specs = _column_specs(table, existing)
+            specs = _column_specs(table, _known_columns(dataset.current_version) if dataset else {})
             snapshots = [spec.snapshot() for spec in specs]
             fingerprint = schema_fingerprint(snapshots)
             if dataset is None:
@@ -391,7 +420,14 @@ class _Writer:
                 else:
                     counts["unchanged_count"] += 1
                 continue
-            changed.append((dataset, table, specs, snapshots, fingerprint, existing, reactivated))
+            changed.append([dataset, table, specs, snapshots, fingerprint, {}, reactivated])
+
+        if changed:  # only changed tables need their Column rows
+            rows = defaultdict(dict)
+            for column in Column.objects.filter(dataset__in=[entry[0] for entry in changed]):
+                rows[column.dataset_id][column.name.lower()] = column
+            for entry in changed:
+                entry[5] = rows[entry[0].pk]
 
         # New datasets: rows, versions, columns, in a handful of bulk statements.
         Dataset.objects.bulk_create([entry[0] for entry in new_datasets])
@@ -428,10 +464,7 @@ class _Writer:
                 if is_new or before != (column.type, column.mode):
                     suggestion_targets.append((dataset, column, table))
         if removed_ids:
-            from lineage.models import Node  # a dropped column's lineage node outlives it
-
-            Node.objects.filter(column_id__in=removed_ids).update(column=None)
-            Column.objects.filter(pk__in=removed_ids).delete()
+            columns_delete(removed_ids)
         if to_update:
             Column.objects.bulk_update(to_update, COLUMN_FIELDS)
         if to_create:
@@ -552,20 +585,25 @@ def _suggest(run: SyncRun, targets, samples) -> int:
     return len(created)
 
 
-def _views_lineage(run: SyncRun, store: DataStore, connector, views: list[HarvestedTable]) -> int:
+def _views_lineage(run: SyncRun, store: DataStore, connector, views: list[HarvestedTable], force=False) -> int:
     """Dataset and column edges from each view's definition. Returns how many views failed to parse."""
+    if not views:
+        return 0
+    datasets = {d.qualified_name: d for d in Dataset.objects.filter(qualified_name__in=[_qualified_name(store, v) for v in views])}
+    pending = []
+    for view in views:
+        dataset = datasets.get(_qualified_name(store, view))
+        fingerprint = hashlib.sha256(view.view_definition.encode()).hexdigest()
+        if dataset is not None and (force or dataset.definition_fingerprint != fingerprint):
+            pending.append((view, dataset, fingerprint))
+    if not pending:
+        return 0
     from lineage.services import lineage_view_edges_sync
     from lineage.sql import SQLLineageError, view_lineage
 
-    if not views:
-        return 0
     failures = 0
-    datasets = {d.qualified_name: d for d in Dataset.objects.filter(qualified_name__in=[_qualified_name(store, v) for v in views])}
-    for view in views:
-        qualified_name = _qualified_name(store, view)
-        dataset = datasets.get(qualified_name)
-        if dataset is None:
-            continue
+    for view, dataset, fingerprint in pending:
+        qualified_name = dataset.qualified_name
         try:
             parsed = view_lineage(
                 view.view_definition, dialect=connector.sqlglot_dialect, default_schema=view.schema,
@@ -575,6 +613,7 @@ def _views_lineage(run: SyncRun, store: DataStore, connector, views: list[Harves
                 lineage_view_edges_sync(
                     view=dataset, lineage=parsed, resolve_schema=connector.catalog_schema,
                 )
+                Dataset.objects.filter(pk=dataset.pk).update(definition_fingerprint=fingerprint)
         except SQLLineageError as exc:
             failures += 1
             SyncRunEvent.objects.create(run=run, object_name=qualified_name, outcome=SyncOutcome.ERROR, dataset=dataset,
