@@ -37,6 +37,12 @@ KNOWN_COLUMN_FIELDS = {"name", "description", "mode", "type", "originatingSource
 MAX_EPOCH_SECONDS = 9_999_999_999
 
 
+# Label lookups without building an enum member per column (a sync snapshots tens of thousands).
+_MODE_LABELS = dict(ColumnMode.choices)
+_SENSITIVITY_LABELS = dict(Sensitivity.choices)
+_PROTECTION_LABELS = dict(Protection.choices)
+
+
 @dataclass(frozen=True)
 class ColumnSpec:
     name: str
@@ -59,11 +65,11 @@ class ColumnSpec:
         return {
             "name": self.name,
             "description": self.description,
-            "mode": ColumnMode(self.mode).label,
+            "mode": _MODE_LABELS[self.mode],
             "type": self.type,
             "originatingSource": self.originating_source,
-            "sensitivity": Sensitivity(self.sensitivity).label,
-            "protection": Protection(self.protection).label,
+            "sensitivity": _SENSITIVITY_LABELS[self.sensitivity],
+            "protection": _PROTECTION_LABELS[self.protection],
         }
 
 

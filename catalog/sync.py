@@ -50,7 +50,7 @@ from catalog.models import (
 from catalog.registration import ColumnSpec, schema_fingerprint
 from catalog.secrets import SecretUnavailable, secret_open
 from catalog.services import COLUMN_FIELDS, columns_delete
-from catalog.vocabulary import ColumnMode, Protection, Sensitivity, parse_protection, parse_sensitivity
+from catalog.vocabulary import ColumnMode, Protection, Sensitivity
 
 logger = logging.getLogger(__name__)
 
@@ -257,6 +257,11 @@ class _Known:
     originating_source_name: str
 
 
+# Snapshots hold canonical labels; reading them back needs no synonym parsing.
+SENSITIVITY_BY_LABEL = {label: Sensitivity(value) for value, label in Sensitivity.choices}
+PROTECTION_BY_LABEL = {label: Protection(value) for value, label in Protection.choices}
+
+
 def _known_columns(version) -> dict[str, _Known]:
     if version is None:
         return {}
@@ -265,7 +270,8 @@ def _known_columns(version) -> dict[str, _Known]:
         kind, _, name = (snapshot.get("originatingSource") or "").partition(":")
         known[snapshot["name"].lower()] = _Known(
             type=snapshot["type"], description=snapshot.get("description") or "",
-            sensitivity=parse_sensitivity(snapshot["sensitivity"]), protection=parse_protection(snapshot["protection"]),
+            sensitivity=SENSITIVITY_BY_LABEL[snapshot["sensitivity"]],
+            protection=PROTECTION_BY_LABEL[snapshot["protection"]],
             originating_source_kind=kind, originating_source_name=name,
         )
     return known
