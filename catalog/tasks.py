@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 
 
 @shared_task(
-    name="catalog.store_sync", queue="sync", acks_late=True, reject_on_worker_lost=True,
+    name="catalog.store_sync", acks_late=True, reject_on_worker_lost=True,
     autoretry_for=(OperationalError,), retry_backoff=10, retry_backoff_max=300, max_retries=3,
 )
 def store_sync(run_id: int) -> str | None:
@@ -28,7 +28,7 @@ def store_sync(run_id: int) -> str | None:
     return run.status if run else None
 
 
-@shared_task(name="catalog.store_sync_scheduled", queue="sync", max_retries=0)
+@shared_task(name="catalog.store_sync_scheduled", max_retries=0)
 def store_sync_scheduled(store_id: int) -> int | None:
     """What django-celery-beat calls for a store's schedule: queue a run (or find the one running)."""
     from catalog.sync import sync_run_request
@@ -41,7 +41,7 @@ def store_sync_scheduled(store_id: int) -> int | None:
     return run.pk
 
 
-@shared_task(name="catalog.sync_runs_resume", queue="catalog", max_retries=0)
+@shared_task(name="catalog.sync_runs_resume", max_retries=0)
 def sync_runs_resume() -> list[int]:
     """Re-send runs whose worker died (stale heartbeat); the claim makes duplicates harmless."""
     from catalog.sync import sync_runs_resume as resume

@@ -155,7 +155,12 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
 # Warehouse syncs run on their own queue so a long harvest never delays short tasks.
-CELERY_TASK_ROUTES = {"catalog.store_sync": {"queue": "sync"}, "catalog.sync_runs_resume": {"queue": "catalog"}}
+# Every task's queue is set here (task_routes), not on the task.
+CELERY_TASK_ROUTES = {
+    "catalog.store_sync": {"queue": "sync"},
+    "catalog.store_sync_scheduled": {"queue": "sync"},
+    "catalog.sync_runs_resume": {"queue": "catalog"},
+}
 # Every fixed periodic job, in one place (per-store sync schedules live in django-celery-beat's tables).
 CELERY_BEAT_SCHEDULE = {
     "sync-runs-resume": {"task": "catalog.sync_runs_resume", "schedule": 60.0},
