@@ -194,20 +194,6 @@ def _connection_get(*, store: DataStore) -> Connection:
     return connection
 
 
-def _sync_runs_visible(*, user):
-    """Sync runs whose store the user may see, loaded for the run serializer."""
-    if not policies.can_read_metadata(user):
-        return SyncRun.objects.none()
-    return SyncRun.objects.select_related("store", "requested_by")
-
-
-def _suggestions_visible(*, user):
-    """Suggestions on datasets the user may see, loaded for the suggestion serializer."""
-    return ColumnSuggestion.objects.filter(dataset__in=selectors.dataset_visible(user=user)).select_related(
-        "dataset", "column", "decided_by"
-    )
-
-
 class StoreConnectionApi(APIView):
     """A store's warehouse connection. The password is write-only and never sent back."""
 
@@ -285,7 +271,7 @@ class StoreSyncListStartApi(generics.ListAPIView):
         if getattr(self, "swagger_fake_view", False):  # schema generation has no URL kwargs
             return SyncRun.objects.none()
         store = _store_get(user=self.request.user, pk=self.kwargs["pk"])
-        return _sync_runs_visible(user=self.request.user).filter(store=store)
+        return selectors.sync_run_visible(user=self.request.user).filter(store=store)
 
     @extend_schema(
         request=None,
@@ -298,7 +284,7 @@ class StoreSyncListStartApi(generics.ListAPIView):
     def post(self, request, pk):
         store = _store_get(user=request.user, pk=pk)
         run, created = sync_run_request(principal=request.user, store=store, trigger=SyncTrigger.API)
-        run = _sync_runs_visible(user=request.user).get(pk=run.pk)  # as it is now, if a worker already took it
+        run = selectors.sync_run_visible(user=request.user).get(pk=run.pk)  # as it is now, if a worker already took it
         body = SyncRunSerializer(run, context=self.get_serializer_context()).data
         if created:
             return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": body["url"]})
@@ -309,7 +295,7 @@ class SyncRunDetailApi(generics.RetrieveAPIView):
     serializer_class = SyncRunSerializer
 
     def get_queryset(self):
-        return _sync_runs_visible(user=self.request.user)
+        return selectors.sync_run_visible(user=self.request.user)
 
 
 class SyncRunEventListApi(generics.ListAPIView):
@@ -322,7 +308,7 @@ class SyncRunEventListApi(generics.ListAPIView):
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return SyncRunEvent.objects.none()
-        run = get_object_or_404(_sync_runs_visible(user=self.request.user), pk=self.kwargs["pk"])
+        run = get_object_or_404(selectors.sync_run_visible(user=self.request.user), pk=self.kwargs["pk"])
         return run.events.select_related("dataset")
 
 
@@ -348,7 +334,7 @@ class SuggestionListApi(generics.ListAPIView):
     filterset_class = SuggestionFilterSet
 
     def get_queryset(self):
-        return _suggestions_visible(user=self.request.user)
+        return selectors.suggestion_visible(user=self.request.user).select_related("dataset", "column", "decided_by")
 
 
 class SuggestionAcceptApi(APIView):
@@ -363,9 +349,9 @@ class SuggestionAcceptApi(APIView):
         ),
     )
     def post(self, request, pk):
-        suggestion = get_object_or_404(_suggestions_visible(user=request.user), pk=pk)
+        suggestion = get_object_or_404(selectors.suggestion_visible(user=request.user).select_related("dataset", "column", "decided_by"), pk=pk)
         services.suggestion_decide(principal=request.user, suggestion=suggestion, accept=self.accept)
-        return Response(SuggestionSerializer(_suggestions_visible(user=request.user).get(pk=pk)).data)
+        return Response(SuggestionSerializer(selectors.suggestion_visible(user=request.user).select_related("dataset", "column", "decided_by").get(pk=pk)).data)
 
 
 class SuggestionRejectApi(SuggestionAcceptApi):

@@ -5,7 +5,7 @@ from django.http import Http404
 
 from access import policies
 from catalog.diffs import schema_diff
-from catalog.models import Dataset, DatasetVersion, DataStore
+from catalog.models import ColumnSuggestion, Dataset, DatasetVersion, DataStore, SyncRun
 
 
 def dataset_visible(*, user) -> QuerySet[Dataset]:
@@ -70,3 +70,14 @@ def store_list(*, user) -> QuerySet[DataStore]:
     if not policies.can_read_metadata(user):
         return DataStore.objects.none()
     return DataStore.objects.annotate(dataset_count=Count("datasets")).order_by("name")
+
+
+def sync_run_visible(*, user) -> QuerySet[SyncRun]:
+    """Sync runs of the stores the user may see, with what run pages and the API show."""
+    stores = store_list(user=user).values("pk")
+    return SyncRun.objects.filter(store__in=stores).select_related("store", "requested_by")
+
+
+def suggestion_visible(*, user) -> QuerySet[ColumnSuggestion]:
+    """Classification suggestions on datasets the user may see."""
+    return ColumnSuggestion.objects.filter(dataset__in=dataset_visible(user=user))

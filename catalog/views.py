@@ -444,7 +444,7 @@ def store_detail(request, pk):
     """A store, its warehouse connection and its recent sync runs."""
     store = _store_get(request, pk)
     connection = getattr(store, "connection", None)
-    runs = SyncRun.objects.filter(store=store).select_related("requested_by")
+    runs = selectors.sync_run_visible(user=request.user).filter(store=store)
     context = _page_context(Paginator(runs, RUNS_PAGE_SIZE), request.GET.get("page"), request.GET)
     for run in context["page"].object_list:
         run.duration_text = _duration_text(run.duration_seconds)
@@ -542,8 +542,7 @@ def store_sync_now(request, pk):
 
 
 def _run_get(request, pk) -> SyncRun:
-    visible = selectors.store_list(user=request.user).values("pk")
-    return get_object_or_404(SyncRun.objects.select_related("store", "requested_by").filter(store__in=visible), pk=pk)
+    return get_object_or_404(selectors.sync_run_visible(user=request.user), pk=pk)
 
 
 def _run_status_context(request, run: SyncRun) -> dict:
@@ -655,10 +654,6 @@ def _suggestion_present(suggestion: ColumnSuggestion) -> ColumnSuggestion:
     return suggestion
 
 
-def _suggestions_visible(user):
-    return ColumnSuggestion.objects.filter(dataset__in=selectors.dataset_visible(user=user))
-
-
 @login_required
 def suggestion_list(request):
     """The queue of classification suggestions, filtered by store and status in the URL."""
@@ -667,7 +662,7 @@ def suggestion_list(request):
         status = ""
     store_name = request.GET.get("store") or ""
     suggestions = (
-        _suggestions_visible(request.user)
+        selectors.suggestion_visible(user=request.user)
         .select_related("dataset__store", "column", "decided_by", "run")
         .defer("dataset__description", "column__description")
         .prefetch_related(Prefetch("dataset__owners", to_attr="owner_list"))
@@ -699,7 +694,7 @@ def suggestion_list(request):
 @login_required
 def suggestion_count(request):
     """The pending count for the nav link, fetched by htmx after the page loads."""
-    count = _suggestions_visible(request.user).filter(status=SuggestionStatus.PENDING).count()
+    count = selectors.suggestion_visible(user=request.user).filter(status=SuggestionStatus.PENDING).count()
     return render(request, "catalog/partials/suggestion_count.html", {"pending_count": count})
 
 
@@ -717,7 +712,7 @@ def suggestion_reject(request, pk):
 
 def _suggestion_decide(request, pk, *, accept: bool):
     """Accept or reject through ``suggestion_decide``; htmx gets the row back, a plain POST a redirect."""
-    suggestion = get_object_or_404(_suggestions_visible(request.user).select_related("dataset"), pk=pk)
+    suggestion = get_object_or_404(selectors.suggestion_visible(user=request.user).select_related("dataset"), pk=pk)
     if not policies.can_edit_dataset(request.user, suggestion.dataset):
         raise PermissionDenied("Only the dataset's owners or a registrar may classify its columns.")
     problem = ""
@@ -733,7 +728,7 @@ def _suggestion_decide(request, pk, *, accept: bool):
     _suggestion_present(suggestion)
     if _is_htmx(request):
         suggestion.can_decide = True
-        pending_count = _suggestions_visible(request.user).filter(status=SuggestionStatus.PENDING).count()
+        pending_count = selectors.suggestion_visible(user=request.user).filter(status=SuggestionStatus.PENDING).count()
         return render(request, "catalog/partials/suggestion_row.html", {
             "suggestion": suggestion, "problem": problem, "decided_now": not problem, "pending_count": pending_count,
         })
