@@ -127,20 +127,19 @@ class Connector:
     def all_schema_names(self, inspector) -> list[str]:
         return inspector.get_schema_names()
 
-    def schemas(self, inspector) -> list[str]:
-        """The schemas this connection syncs: not the system's, included, not excluded."""
+    def chooses(self, schema: str) -> bool:
+        """Whether this connection syncs ``schema``: not the system's, included, not excluded."""
         include = self.connection.include_schemas or []
         exclude = self.connection.exclude_schemas or []
-        chosen = []
-        for schema in self.all_schema_names(inspector):
-            if schema.lower() in self.system_schemas or schema.lower().startswith("pg_"):
-                continue
-            if include and not any(fnmatch.fnmatchcase(schema, pattern) for pattern in include):
-                continue
-            if any(fnmatch.fnmatchcase(schema, pattern) for pattern in exclude):
-                continue
-            chosen.append(schema)
-        return sorted(chosen)
+        if schema.lower() in self.system_schemas or schema.lower().startswith("pg_"):
+            return False
+        if include and not any(fnmatch.fnmatchcase(schema, pattern) for pattern in include):
+            return False
+        return not any(fnmatch.fnmatchcase(schema, pattern) for pattern in exclude)
+
+    def schemas(self, inspector) -> list[str]:
+        """The schemas this connection syncs."""
+        return sorted(schema for schema in self.all_schema_names(inspector) if self.chooses(schema))
 
     def catalog_schema(self, schema: str) -> str:
         return schema

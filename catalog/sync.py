@@ -191,7 +191,9 @@ def _execute(run: SyncRun) -> None:
             raise connector.fail(f"connect to the warehouse of {store.name}", exc) from exc
         with conn:
             try:
-                schemas = connector.schemas(sa.inspect(conn))
+                inspector = sa.inspect(conn)
+                present = {connector.catalog_schema(schema) for schema in connector.all_schema_names(inspector)}
+                schemas = connector.schemas(inspector)
             except Exception as exc:
                 raise connector.fail("list the warehouse's schemas", exc) from exc
             timer.add("connect", started)
@@ -226,7 +228,14 @@ def _execute(run: SyncRun) -> None:
 
         started = time.monotonic()
         _heartbeat(run, phase="deprecating")
-        _deprecate_missing(run, store, {connector.catalog_schema(schema) for schema in schemas})
+        # Schemas synced now, and schemas synced before that the warehouse no longer has at all.
+        synced = {connector.catalog_schema(schema) for schema in schemas}
+        vanished = {
+            schema for schema in Dataset.objects.filter(store=store, last_synced_at__isnull=False)
+            .order_by().values_list("schema", flat=True).distinct()
+            if schema and schema not in present and connector.chooses(schema)
+        }
+        _deprecate_missing(run, store, synced | vanished)
         timer.add("deprecate", started)
     finally:
         engine.dispose()
