@@ -303,6 +303,19 @@ def test_excluding_a_schema_later_does_not_deprecate_its_datasets(multi_schema_w
     assert dataset(wh, store, "scratch", "scratch_notes").status == DatasetStatus.ACTIVE
 
 
+def test_dropped_schema_deprecates_its_datasets(multi_schema_wh, engineer):
+    wh = multi_schema_wh
+    store = connect(wh, engineer)
+    sync(store, engineer)
+    wh.drop_schema("scratch")
+
+    run = sync(store, engineer)
+
+    assert run.deprecated_count == 1
+    assert dataset(wh, store, "scratch", "scratch_notes").status == DatasetStatus.DEPRECATED
+    assert dataset(wh, store, "sales", "customers").status == DatasetStatus.ACTIVE
+
+
 # Suggestions -----------------------------------------------------------------------------
 
 

@@ -150,6 +150,10 @@ class Warehouse:
         """(Re-)create ``staging.events`` exactly as the builder made it."""
         self.execute(*_events_ddl(self))
 
+    def drop_schema(self, logical):
+        schema = self.schemas[logical]
+        self.execute(f"DROP DATABASE `{schema}`" if self.platform == "mysql" else f'DROP SCHEMA "{schema}" CASCADE')
+
     def add_table(self, logical, table):
         self.execute(f"CREATE TABLE {self.table(logical, table)} (id INTEGER NOT NULL, note VARCHAR(100))")
 
