@@ -53,6 +53,29 @@ def _crontab(expression: str) -> dict:
     return fields
 
 
+REACH_FIELDS = ("host", "port", "database", "username", "options")
+
+
+def _field_value(name: str, value):
+    """A form or API value in the model's shape; ValidationError naming the field if it has none."""
+    if name in ("include_schemas", "exclude_schemas"):
+        return _patterns(value, name)
+    if name == "options":
+        if isinstance(value, str):
+            try:
+                value = json.loads(value or "{}")
+            except ValueError:
+                raise ValidationError({"options": ["Must be a JSON object."]}) from None
+        if not isinstance(value, dict):
+            raise ValidationError({"options": ["Must be a JSON object."]})
+        return value
+    if name == "schedule":
+        return " ".join((value or "").split())
+    if value is None and name in ("host", "database", "username"):
+        return ""
+    return value
+
+
 def connection_save(*, principal, store: DataStore, password: str | None = None, **fields) -> Connection:
     """Create or change the store's connection. ``password=None`` keeps the stored secret, ``""``
     removes it, anything else replaces it (sealed; never stored or logged in clear)."""
@@ -66,39 +89,44 @@ def connection_save(*, principal, store: DataStore, password: str | None = None,
         ]})
     with transaction.atomic():
         connection = Connection.objects.select_for_update().filter(store=store).first() or Connection(store=store)
-        for name, value in fields.items():
-            if name in ("include_schemas", "exclude_schemas"):
-                value = _patterns(value, name)
-            if name == "options" and isinstance(value, str):
-                try:
-                    value = json.loads(value or "{}")
-                except ValueError:
-                    raise ValidationError({"options": ["Must be a JSON object."]}) from None
-            if name == "options" and not isinstance(value, dict):
-                raise ValidationError({"options": ["Must be a JSON object."]})
-            if name == "schedule":
-                value = " ".join((value or "").split())
-            setattr(connection, name, "" if value is None and name in ("host", "database", "username") else value)
+        reached_before = tuple(getattr(connection, name) for name in REACH_FIELDS)
         errors = {}
+        for name, value in fields.items():
+            try:
+                value = _field_value(name, value)
+            except ValidationError as exc:
+                errors.update(exc.message_dict)
+                continue
+            setattr(connection, name, value)
         if not connection.database and store.platform in (*FILE_PLATFORMS, Platform.BIGQUERY):
-            errors["database"] = ["Required: the database file path." if store.platform in FILE_PLATFORMS else "Required: the project."]
+            errors["database"] = [
+                "Required: the database file path." if store.platform in FILE_PLATFORMS else "Required: the project."
+            ]
         if not connection.host and store.platform not in (*FILE_PLATFORMS, Platform.BIGQUERY):
             errors["host"] = ["Required for this platform."]
         if connection.sample_size is not None and not 1 <= connection.sample_size <= 1000:
             errors["sample_size"] = ["Between 1 and 1000."]
-        if errors:
+        cron = None
+        if connection.schedule and "schedule" not in errors:
+            try:
+                cron = _crontab(connection.schedule)
+            except ValidationError as exc:
+                errors.update(exc.message_dict)
+        try:
+            connection.full_clean(exclude=["store", "secret", "periodic_task", *errors])
+        except ValidationError as exc:
+            errors.update(exc.message_dict)
+        if errors:  # every problem at once, and nothing written
             raise ValidationError(errors)
-        cron = _crontab(connection.schedule) if connection.schedule else None
-        connection.full_clean(exclude=["store", "secret", "periodic_task"])
-        if password is not None:
-            if password == "":
-                old = connection.secret
-                connection.secret = None
-                if old is not None and connection.pk:
-                    connection.save()
-                    old.delete()
-            else:
-                connection.secret = secret_seal(password, secret=connection.secret)
+        if password is not None or tuple(getattr(connection, name) for name in REACH_FIELDS) != reached_before:
+            # A test of the old settings says nothing about the new ones.
+            connection.last_tested_at, connection.last_test_ok, connection.last_test_message = None, None, ""
+        if password == "" and connection.secret is not None:
+            old, connection.secret = connection.secret, None
+            connection.save()
+            old.delete()
+        elif password:
+            connection.secret = secret_seal(password, secret=connection.secret)
         connection.save()
         _schedule_sync(connection, cron)
     return connection

@@ -229,6 +229,24 @@ def test_a_bad_put_names_every_bad_field_at_once(engineer_client, shop):
     assert set(response.json()["errors"]) == {"options", "includeSchemas", "port", "hots"}
 
 
+def test_the_service_names_a_bad_schedule_with_the_other_bad_fields(engineer_client, connected_shop):
+    response = engineer_client.patch(
+        connection_url(connected_shop), {"schedule": "every night", "database": "", "sampleSize": 0}, format="json"
+    )
+    assert response.status_code == 400
+    assert {"schedule", "database", "sampleSize"} <= set(response.json()["errors"])
+
+
+def test_changing_where_the_connection_points_forgets_the_last_test(engineer_client, connected_shop, tmp_path):
+    assert engineer_client.post(connection_url(connected_shop) + "test/").json()["ok"] is True
+    assert engineer_client.get(connection_url(connected_shop)).json()["lastTestOk"] is True
+    engineer_client.patch(connection_url(connected_shop), {"sampleSize": 10}, format="json")
+    assert engineer_client.get(connection_url(connected_shop)).json()["lastTestOk"] is True  # same target
+    engineer_client.patch(connection_url(connected_shop), {"database": str(tmp_path / "other.db")}, format="json")
+    body = engineer_client.get(connection_url(connected_shop)).json()
+    assert body["lastTestOk"] is None and body["lastTestMessage"] == ""
+
+
 def test_a_store_that_cannot_be_synced_is_refused_naming_the_platform(engineer_client):
     lake = StoreFactory(name="lake", kind="object", platform="s3")
     response = engineer_client.put(connection_url(lake), {"host": "s3.example.com"}, format="json")
