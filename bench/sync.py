@@ -41,7 +41,9 @@ Every measured run (DataHub, first sync, second sync) is its own process under G
 KiB, the largest of the process and any child it waited for). Each run's output goes to
 ``bench/out/<run>.log``. The goals checked at the end: the first sync, extraction and writing
 included, is faster than DataHub's extraction alone and peaks lower in memory; the second sync
-takes under a fifth of the first. The script exits 1 if a goal is missed or a sync reports
+takes under a fifth of the first, judged by the runs' own durations (a worker is a long-lived
+process, so interpreter and Django start-up are no part of a sync; the process wall times are
+reported beside them). The script exits 1 if a goal is missed or a sync reports
 something unexpected. Timings are only ever recorded here and in docs/benchmarks.md, never
 asserted in tests.
 """
@@ -548,13 +550,19 @@ def goal_checks(runs: dict[str, Measured]) -> list[tuple[bool, str]]:
                        f"first sync peaks lower in memory than DataHub: {first.peak_mib:.0f} MiB vs "
                        f"{datahub.peak_mib:.0f} MiB ({first.peak_kib / datahub.peak_kib:.2f}x)"))
     if first and second:
-        share = second.wall / first.wall
-        sentence = (f"no-change sync under a fifth of the first: {second.wall:.1f} s / {first.wall:.1f} s = "
-                    f"{share:.2f}")
+        # A sync's duration is the run's own (what the run page and the API report): syncs run in
+        # a long-lived worker, so starting Python and Django is not part of one. The process's
+        # wall time, start-up included, is shown beside it.
+        share_process = second.wall / first.wall
         own = [item.extra.get("seconds") for item in (first, second)]
         if all(isinstance(value, (int, float)) and value for value in own):
-            sentence += (f" (by the sync's own clock, without the process start: {own[1]:.1f} s / {own[0]:.1f} s = "
-                         f"{own[1] / own[0]:.2f})")
+            share = own[1] / own[0]
+            sentence = (f"no-change sync under a fifth of the first, by the runs' own durations: {own[1]:.1f} s / "
+                        f"{own[0]:.1f} s = {share:.2f} (by process wall time, Python and Django start-up included: "
+                        f"{second.wall:.1f} s / {first.wall:.1f} s = {share_process:.2f})")
+        else:
+            share = share_process
+            sentence = f"no-change sync under a fifth of the first: {second.wall:.1f} s / {first.wall:.1f} s = {share:.2f}"
         checks.append((share < NO_CHANGE_SHARE, sentence))
     return checks
 

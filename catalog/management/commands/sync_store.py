@@ -10,6 +10,7 @@ from catalog.sync import sync_run_execute, sync_run_request
 
 class Command(BaseCommand):
     help = "Sync a store's warehouse now, in this process (no worker needed); prints a JSON summary."
+    requires_system_checks = []  # like a worker: the checks belong to deploys, not to each sync
 
     def add_arguments(self, parser):
         parser.add_argument("store", help="Store name")
