@@ -58,6 +58,8 @@ def safe_message(exc: BaseException, secrets=()) -> str:
 
 
 def _type_name(sql_type, dialect) -> str:
+    if isinstance(sql_type, sa.types.NullType):  # e.g. a SQLite view column computed without a declared type
+        return "UNKNOWN"
     try:
         return sql_type.compile(dialect=dialect)
     except Exception:  # a type the dialect cannot render (NullType for unknown types)
@@ -122,7 +124,10 @@ class Connector:
         finally:
             engine.dispose()
         label = Platform(self.platform).label if self.platform in Platform.values else self.platform
-        return f"Connected to {label} {version}".strip() + f"; {len(schemas)} schema(s) to sync."
+        shown = ", ".join(schemas[:12]) + (f" and {len(schemas) - 12} more" if len(schemas) > 12 else "")
+        return f"Connected to {label} {version}".strip() + f"; {len(schemas)} schema(s) to sync" + (
+            f": {shown}." if schemas else " (check the include and exclude patterns)."
+        )
 
     def all_schema_names(self, inspector) -> list[str]:
         return inspector.get_schema_names()
@@ -285,6 +290,9 @@ class DuckDBConnector(Connector):
     drivername = "duckdb"
     sqlglot_dialect = "duckdb"
     system_schemas = frozenset({"information_schema", "pg_catalog"})
+
+    def server_version(self, conn):  # the dialect reports PostgreSQL's version it imitates
+        return conn.exec_driver_sql("select version()").scalar() or ""
 
     def url(self) -> URL:
         return URL.create("duckdb", database=self.connection.database)
