@@ -98,7 +98,7 @@ class Connector:
         except (ImportError, sa.exc.NoSuchModuleError) as exc:
             hint = f" Install it with: pip install 'governance-catalog[{self.extra}]'." if self.extra else ""
             raise WarehouseError(f"The {self.platform} driver is not installed.{hint}") from exc
-        except sa.exc.ArgumentError as exc:
+        except Exception as exc:  # a bad URL or option: say so without the URL, which holds the password
             raise WarehouseError(f"The connection settings are not valid: {safe_message(exc, [self.password])}") from exc
 
     def fail(self, doing: str, exc: BaseException) -> WarehouseError:
@@ -112,8 +112,9 @@ class Connector:
 
     def test(self) -> str:
         """Connect and read the list of schemas; returns a short description of the server."""
-        engine = self.engine()
+        engine = None
         try:
+            engine = self.engine()
             with engine.connect() as conn:
                 version = self.server_version(conn)
                 schemas = self.schemas(sa.inspect(conn))
@@ -122,7 +123,8 @@ class Connector:
         except Exception as exc:
             raise self.fail(f"connect to {self.connection.store.name}", exc) from exc
         finally:
-            engine.dispose()
+            if engine is not None:
+                engine.dispose()
         label = Platform(self.platform).label if self.platform in Platform.values else self.platform
         shown = ", ".join(schemas[:12]) + (f" and {len(schemas) - 12} more" if len(schemas) > 12 else "")
         return f"Connected to {label} {version}".strip() + f"; {len(schemas)} schema(s) to sync" + (
@@ -164,10 +166,11 @@ class Connector:
             return {}
         return {name: (comment or {}).get("text") or "" for (_, name), comment in found.items()}
 
-    def harvest_schema(self, conn, schema: str) -> list[HarvestedTable]:
+    def harvest_schema(self, conn, schema: str, progress=None) -> list[HarvestedTable]:
         """Every table and view of one schema, with columns, comments and view definitions.
 
         A table or view that cannot be read comes back with ``error`` set; the others are unaffected.
+        ``progress`` (no arguments) is called after each table, so a long harvest can show it is alive.
         """
         inspector = sa.inspect(conn)
         catalog_schema = self.catalog_schema(schema)
@@ -177,10 +180,12 @@ class Connector:
             columns = self.columns_by_table(conn, inspector, schema)
         except Exception:
             logger.warning("Bulk column reflection failed for schema %s; reading table by table", schema)
+            conn.rollback()  # PostgreSQL refuses every further statement in a failed transaction
             columns = None
         try:
             comments = self.comments_by_table(conn, inspector, schema)
         except Exception:
+            conn.rollback()
             comments = {}
         harvested = []
         for name in sorted(tables | views):
@@ -197,7 +202,10 @@ class Connector:
                     table.view_definition = self.view_definition(inspector, name, schema) or ""
             except Exception as exc:
                 table.error = safe_message(exc, [self.password])
+                conn.rollback()
             harvested.append(table)
+            if progress is not None:
+                progress()
         return harvested
 
     def harvest_column(self, column: dict, dialect) -> HarvestedColumn:
@@ -393,6 +401,8 @@ class BigQueryConnector(Connector):
         except (ImportError, sa.exc.NoSuchModuleError) as exc:
             raise WarehouseError("The bigquery driver is not installed. Install it with: "
                                  "pip install 'governance-catalog[bigquery]'.") from exc
+        except Exception as exc:  # never let the key reach a traceback
+            raise WarehouseError(f"The connection settings are not valid: {safe_message(exc, [self.password])}") from None
 
 
 CONNECTORS = {

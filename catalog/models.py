@@ -96,6 +96,9 @@ class Dataset(models.Model):
     needs_review = models.BooleanField(default=False, help_text="Discovered from lineage; an owner should review it.")
     # When a warehouse sync last saw the table; only datasets a sync has seen are deprecated when they vanish.
     last_synced_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Deprecated by a sync because the table vanished: a sync that sees it again reactivates it.
+    # A dataset a person deprecated stays deprecated whatever the warehouse says.
+    deprecated_by_sync = models.BooleanField(default=False, editable=False)
     # SHA-256 of the view definition whose lineage is recorded, so an unchanged view is not parsed again.
     definition_fingerprint = models.CharField(max_length=64, blank=True, editable=False)
     # Highest sensitivity among the current columns (kept by the registration service).
@@ -299,6 +302,8 @@ class SyncRun(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # When sync_runs_resume last sent the run again: once per stale period, not every minute.
+    resent_at = models.DateTimeField(null=True, blank=True, editable=False)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

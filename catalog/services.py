@@ -97,7 +97,7 @@ def dataset_register(*, principal, payload) -> tuple[Dataset, bool]:
             return _dataset_register_locked(principal, registration, store, owners, qualified_name)
 
 
-def _dataset_register_locked(principal, registration, store, owners, qualified_name):
+def _dataset_register_locked(principal, registration, store, owners, qualified_name, keep_status=False):
     dataset = (
         Dataset.objects.select_for_update(of=("self",))
         .select_related("store", "current_version")
@@ -124,7 +124,8 @@ def _dataset_register_locked(principal, registration, store, owners, qualified_n
 
     dataset.sensitivity = max((spec.sensitivity for spec in registration.columns), default=Sensitivity.PUBLIC)
     dataset.qualified_name = qualified_name
-    dataset.status = DatasetStatus.ACTIVE
+    if not keep_status:  # a pipeline registering a new schema says the dataset is alive
+        dataset.status, dataset.deprecated_by_sync = DatasetStatus.ACTIVE, False
     dataset.full_clean(exclude=["current_version"])
     dataset.save()
     version = DatasetVersion(
@@ -160,7 +161,8 @@ def dataset_update_status(*, principal, dataset: Dataset, status: str) -> Datase
     if status not in DatasetStatus.values:
         raise ValidationError({"status": [f"Unknown status '{status}'. Use one of: {', '.join(DatasetStatus.values)}."]})
     dataset.status = status
-    dataset.save(update_fields=["status", "updated_at"])
+    dataset.deprecated_by_sync = False  # a person's decision: a sync no longer undoes it
+    dataset.save(update_fields=["status", "deprecated_by_sync", "updated_at"])
     return dataset
 
 
@@ -225,11 +227,19 @@ def suggestion_decide(*, principal, suggestion, accept: bool):
     from catalog.models import ColumnSuggestion, SuggestionStatus
 
     with transaction.atomic():
-        suggestion = (
-            ColumnSuggestion.objects.select_for_update(of=("self",))
-            .select_related("dataset__store", "column").get(pk=suggestion.pk)
+        # The dataset first, as every schema writer (registration, sync) locks it: the same
+        # order everywhere means no deadlock, and the current version read under it is current.
+        dataset_id = ColumnSuggestion.objects.filter(pk=suggestion.pk).values_list("dataset_id", flat=True).first()
+        dataset = (
+            Dataset.objects.select_for_update(of=("self",)).select_related("store", "current_version")
+            .filter(pk=dataset_id).first()
         )
-        dataset = suggestion.dataset
+        suggestion = ColumnSuggestion.objects.select_for_update(of=("self",)).select_related("column").filter(
+            pk=suggestion.pk
+        ).first()
+        if dataset is None or suggestion is None:
+            raise ValidationError({"suggestion": ["This suggestion no longer exists (its column was dropped)."]})
+        suggestion.dataset = dataset
         if not policies.can_edit_dataset(principal, dataset):
             raise PermissionDenied("Only the dataset's owners or a registrar may classify its columns.")
         if suggestion.status != SuggestionStatus.PENDING:
@@ -260,4 +270,5 @@ def _column_sensitivity_raise(principal, dataset: Dataset, column: Column, sensi
         registration_time=timezone.now(), declared_version=current.declared_version,
         snapshots=[spec.snapshot() for spec in specs],
     )
-    _dataset_register_locked(principal, registration, dataset.store, None, dataset.qualified_name)
+    # A steward's classification is not a sign of life: a deprecated dataset stays deprecated.
+    _dataset_register_locked(principal, registration, dataset.store, None, dataset.qualified_name, keep_status=True)

@@ -29,6 +29,7 @@ from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import F, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from access import policies
 from catalog import classification
@@ -136,6 +137,19 @@ def _heartbeat(run: SyncRun, **fields) -> None:
     run.heartbeat_at = now
 
 
+class _Pulse:
+    """Heartbeats at most every few seconds from inside long loops (one table, one sample, one view),
+    so a run busy on a huge schema is never taken for dead."""
+
+    def __init__(self, run: SyncRun, every: float = 5.0):
+        self.run, self.every, self.last = run, every, time.monotonic()
+
+    def __call__(self) -> None:
+        if time.monotonic() - self.last >= self.every:
+            _heartbeat(self.run)
+            self.last = time.monotonic()
+
+
 def _finish(run: SyncRun, status: str, message: str = "", timings: dict | None = None) -> None:
     fields = {"status": status, "message": message, "finished_at": timezone.now(), "phase": ""}
     if timings is not None:
@@ -174,6 +188,7 @@ class _Timer:
         self.timings[phase] = round(self.timings.get(phase, 0) + time.monotonic() - started, 3)
 
 
+@sensitive_variables("password")
 def _execute(run: SyncRun) -> None:
     store = run.store
     connection = getattr(store, "connection", None)
@@ -200,10 +215,11 @@ def _execute(run: SyncRun) -> None:
 
             started = time.monotonic()
             _heartbeat(run, phase="extracting")
+            pulse = _Pulse(run)
             harvested: list[HarvestedTable] = []
             for schema in schemas:
                 try:
-                    harvested.extend(connector.harvest_schema(conn, schema))
+                    harvested.extend(connector.harvest_schema(conn, schema, progress=pulse))
                 except Exception as exc:
                     raise connector.fail(f"read schema {schema}", exc) from exc
                 _heartbeat(run)
@@ -213,7 +229,7 @@ def _execute(run: SyncRun) -> None:
             _heartbeat(run, phase="writing", objects_total=len(harvested))
             started = time.monotonic()
             pending = [table for table in harvested if not run.cursor or _qualified_name(store, table) > run.cursor]
-            writer = _Writer(run, store, connector, conn if connection.sampling_enabled else None)
+            writer = _Writer(run, store, connector, conn if connection.sampling_enabled else None, pulse)
             for offset in range(0, len(pending), settings.SYNC_BATCH_SIZE):
                 writer.write(pending[offset:offset + settings.SYNC_BATCH_SIZE])
             timer.add("write", started)
@@ -223,7 +239,7 @@ def _execute(run: SyncRun) -> None:
         views = [table for table in harvested if table.kind == "view" and table.view_definition and not table.error]
         run.refresh_from_db(fields=["new_count"])
         # A new table may be what an unchanged view reads: parse every view again then.
-        view_errors = _views_lineage(run, store, connector, views, force=run.new_count > 0)
+        view_errors = _views_lineage(run, store, connector, views, force=run.new_count > 0, pulse=pulse)
         timer.add("lineage", started)
 
         started = time.monotonic()
@@ -328,8 +344,9 @@ def _validate(table: HarvestedTable) -> str:
 class _Writer:
     """Writes batches of harvested tables: one transaction per batch, with the run's counters."""
 
-    def __init__(self, run: SyncRun, store: DataStore, connector, sampling_conn):
+    def __init__(self, run: SyncRun, store: DataStore, connector, sampling_conn, pulse):
         self.run, self.store, self.connector, self.sampling_conn = run, store, connector, sampling_conn
+        self.pulse = pulse
         self.connection = store.connection
 
     def write(self, batch: list[HarvestedTable]) -> None:
@@ -384,6 +401,7 @@ class _Writer:
             except Exception as exc:  # sampling is a bonus: a table we may not read is still catalogued
                 logger.info("Sampling %s failed: %s", table.name, safe_message(exc, [self.connector.password]))
                 self.sampling_conn.rollback()
+            self.pulse()
         return samples
 
     @staticmethod
@@ -401,9 +419,11 @@ class _Writer:
             for dataset in Dataset.objects.select_for_update(of=("self",))
             .select_related("current_version").filter(qualified_name__in=names)
         }
+        for dataset in datasets.values():
+            dataset.store = store  # names carry the store's, so it is this one: no query per dataset for it
 
         counts = defaultdict(int)
-        events, new_datasets, changed, unchanged_ids, failed_names = [], [], [], [], []
+        events, new_datasets, changed, unchanged_ids, reactivated_ids, failed_names = [], [], [], [], [], []
         for table, qualified_name in zip(batch, names):
             problem = _validate(table)
             dataset = datasets.get(qualified_name)
@@ -424,10 +444,10 @@ class _Writer:
                 )
                 new_datasets.append((dataset, table, specs, snapshots, fingerprint))
                 continue
-            reactivated = dataset.status == DatasetStatus.DEPRECATED
+            reactivated = dataset.status == DatasetStatus.DEPRECATED and dataset.deprecated_by_sync
             previous = dataset.current_version
             if previous is not None and previous.fingerprint == fingerprint:
-                unchanged_ids.append(dataset.pk)
+                (reactivated_ids if reactivated else unchanged_ids).append(dataset.pk)
                 if reactivated:
                     events.append(SyncRunEvent(run=run, object_name=qualified_name, dataset=dataset,
                                                outcome=SyncOutcome.REACTIVATED, message="Seen again in the warehouse."))
@@ -487,7 +507,8 @@ class _Writer:
 
         touched = [entry[0] for entry in new_datasets]
         for dataset, table, specs, snapshots, fingerprint, existing, reactivated in changed:
-            dataset.status = DatasetStatus.ACTIVE
+            if reactivated:
+                dataset.status, dataset.deprecated_by_sync = DatasetStatus.ACTIVE, False
             dataset.sensitivity = max((s.sensitivity for s in specs), default=Sensitivity.PUBLIC)
             if table.comment and not dataset.description:
                 dataset.description = table.comment
@@ -504,10 +525,15 @@ class _Writer:
         if changed:
             Dataset.objects.bulk_update(
                 [entry[0] for entry in changed],
-                ["current_version", "status", "sensitivity", "description", "last_synced_at", "updated_at"],
+                ["current_version", "status", "deprecated_by_sync", "sensitivity", "description", "last_synced_at",
+                 "updated_at"],
             )
         if unchanged_ids:
-            Dataset.objects.filter(pk__in=unchanged_ids).update(last_synced_at=now, status=DatasetStatus.ACTIVE)
+            Dataset.objects.filter(pk__in=unchanged_ids).update(last_synced_at=now)
+        if reactivated_ids:
+            Dataset.objects.filter(pk__in=reactivated_ids).update(
+                last_synced_at=now, status=DatasetStatus.ACTIVE, deprecated_by_sync=False
+            )
         if failed_names:  # it exists, even if we could not read it: not a candidate for deprecation
             Dataset.objects.filter(qualified_name__in=failed_names).update(last_synced_at=now)
 
@@ -536,7 +562,8 @@ class _Writer:
             from catalog.notifications import breaking_changes_notify
 
             dataset_ids = [dataset.pk for dataset in breaking]
-            transaction.on_commit(lambda: breaking_changes_notify(run_id=run.pk, dataset_ids=dataset_ids))
+            # robust: a mail server that is down costs the mail (logged), never the sync.
+            transaction.on_commit(lambda: breaking_changes_notify(run_id=run.pk, dataset_ids=dataset_ids), robust=True)
         self._advance(names[-1], len(batch), counts)
 
     def _version(self, dataset, number, snapshots, fingerprint, diff, now) -> DatasetVersion:
@@ -600,7 +627,7 @@ def _suggest(run: SyncRun, targets, samples) -> int:
     return len(created)
 
 
-def _views_lineage(run: SyncRun, store: DataStore, connector, views: list[HarvestedTable], force=False) -> int:
+def _views_lineage(run: SyncRun, store: DataStore, connector, views: list[HarvestedTable], force=False, pulse=None) -> int:
     """Dataset and column edges from each view's definition. Returns how many views failed to parse."""
     if not views:
         return 0
@@ -633,6 +660,8 @@ def _views_lineage(run: SyncRun, store: DataStore, connector, views: list[Harves
             failures += 1
             SyncRunEvent.objects.create(run=run, object_name=qualified_name, outcome=SyncOutcome.ERROR, dataset=dataset,
                                         message=f"View definition not understood, no lineage from it: {exc}")
+        if pulse is not None:
+            pulse()
     return failures
 
 
@@ -647,7 +676,9 @@ def _deprecate_missing(run: SyncRun, store: DataStore, catalog_schemas: set[str]
         )
         if not gone:
             return
-        Dataset.objects.filter(pk__in=[d.pk for d in gone]).update(status=DatasetStatus.DEPRECATED)
+        Dataset.objects.filter(pk__in=[d.pk for d in gone]).update(
+            status=DatasetStatus.DEPRECATED, deprecated_by_sync=True
+        )
         SyncRunEvent.objects.bulk_create([
             SyncRunEvent(run=run, object_name=d.qualified_name, dataset=d, outcome=SyncOutcome.DEPRECATED,
                          message="No longer in the warehouse; kept, marked deprecated.")
@@ -668,9 +699,11 @@ def sync_runs_resume() -> list[int]:
     stale = _stale_before()
     run_ids = list(
         SyncRun.objects.filter(
-            Q(status=SyncStatus.RUNNING, heartbeat_at__lt=stale) | Q(status=SyncStatus.QUEUED, created_at__lt=stale)
+            Q(status=SyncStatus.RUNNING, heartbeat_at__lt=stale) | Q(status=SyncStatus.QUEUED, created_at__lt=stale),
+            Q(resent_at__isnull=True) | Q(resent_at__lt=stale),  # a message sent once gets a stale period to land
         ).values_list("pk", flat=True)
     )
+    SyncRun.objects.filter(pk__in=run_ids).update(resent_at=timezone.now())
     for run_id in run_ids:
         _enqueue(run_id)
     return run_ids

@@ -10,6 +10,7 @@ import uuid
 
 import pytest
 from django.core import mail
+from django.core.exceptions import ValidationError
 
 from catalog.connections import connection_save
 from catalog.models import (
@@ -22,7 +23,7 @@ from catalog.models import (
     SyncRunEvent,
     SyncStatus,
 )
-from catalog.services import dataset_register, suggestion_decide
+from catalog.services import dataset_register, dataset_update_status, suggestion_decide
 from catalog.sync import sync_run_execute, sync_run_request
 from catalog.vocabulary import Protection, Sensitivity
 from lineage.models import Edge, EdgeKind, EdgeLevel, NodeKind
@@ -495,3 +496,118 @@ def test_one_broken_table_does_not_fail_the_run(engineer):
     assert not Dataset.objects.filter(qualified_name="shop.sales.mixed_case").exists()
     assert run.new_count == len(synced_objects(wh))
 
+
+
+# Deprecation decided by a person ---------------------------------------------------------
+
+
+@pytest.fixture
+def sqlite_wh(tmp_path):
+    with warehouse("sqlite", tmp_path) as built:
+        yield built
+
+
+def test_a_dataset_a_person_deprecated_stays_deprecated_while_the_table_exists(sqlite_wh, engineer, registrar):
+    store = connect(sqlite_wh, engineer)
+    sync(store, engineer)
+    customers = dataset(sqlite_wh, store, "sales", "customers")
+    dataset_update_status(principal=registrar, dataset=customers, status=DatasetStatus.DEPRECATED)
+
+    run = sync(store, engineer)
+
+    customers.refresh_from_db()
+    assert customers.status == DatasetStatus.DEPRECATED
+    assert run.reactivated_count == 0
+    assert not SyncRunEvent.objects.filter(run=run, outcome=SyncOutcome.REACTIVATED).exists()
+
+
+def test_a_changed_table_a_person_deprecated_gets_its_version_and_stays_deprecated(sqlite_wh, engineer, registrar):
+    store = connect(sqlite_wh, engineer)
+    sync(store, engineer)
+    customers = dataset(sqlite_wh, store, "sales", "customers")
+    dataset_update_status(principal=registrar, dataset=customers, status=DatasetStatus.DEPRECATED)
+    sqlite_wh.add_column("sales", "customers", "loyalty_tier")
+
+    run = sync(store, engineer)
+
+    customers.refresh_from_db()
+    assert run.changed_count == 1 and run.reactivated_count == 0
+    assert customers.status == DatasetStatus.DEPRECATED
+    assert customers.current_version.number == 2
+
+
+def test_a_table_that_comes_back_after_a_person_deprecated_it_stays_deprecated(sqlite_wh, engineer, registrar):
+    store = connect(sqlite_wh, engineer)
+    sync(store, engineer)
+    sqlite_wh.drop_table("staging", "events")
+    sync(store, engineer)
+    events = dataset(sqlite_wh, store, "staging", "events")
+    assert events.deprecated_by_sync
+    dataset_update_status(principal=registrar, dataset=events, status=DatasetStatus.DEPRECATED)  # confirmed by a person
+    sqlite_wh.create_events()
+
+    run = sync(store, engineer)
+
+    events.refresh_from_db()
+    assert events.status == DatasetStatus.DEPRECATED
+    assert run.reactivated_count == 0
+
+
+def test_accepting_a_suggestion_on_a_deprecated_dataset_keeps_it_deprecated(sqlite_wh, engineer, registrar):
+    store = connect(sqlite_wh, engineer)
+    sync(store, engineer)
+    customers = dataset(sqlite_wh, store, "sales", "customers")
+    dataset_update_status(principal=registrar, dataset=customers, status=DatasetStatus.DEPRECATED)
+    suggestion = ColumnSuggestion.objects.get(column__name="email", column__dataset=customers, label="email")
+
+    suggestion_decide(principal=registrar, suggestion=suggestion, accept=True)
+
+    customers.refresh_from_db()
+    assert customers.status == DatasetStatus.DEPRECATED
+    assert customers.current_version.number == 2
+    assert Column.objects.get(pk=suggestion.column_id).sensitivity == Sensitivity.SENSITIVE
+
+
+def test_a_suggestion_whose_column_was_dropped_meanwhile_is_refused_naming_it(sqlite_wh, engineer, registrar):
+    store = connect(sqlite_wh, engineer)
+    sync(store, engineer)
+    suggestion = ColumnSuggestion.objects.get(column__name="email", column__dataset__name="customers", label="email")
+    ColumnSuggestion.objects.filter(pk=suggestion.pk).delete()  # what dropping the column does to it
+
+    with pytest.raises(ValidationError) as error:
+        suggestion_decide(principal=registrar, suggestion=suggestion, accept=True)
+
+    assert "suggestion" in error.value.message_dict
+
+
+# Reading a warehouse when something goes wrong part way ----------------------------------
+
+
+def test_failed_bulk_reflection_on_postgresql_falls_back_table_by_table(engineer, monkeypatch):
+    from catalog.connectors import PostgreSQLConnector
+
+    def broken(self, conn, inspector, schema):
+        conn.exec_driver_sql("SELECT 1 / 0")  # aborts the transaction, as a real failure would
+
+    monkeypatch.setattr(PostgreSQLConnector, "columns_by_table", broken)
+    with postgres_warehouse() as wh:
+        store = connect(wh, engineer)
+        run = sync(store, engineer)
+
+    assert run.status == SyncStatus.SUCCEEDED, run.message
+    assert run.new_count == len(synced_objects(wh))
+    assert dataset(wh, store, "sales", "customers").current_version.columns[1]["name"] == "email"
+
+
+def test_harvest_reports_progress_after_every_table(sqlite_wh, engineer):
+    from catalog.connectors import connector_for
+
+    store = connect(sqlite_wh, engineer)
+    connector = connector_for(store.connection, "")
+    calls = []
+    engine = connector.engine()
+    with engine.connect() as conn:
+        harvested = connector.harvest_schema(conn, "main", progress=lambda: calls.append(1))
+    engine.dispose()
+
+    assert len(calls) == len(harvested) == len(synced_objects(sqlite_wh)) > 1
