@@ -5,6 +5,7 @@ import json
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
 from access import policies
@@ -76,6 +77,7 @@ def _field_value(name: str, value):
     return value
 
 
+@sensitive_variables("password")
 def connection_save(*, principal, store: DataStore, password: str | None = None, **fields) -> Connection:
     """Create or change the store's connection. ``password=None`` keeps the stored secret, ``""``
     removes it, anything else replaces it (sealed; never stored or logged in clear)."""
@@ -116,9 +118,15 @@ def connection_save(*, principal, store: DataStore, password: str | None = None,
             connection.full_clean(exclude=["store", "secret", "periodic_task", *errors])
         except ValidationError as exc:
             errors.update(exc.message_dict)
+        moved = any(getattr(connection, name) != before for name, before in zip(REACH_FIELDS, reached_before))
+        if connection.pk and moved and connection.secret_id and password is None and "password" not in errors:
+            # The stored password goes only where it was entered for, never to a new place.
+            errors["password"] = [
+                "Enter the password again (or clear it): the host, port, database, user or options changed."
+            ]
         if errors:  # every problem at once, and nothing written
             raise ValidationError(errors)
-        if password is not None or tuple(getattr(connection, name) for name in REACH_FIELDS) != reached_before:
+        if password is not None or moved:
             # A test of the old settings says nothing about the new ones.
             connection.last_tested_at, connection.last_test_ok, connection.last_test_message = None, None, ""
         if password == "" and connection.secret is not None:
@@ -158,6 +166,11 @@ def _schedule_sync(connection: Connection, cron: dict | None) -> None:
 def connection_delete(*, principal, store: DataStore) -> None:
     """Remove the store's connection, its sealed secret and its schedule (datasets stay)."""
     _check(principal)
+    connection_remove_for_store(store)
+
+
+def connection_remove_for_store(store: DataStore) -> None:
+    """The work of ``connection_delete`` without the permission check, for deleting the store itself."""
     with transaction.atomic():
         connection = Connection.objects.select_for_update().filter(store=store).first()
         if connection is None:
@@ -170,6 +183,7 @@ def connection_delete(*, principal, store: DataStore) -> None:
             task.delete()
 
 
+@sensitive_variables("password")
 def connection_test(*, principal, store: DataStore) -> tuple[bool, str]:
     """Try the connection now; remembers and returns ``(ok, message)``. The message never holds the secret."""
     _check(principal)

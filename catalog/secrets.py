@@ -21,6 +21,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from catalog.models import Secret
 
@@ -79,6 +80,7 @@ def _unseal(key: bytes, sealed: bytes, context: bytes) -> bytes:
     return AESGCM(key).decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], context)
 
 
+@sensitive_variables("plaintext", "data_key")
 def secret_seal(plaintext: str, *, secret: Secret | None = None) -> Secret:
     """Encrypt ``plaintext`` under a new data key wrapped by the active master key, and save it
     (into ``secret`` when given, replacing its value)."""
@@ -93,6 +95,7 @@ def secret_seal(plaintext: str, *, secret: Secret | None = None) -> Secret:
     return secret
 
 
+@sensitive_variables()
 def secret_open(secret: Secret) -> str:
     """The plaintext of a sealed secret. Only workers and the connection test call this."""
     master = dict(_keys()).get(secret.key_id)

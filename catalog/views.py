@@ -16,6 +16,7 @@ from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
 
 from access import policies
@@ -454,13 +455,14 @@ def store_detail(request, pk):
         "syncable": store.platform in CONNECTORS,
         "is_file_platform": store.platform in FILE_PLATFORMS,
         "runs": context["page"].object_list,
-        "active_run": SyncRun.objects.filter(store=store, status__in=ACTIVE_SYNC_STATUSES).first()
+        "active_run": selectors.sync_run_visible(user=request.user).filter(store=store, status__in=ACTIVE_SYNC_STATUSES).first()
         if connection is not None else None,
         "next_run_at": _next_scheduled_run(connection.schedule) if connection is not None else None,
     })
     return render(request, "catalog/store_detail.html", context)
 
 
+@sensitive_post_parameters("password")
 @login_required
 @require_http_methods(["GET", "POST"])
 def connection_edit(request, pk):

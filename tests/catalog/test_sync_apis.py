@@ -242,7 +242,9 @@ def test_changing_where_the_connection_points_forgets_the_last_test(engineer_cli
     assert engineer_client.get(connection_url(connected_shop)).json()["lastTestOk"] is True
     engineer_client.patch(connection_url(connected_shop), {"sampleSize": 10}, format="json")
     assert engineer_client.get(connection_url(connected_shop)).json()["lastTestOk"] is True  # same target
-    engineer_client.patch(connection_url(connected_shop), {"database": str(tmp_path / "other.db")}, format="json")
+    engineer_client.patch(
+        connection_url(connected_shop), {"database": str(tmp_path / "other.db"), "password": PASSWORD}, format="json"
+    )
     body = engineer_client.get(connection_url(connected_shop)).json()
     assert body["lastTestOk"] is None and body["lastTestMessage"] == ""
 
@@ -709,3 +711,32 @@ def test_openapi_schema_describes_connections_syncs_and_suggestions(api_client):
     assert {"progress", "counts", "events"} <= set(components["SyncRun"]["properties"])
     # Three "status" fields with different choices, each named (a clash would fail check --deploy).
     assert {"DatasetStatusEnum", "SyncStatusEnum", "SuggestionStatusEnum"} <= set(components)
+
+
+def test_pointing_the_connection_elsewhere_needs_the_password_again(engineer_client, connected_shop, warehouse, tmp_path):
+    elsewhere = str(tmp_path / "elsewhere.db")
+
+    moved = engineer_client.patch(connection_url(connected_shop), {"database": elsewhere}, format="json")
+
+    assert moved.status_code == 400
+    assert "password" in moved.json()["errors"]
+    assert engineer_client.get(connection_url(connected_shop)).json()["database"] == str(warehouse)
+    again = engineer_client.patch(connection_url(connected_shop), {"database": elsewhere, "password": PASSWORD}, format="json")
+    assert again.status_code == 200 and again.json()["database"] == elsewhere
+    cleared = engineer_client.patch(connection_url(connected_shop), {"database": str(warehouse), "password": ""}, format="json")
+    assert cleared.status_code == 200 and cleared.json()["hasPassword"] is False
+
+
+def test_connection_settings_the_driver_refuses_fail_the_test_with_a_clear_message(engineer_client):
+    store = StoreFactory(name="orders-db", platform="mysql")
+    saved = engineer_client.put(connection_url(store), {
+        "host": "127.0.0.1", "username": "reader", "password": PASSWORD, "options": {"connect_timeout": "soon"},
+    }, format="json")
+    assert saved.status_code == 201
+
+    response = engineer_client.post(connection_url(store) + "test/")
+
+    assert response.status_code == 200
+    assert response.json()["ok"] is False
+    assert "connection settings are not valid" in response.json()["message"]
+    assert PASSWORD not in response.content.decode()

@@ -269,13 +269,25 @@ def test_connection_form_saves_and_never_renders_the_password(engineer_web, appd
 
 
 def test_blank_password_keeps_the_stored_one(engineer_web, engineer, appdb):
-    connection_save(principal=engineer, store=appdb, host="db.internal", database="app", password=PASSWORD)
+    connection_save(principal=engineer, store=appdb, host="db.internal", port=5432, database="app",
+                    username="harvester", password=PASSWORD)
     secret_id = Connection.objects.get(store=appdb).secret_id
 
-    engineer_web.post(reverse("catalog:connection-edit", args=[appdb.pk]), connection_post(host="db2.internal"))
+    engineer_web.post(reverse("catalog:connection-edit", args=[appdb.pk]), connection_post(sample_size="20"))
 
     connection = Connection.objects.get(store=appdb)
-    assert (connection.host, connection.secret_id) == ("db2.internal", secret_id)
+    assert (connection.sample_size, connection.secret_id) == (20, secret_id)
+
+
+def test_a_new_host_with_a_blank_password_asks_for_the_password_again(engineer_web, engineer, appdb):
+    connection_save(principal=engineer, store=appdb, host="db.internal", port=5432, database="app",
+                    username="harvester", password=PASSWORD)
+
+    response = engineer_web.post(reverse("catalog:connection-edit", args=[appdb.pk]), connection_post(host="db2.internal"))
+
+    assert response.status_code == 200
+    assert "Enter the password again" in html(response)
+    assert Connection.objects.get(store=appdb).host == "db.internal"
 
 
 def test_remove_password_checkbox_removes_the_stored_one(engineer_web, engineer, appdb):
