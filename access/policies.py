@@ -54,7 +54,8 @@ def can_emit_lineage(user) -> bool:
 
 class SystemPrincipal:
     """Who background jobs act as when no person asked for the work (a scheduled sync, a
-    notification): it reads all metadata and manages stores, and nothing else."""
+    notification). It has an admin's rights (``is_superuser``); only code holds it, never a
+    request, so no page or endpoint can act as it."""
 
     pk = None
     username = "system"

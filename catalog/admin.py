@@ -1,5 +1,7 @@
 from django.contrib import admin
+from django.db import transaction
 
+from catalog.connections import connection_remove_for_store
 from catalog.models import Column, ColumnSuggestion, Connection, Dataset, DatasetVersion, DataStore, SyncRun, SyncRunEvent
 
 
@@ -8,6 +10,18 @@ class DataStoreAdmin(admin.ModelAdmin):
     list_display = ["name", "kind", "platform", "environment", "residency", "line_of_business", "customer"]
     list_filter = ["kind", "platform", "environment", "residency"]
     search_fields = ["name", "description"]
+
+    # A store's connection holds a sealed secret and a beat schedule: delete them with it.
+    def delete_model(self, request, obj):
+        with transaction.atomic():
+            connection_remove_for_store(obj)
+            super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        with transaction.atomic():
+            for store in queryset:
+                connection_remove_for_store(store)
+            super().delete_queryset(request, queryset)
 
 
 class ColumnInline(admin.TabularInline):
@@ -72,10 +86,26 @@ class ConnectionAdmin(admin.ModelAdmin):
 
 
 class SyncRunEventInline(admin.TabularInline):
+    """The run's first problems; a run of thousands of tables has its full list on its own page."""
+
     model = SyncRunEvent
     extra = 0
     can_delete = False
-    readonly_fields = ["object_name", "outcome", "dataset", "message"]
+    fields = readonly_fields = ["object_name", "outcome", "message"]
+    max_shown = 100
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).order_by("pk")
+
+    def get_formset(self, request, obj=None, **kwargs):
+        formset = super().get_formset(request, obj, **kwargs)
+        shown = self.max_shown
+
+        class FirstEvents(formset):
+            def get_queryset(self):
+                return super().get_queryset()[:shown]
+
+        return FirstEvents
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -96,6 +126,7 @@ class SyncRunAdmin(admin.ModelAdmin):
 @admin.register(ColumnSuggestion)
 class ColumnSuggestionAdmin(admin.ModelAdmin):
     list_display = ["column", "label", "sensitivity", "confidence", "status", "decided_by"]
+    list_select_related = ["column__dataset", "decided_by"]
     list_filter = ["status", "label"]
     readonly_fields = [field.name for field in ColumnSuggestion._meta.fields]
 

@@ -483,11 +483,3 @@ def test_classifying_compiles_no_regex(monkeypatch):
     monkeypatch.setattr(re, "_compile", refuse)
     for name, values in DISTINCTIVE.items():
         classify_column(name=name, type="varchar", values=values)
-
-
-def test_thirty_thousand_columns_by_name_take_well_under_a_few_seconds():
-    names = ["customer_email", "order_total", "shipping_method", "dob", "product_name"] * 6_000
-    started = time.perf_counter()
-    for name in names:
-        classify_column(name=name, type="varchar")
-    assert time.perf_counter() - started < 5
