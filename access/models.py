@@ -10,6 +10,10 @@ class User(AbstractUser):
     is_service_account = models.BooleanField(
         default=False, help_text="Pipelines authenticate with a token and cannot log in to the browser."
     )
+    warehouse_role = models.CharField(
+        max_length=63, blank=True,
+        help_text="The user's own role in managed PostgreSQL warehouses; grants are applied to it.",
+    )
 
     @property
     def display_name(self) -> str:
@@ -57,3 +61,207 @@ class ServiceToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user.username} ({self.prefix}…)"
+
+
+# Role matrix -------------------------------------------------------------------------------
+
+
+class AccessLevel(models.IntegerChoices):
+    """What a person may do with a dataset, each level including the ones below it."""
+
+    NONE = 0, "Nothing"
+    METADATA = 1, "See metadata"
+    READ = 2, "Read"
+    WRITE = 3, "Write"
+
+
+class RolePermission(models.Model):
+    """One cell of the role matrix: what a company role may do in one environment at one
+    sensitivity tier, standing, and what it may ask for just in time."""
+
+    role = models.ForeignKey(Role, on_delete=models.CASCADE, related_name="permissions")
+    environment = models.CharField(max_length=16)  # catalog.models.Environment
+    sensitivity = models.PositiveSmallIntegerField()  # catalog.vocabulary.Sensitivity
+    standing = models.PositiveSmallIntegerField(choices=AccessLevel.choices, default=AccessLevel.NONE)
+    aggregated_only = models.BooleanField(
+        default=False, help_text="Standing access covers only datasets tagged 'aggregated'."
+    )
+    jit_level = models.PositiveSmallIntegerField(
+        choices=AccessLevel.choices, default=AccessLevel.NONE, help_text="The most that may be asked for just in time."
+    )
+    jit_max_hours = models.PositiveIntegerField(default=0)
+    approvals_required = models.PositiveSmallIntegerField(default=1)
+    security_approval_required = models.BooleanField(default=False)
+    ticket_required = models.BooleanField(default=False)
+    break_glass = models.BooleanField(default=False, help_text="May activate at once, with a reason, capped short.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["role__name", "environment", "sensitivity"]
+        constraints = [
+            models.UniqueConstraint(fields=["role", "environment", "sensitivity"], name="role_permission_cell"),
+            models.CheckConstraint(condition=models.Q(standing__lte=3) & models.Q(jit_level__lte=3), name="role_permission_levels"),
+            models.CheckConstraint(condition=models.Q(approvals_required__gte=1, approvals_required__lte=3),
+                                   name="role_permission_approvals"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.role} / {self.environment} / tier {self.sensitivity}"
+
+
+# Requests and grants -------------------------------------------------------------------------
+
+
+class RequestStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    APPROVED = "approved", "Approved"
+    DENIED = "denied", "Denied"
+    CANCELLED = "cancelled", "Cancelled"
+    EXPIRED = "expired", "Expired"
+
+
+class AccessRequest(models.Model):
+    """Someone asks for read or write access to a dataset (optionally some columns) for a while."""
+
+    requester = models.ForeignKey(User, on_delete=models.PROTECT, related_name="access_requests")
+    dataset = models.ForeignKey("catalog.Dataset", on_delete=models.PROTECT, related_name="access_requests")
+    columns = models.JSONField(default=list, blank=True, help_text="Column names; empty means the whole dataset.")
+    level = models.PositiveSmallIntegerField(choices=AccessLevel.choices)
+    environment = models.CharField(max_length=16)
+    sensitivity = models.PositiveSmallIntegerField(help_text="Tier of what the scope shows, when asked.")
+    justification = models.TextField()
+    ticket = models.CharField(max_length=128, blank=True)
+    duration = models.DurationField()
+    status = models.CharField(max_length=16, choices=RequestStatus.choices, default=RequestStatus.PENDING)
+    approvals_required = models.PositiveSmallIntegerField(default=1)
+    security_approval_required = models.BooleanField(default=False)
+    is_break_glass = models.BooleanField(default=False)
+    extends = models.ForeignKey(
+        "Grant", on_delete=models.PROTECT, null=True, blank=True, related_name="extension_requests"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(help_text="Pending until then; expired if nobody decided.")
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "expires_at"]), models.Index(fields=["requester", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"request #{self.pk} by {self.requester} for {self.dataset}"
+
+
+class ReviewDecision(models.TextChoices):
+    APPROVE = "approve", "Approved"
+    DENY = "deny", "Denied"
+
+
+class AccessReview(models.Model):
+    """One reviewer's decision on a request (one per reviewer)."""
+
+    request = models.ForeignKey(AccessRequest, on_delete=models.CASCADE, related_name="reviews")
+    reviewer = models.ForeignKey(User, on_delete=models.PROTECT, related_name="access_reviews")
+    decision = models.CharField(max_length=8, choices=ReviewDecision.choices)
+    reason = models.TextField(blank=True)
+    as_security_engineer = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [models.UniqueConstraint(fields=["request", "reviewer"], name="one_review_per_reviewer")]
+
+
+class GrantStatus(models.TextChoices):
+    SCHEDULED = "scheduled", "Scheduled"
+    ACTIVE = "active", "Active"
+    EXPIRED = "expired", "Expired"
+    REVOKED = "revoked", "Revoked"
+
+
+class Enforcement(models.TextChoices):
+    """Where the warehouse stands for this grant (``not_managed``: no PostgreSQL connection)."""
+
+    NOT_MANAGED = "not_managed", "Not enforced (no managed connection)"
+    PENDING = "pending", "Waiting to apply"
+    APPLIED = "applied", "Applied in the warehouse"
+    APPLY_FAILED = "apply_failed", "Apply failed"
+    REVOKE_PENDING = "revoke_pending", "Waiting to revoke"
+    REVOKED = "revoked", "Revoked in the warehouse"
+    REVOKE_FAILED = "revoke_failed", "Revoke failed"
+
+
+class Grant(models.Model):
+    """Time-bounded access that an approved (or break-glass) request produced."""
+
+    request = models.OneToOneField(AccessRequest, on_delete=models.PROTECT, related_name="grant")
+    user = models.ForeignKey(User, on_delete=models.PROTECT, related_name="grants")
+    dataset = models.ForeignKey("catalog.Dataset", on_delete=models.PROTECT, related_name="grants")
+    columns = models.JSONField(default=list, blank=True)
+    level = models.PositiveSmallIntegerField(choices=AccessLevel.choices)
+    status = models.CharField(max_length=16, choices=GrantStatus.choices, default=GrantStatus.ACTIVE)
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField()
+    is_break_glass = models.BooleanField(default=False)
+    review_required = models.BooleanField(default=False, help_text="Break-glass: reviewed after the fact.")
+    reviewed_by = models.ForeignKey(User, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    review_note = models.TextField(blank=True)
+    revoked_by = models.ForeignKey(User, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoke_reason = models.TextField(blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    enforcement = models.CharField(max_length=16, choices=Enforcement.choices, default=Enforcement.NOT_MANAGED)
+    enforcement_attempts = models.PositiveSmallIntegerField(default=0)
+    enforcement_message = models.TextField(blank=True)
+    enforced_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-starts_at"]
+        indexes = [
+            models.Index(fields=["user", "dataset", "status"]),
+            models.Index(fields=["status", "ends_at"]),
+            models.Index(fields=["enforcement"]),
+        ]
+        constraints = [models.CheckConstraint(condition=models.Q(ends_at__gt=models.F("starts_at")), name="grant_ends_after_start")]
+
+    def __str__(self) -> str:
+        return f"grant #{self.pk}: {self.user} {self.get_level_display().lower()} {self.dataset}"
+
+
+# Audit ------------------------------------------------------------------------------------
+
+
+class AuditEvent(models.Model):
+    """Append-only, hash-chained record of every access decision and change.
+
+    ``hash`` is SHA-256 over the previous event's hash and this event's canonical content, so
+    editing, deleting or inserting an event breaks the chain from there on (``audit_verify``).
+    """
+
+    at = models.DateTimeField(db_index=True)
+    actor = models.ForeignKey(User, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    actor_name = models.CharField(max_length=150)
+    action = models.CharField(max_length=64, db_index=True)
+    object_type = models.CharField(max_length=64, blank=True)
+    object_id = models.CharField(max_length=64, blank=True)
+    dataset = models.ForeignKey("catalog.Dataset", on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    remote_addr = models.CharField(max_length=64, blank=True)
+    reason = models.TextField(blank=True)
+    details = models.JSONField(default=dict, blank=True)
+    previous_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64, unique=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["actor", "-id"]), models.Index(fields=["dataset", "-id"])]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.action} by {self.actor_name}"
+
+
+class AuditChainHead(models.Model):
+    """One row: the last event's id and hash. Appending locks it, so the chain stays a chain."""
+
+    last_id = models.BigIntegerField(default=0)
+    last_hash = models.CharField(max_length=64, default="0" * 64)

@@ -4,7 +4,13 @@ The browser views, the API and (later) the workers all ask these functions; none
 decides on its own. Roles are read once per request and cached on the user object.
 """
 
-from access.models import Role
+from access.models import Role, RolePermission
+
+
+def _owns(user, dataset) -> bool:
+    from access.decisions import _owns as owns  # decisions reads the matrix, which imports these models
+
+    return owns(user, dataset)
 
 
 def user_roles(user) -> list[Role]:
@@ -12,8 +18,13 @@ def user_roles(user) -> list[Role]:
         return []
     cached = getattr(user, "_catalog_roles", None)
     if cached is None:
-        cached = list(Role.objects.filter(group__user=user))
-        user._catalog_roles = cached
+        # One query for the roles and their role-matrix cells (the access decisions need both).
+        cells = list(RolePermission.objects.filter(role__group__user=user).select_related("role"))
+        roles = {cell.role_id: cell.role for cell in cells}
+        if not cells:  # a role without matrix cells still counts for registering and stores
+            roles = {role.pk: role for role in Role.objects.filter(group__user=user)}
+        cached = sorted(roles.values(), key=lambda role: role.name)
+        user._catalog_roles, user._matrix_cells = cached, cells
     return cached
 
 
@@ -35,10 +46,7 @@ def can_edit_dataset(user, dataset) -> bool:
         return True
     if not can_read_metadata(user) or dataset is None:
         return False
-    owners = getattr(dataset, "owner_list", None)  # prefetched by the dataset selectors
-    if owners is not None:
-        return any(owner.pk == user.pk for owner in owners)
-    return dataset.owners.filter(pk=user.pk).exists()
+    return _owns(user, dataset)
 
 
 def can_manage_stores(user) -> bool:
@@ -50,6 +58,41 @@ def can_manage_stores(user) -> bool:
 def can_emit_lineage(user) -> bool:
     """May send OpenLineage events: they can create datasets, so registrars only."""
     return can_register_datasets(user)
+
+
+def _is_security_engineer(user) -> bool:
+    return any(role.slug == "security_engineer" for role in user_roles(user))
+
+
+def can_review_request(user, request) -> bool:
+    """Approvers: the dataset's owners (stewards), admins, and security engineers where the
+    request touches Restricted data or the matrix asks for a security approval. Never the requester."""
+    if not can_read_metadata(user) or getattr(user, "is_service_account", False) or request.requester_id == user.pk:
+        return False
+    if user.is_superuser or _owns(user, request.dataset):
+        return True
+    return (request.sensitivity >= 3 or request.security_approval_required) and _is_security_engineer(user)
+
+
+def can_revoke_grant(user, grant) -> bool:
+    """The grant's holder, the dataset's owners, security engineers and admins end a grant early."""
+    if not can_read_metadata(user):
+        return False
+    return grant.user_id == user.pk or user.is_superuser or _is_security_engineer(user) or _owns(user, grant.dataset)
+
+
+def can_edit_role_matrix(user) -> bool:
+    return can_read_metadata(user) and user.is_superuser
+
+
+def can_read_audit(user) -> bool:
+    """Security engineers and admins read the audit trail."""
+    return can_read_metadata(user) and (user.is_superuser or _is_security_engineer(user))
+
+
+def can_review_dataset_access(user, dataset) -> bool:
+    """Owners (and admins) run the periodic access review of their dataset."""
+    return can_read_metadata(user) and (user.is_superuser or _owns(user, dataset))
 
 
 class SystemPrincipal:
@@ -64,6 +107,7 @@ class SystemPrincipal:
     is_superuser = True
     is_service_account = True
     _catalog_roles: list = []
+    _matrix_cells: list = []
 
     def __str__(self) -> str:
         return "system"

@@ -3,8 +3,8 @@ import secrets
 from django.contrib.auth.models import Group
 from django.db import transaction
 
-from access.models import Role, ServiceToken, User, token_digest
-from access.roles import COMPANY_ROLES
+from access.models import Role, RolePermission, ServiceToken, User, token_digest
+from access.roles import COMPANY_ROLES, ENVIRONMENTS, TIERS, default_cell
 from catalog.errors import ApplicationError
 
 
@@ -23,7 +23,17 @@ def role_ensure_defaults() -> list[Role]:
             },
         )
         roles.append(role)
+        _matrix_row_ensure(role)
     return roles
+
+
+def _matrix_row_ensure(role: Role) -> None:
+    """The role's matrix cells, with defaults where missing (an admin's edits are kept)."""
+    present = set(RolePermission.objects.filter(role=role).values_list("environment", "sensitivity"))
+    RolePermission.objects.bulk_create([
+        RolePermission(role=role, environment=environment, sensitivity=tier, **default_cell(role.slug, environment, tier))
+        for environment in ENVIRONMENTS for tier in TIERS if (environment, tier) not in present
+    ])
 
 
 def user_role_assign(*, user: User, role: Role) -> None:

@@ -26,7 +26,7 @@ DEMO_USERS = [
     ("dana", "Dana", "data_scientist"),
     ("sam", "Sam", "security_engineer"),
     ("sofia", "Sofia", "software_engineer"),
-    ("mia", "Mia", "marketing_analyst"),
+    ("mia", "Mia", "data_analyst"),
     ("pete", "Pete", "product_manager"),
     ("erin", "Erin", "executive"),
     ("dave", "Dave", "data_engineer"),

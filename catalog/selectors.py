@@ -4,15 +4,18 @@ from django.db.models import Count, Prefetch, QuerySet
 from django.http import Http404
 
 from access import policies
+from access.decisions import dataset_visibility_filter
 from catalog.diffs import schema_diff
 from catalog.models import ColumnSuggestion, Dataset, DatasetVersion, DataStore, SyncRun
 
 
 def dataset_visible(*, user) -> QuerySet[Dataset]:
-    """Datasets whose metadata the user may read (every dataset, for any signed-in user)."""
+    """Datasets whose metadata the user may read: what the role matrix lets their roles see
+    (environment and sensitivity tier), and what they hold an active grant on."""
     if not policies.can_read_metadata(user):
         return Dataset.objects.none()
-    return Dataset.objects.all()
+    condition = dataset_visibility_filter(user)
+    return Dataset.objects.all() if condition is None else Dataset.objects.filter(condition)
 
 
 def dataset_list(*, user) -> QuerySet[Dataset]:

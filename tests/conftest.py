@@ -20,7 +20,7 @@ def registrar(db):
 @pytest.fixture
 def reader(db):
     """A marketing analyst: reads metadata, may not register."""
-    return UserFactory(username="mia", roles=["marketing_analyst"])
+    return UserFactory(username="mia", roles=["data_analyst"])
 
 
 @pytest.fixture

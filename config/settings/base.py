@@ -160,10 +160,14 @@ CELERY_TASK_ROUTES = {
     "catalog.store_sync": {"queue": "sync"},
     "catalog.store_sync_scheduled": {"queue": "sync"},
     "catalog.sync_runs_resume": {"queue": "catalog"},
+    "access.*": {"queue": "catalog"},
 }
 # Every fixed periodic job, in one place (per-store sync schedules live in django-celery-beat's tables).
 CELERY_BEAT_SCHEDULE = {
     "sync-runs-resume": {"task": "catalog.sync_runs_resume", "schedule": 60.0},
+    "grants-expire": {"task": "access.grants_expire", "schedule": 30.0},
+    "access-requests-expire": {"task": "access.requests_expire", "schedule": 300.0},
+    "grants-reconcile": {"task": "access.grants_reconcile", "schedule": 600.0},
 }
 
 # Links in emails point here.
@@ -171,6 +175,11 @@ CATALOG_BASE_URL = env_str("CATALOG_BASE_URL", "http://127.0.0.1:8000").rstrip("
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "catalog@localhost")
 EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
 EMAIL_PORT = env_int("EMAIL_PORT", 25)
+
+# Access: pending requests expire after this long; break-glass grants last at most this long.
+ACCESS_REQUEST_TTL_HOURS = env_int("ACCESS_REQUEST_TTL_HOURS", 72)
+ACCESS_BREAK_GLASS_MAX_MINUTES = env_int("ACCESS_BREAK_GLASS_MAX_MINUTES", 60)
+ACCESS_ENFORCE_MAX_ATTEMPTS = env_int("ACCESS_ENFORCE_MAX_ATTEMPTS", 5)
 
 # Warehouse sync.
 # A running sync writes a heartbeat at least this often; a run silent for longer is taken over.

@@ -31,7 +31,7 @@ def lineage():
     review_sentiment declares ReviewID Regular while Sensitive review ids flow in: a violation.
     """
     registrar = UserFactory(username="dave", roles=["data_engineer"])
-    UserFactory(username="mia", roles=["marketing_analyst"])
+    UserFactory(username="mia", roles=["data_analyst"])
     appdb = StoreFactory(name="appdb", kind="transactional", platform="postgresql")
     analytics = StoreFactory(name="analytics", kind="analytical", platform="bigquery")
     reviews = register(registrar, appdb, "public.reviews",

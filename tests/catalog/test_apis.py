@@ -187,7 +187,7 @@ def test_reader_lists_and_reads_but_cannot_register(reader_client, registrar, st
 def test_service_account_without_registrar_role_cannot_register(store):
     from tests.factories import service_account_with_key
 
-    _, key = service_account_with_key(username="reporting", roles=["marketing_analyst"])
+    _, key = service_account_with_key(username="reporting", roles=["data_analyst"])
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
     assert client.post(URL, registration_payload(store=store), format="json").status_code == 403

@@ -30,7 +30,7 @@ def test_demo_has_the_guidance_platform(db):
 
 def test_demo_has_a_user_for_every_company_role(db):
     call_command("load_demo")
-    for slug in ["data_scientist", "security_engineer", "software_engineer", "marketing_analyst",
+    for slug in ["data_scientist", "security_engineer", "software_engineer", "data_analyst",
                  "product_manager", "executive", "data_engineer"]:
         assert User.objects.filter(groups__company_role__slug=slug, is_service_account=False).exists(), slug
     assert User.objects.get(username="admin").is_superuser

@@ -1,0 +1,170 @@
+"""The one decision: may user U do action A on dataset D (and columns C) now?
+
+Standing permissions come from the role matrix (the user's roles, the dataset's store
+environment, the sensitivity tier of what would be seen); just-in-time permissions from the
+user's active grants, whose end time is checked here, at the moment of the decision, so an
+expired grant gives nothing even if no worker has marked it expired yet. The UI, the API
+and the workers all ask ``access_decide`` (or, for lists, ``dataset_visibility_filter``).
+"""
+
+from dataclasses import dataclass
+
+from django.db.models import Q
+from django.utils import timezone
+
+from access.models import AccessLevel, Grant, GrantStatus, RolePermission
+from access.roles import ENVIRONMENTS, SECURITY_ROLE, TIERS
+from catalog.models import Dataset
+
+AGGREGATED_TAG = "aggregated"
+LIVE_STATUSES = (GrantStatus.SCHEDULED, GrantStatus.ACTIVE)
+ACTIONS = {"metadata": AccessLevel.METADATA, "read": AccessLevel.READ, "write": AccessLevel.WRITE}
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    level: int  # what the user has on this scope now
+    via: str  # "standing", "owner", "grant #N", "admin" or ""
+    reason: str = ""
+    grant: Grant | None = None
+
+    def __bool__(self) -> bool:
+        return self.allowed
+
+
+def _roles(user):
+    from access.policies import user_roles
+
+    return user_roles(user)
+
+
+def matrix_cells(user) -> list[RolePermission]:
+    """The user's matrix cells (all roles), read once per request and cached on the user."""
+    if not getattr(user, "is_authenticated", False) or not getattr(user, "is_active", False):
+        return []
+    if getattr(user, "_matrix_cells", None) is None:
+        _roles(user)  # reads the cells with the roles, in one query
+    return user._matrix_cells
+
+
+def _owns(user, dataset) -> bool:
+    """Owners (stewards) always see their datasets' metadata."""
+    if not getattr(user, "pk", None):
+        return False
+    owners = getattr(dataset, "owner_list", None)
+    if owners is not None:
+        return any(owner.pk == user.pk for owner in owners)
+    return dataset.owners.filter(pk=user.pk).exists()
+
+
+def is_aggregated(dataset) -> bool:
+    return AGGREGATED_TAG in (dataset.tags or [])
+
+
+def scope_sensitivity(dataset, columns=None) -> int:
+    """The tier of what a scope shows: the dataset's, or the highest of the named columns."""
+    if not columns:
+        return dataset.sensitivity
+    wanted = {name.lower() for name in columns}
+    tiers = [c.sensitivity for c in dataset.columns.all() if c.name.lower() in wanted]
+    return max(tiers, default=dataset.sensitivity)
+
+
+def standing_level(user, environment: str, sensitivity: int, aggregated: bool) -> int:
+    level = AccessLevel.NONE
+    for cell in matrix_cells(user):
+        if cell.environment == environment and cell.sensitivity == sensitivity:
+            if cell.aggregated_only and not aggregated:
+                continue
+            level = max(level, cell.standing)
+    return level
+
+
+def cell_for_request(user, environment: str, sensitivity: int, level: int) -> RolePermission | None:
+    """The most generous cell of the user's roles that lets them ask for ``level`` just in time
+    (longest duration, then fewest approvals)."""
+    candidates = [
+        cell for cell in matrix_cells(user)
+        if cell.environment == environment and cell.sensitivity == sensitivity and cell.jit_level >= level
+    ]
+    return max(candidates, key=lambda c: (c.jit_max_hours, -c.approvals_required), default=None)
+
+
+def is_security_engineer(user) -> bool:
+    return any(role.slug == SECURITY_ROLE for role in _roles(user))
+
+
+def active_grants(user, dataset, at=None):
+    at = at or timezone.now()
+    # A scheduled grant (an extension) whose time has come counts before the worker activates it.
+    return Grant.objects.filter(
+        user=user, dataset=dataset, status__in=LIVE_STATUSES, starts_at__lte=at, ends_at__gt=at
+    ).order_by("-level", "ends_at")
+
+
+def _covers(grant_columns, columns) -> bool:
+    if not grant_columns:
+        return True  # the whole dataset
+    if not columns:
+        return False
+    granted = {name.lower() for name in grant_columns}
+    return all(name.lower() in granted for name in columns)
+
+
+def access_decide(user, action: str, dataset, columns=None, at=None) -> Decision:
+    """May ``user`` do ``action`` ("metadata", "read" or "write") on ``dataset`` (only
+    ``columns``, if given) at ``at`` (now)? Pass a dataset with ``store`` loaded."""
+    needed = ACTIONS[action]
+    if not getattr(user, "is_authenticated", False) or not getattr(user, "is_active", True):
+        return Decision(False, AccessLevel.NONE, "", "Sign in first.")
+    if needed == AccessLevel.METADATA and getattr(user, "is_superuser", False):
+        return Decision(True, AccessLevel.METADATA, "admin")
+    environment = dataset.store.environment
+    sensitivity = scope_sensitivity(dataset, columns)
+    level = standing_level(user, environment, sensitivity, is_aggregated(dataset))
+    if level >= needed:
+        return Decision(True, level, "standing")
+    if needed == AccessLevel.METADATA and _owns(user, dataset):
+        return Decision(True, AccessLevel.METADATA, "owner")
+    if getattr(user, "pk", None):
+        for grant in active_grants(user, dataset, at):
+            if grant.level >= needed and _covers(grant.columns, columns):
+                return Decision(True, max(level, grant.level), f"grant #{grant.pk}", grant=grant)
+    label = AccessLevel(needed).label.lower()
+    return Decision(
+        False, level, "",
+        f"Your roles do not allow '{label}' on {environment} data of this sensitivity, and you hold no active grant for it.",
+    )
+
+
+def dataset_visibility_filter(user) -> Q | None:
+    """A filter on Dataset for what the user may see the metadata of, or None for everything.
+
+    The same rule as ``access_decide(user, "metadata", dataset)``, as one query: matrix cells
+    with at least metadata, plus datasets the user holds an active grant on now.
+    """
+    if getattr(user, "is_superuser", False):
+        return None
+    if not getattr(user, "is_authenticated", False) or not getattr(user, "is_active", False):
+        return Q(pk__in=[])
+    by_place = {}  # (environment, tier) -> aggregated only?
+    for cell in matrix_cells(user):
+        if cell.standing >= AccessLevel.METADATA:
+            key = (cell.environment, cell.sensitivity)
+            by_place[key] = by_place.get(key, True) and cell.aggregated_only
+    if len(by_place) == len(ENVIRONMENTS) * len(TIERS) and not any(by_place.values()):
+        return None  # every environment and tier: no filter, no extra query cost
+    condition = Q(pk__in=[])
+    for (environment, tier), aggregated_only in by_place.items():
+        place = Q(store__environment=environment, sensitivity=tier)
+        if aggregated_only:
+            place &= Q(tags__icontains=f'"{AGGREGATED_TAG}"')
+        condition |= place
+    if getattr(user, "pk", None):
+        now = timezone.now()
+        condition |= Q(pk__in=Dataset.owners.through.objects.filter(user_id=user.pk).values("dataset_id"))
+        condition |= Q(pk__in=Grant.objects.filter(
+            user=user, status__in=LIVE_STATUSES, starts_at__lte=now, ends_at__gt=now
+        ).values("dataset_id"))
+    return condition

@@ -1,0 +1,498 @@
+"""Just-in-time access: requests, reviews, grants, break-glass, and the role matrix.
+
+Every transition runs in a transaction under a row lock and writes its audit event in that
+same transaction (if the audit write fails, the change fails). Eligibility and the maximum
+duration are checked when a request is made and again when it is approved. Warehouse
+enforcement and mail are sent after commit.
+"""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from access import decisions, policies
+from access.audit import audit_record
+from access.models import (
+    AccessLevel,
+    AccessRequest,
+    AccessReview,
+    Enforcement,
+    Grant,
+    GrantStatus,
+    RequestStatus,
+    ReviewDecision,
+    RolePermission,
+)
+from catalog.models import Dataset, DatasetStatus
+from catalog.vocabulary import Sensitivity
+
+REQUESTABLE = (AccessLevel.READ, AccessLevel.WRITE)
+MIN_JUSTIFICATION = 10
+
+
+def _after_commit(callback) -> None:
+    transaction.on_commit(callback, robust=True)
+
+
+def _notify(kind: str, **ids) -> None:
+    from access import tasks
+
+    _after_commit(lambda: tasks.access_notify.delay(kind, **ids))
+
+
+def _enforce(grant: Grant) -> None:
+    from access import tasks
+
+    grant_id = grant.pk
+    _after_commit(lambda: tasks.grant_enforce.delay(grant_id))
+
+
+def _enforcement_start(dataset: Dataset) -> str:
+    """Pending where a managed PostgreSQL connection can carry the grant, else not managed."""
+    from access.enforcement import store_is_managed
+
+    return Enforcement.PENDING if store_is_managed(dataset.store) else Enforcement.NOT_MANAGED
+
+
+def _dataset_locked(dataset_id) -> Dataset:
+    return Dataset.objects.select_related("store").get(pk=dataset_id)
+
+
+def _scope(dataset: Dataset, level, columns) -> tuple[int, list[str], dict]:
+    errors = {}
+    try:
+        level = AccessLevel(int(level))
+    except (TypeError, ValueError):
+        level = None
+    if level not in REQUESTABLE:
+        errors["level"] = ["Ask for read or write."]
+    names = []
+    if columns:
+        if not isinstance(columns, (list, tuple)) or not all(isinstance(c, str) for c in columns):
+            errors["columns"] = ["A list of column names."]
+        else:
+            known = {c.name.lower(): c.name for c in dataset.columns.all()}
+            unknown = [c for c in columns if c.lower() not in known]
+            if unknown:
+                errors["columns"] = [f"Not columns of {dataset.qualified_name}: {', '.join(unknown[:10])}."]
+            names = sorted({known[c.lower()] for c in columns if c.lower() in known})
+    return level, names, errors
+
+
+def _duration(value, field="duration") -> timedelta:
+    if isinstance(value, timedelta):
+        duration = value
+    else:
+        try:
+            duration = timedelta(hours=float(value))
+        except (TypeError, ValueError):
+            raise ValidationError({field: ["A number of hours."]}) from None
+    if duration <= timedelta(0):
+        raise ValidationError({field: ["Must be more than zero."]})
+    return duration
+
+
+def _eligible_cell(user, dataset: Dataset, level: int, names: list[str], duration: timedelta) -> tuple[RolePermission, int]:
+    """The matrix cell that lets ``user`` ask for this, or a ValidationError/PermissionDenied saying why not."""
+    environment = dataset.store.environment
+    tier = decisions.scope_sensitivity(dataset, names)
+    cell = decisions.cell_for_request(user, environment, tier, level)
+    if cell is None:
+        raise PermissionDenied(
+            f"Your roles may not ask for {AccessLevel(level).label.lower()} access to {environment} data "
+            f"that is {Sensitivity(tier).label}."
+        )
+    limit = timedelta(hours=cell.jit_max_hours)
+    if duration > limit:
+        raise ValidationError({"duration": [f"At most {cell.jit_max_hours} hours for this scope."]})
+    return cell, tier
+
+
+# Requests ------------------------------------------------------------------------------------
+
+
+def access_request_create(
+    *, principal, dataset: Dataset, level, duration, justification: str, columns=None, ticket: str = "",
+    extends: Grant | None = None, remote_addr: str = "",
+) -> AccessRequest:
+    """Ask for read or write access to ``dataset`` (or some of its columns) for ``duration`` hours."""
+    if not getattr(principal, "pk", None) or principal.is_service_account:
+        raise PermissionDenied("Only people ask for access; service accounts get roles.")
+    dataset = Dataset.objects.select_related("store").get(pk=dataset.pk)
+    if not decisions.access_decide(principal, "metadata", dataset) and extends is None:
+        raise PermissionDenied("You may not see this dataset.")
+    level, names, errors = _scope(dataset, level, columns)
+    justification = (justification or "").strip()
+    ticket = (ticket or "").strip()
+    if len(justification) < MIN_JUSTIFICATION:
+        errors["justification"] = [f"Say why you need it (at least {MIN_JUSTIFICATION} characters)."]
+    try:
+        duration = _duration(duration)
+    except ValidationError as exc:
+        errors.update(exc.message_dict)
+    if dataset.status != DatasetStatus.ACTIVE:
+        errors["dataset"] = ["This dataset is deprecated."]
+    if errors:
+        raise ValidationError(errors)
+    if decisions.access_decide(principal, "write" if level == AccessLevel.WRITE else "read", dataset, names).via == "standing":
+        raise ValidationError({"level": ["Your roles already give you this access; nothing to ask for."]})
+    cell, tier = _eligible_cell(principal, dataset, level, names, duration)
+    if cell.ticket_required and not ticket:
+        raise ValidationError({"ticket": ["This scope needs a ticket reference."]})
+    now = timezone.now()
+    with transaction.atomic():
+        if extends is None and AccessRequest.objects.select_for_update().filter(
+            requester=principal, dataset=dataset, status=RequestStatus.PENDING
+        ).exists():
+            raise ValidationError({"dataset": ["You already have a pending request for this dataset."]})
+        request = AccessRequest.objects.create(
+            requester=principal, dataset=dataset, columns=names, level=level,
+            environment=dataset.store.environment, sensitivity=tier, justification=justification,
+            ticket=ticket, duration=duration, approvals_required=cell.approvals_required,
+            security_approval_required=cell.security_approval_required, extends=extends,
+            expires_at=now + timedelta(hours=settings.ACCESS_REQUEST_TTL_HOURS),
+        )
+        audit_record(
+            actor=principal, action="request.created", obj=request, dataset=dataset, reason=justification,
+            remote_addr=remote_addr, details=_request_details(request),
+        )
+        _notify("request_created", request_id=request.pk)
+    return request
+
+
+def _request_details(request: AccessRequest) -> dict:
+    return {
+        "level": AccessLevel(request.level).label, "columns": request.columns,
+        "environment": request.environment, "sensitivity": Sensitivity(request.sensitivity).label,
+        "duration_hours": round(request.duration.total_seconds() / 3600, 2), "ticket": request.ticket,
+        "extends": request.extends_id, "break_glass": request.is_break_glass,
+    }
+
+
+def _locked_request(request) -> AccessRequest:
+    return AccessRequest.objects.select_for_update(of=("self",)).select_related(
+        "dataset__store", "requester", "extends"
+    ).get(pk=request.pk)
+
+
+def _expire_if_due(request: AccessRequest, now) -> bool:
+    if request.status == RequestStatus.PENDING and request.expires_at <= now:
+        request.status, request.decided_at = RequestStatus.EXPIRED, now
+        request.save(update_fields=["status", "decided_at"])
+        audit_record(actor=None, action="request.expired", obj=request, dataset=request.dataset)
+        return True
+    return False
+
+
+def access_request_review(*, principal, request: AccessRequest, approve: bool, reason: str = "", remote_addr: str = "") -> AccessRequest:
+    """One approver's decision. Enough approvals (with a security engineer's where needed)
+    approve the request and make its grant; one denial denies it."""
+    reason = (reason or "").strip()
+    if not approve and not reason:
+        raise ValidationError({"reason": ["Say why you deny it."]})
+    now = timezone.now()
+    with transaction.atomic():
+        request = _locked_request(request)
+        expired = _expire_if_due(request, now)  # kept: the expiry commits, the review does not happen
+    if expired:
+        raise ValidationError({"status": ["This request expired before anyone decided it."]})
+    with transaction.atomic():
+        request = _locked_request(request)
+        if request.status != RequestStatus.PENDING:
+            raise ValidationError({"status": [f"This request is already {request.get_status_display().lower()}."]})
+        if request.requester_id == principal.pk:
+            raise PermissionDenied("Nobody may review their own request.")
+        if not policies.can_review_request(principal, request):
+            raise PermissionDenied("Only the dataset's owners (and security engineers, for Restricted data) review this request.")
+        if request.reviews.filter(reviewer=principal).exists():
+            raise ValidationError({"review": ["You already reviewed this request."]})
+        as_security = decisions.is_security_engineer(principal)
+        review = AccessReview.objects.create(
+            request=request, reviewer=principal, decision=ReviewDecision.APPROVE if approve else ReviewDecision.DENY,
+            reason=reason, as_security_engineer=as_security,
+        )
+        audit_record(
+            actor=principal, action="request.reviewed", obj=request, dataset=request.dataset, reason=reason,
+            remote_addr=remote_addr, details={"decision": review.decision, "as_security_engineer": as_security},
+        )
+        if not approve:
+            request.status, request.decided_at = RequestStatus.DENIED, now
+            request.save(update_fields=["status", "decided_at"])
+            audit_record(actor=principal, action="request.denied", obj=request, dataset=request.dataset, reason=reason,
+                         remote_addr=remote_addr)
+            _notify("request_decided", request_id=request.pk)
+            return request
+        approvals = list(request.reviews.filter(decision=ReviewDecision.APPROVE))
+        enough = len(approvals) >= request.approvals_required
+        security_ok = not request.security_approval_required or any(r.as_security_engineer for r in approvals)
+        if not (enough and security_ok):
+            return request  # waits for the other approver(s)
+        # Eligibility and duration again, as they are now (the matrix may have changed).
+        _eligible_cell(request.requester, request.dataset, request.level, request.columns, request.duration)
+        request.status, request.decided_at = RequestStatus.APPROVED, now
+        request.save(update_fields=["status", "decided_at"])
+        audit_record(actor=principal, action="request.approved", obj=request, dataset=request.dataset, reason=reason,
+                     remote_addr=remote_addr, details={"approvals": [r.reviewer_id for r in approvals]})
+        grant = _grant_create(request, now, actor=principal, remote_addr=remote_addr)
+        _notify("request_decided", request_id=request.pk)
+    return grant.request
+
+
+def _grant_create(request: AccessRequest, now, *, actor, remote_addr="", break_glass=False) -> Grant:
+    starts_at = now
+    if request.extends_id and request.extends.status in decisions.LIVE_STATUSES and request.extends.ends_at > now:
+        starts_at = request.extends.ends_at  # an extension follows the grant it extends
+    grant = Grant.objects.create(
+        request=request, user=request.requester, dataset=request.dataset, columns=request.columns,
+        level=request.level, starts_at=starts_at, ends_at=starts_at + request.duration,
+        status=GrantStatus.ACTIVE if starts_at <= now else GrantStatus.SCHEDULED,
+        is_break_glass=break_glass, review_required=break_glass,
+        enforcement=_enforcement_start(request.dataset),
+    )
+    audit_record(
+        actor=actor, action="grant.scheduled" if grant.status == GrantStatus.SCHEDULED else "grant.activated",
+        obj=grant, dataset=request.dataset, remote_addr=remote_addr,
+        details={"user": request.requester.username, "level": AccessLevel(grant.level).label, "columns": grant.columns,
+                 "starts_at": grant.starts_at.isoformat(), "ends_at": grant.ends_at.isoformat(),
+                 "break_glass": break_glass},
+    )
+    if grant.status == GrantStatus.ACTIVE and grant.enforcement == Enforcement.PENDING:
+        _enforce(grant)
+    return grant
+
+
+def access_request_cancel(*, principal, request: AccessRequest, remote_addr: str = "") -> AccessRequest:
+    with transaction.atomic():
+        request = _locked_request(request)
+        if request.requester_id != principal.pk:
+            raise PermissionDenied("Only the requester cancels a request.")
+        if request.status != RequestStatus.PENDING:
+            raise ValidationError({"status": [f"This request is already {request.get_status_display().lower()}."]})
+        request.status, request.decided_at = RequestStatus.CANCELLED, timezone.now()
+        request.save(update_fields=["status", "decided_at"])
+        audit_record(actor=principal, action="request.cancelled", obj=request, dataset=request.dataset,
+                     remote_addr=remote_addr)
+    return request
+
+
+def access_requests_expire_stale() -> int:
+    """Pending requests nobody decided in time become expired (worker, every few minutes)."""
+    now, expired = timezone.now(), 0
+    for request_id in AccessRequest.objects.filter(status=RequestStatus.PENDING, expires_at__lte=now).values_list("pk", flat=True):
+        with transaction.atomic():
+            request = AccessRequest.objects.select_for_update(of=("self",)).select_related("dataset").get(pk=request_id)
+            if _expire_if_due(request, timezone.now()):
+                expired += 1
+                _notify("request_decided", request_id=request.pk)
+    return expired
+
+
+# Grants --------------------------------------------------------------------------------------
+
+
+def _locked_grant(grant) -> Grant:
+    return Grant.objects.select_for_update(of=("self",)).select_related("dataset__store", "user", "request").get(pk=grant.pk)
+
+
+def _end(grant: Grant, status: str, now) -> None:
+    grant.status, grant.ended_at = status, now
+    fields = ["status", "ended_at"]
+    if grant.enforcement in (Enforcement.PENDING, Enforcement.APPLIED, Enforcement.APPLY_FAILED, Enforcement.REVOKE_FAILED):
+        grant.enforcement, grant.enforcement_attempts = Enforcement.REVOKE_PENDING, 0
+        fields += ["enforcement", "enforcement_attempts"]
+        _enforce(grant)
+    grant.save(update_fields=fields)
+
+
+def grant_revoke(*, principal, grant: Grant, reason: str, remote_addr: str = "") -> Grant:
+    """End a grant early: the user themselves, the dataset's owners, security engineers or an admin."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError({"reason": ["Say why the grant ends early."]})
+    now = timezone.now()
+    with transaction.atomic():
+        grant = _locked_grant(grant)
+        if not policies.can_revoke_grant(principal, grant):
+            raise PermissionDenied("Only the grant's holder, the dataset's owners, security engineers or an admin end it.")
+        if grant.status not in decisions.LIVE_STATUSES:
+            raise ValidationError({"status": [f"This grant is already {grant.get_status_display().lower()}."]})
+        grant.revoked_by, grant.revoked_at, grant.revoke_reason = principal, now, reason
+        grant.save(update_fields=["revoked_by", "revoked_at", "revoke_reason"])
+        _end(grant, GrantStatus.REVOKED, now)
+        audit_record(actor=principal, action="grant.revoked", obj=grant, dataset=grant.dataset, reason=reason,
+                     remote_addr=remote_addr, details={"user": grant.user.username})
+        _notify("grant_ended", grant_id=grant.pk)
+    return grant
+
+
+def grants_expire_due() -> int:
+    """Live grants past their end become expired; scheduled ones whose time came become active."""
+    now, changed = timezone.now(), 0
+    for grant_id in Grant.objects.filter(status__in=decisions.LIVE_STATUSES, ends_at__lte=now).values_list("pk", flat=True):
+        with transaction.atomic():
+            grant = _locked_grant(Grant(pk=grant_id))
+            if grant.status in decisions.LIVE_STATUSES and grant.ends_at <= timezone.now():
+                _end(grant, GrantStatus.EXPIRED, timezone.now())
+                audit_record(actor=None, action="grant.expired", obj=grant, dataset=grant.dataset,
+                             details={"user": grant.user.username})
+                _notify("grant_ended", grant_id=grant.pk)
+                changed += 1
+    for grant_id in Grant.objects.filter(status=GrantStatus.SCHEDULED, starts_at__lte=now).values_list("pk", flat=True):
+        with transaction.atomic():
+            grant = _locked_grant(Grant(pk=grant_id))
+            if grant.status == GrantStatus.SCHEDULED and grant.starts_at <= timezone.now() < grant.ends_at:
+                grant.status = GrantStatus.ACTIVE
+                grant.save(update_fields=["status"])
+                audit_record(actor=None, action="grant.activated", obj=grant, dataset=grant.dataset,
+                             details={"user": grant.user.username, "scheduled": True})
+                if grant.enforcement == Enforcement.PENDING:
+                    _enforce(grant)
+                changed += 1
+    return changed
+
+
+def grant_extend(*, principal, grant: Grant, duration, justification: str, ticket: str = "", remote_addr: str = "") -> AccessRequest:
+    """Ask to extend a live grant: a new request for the same scope, linked to the grant."""
+    grant = Grant.objects.select_related("dataset__store").get(pk=grant.pk)
+    if grant.user_id != principal.pk:
+        raise PermissionDenied("Only the grant's holder asks to extend it.")
+    if grant.status not in decisions.LIVE_STATUSES or grant.ends_at <= timezone.now():
+        raise ValidationError({"grant": ["Only a live grant can be extended; ask for access again."]})
+    if grant.extension_requests.filter(status=RequestStatus.PENDING).exists():
+        raise ValidationError({"grant": ["An extension of this grant is already waiting for review."]})
+    return access_request_create(
+        principal=principal, dataset=grant.dataset, level=grant.level, columns=grant.columns, duration=duration,
+        justification=justification, ticket=ticket, extends=grant, remote_addr=remote_addr,
+    )
+
+
+# Break-glass ---------------------------------------------------------------------------------
+
+
+def break_glass_activate(
+    *, principal, dataset: Dataset, level, reason: str, minutes=None, columns=None, remote_addr: str = ""
+) -> Grant:
+    """Access at once for an emergency: the role must allow break-glass for this scope; the grant
+    is capped short, every approver is told, and a review after the fact is required."""
+    if not getattr(principal, "pk", None) or principal.is_service_account:
+        raise PermissionDenied("Only people use break-glass.")
+    dataset = Dataset.objects.select_related("store").get(pk=dataset.pk)
+    level, names, errors = _scope(dataset, level, columns)
+    reason = (reason or "").strip()
+    if len(reason) < MIN_JUSTIFICATION:
+        errors["reason"] = [f"Say what the emergency is (at least {MIN_JUSTIFICATION} characters)."]
+    cap = settings.ACCESS_BREAK_GLASS_MAX_MINUTES
+    try:
+        minutes = int(minutes) if minutes not in (None, "") else cap
+        if not 1 <= minutes <= cap:
+            errors["minutes"] = [f"Between 1 and {cap} minutes."]
+    except (TypeError, ValueError):
+        errors["minutes"] = ["A whole number of minutes."]
+    if errors:
+        raise ValidationError(errors)
+    tier = decisions.scope_sensitivity(dataset, names)
+    cell = decisions.cell_for_request(principal, dataset.store.environment, tier, level)
+    if cell is None or not any(
+        c.break_glass for c in decisions.matrix_cells(principal)
+        if c.environment == dataset.store.environment and c.sensitivity == tier and c.jit_level >= level
+    ):
+        raise PermissionDenied("Your roles do not allow break-glass for this scope; ask for access instead.")
+    now = timezone.now()
+    with transaction.atomic():
+        request = AccessRequest.objects.create(
+            requester=principal, dataset=dataset, columns=names, level=level, environment=dataset.store.environment,
+            sensitivity=tier, justification=reason, duration=timedelta(minutes=minutes), status=RequestStatus.APPROVED,
+            approvals_required=cell.approvals_required, security_approval_required=cell.security_approval_required,
+            is_break_glass=True, expires_at=now, decided_at=now,
+        )
+        audit_record(actor=principal, action="break_glass.activated", obj=request, dataset=dataset, reason=reason,
+                     remote_addr=remote_addr, details=_request_details(request))
+        grant = _grant_create(request, now, actor=principal, remote_addr=remote_addr, break_glass=True)
+        _notify("break_glass", grant_id=grant.pk)
+    return grant
+
+
+def break_glass_review(*, principal, grant: Grant, note: str, remote_addr: str = "") -> Grant:
+    """The after-the-fact review of a break-glass grant, by an approver other than its user."""
+    note = (note or "").strip()
+    if not note:
+        raise ValidationError({"note": ["Say what you found."]})
+    with transaction.atomic():
+        grant = _locked_grant(grant)
+        if not grant.is_break_glass or not grant.review_required:
+            raise ValidationError({"grant": ["This grant needs no review."]})
+        if grant.reviewed_at is not None:
+            raise ValidationError({"grant": ["Already reviewed."]})
+        if grant.user_id == principal.pk or not policies.can_review_request(principal, grant.request):
+            raise PermissionDenied("An approver of this dataset other than the grant's user reviews it.")
+        grant.reviewed_by, grant.reviewed_at, grant.review_note = principal, timezone.now(), note
+        grant.save(update_fields=["reviewed_by", "reviewed_at", "review_note"])
+        audit_record(actor=principal, action="break_glass.reviewed", obj=grant, dataset=grant.dataset, reason=note,
+                     remote_addr=remote_addr)
+    return grant
+
+
+# Role matrix ---------------------------------------------------------------------------------
+
+MATRIX_FIELDS = (
+    "standing", "aggregated_only", "jit_level", "jit_max_hours", "approvals_required",
+    "security_approval_required", "ticket_required", "break_glass",
+)
+
+
+def role_permission_update(*, principal, cell: RolePermission, remote_addr: str = "", **fields) -> RolePermission:
+    """Change one cell of the role matrix (admins only), audited with before and after."""
+    if not policies.can_edit_role_matrix(principal):
+        raise PermissionDenied("Only an admin edits the role matrix.")
+    unknown = set(fields) - set(MATRIX_FIELDS)
+    if unknown:
+        raise ValidationError({name: ["Unknown field."] for name in sorted(unknown)})
+    with transaction.atomic():
+        cell = RolePermission.objects.select_for_update().select_related("role").get(pk=cell.pk)
+        before = {name: getattr(cell, name) for name in MATRIX_FIELDS}
+        for name, value in fields.items():
+            setattr(cell, name, value)
+        if cell.jit_level and cell.jit_max_hours == 0:
+            raise ValidationError({"jit_max_hours": ["Give a maximum duration for just-in-time access."]})
+        if cell.break_glass and not cell.jit_level:
+            raise ValidationError({"break_glass": ["Break-glass needs a just-in-time level."]})
+        cell.full_clean()
+        after = {name: getattr(cell, name) for name in MATRIX_FIELDS}
+        if after == before:
+            return cell
+        cell.save()
+        audit_record(
+            actor=principal, action="matrix.changed", obj=cell, remote_addr=remote_addr,
+            details={"role": cell.role.slug, "environment": cell.environment,
+                     "sensitivity": Sensitivity(cell.sensitivity).label,
+                     "before": {k: v for k, v in before.items() if before[k] != after[k]},
+                     "after": {k: v for k, v in after.items() if before[k] != after[k]}},
+        )
+    return cell
+
+
+# Audit of reads ------------------------------------------------------------------------------
+
+
+def restricted_metadata_viewed(*, principal, dataset: Dataset, remote_addr: str = "", via: str = "page") -> None:
+    """Record that someone looked at the metadata of Restricted columns."""
+    if dataset.sensitivity < Sensitivity.RESTRICTED:
+        return
+    with transaction.atomic():
+        audit_record(actor=principal, action="metadata.restricted_viewed", obj=dataset, dataset=dataset,
+                     remote_addr=remote_addr, details={"via": via})
+
+
+def approvers_for(request: AccessRequest):
+    """Who may review a request: the dataset's owners, security engineers for Restricted data
+    (or where the matrix asks for a security approval), and admins; never the requester."""
+    from access.models import User
+
+    condition = Q(owned_datasets=request.dataset) | Q(is_superuser=True)
+    if request.sensitivity >= Sensitivity.RESTRICTED or request.security_approval_required:
+        condition |= Q(groups__company_role__slug="security_engineer")
+    return User.objects.filter(condition, is_active=True, is_service_account=False).exclude(pk=request.requester_id).distinct()
