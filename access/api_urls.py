@@ -1,0 +1,3 @@
+"""REST endpoints of access, under /api/v1/."""
+
+urlpatterns = []

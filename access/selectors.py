@@ -1,0 +1,103 @@
+"""Reads of access data that have rules: who sees which requests, grants and audit events."""
+
+from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
+from django.utils import timezone
+
+from access import decisions, policies
+from access.models import AccessRequest, AccessReview, AuditEvent, Grant, GrantStatus, RequestStatus, RolePermission
+from access.roles import SECURITY_ROLE
+from catalog.models import Dataset
+
+
+def _request_base() -> QuerySet[AccessRequest]:
+    return AccessRequest.objects.select_related("requester", "dataset__store", "extends").prefetch_related(
+        Prefetch("reviews", queryset=AccessReview.objects.select_related("reviewer"), to_attr="review_list"),
+        Prefetch("requester__groups__company_role"),
+    )
+
+
+def approval_queue(*, user) -> QuerySet[AccessRequest]:
+    """Pending requests this user may review (not their own), oldest first."""
+    if not policies.can_read_metadata(user) or getattr(user, "is_service_account", False):
+        return AccessRequest.objects.none()
+    pending = _request_base().filter(status=RequestStatus.PENDING, expires_at__gt=timezone.now()).exclude(requester=user)
+    pending = pending.exclude(Exists(AccessReview.objects.filter(request=OuterRef("pk"), reviewer=user)))
+    if user.is_superuser:
+        return pending.order_by("created_at", "pk")
+    condition = Q(dataset__in=Dataset.owners.through.objects.filter(user_id=user.pk).values("dataset_id"))
+    if decisions.is_security_engineer(user):
+        condition |= Q(sensitivity__gte=3) | Q(security_approval_required=True)
+    return pending.filter(condition).order_by("created_at", "pk")
+
+
+def request_visible(*, user) -> QuerySet[AccessRequest]:
+    """Requests a user may open: their own, those they may review, all for admins and security engineers."""
+    if not policies.can_read_metadata(user):
+        return AccessRequest.objects.none()
+    if user.is_superuser or decisions.is_security_engineer(user):
+        return _request_base()
+    owned = Dataset.owners.through.objects.filter(user_id=user.pk).values("dataset_id")
+    return _request_base().filter(Q(requester=user) | Q(dataset__in=owned))
+
+
+def my_requests(*, user) -> QuerySet[AccessRequest]:
+    return _request_base().filter(requester=user).order_by("-created_at", "-pk")
+
+
+def grant_visible(*, user) -> QuerySet[Grant]:
+    """Grants a user may see: their own; on datasets they own; all for admins and security engineers."""
+    base = Grant.objects.select_related("user", "dataset__store", "request", "revoked_by", "reviewed_by")
+    if not policies.can_read_metadata(user):
+        return Grant.objects.none()
+    if user.is_superuser or decisions.is_security_engineer(user):
+        return base
+    owned = Dataset.owners.through.objects.filter(user_id=user.pk).values("dataset_id")
+    return base.filter(Q(user=user) | Q(dataset__in=owned))
+
+
+def my_grants(*, user, live_only: bool = False) -> QuerySet[Grant]:
+    grants = grant_visible(user=user).filter(user=user)
+    if live_only:
+        grants = grants.filter(status__in=decisions.LIVE_STATUSES, ends_at__gt=timezone.now())
+    return grants.order_by("-starts_at", "-pk")
+
+
+def break_glass_pending_review(*, user) -> QuerySet[Grant]:
+    """Break-glass grants still waiting for their after-the-fact review that this user may do."""
+    grants = grant_visible(user=user).filter(is_break_glass=True, review_required=True, reviewed_at__isnull=True)
+    return grants.exclude(user=user).order_by("starts_at")
+
+
+def audit_list(*, user) -> QuerySet[AuditEvent]:
+    """The audit trail, newest first, for security engineers and admins."""
+    if not policies.can_read_audit(user):
+        return AuditEvent.objects.none()
+    return AuditEvent.objects.select_related("dataset").order_by("-id")
+
+
+def role_matrix(*, user) -> list[RolePermission]:
+    """Every cell of the matrix with its role, for the matrix page (everyone signed in may read it)."""
+    if not policies.can_read_metadata(user):
+        return []
+    return list(RolePermission.objects.select_related("role").order_by("role__name", "environment", "sensitivity"))
+
+
+def dataset_access_review(*, user, dataset) -> dict:
+    """Standing and long-running access to one dataset, for its owners' periodic review."""
+    from access.models import AccessLevel, Role
+
+    roles = []
+    for role in Role.objects.prefetch_related("group__user_set", "permissions"):
+        cell = next((c for c in role.permissions.all()
+                     if c.environment == dataset.store.environment and c.sensitivity == dataset.sensitivity), None)
+        if cell is None:
+            continue
+        level = cell.standing if not cell.aggregated_only or decisions.is_aggregated(dataset) else AccessLevel.NONE
+        if level >= AccessLevel.READ:
+            members = [u for u in role.group.user_set.all() if u.is_active]
+            roles.append({"role": role, "level": AccessLevel(level), "members": members})
+    grants = list(
+        Grant.objects.filter(dataset=dataset, status__in=decisions.LIVE_STATUSES).select_related("user", "request")
+        .order_by("starts_at")
+    )
+    return {"roles": roles, "grants": grants, "security_role": SECURITY_ROLE, "status_active": GrantStatus.ACTIVE}

@@ -1,0 +1,3 @@
+"""Browser pages of access (role matrix, requests, approvals, grants, break-glass, audit)."""
+
+urlpatterns = []
