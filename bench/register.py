@@ -25,6 +25,7 @@ only ever recorded here and in docs/benchmarks.md, never asserted in tests.
 """
 
 import argparse
+import base64
 import datetime as dt
 import http.client
 import json
@@ -188,6 +189,8 @@ def server_environment(database_url: str, var_dir: str) -> dict:
         CATALOG_VAR_DIR=var_dir,
         STATIC_ROOT=str(Path(var_dir) / "static"),
         LOG_LEVEL="WARNING",
+        # Production settings need a master key for connection secrets; a throwaway one per run.
+        CATALOG_MASTER_KEYS="bench:" + base64.b64encode(os.urandom(32)).decode(),
     )
     return environment
 
