@@ -240,7 +240,31 @@ def demo_load() -> dict:
             )
     dataset_register(principal=pipeline, payload=MARKETING_REVIEW_SENTIMENT)
     _pipeline_lineage_load()
+    _access_load()
     return {"datasets": Dataset.objects.count(), "stores": DataStore.objects.count()}
+
+
+AGGREGATED_DATASETS = ["analytics.reporting.restaurant_sentiment_daily", "analytics.reporting.review_digest"]
+
+
+def _access_load() -> None:
+    """Aggregated datasets for executives and product managers, and one pending request (Dana
+    asks Dave for the users table) so the approval queue is not empty."""
+    from access.grants import access_request_create
+    from access.models import AccessRequest
+
+    for dataset in Dataset.objects.filter(qualified_name__in=AGGREGATED_DATASETS):
+        if "aggregated" not in dataset.tags:
+            dataset.tags = [*dataset.tags, "aggregated"]
+            dataset.save(update_fields=["tags"])
+    User = get_user_model()
+    dana = User.objects.get(username="dana")
+    users = Dataset.objects.get(qualified_name="appdb.public.users")
+    if not AccessRequest.objects.filter(requester=dana, dataset=users).exists():
+        access_request_create(
+            principal=dana, dataset=users, level="read", columns=["email"], duration=4, ticket="DS-1042",
+            justification="Checking the e-mail bounce model against real addresses for one afternoon.",
+        )
 
 
 def _pipeline_lineage_load() -> None:

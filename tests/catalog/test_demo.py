@@ -67,3 +67,22 @@ def test_demo_has_a_synced_warehouse_with_view_lineage_and_suggestions(db, setti
     assert Edge.objects.filter(kind="view", target__dataset__name="open_tickets_by_agent").exists()
     labels = set(ColumnSuggestion.objects.filter(dataset__store__name="support-replica").values_list("label", flat=True))
     assert {"email", "credit_card"} <= labels
+
+
+def test_demo_has_a_pending_request_for_dave_and_aggregated_datasets_for_executives(db):
+    from access.models import AccessRequest
+    from access.selectors import approval_queue
+    from catalog.selectors import dataset_visible
+
+    call_command("load_demo")
+    call_command("load_demo")
+
+    request = AccessRequest.objects.get()
+    assert (request.requester.username, request.dataset.qualified_name, request.status) == (
+        "dana", "appdb.public.users", "pending"
+    )
+    assert list(approval_queue(user=User.objects.get(username="dave"))) == [request]
+    erin = User.objects.get(username="erin")  # an executive
+    assert set(dataset_visible(user=erin).values_list("qualified_name", flat=True)) == {
+        "analytics.reporting.restaurant_sentiment_daily", "analytics.reporting.review_digest",
+    }
