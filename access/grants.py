@@ -64,8 +64,9 @@ def _dataset_locked(dataset_id) -> Dataset:
 
 def _scope(dataset: Dataset, level, columns) -> tuple[int, list[str], dict]:
     errors = {}
+    names_of_levels = {"read": AccessLevel.READ, "write": AccessLevel.WRITE}
     try:
-        level = AccessLevel(int(level))
+        level = names_of_levels[level.lower()] if isinstance(level, str) and level.lower() in names_of_levels else AccessLevel(int(level))
     except (TypeError, ValueError):
         level = None
     if level not in REQUESTABLE:
