@@ -105,8 +105,16 @@ def audit_verify(*, batch_size: int = 5000) -> ChainReport:
                 return ChainReport(False, checked, event.pk, f"event #{event.pk} was altered after it was written")
             previous_hash, expected_id, checked = event.hash, expected_id + 1, checked + 1
         last_id = events[-1].pk
+    # The head is written with every append, so it also catches what the links cannot: events
+    # deleted from the end, and events added at the end with well-forged hashes.
+    last = expected_id - 1
     head = AuditChainHead.objects.filter(pk=1).first()
-    if head is not None and (head.last_id != expected_id - 1 or head.last_hash != previous_hash):
+    if head is not None and head.last_id < last:
+        return ChainReport(False, head.last_id, head.last_id + 1,
+                           f"event #{head.last_id + 1} was added after the chain's last event #{head.last_id} (inserted?)")
+    if head is not None and head.last_id > last:
         return ChainReport(False, checked, expected_id,
-                           f"the chain ends at #{expected_id - 1} but its head says #{head.last_id} (events deleted at the end?)")
+                           f"the chain ends at #{last} but its head says #{head.last_id} (events deleted at the end?)")
+    if head is not None and head.last_hash != previous_hash:
+        return ChainReport(False, checked - 1, last, f"event #{last} does not match the chain's head (rewritten?)")
     return ChainReport(True, checked)

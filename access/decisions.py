@@ -100,7 +100,7 @@ def active_grants(user, dataset, at=None):
     # A scheduled grant (an extension) whose time has come counts before the worker activates it.
     return Grant.objects.filter(
         user=user, dataset=dataset, status__in=LIVE_STATUSES, starts_at__lte=at, ends_at__gt=at
-    ).order_by("-level", "ends_at")
+    ).select_related("request").order_by("-level", "ends_at")
 
 
 def _covers(grant_columns, columns) -> bool:
@@ -129,7 +129,8 @@ def access_decide(user, action: str, dataset, columns=None, at=None) -> Decision
         return Decision(True, AccessLevel.METADATA, "owner")
     if getattr(user, "pk", None):
         for grant in active_grants(user, dataset, at):
-            if grant.level >= needed and _covers(grant.columns, columns):
+            # A grant covers what its approvers saw: not columns made more sensitive since.
+            if grant.level >= needed and _covers(grant.columns, columns) and grant.request.sensitivity >= sensitivity:
                 return Decision(True, max(level, grant.level), f"grant #{grant.pk}", grant=grant)
     label = AccessLevel(needed).label.lower()
     return Decision(

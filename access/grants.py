@@ -321,11 +321,25 @@ def grant_revoke(*, principal, grant: Grant, reason: str, remote_addr: str = "")
             raise PermissionDenied("Only the grant's holder, the dataset's owners, security engineers or an admin end it.")
         if grant.status not in decisions.LIVE_STATUSES:
             raise ValidationError({"status": [f"This grant is already {grant.get_status_display().lower()}."]})
-        grant.revoked_by, grant.revoked_at, grant.revoke_reason = principal, now, reason
-        grant.save(update_fields=["revoked_by", "revoked_at", "revoke_reason"])
-        _end(grant, GrantStatus.REVOKED, now)
-        audit_record(actor=principal, action="grant.revoked", obj=grant, dataset=grant.dataset, reason=reason,
-                     remote_addr=remote_addr, details={"user": grant.user.username})
+        ended = [grant]
+        # Extensions already approved but not yet started end with the grant they extend,
+        # or a revoked user would get access back when the old grant's time runs out.
+        while True:
+            follow_ups = list(Grant.objects.select_for_update(of=("self",)).select_related("dataset", "user").filter(
+                request__extends__in=ended, status=GrantStatus.SCHEDULED,
+            ).exclude(pk__in=[g.pk for g in ended]))
+            if not follow_ups:
+                break
+            ended += follow_ups
+        for ending in ended:
+            ending.revoked_by, ending.revoked_at, ending.revoke_reason = principal, now, reason
+            ending.save(update_fields=["revoked_by", "revoked_at", "revoke_reason"])
+            _end(ending, GrantStatus.REVOKED, now)
+            details = {"user": ending.user.username}
+            if ending is not grant:
+                details["extends_revoked_grant"] = grant.pk
+            audit_record(actor=principal, action="grant.revoked", obj=ending, dataset=ending.dataset, reason=reason,
+                         remote_addr=remote_addr, details=details)
         _notify("grant_ended", grant_id=grant.pk)
     return grant
 
@@ -497,3 +511,13 @@ def approvers_for(request: AccessRequest):
     if request.sensitivity >= Sensitivity.RESTRICTED or request.security_approval_required:
         condition |= Q(groups__company_role__slug="security_engineer")
     return User.objects.filter(condition, is_active=True, is_service_account=False).exclude(pk=request.requester_id).distinct()
+
+
+def dataset_access_review_confirm(*, principal, dataset: Dataset, note: str = "", remote_addr: str = "") -> None:
+    """An owner's periodic access review of a dataset: they confirm the access it lists now."""
+    if not policies.can_review_dataset_access(principal, dataset):
+        raise PermissionDenied("The dataset's owners (or an admin) review its access.")
+    live = list(Grant.objects.filter(dataset=dataset, status__in=decisions.LIVE_STATUSES).values_list("pk", flat=True))
+    with transaction.atomic():
+        audit_record(actor=principal, action="access_review.confirmed", obj=dataset, dataset=dataset,
+                     reason=(note or "").strip(), remote_addr=remote_addr, details={"live_grants": live})
