@@ -1,3 +1,27 @@
 """Browser pages of access (role matrix, requests, approvals, grants, break-glass, audit)."""
 
-urlpatterns = []
+from django.urls import path
+
+from access import views
+
+urlpatterns = [
+    path("roles/", views.role_matrix, name="role-matrix"),
+    path("roles/<int:pk>/edit/", views.role_cell_edit, name="role-cell-edit"),
+    path("request/<int:dataset_pk>/", views.request_create, name="request-create"),
+    path("mine/", views.my_access, name="my-access"),
+    path("approvals/", views.approval_queue, name="approval-queue"),
+    path("approvals/count/", views.approval_count, name="approval-count"),
+    path("requests/<int:pk>/", views.request_detail, name="request-detail"),
+    path("requests/<int:pk>/review/", views.request_review, name="request-review"),
+    path("requests/<int:pk>/cancel/", views.request_cancel, name="request-cancel"),
+    path("grants/<int:pk>/", views.grant_detail, name="grant-detail"),
+    path("grants/<int:pk>/revoke/", views.grant_revoke, name="grant-revoke"),
+    path("grants/<int:pk>/extend/", views.grant_extend, name="grant-extend"),
+    path("grants/<int:pk>/break-glass-review/", views.break_glass_review, name="break-glass-review"),
+    path("break-glass/<int:dataset_pk>/", views.break_glass, name="break-glass"),
+    path("audit/", views.audit_list, name="audit-list"),
+    path("audit/export.csv", views.audit_export, {"fmt": "csv"}, name="audit-export-csv"),
+    path("audit/export.json", views.audit_export, {"fmt": "json"}, name="audit-export-json"),
+    path("audit/verify/", views.audit_chain_verify, name="audit-verify"),
+    path("reviews/<int:dataset_pk>/", views.access_review, name="access-review"),
+]

@@ -19,7 +19,9 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
 
+from access import grants as access_grants
 from access import policies
+from access import views as access_views
 from catalog import selectors, services
 from catalog.connections import FILE_PLATFORMS, connection_delete, connection_save, connection_test
 from catalog.connectors import CONNECTORS
@@ -106,6 +108,10 @@ def dataset_detail(request, pk):
     pending = _pending_suggestions_by_column(dataset)
     for column in columns:
         column["suggestions"] = pending.get(column["lineage"]["column_id"], [])
+    if dataset.sensitivity >= Sensitivity.RESTRICTED:
+        access_grants.restricted_metadata_viewed(
+            principal=request.user, dataset=dataset, remote_addr=request.META.get("REMOTE_ADDR", "")
+        )
     return render(
         request,
         "catalog/dataset_detail.html",
@@ -117,6 +123,7 @@ def dataset_detail(request, pk):
             "lineage_columns": True,
             "versions": selectors.dataset_version_list(dataset=dataset),
             "can_edit": policies.can_edit_dataset(request.user, dataset),
+            **access_views.dataset_access_actions(user=request.user, dataset=dataset),
             **lineage_views.dataset_lineage_context(user=request.user, dataset=dataset, query=request.GET),
         },
     )

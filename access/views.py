@@ -1,0 +1,663 @@
+"""Browser pages of access: the role matrix, requests, approvals, grants, break-glass, audit
+and the owners' access reviews.
+
+Thin, like the catalog's views: they read through ``access.selectors``, write through the
+services in ``access.grants`` and ask ``access.policies`` / ``access.decisions`` before showing
+an action. An object outside the user's scope is a 404.
+"""
+
+import csv
+import json
+from datetime import datetime, time, timedelta
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.db import connection
+from django.db.models import Q
+from django.http import Http404, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_http_methods
+
+from access import decisions, grants, policies, selectors
+from access.audit import audit_verify
+from access.forms import (
+    AccessRequestForm,
+    AccessReviewConfirmForm,
+    AuditFilterForm,
+    BreakGlassForm,
+    BreakGlassReviewForm,
+    GrantExtendForm,
+    GrantRevokeForm,
+    ReviewForm,
+    RolePermissionForm,
+)
+from access.models import AccessLevel, AuditEvent, RequestStatus, ReviewDecision, RolePermission
+from access.roles import ENVIRONMENTS, TIERS
+from catalog import selectors as catalog_selectors
+from catalog.models import Dataset
+from catalog.vocabulary import Sensitivity
+from lineage.models import Edge, EdgeLevel, Node, NodeKind
+
+QUEUE_PAGE_SIZE = 20
+AUDIT_PAGE_SIZE = 50
+DOWNSTREAM_SHOWN = 10
+DOWNSTREAM_DEPTH = 5
+LEVEL_NAMES = {AccessLevel.READ: "read", AccessLevel.WRITE: "write"}
+
+
+def _remote(request) -> str:
+    return request.META.get("REMOTE_ADDR", "")
+
+
+def _next_url(request, default: str) -> str:
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+        return target
+    return default
+
+
+def _dataset(request, pk) -> Dataset:
+    """A dataset the user may see, with its store (404 otherwise)."""
+    return catalog_selectors.dataset_get(user=request.user, pk=pk)
+
+
+def _tier_label(value) -> str:
+    return Sensitivity(value).label
+
+
+def _level_label(value) -> str:
+    return AccessLevel(value).label
+
+
+# The dataset page's access actions -----------------------------------------------------------
+
+
+def dataset_access_actions(*, user, dataset) -> dict:
+    """What the dataset page offers: "Request access" where the matrix lets the user ask for
+    more than they have, "Break-glass" where it allows break-glass for the dataset's tier."""
+    environment = dataset.store.environment
+    # Standing level from the matrix cached on the user: no query on the dataset page.
+    standing = decisions.standing_level(user, environment, dataset.sensitivity, decisions.is_aggregated(dataset))
+    can_request = False
+    for level in (AccessLevel.READ, AccessLevel.WRITE):
+        if standing >= level:
+            continue
+        if any(decisions.cell_for_request(user, environment, tier, level) for tier in range(dataset.sensitivity + 1)):
+            can_request = True
+    return {
+        "can_request_access": can_request and not getattr(user, "is_service_account", False),
+        "can_break_glass": bool(_break_glass_levels(user, dataset)),
+        "can_review_access": policies.can_review_dataset_access(user, dataset),
+    }
+
+
+def _break_glass_levels(user, dataset) -> list[str]:
+    """The levels the user's matrix allows break-glass for on this whole dataset."""
+    if getattr(user, "is_service_account", False):
+        return []
+    cells = [
+        cell for cell in decisions.matrix_cells(user)
+        if cell.break_glass and cell.environment == dataset.store.environment and cell.sensitivity == dataset.sensitivity
+    ]
+    most = max((cell.jit_level for cell in cells), default=AccessLevel.NONE)
+    return [name for level, name in LEVEL_NAMES.items() if level <= most]
+
+
+# Role matrix ---------------------------------------------------------------------------------
+
+
+@login_required
+def role_matrix(request):
+    """The matrix: one table per environment, roles x sensitivity tiers."""
+    cells = selectors.role_matrix(user=request.user)
+    by_place = {(cell.role_id, cell.environment, cell.sensitivity): cell for cell in cells}
+    roles = sorted({cell.role_id: cell.role for cell in cells}.values(), key=lambda role: role.name)
+    environments = []
+    for environment in ENVIRONMENTS:
+        rows = [{"role": role, "cells": [
+            {"cell": by_place.get((role.pk, environment, tier)), "tier": _tier_label(tier)} for tier in TIERS
+        ]} for role in roles]
+        environments.append({"name": environment, "rows": rows})
+    return render(request, "access/role_matrix.html", {
+        "environments": environments,
+        "tiers": [_tier_label(tier) for tier in TIERS],
+        "can_edit": policies.can_edit_role_matrix(request.user),
+    })
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def role_cell_edit(request, pk):
+    """Edit one cell (admins); everyone else may only read the matrix."""
+    if not policies.can_edit_role_matrix(request.user):
+        raise PermissionDenied("Only an admin edits the role matrix.")
+    cell = get_object_or_404(RolePermission.objects.select_related("role"), pk=pk)
+    initial = {name: getattr(cell, name) for name in grants.MATRIX_FIELDS}
+    form = RolePermissionForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        try:
+            grants.role_permission_update(principal=request.user, cell=cell, remote_addr=_remote(request), **form.cleaned_data)
+        except ValidationError as error:
+            form.errors_apply(error)
+        else:
+            messages.success(request, f"Saved {cell.role.name} / {cell.environment} / {_tier_label(cell.sensitivity)}.")
+            return redirect(f"{reverse('access:role-matrix')}#env-{cell.environment}")
+    return render(request, "access/role_cell_form.html", {
+        "cell": cell, "form": form, "tier": _tier_label(cell.sensitivity),
+    })
+
+
+# Requests ------------------------------------------------------------------------------------
+
+
+def _request_options(user, dataset) -> list[dict]:
+    """What the user may ask for on the whole dataset, per level (from their best matrix cell)."""
+    options = []
+    for level, name in LEVEL_NAMES.items():
+        cell = decisions.cell_for_request(user, dataset.store.environment, dataset.sensitivity, level)
+        options.append({"level": name, "label": _level_label(level), "cell": cell})
+    return options
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def request_create(request, dataset_pk):
+    """The "Request access" form of one dataset."""
+    dataset = _dataset(request, dataset_pk)
+    columns = list(dataset.columns.order_by("position"))
+    options = _request_options(request.user, dataset)
+    allowed = [option for option in options if option["cell"]]
+    chosen = request.POST.get("level") if request.method == "POST" else None
+    cell = next((o["cell"] for o in allowed if o["level"] == chosen), allowed[0]["cell"] if allowed else None)
+    max_hours = max((o["cell"].jit_max_hours for o in allowed), default=None)
+    form = AccessRequestForm(
+        request.POST or None, columns=columns, max_hours=max_hours,
+        ticket_required=bool(cell and cell.ticket_required),
+        initial={"level": allowed[0]["level"] if allowed else "read", "duration": min(max_hours or 8, 8)},
+    )
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            access_request = grants.access_request_create(
+                principal=request.user, dataset=dataset, level=data["level"], columns=data["columns"],
+                duration=data["duration"], justification=data["justification"], ticket=data["ticket"],
+                remote_addr=_remote(request),
+            )
+        except ValidationError as error:
+            form.errors_apply(error)
+        except PermissionDenied as error:
+            form.errors_apply(ValidationError(str(error)))
+        else:
+            messages.success(request, f"Asked for {data['level']} access to {dataset.qualified_name}. The approvers were told.")
+            return redirect("access:request-detail", pk=access_request.pk)
+    column_rows = [
+        {"column": column, "widget": widget, "tier": _tier_label(column.sensitivity)}
+        for column, widget in zip(columns, form["columns"], strict=False)
+    ]
+    return render(request, "access/request_form.html", {
+        "dataset": dataset, "form": form, "options": options, "allowed": allowed, "column_rows": column_rows,
+        "max_hours": max_hours, "tier": _tier_label(dataset.sensitivity),
+        "any_ticket": any(o["cell"].ticket_required for o in allowed),
+    })
+
+
+def _present_request(access_request) -> None:
+    """Labels and approval progress for templates (reviews must be prefetched as review_list)."""
+    reviews = getattr(access_request, "review_list", None)
+    if reviews is None:
+        reviews = list(access_request.reviews.select_related("reviewer"))
+    approvals = [r for r in reviews if r.decision == ReviewDecision.APPROVE]
+    access_request.approval_count = len(approvals)
+    access_request.security_pending = access_request.security_approval_required and not any(
+        r.as_security_engineer for r in approvals
+    )
+    access_request.tier = _tier_label(access_request.sensitivity)
+    access_request.duration_hours = round(access_request.duration.total_seconds() / 3600, 2)
+    access_request.reviews_shown = reviews
+
+
+def _requester_roles(access_request) -> list:
+    return [role for group in access_request.requester.groups.all() if (role := getattr(group, "company_role", None))]
+
+
+def _object_events(*, dataset_id, objects):
+    """Audit events of some objects (``[("accessrequest", 3), ("grant", 5)]``) on one dataset,
+    oldest first; the dataset narrows the search to its index."""
+    condition = Q(pk__in=[])
+    for object_type, object_id in objects:
+        condition |= Q(object_type=object_type, object_id=str(object_id))
+    return list(AuditEvent.objects.filter(condition, dataset_id=dataset_id).order_by("id")[:200])
+
+
+@login_required
+def request_detail(request, pk, review_form=None):
+    access_request = get_object_or_404(selectors.request_visible(user=request.user), pk=pk)
+    _present_request(access_request)
+    grant = getattr(access_request, "grant", None) if access_request.status == RequestStatus.APPROVED else None
+    objects = [("accessrequest", access_request.pk)] + ([("grant", grant.pk)] if grant else [])
+    pending = access_request.status == RequestStatus.PENDING
+    reviewed = any(r.reviewer_id == request.user.pk for r in access_request.reviews_shown)
+    can_review = pending and not reviewed and policies.can_review_request(request.user, access_request)
+    return render(request, "access/request_detail.html", {
+        "req": access_request,
+        "grant": grant,
+        "roles": _requester_roles(access_request),
+        "events": _object_events(dataset_id=access_request.dataset_id, objects=objects),
+        "can_review": can_review,
+        "review_form": review_form or (ReviewForm() if can_review else None),
+        "can_cancel": pending and access_request.requester_id == request.user.pk,
+    }, status=400 if review_form is not None else 200)
+
+
+@login_required
+@require_http_methods(["POST"])
+def request_review(request, pk):
+    """Approve or deny (a denial needs a reason); back to the queue, or the request on errors."""
+    access_request = get_object_or_404(selectors.request_visible(user=request.user), pk=pk)
+    form = ReviewForm(request.POST)
+    if form.is_valid():
+        approve = form.cleaned_data["decision"] == "approve"
+        try:
+            decided = grants.access_request_review(
+                principal=request.user, request=access_request, approve=approve,
+                reason=form.cleaned_data["reason"], remote_addr=_remote(request),
+            )
+        except ValidationError as error:
+            form.errors_apply(error)
+        else:
+            who = access_request.requester.username
+            if decided.status == RequestStatus.APPROVED:
+                messages.success(request, f"Approved: {who} now has access to {access_request.dataset.qualified_name}.")
+            elif decided.status == RequestStatus.DENIED:
+                messages.success(request, f"Denied the request of {who}.")
+            else:
+                messages.success(request, f"Your approval is recorded; the request of {who} waits for more approvals.")
+            return redirect(_next_url(request, reverse("access:approval-queue")))
+    return request_detail(request, pk, review_form=form)
+
+
+@login_required
+@require_http_methods(["POST"])
+def request_cancel(request, pk):
+    access_request = get_object_or_404(selectors.my_requests(user=request.user), pk=pk)
+    try:
+        grants.access_request_cancel(principal=request.user, request=access_request, remote_addr=_remote(request))
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+    else:
+        messages.success(request, f"Cancelled your request for {access_request.dataset.qualified_name}.")
+    return redirect(_next_url(request, reverse("access:my-access")))
+
+
+@login_required
+def my_access(request):
+    """My requests and my live grants (end early, ask to extend, cancel)."""
+    live = list(selectors.my_grants(user=request.user, live_only=True))
+    pending_extensions = set(
+        selectors.my_requests(user=request.user).filter(status=RequestStatus.PENDING, extends__in=live)
+        .values_list("extends_id", flat=True)
+    ) if live else set()
+    for grant in live:
+        grant.extension_pending = grant.pk in pending_extensions
+    paginator = Paginator(selectors.my_requests(user=request.user), QUEUE_PAGE_SIZE)
+    page = paginator.get_page(request.GET.get("page"))
+    for access_request in page.object_list:
+        _present_request(access_request)
+    return render(request, "access/my_access.html", {
+        "grants": live, "page": page, "requests": page.object_list,
+        "page_numbers": list(paginator.get_elided_page_range(page.number, on_each_side=2, on_ends=1)),
+        "ellipsis": Paginator.ELLIPSIS,
+        "revoke_form": GrantRevokeForm(), "extend_form": GrantExtendForm(),
+    })
+
+
+# Approvals -----------------------------------------------------------------------------------
+
+
+def _downstream_by_dataset(*, user, dataset_ids) -> dict[int, dict]:
+    """Up to ``DOWNSTREAM_SHOWN`` datasets downstream of each dataset (dataset-level lineage,
+    ``DOWNSTREAM_DEPTH`` hops), the ones the user may see, in three queries for a whole page.
+
+    ``lineage.selectors.lineage_impact`` walks from one start per query; the queue needs the
+    walk of every request on the page, so this walk carries its start along (same edges,
+    same recursion as ``lineage.selectors.walk_sql``).
+    """
+    result = {pk: {"datasets": [], "more": 0} for pk in dataset_ids}
+    starts = dict(Node.objects.filter(kind=NodeKind.DATASET, dataset_id__in=dataset_ids).values_list("pk", "dataset_id"))
+    if not starts:
+        return result
+    sql = f"""
+        WITH RECURSIVE walk(origin, node_id, depth) AS (
+            SELECT id, id, 0 FROM {Node._meta.db_table} WHERE id IN ({", ".join(["%s"] * len(starts))})
+            UNION
+            SELECT w.origin, e.target_id, w.depth + 1 FROM walk w JOIN {Edge._meta.db_table} e ON e.source_id = w.node_id
+            WHERE e.level = %s AND w.depth < %s
+        )
+        SELECT w.origin, n.dataset_id, MIN(w.depth) FROM walk w JOIN {Node._meta.db_table} n ON n.id = w.node_id
+        WHERE w.depth > 0 AND n.dataset_id IS NOT NULL GROUP BY w.origin, n.dataset_id
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*starts, EdgeLevel.DATASET, DOWNSTREAM_DEPTH])
+        rows = [(starts[origin], dataset_id, depth) for origin, dataset_id, depth in cursor.fetchall()
+                if dataset_id != starts[origin]]
+    reached = {dataset_id for _, dataset_id, _ in rows}
+    visible = {d.pk: d for d in catalog_selectors.dataset_visible(user=user).filter(pk__in=reached).select_related("store")}
+    for origin, dataset_id, depth in sorted(rows, key=lambda row: row[2]):
+        entry = result[origin]
+        if dataset_id not in visible:
+            entry["more"] += 1
+        elif len(entry["datasets"]) < DOWNSTREAM_SHOWN:
+            dataset = visible[dataset_id]
+            entry["datasets"].append({"dataset": dataset, "depth": depth, "tier": _tier_label(dataset.sensitivity)})
+        else:
+            entry["more"] += 1
+    return result
+
+
+@login_required
+def approval_queue(request):
+    """Pending requests this user may review, and break-glass grants waiting for their review."""
+    paginator = Paginator(selectors.approval_queue(user=request.user), QUEUE_PAGE_SIZE)
+    page = paginator.get_page(request.GET.get("page"))
+    queue = list(page.object_list)
+    downstream = _downstream_by_dataset(user=request.user, dataset_ids={r.dataset_id for r in queue})
+    for access_request in queue:
+        _present_request(access_request)
+        access_request.requester_roles = _requester_roles(access_request)
+        access_request.downstream = downstream.get(access_request.dataset_id)
+    break_glass = list(selectors.break_glass_pending_review(user=request.user)[:50])
+    break_glass = [g for g in break_glass if policies.can_review_request(request.user, g.request)]
+    for grant in break_glass:
+        grant.tier = _tier_label(grant.request.sensitivity)
+    return render(request, "access/approval_queue.html", {
+        "page": page, "queue": queue, "break_glass": break_glass,
+        "page_numbers": list(paginator.get_elided_page_range(page.number, on_each_side=2, on_ends=1)),
+        "ellipsis": Paginator.ELLIPSIS,
+        "review_form": ReviewForm(), "break_glass_form": BreakGlassReviewForm(),
+        "next_url": request.get_full_path(),
+    })
+
+
+@login_required
+def approval_count(request):
+    """The pending count for the nav link, fetched by htmx after the page loads."""
+    count = selectors.approval_queue(user=request.user).count()
+    return render(request, "access/partials/approval_count.html", {"pending_count": count})
+
+
+# Grants --------------------------------------------------------------------------------------
+
+
+@login_required
+def grant_detail(request, pk, revoke_form=None, extend_form=None, break_glass_form=None, status=200):
+    grant = get_object_or_404(selectors.grant_visible(user=request.user), pk=pk)
+    live = grant.status in decisions.LIVE_STATUSES and grant.ends_at > timezone.now()
+    holder = grant.user_id == request.user.pk
+    can_review_break_glass = (
+        grant.is_break_glass and grant.review_required and grant.reviewed_at is None and not holder
+        and policies.can_review_request(request.user, grant.request)
+    )
+    extension_pending = holder and grant.extension_requests.filter(status=RequestStatus.PENDING).exists()
+    return render(request, "access/grant_detail.html", {
+        "grant": grant,
+        "live": live,
+        "tier": _tier_label(grant.request.sensitivity),
+        "failed": grant.enforcement in ("apply_failed", "revoke_failed"),
+        "events": _object_events(dataset_id=grant.dataset_id, objects=[("accessrequest", grant.request_id), ("grant", grant.pk)]),
+        "can_revoke": live and policies.can_revoke_grant(request.user, grant),
+        "can_extend": live and holder and not extension_pending,
+        "extension_pending": extension_pending,
+        "can_review_break_glass": can_review_break_glass,
+        "revoke_form": revoke_form or GrantRevokeForm(),
+        "extend_form": extend_form or GrantExtendForm(),
+        "break_glass_form": break_glass_form or BreakGlassReviewForm(),
+    }, status=status)
+
+
+@login_required
+@require_http_methods(["POST"])
+def grant_revoke(request, pk):
+    grant = get_object_or_404(selectors.grant_visible(user=request.user), pk=pk)
+    form = GrantRevokeForm(request.POST)
+    if form.is_valid():
+        try:
+            grants.grant_revoke(principal=request.user, grant=grant, reason=form.cleaned_data["reason"],
+                                remote_addr=_remote(request))
+        except ValidationError as error:
+            form.errors_apply(error)
+        else:
+            messages.success(request, f"Ended the grant of {grant.user.username} on {grant.dataset.qualified_name}.")
+            return redirect(_next_url(request, reverse("access:grant-detail", args=[grant.pk])))
+    return grant_detail(request, pk, revoke_form=form, status=400)
+
+
+@login_required
+@require_http_methods(["POST"])
+def grant_extend(request, pk):
+    grant = get_object_or_404(selectors.my_grants(user=request.user), pk=pk)
+    form = GrantExtendForm(request.POST)
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            extension = grants.grant_extend(principal=request.user, grant=grant, duration=data["duration"],
+                                            justification=data["justification"], ticket=data["ticket"],
+                                            remote_addr=_remote(request))
+        except ValidationError as error:
+            form.errors_apply(error)
+        except PermissionDenied as error:
+            form.errors_apply(ValidationError(str(error)))
+        else:
+            messages.success(request, "Asked to extend the grant; the approvers were told.")
+            return redirect("access:request-detail", pk=extension.pk)
+    return grant_detail(request, pk, extend_form=form, status=400)
+
+
+@login_required
+@require_http_methods(["POST"])
+def break_glass_review(request, pk):
+    grant = get_object_or_404(selectors.grant_visible(user=request.user), pk=pk)
+    form = BreakGlassReviewForm(request.POST)
+    if form.is_valid():
+        try:
+            grants.break_glass_review(principal=request.user, grant=grant, note=form.cleaned_data["note"],
+                                      remote_addr=_remote(request))
+        except ValidationError as error:
+            form.errors_apply(error)
+        else:
+            messages.success(request, f"Reviewed the break-glass access of {grant.user.username}.")
+            return redirect(_next_url(request, reverse("access:grant-detail", args=[grant.pk])))
+    return grant_detail(request, pk, break_glass_form=form, status=400)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def break_glass(request, dataset_pk):
+    """Access at once in an emergency, where the user's matrix allows it."""
+    dataset = _dataset(request, dataset_pk)
+    levels = _break_glass_levels(request.user, dataset)
+    if not levels:
+        raise PermissionDenied("Your roles do not allow break-glass on this dataset; ask for access instead.")
+    cap = settings.ACCESS_BREAK_GLASS_MAX_MINUTES
+    form = BreakGlassForm(request.POST or None, cap=cap, levels=levels)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            grant = grants.break_glass_activate(principal=request.user, dataset=dataset, level=data["level"],
+                                                reason=data["reason"], minutes=data["minutes"], remote_addr=_remote(request))
+        except ValidationError as error:
+            form.errors_apply(error)
+        except PermissionDenied as error:
+            form.errors_apply(ValidationError(str(error)))
+        else:
+            messages.success(request, f"Break-glass access is live for {data['minutes']} minutes. Every approver was told.")
+            return redirect("access:grant-detail", pk=grant.pk)
+    return render(request, "access/break_glass_form.html", {
+        "dataset": dataset, "form": form, "cap": cap, "tier": _tier_label(dataset.sensitivity),
+    })
+
+
+# Audit ---------------------------------------------------------------------------------------
+
+
+def _require_audit_reader(request) -> None:
+    if not policies.can_read_audit(request.user):
+        raise Http404("No such page.")
+
+
+def _audit_filtered(request, form: AuditFilterForm):
+    """The audit trail with the URL's filters; usernames and datasets resolved to ids first,
+    so the page query runs on the (actor, id) and (dataset, id) indexes."""
+    events = selectors.audit_list(user=request.user)
+    if not form.is_valid():
+        return events
+    data = form.cleaned_data
+    if data["action"]:
+        events = events.filter(action=data["action"].strip())
+    if data["actor"]:
+        name = data["actor"].strip()
+        user = get_user_model().objects.filter(username=name).first()
+        events = events.filter(actor=user) if user else events.filter(actor__isnull=True, actor_name=name)
+    if data["dataset"]:
+        ids = list(Dataset.objects.filter(qualified_name__iexact=data["dataset"].strip()).values_list("pk", flat=True))
+        events = events.filter(dataset_id__in=ids)
+    zone = timezone.get_current_timezone()
+    if data["since"]:
+        events = events.filter(at__gte=datetime.combine(data["since"], time.min, tzinfo=zone))
+    if data["until"]:
+        events = events.filter(at__lt=datetime.combine(data["until"] + timedelta(days=1), time.min, tzinfo=zone))
+    return events
+
+
+def _int_param(request, name) -> int | None:
+    raw = request.GET.get(name, "")
+    return int(raw) if raw.isdigit() else None
+
+
+def _link_of(event) -> str:
+    if event.object_type == "accessrequest" and event.object_id.isdigit():
+        return reverse("access:request-detail", args=[event.object_id])
+    if event.object_type == "grant" and event.object_id.isdigit():
+        return reverse("access:grant-detail", args=[event.object_id])
+    return ""
+
+
+@login_required
+def audit_list(request):
+    """The audit trail, newest first, paged by id ("older"/"newer"): no COUNT over a million rows."""
+    _require_audit_reader(request)
+    form = AuditFilterForm(request.GET)
+    events = _audit_filtered(request, form)
+    before, after = _int_param(request, "before"), _int_param(request, "after")
+    if after is not None:
+        rows = list(events.filter(pk__gt=after).order_by("id")[:AUDIT_PAGE_SIZE + 1])
+        has_newer = len(rows) > AUDIT_PAGE_SIZE
+        rows = rows[:AUDIT_PAGE_SIZE][::-1]
+        has_older = bool(rows)
+    else:
+        if before is not None:
+            events = events.filter(pk__lt=before)
+        rows = list(events[:AUDIT_PAGE_SIZE + 1])
+        has_older = len(rows) > AUDIT_PAGE_SIZE
+        rows = rows[:AUDIT_PAGE_SIZE]
+        has_newer = before is not None and bool(rows)
+    for event in rows:
+        event.link = _link_of(event)
+    query = request.GET.copy()
+    for name in ("before", "after"):
+        query.pop(name, None)
+    return render(request, "access/audit_list.html", {
+        "form": form, "events": rows, "query_string": query.urlencode(),
+        "older": rows[-1].pk if rows and has_older else None,
+        "newer": rows[0].pk if rows and has_newer else None,
+        "filtered": any(value for key, value in query.items()),
+    })
+
+
+AUDIT_COLUMNS = ("id", "at", "actor", "action", "object_type", "object_id", "dataset", "remote_addr", "reason",
+                 "details", "hash")
+
+
+def _audit_row(event) -> dict:
+    return {
+        "id": event.pk, "at": event.at.isoformat(), "actor": event.actor_name, "action": event.action,
+        "object_type": event.object_type, "object_id": event.object_id,
+        "dataset": event.dataset.qualified_name if event.dataset_id else "", "remote_addr": event.remote_addr,
+        "reason": event.reason, "details": event.details, "hash": event.hash,
+    }
+
+
+class _Echo:
+    def write(self, value):
+        return value
+
+
+@login_required
+def audit_export(request, fmt):
+    """The filtered trail as CSV or JSON, streamed (a million events never sit in memory)."""
+    _require_audit_reader(request)
+    events = _audit_filtered(request, AuditFilterForm(request.GET)).iterator(chunk_size=2000)
+    stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
+    if fmt == "csv":
+        writer = csv.writer(_Echo())
+
+        def lines():
+            yield writer.writerow(AUDIT_COLUMNS)
+            for event in events:
+                row = _audit_row(event)
+                row["details"] = json.dumps(row["details"], sort_keys=True)
+                yield writer.writerow([row[name] for name in AUDIT_COLUMNS])
+
+        response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
+    else:
+        def chunks():
+            yield "["
+            for index, event in enumerate(events):
+                yield ("," if index else "") + "\n" + json.dumps(_audit_row(event), sort_keys=True)
+            yield "\n]\n"
+
+        response = StreamingHttpResponse(chunks(), content_type="application/json")
+    response["Content-Disposition"] = f'attachment; filename="audit-{stamp}.{fmt}"'
+    return response
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def audit_chain_verify(request):
+    """Recompute the hash chain (on a button press: it reads every event)."""
+    _require_audit_reader(request)
+    report = audit_verify() if request.method == "POST" else None
+    return render(request, "access/audit_verify.html", {"report": report})
+
+
+# Periodic access review ----------------------------------------------------------------------
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def access_review(request, dataset_pk):
+    """An owner's periodic review: standing access by role, and live grants to confirm or end."""
+    dataset = _dataset(request, dataset_pk)
+    if not policies.can_review_dataset_access(request.user, dataset):
+        raise Http404("No such review.")
+    form = AccessReviewConfirmForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        grants.dataset_access_review_confirm(principal=request.user, dataset=dataset, note=form.cleaned_data["note"],
+                                             remote_addr=_remote(request))
+        messages.success(request, f"Recorded your access review of {dataset.qualified_name}.")
+        return redirect("access:access-review", dataset_pk=dataset.pk)
+    review = selectors.dataset_access_review(user=request.user, dataset=dataset)
+    for grant in review["grants"]:
+        grant.long_running = grant.ends_at - grant.starts_at > timedelta(days=1)
+    last = AuditEvent.objects.filter(dataset=dataset, action="access_review.confirmed").order_by("-id").first()
+    return render(request, "access/access_review.html", {
+        "dataset": dataset, "review": review, "form": form, "last_review": last,
+        "tier": _tier_label(dataset.sensitivity), "revoke_form": GrantRevokeForm(),
+        "next_url": request.get_full_path(),
+    })
