@@ -138,6 +138,9 @@ SPECTACULAR_SETTINGS = {
         "DatasetStatusEnum": "catalog.models.DatasetStatus",
         "SyncStatusEnum": "catalog.models.SyncStatus",
         "SuggestionStatusEnum": "catalog.models.SuggestionStatus",
+        # Access levels by name (matrix cells, grants) and the two that may be asked for.
+        "AccessLevelEnum": "access.serializers.LEVEL_NAME_CHOICES",
+        "RequestableLevelEnum": "access.serializers.REQUESTABLE_LEVELS",
     },
 }
 

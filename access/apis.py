@@ -1,0 +1,558 @@
+"""REST endpoints of access: parse, call a service or selector, serialize. No rules live here.
+
+Objects outside the caller's scope are 404 (the selectors decide the scope); a visible object
+the caller may not act on is 403 (the services decide).
+"""
+
+import csv
+import json
+
+import django_filters
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, StreamingHttpResponse
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import exceptions, generics, status
+from rest_framework.pagination import CursorPagination
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from access import decisions, grants, policies, selectors
+from access.models import AccessRequest, AuditEvent, Grant, GrantStatus, RequestStatus, RolePermission
+from access.serializers import (
+    AccessRequestCreateSerializer,
+    AccessRequestSerializer,
+    AccessReviewConfirmedSerializer,
+    AuditEventSerializer,
+    BreakGlassSerializer,
+    ChainReportSerializer,
+    DatasetAccessReviewSerializer,
+    DecisionSerializer,
+    GrantExtendSerializer,
+    GrantSerializer,
+    MatrixCellSerializer,
+    MatrixCellUpdateSerializer,
+    NoteSerializer,
+    ReasonSerializer,
+    level_name,
+)
+from catalog import selectors as catalog_selectors
+from catalog.api_support import errors_named_as_in
+
+
+def _remote_addr(request) -> str:
+    return request.META.get("REMOTE_ADDR", "")
+
+
+def _parsed(serializer_class, request):
+    serializer = serializer_class(data=request.data if request.data is not None else {})
+    serializer.is_valid(raise_exception=True)
+    return serializer
+
+
+def _dataset_for_body(*, user, pk):
+    """A dataset named in a request body: one the caller may not see is reported like a missing one."""
+    try:
+        return catalog_selectors.dataset_get(user=user, pk=pk)
+    except Http404:
+        raise exceptions.ValidationError({"dataset": ["No such dataset."]}) from None
+
+
+class NewestFirstCursorPagination(CursorPagination):
+    ordering = "-id"
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 500
+
+
+class OldestFirstCursorPagination(NewestFirstCursorPagination):
+    ordering = "id"
+
+
+# Role matrix ---------------------------------------------------------------------------------
+
+
+class MatrixListApi(generics.ListAPIView):
+    """Every cell of the role matrix: company role x environment x sensitivity tier."""
+
+    serializer_class = MatrixCellSerializer
+    pagination_class = None
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # schema generation: no user
+            return RolePermission.objects.none()
+        return selectors.role_matrix(user=self.request.user)
+
+
+class MatrixCellApi(APIView):
+    @extend_schema(responses=MatrixCellSerializer)
+    def get(self, request, pk):
+        cell = next((c for c in selectors.role_matrix(user=request.user) if c.pk == pk), None)
+        if cell is None:
+            raise Http404("No such matrix cell.")
+        return Response(MatrixCellSerializer(cell).data)
+
+    @extend_schema(
+        request=MatrixCellUpdateSerializer,
+        responses=MatrixCellSerializer,
+        description="Change one cell (admins only); send only the fields that change. Audited with before and after.",
+    )
+    def patch(self, request, pk):
+        cell = get_object_or_404(RolePermission.objects.select_related("role"), pk=pk)
+        serializer = MatrixCellUpdateSerializer(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        with errors_named_as_in(serializer):
+            cell = grants.role_permission_update(
+                principal=request.user, cell=cell, remote_addr=_remote_addr(request), **serializer.validated_data
+            )
+        return Response(MatrixCellSerializer(cell).data)
+
+
+# Requests ------------------------------------------------------------------------------------
+
+
+class RequestFilterSet(django_filters.FilterSet):
+    status = django_filters.ChoiceFilter(choices=RequestStatus.choices)
+    dataset = django_filters.NumberFilter(field_name="dataset_id", help_text="Dataset id.")
+    requester = django_filters.CharFilter(method="filter_requester", help_text='A username, or "me".')
+
+    class Meta:
+        model = AccessRequest
+        fields = ["status", "dataset", "requester"]
+
+    def filter_requester(self, queryset, name, value):
+        if value == "me":
+            return queryset.filter(requester=self.request.user)
+        return queryset.filter(requester__username=value)
+
+
+def _requests(user):
+    return selectors.request_visible(user=user).select_related("grant")
+
+
+def _request_get(user, pk) -> AccessRequest:
+    return get_object_or_404(_requests(user), pk=pk)
+
+
+class RequestListCreateApi(generics.ListAPIView):
+    """Access requests the caller may see (their own, those on datasets they own, all for
+    security engineers and admins), newest first; POST asks for access."""
+
+    serializer_class = AccessRequestSerializer
+    pagination_class = NewestFirstCursorPagination
+    filterset_class = RequestFilterSet
+
+    def get_queryset(self):
+        return _requests(self.request.user)
+
+    @extend_schema(
+        request=AccessRequestCreateSerializer,
+        responses={201: AccessRequestSerializer},
+        description=(
+            "Ask for read or write access to a dataset (or some of its columns) for `durationHours`. "
+            "400 names the field (duration over the matrix's maximum, missing ticket, short justification, "
+            "access you already have); 403 when your roles may not ask for this scope."
+        ),
+    )
+    def post(self, request):
+        serializer = _parsed(AccessRequestCreateSerializer, request)
+        fields = dict(serializer.validated_data)
+        dataset = _dataset_for_body(user=request.user, pk=fields.pop("dataset"))
+        with errors_named_as_in(serializer):
+            access_request = grants.access_request_create(
+                principal=request.user, dataset=dataset, remote_addr=_remote_addr(request), **fields
+            )
+        return Response(
+            AccessRequestSerializer(_request_get(request.user, access_request.pk)).data, status=status.HTTP_201_CREATED
+        )
+
+
+class RequestDetailApi(generics.RetrieveAPIView):
+    serializer_class = AccessRequestSerializer
+
+    def get_queryset(self):
+        return _requests(self.request.user)
+
+
+class RequestReviewApi(APIView):
+    approve = True
+
+    @extend_schema(
+        request=ReasonSerializer,
+        responses=AccessRequestSerializer,
+        description=(
+            "Approve: the request is approved (and its grant made) once enough approvers agreed, with a "
+            "security engineer's approval where the matrix asks. Nobody approves their own request (403); "
+            "400 naming `status` when it is no longer pending, `review` when you already reviewed it."
+        ),
+    )
+    def post(self, request, pk):
+        access_request = _request_get(request.user, pk)
+        reason = _parsed(ReasonSerializer, request).validated_data["reason"]
+        grants.access_request_review(
+            principal=request.user, request=access_request, approve=self.approve, reason=reason,
+            remote_addr=_remote_addr(request),
+        )
+        return Response(AccessRequestSerializer(_request_get(request.user, pk)).data)
+
+
+class RequestDenyApi(RequestReviewApi):
+    approve = False
+
+    @extend_schema(
+        request=ReasonSerializer,
+        responses=AccessRequestSerializer,
+        description="Deny with a `reason` (required); one denial denies the request.",
+    )
+    def post(self, request, pk):
+        return super().post(request, pk)
+
+
+class RequestCancelApi(APIView):
+    @extend_schema(request=None, responses=AccessRequestSerializer, description="The requester withdraws a pending request.")
+    def post(self, request, pk):
+        access_request = _request_get(request.user, pk)
+        grants.access_request_cancel(principal=request.user, request=access_request, remote_addr=_remote_addr(request))
+        return Response(AccessRequestSerializer(_request_get(request.user, pk)).data)
+
+
+class ApprovalQueueApi(generics.ListAPIView):
+    """Pending requests the caller may review (never their own), oldest first."""
+
+    serializer_class = AccessRequestSerializer
+    pagination_class = OldestFirstCursorPagination
+
+    def get_queryset(self):
+        return selectors.approval_queue(user=self.request.user).select_related("grant")
+
+
+# Grants --------------------------------------------------------------------------------------
+
+
+class GrantFilterSet(django_filters.FilterSet):
+    user = django_filters.CharFilter(method="filter_user", help_text='A username, or "me".')
+    live = django_filters.BooleanFilter(method="filter_live", help_text="true: gives access now; false: does not.")
+    status = django_filters.ChoiceFilter(choices=GrantStatus.choices, help_text="The stored status.")
+    dataset = django_filters.NumberFilter(field_name="dataset_id", help_text="Dataset id.")
+    breakGlass = django_filters.BooleanFilter(field_name="is_break_glass")
+
+    class Meta:
+        model = Grant
+        fields = ["user", "live", "status", "dataset", "breakGlass"]
+
+    def filter_user(self, queryset, name, value):
+        if value == "me":
+            return queryset.filter(user=self.request.user)
+        return queryset.filter(user__username=value)
+
+    def filter_live(self, queryset, name, value):
+        now = timezone.now()
+        live = {"status__in": decisions.LIVE_STATUSES, "starts_at__lte": now, "ends_at__gt": now}
+        return queryset.filter(**live) if value else queryset.exclude(**live)
+
+
+def _grant_get(user, pk) -> Grant:
+    return get_object_or_404(selectors.grant_visible(user=user), pk=pk)
+
+
+class GrantListApi(generics.ListAPIView):
+    """Grants the caller may see (their own, those on datasets they own, all for security
+    engineers and admins), newest first. `?user=me&live=true`: what gives you access now."""
+
+    serializer_class = GrantSerializer
+    pagination_class = NewestFirstCursorPagination
+    filterset_class = GrantFilterSet
+
+    def get_queryset(self):
+        return selectors.grant_visible(user=self.request.user)
+
+
+class GrantDetailApi(generics.RetrieveAPIView):
+    serializer_class = GrantSerializer
+
+    def get_queryset(self):
+        return selectors.grant_visible(user=self.request.user)
+
+
+class GrantRevokeApi(APIView):
+    @extend_schema(
+        request=ReasonSerializer,
+        responses=GrantSerializer,
+        description="End a live grant early with a `reason`: its holder, the dataset's owners, security engineers, admins.",
+    )
+    def post(self, request, pk):
+        grant = _grant_get(request.user, pk)
+        reason = _parsed(ReasonSerializer, request).validated_data["reason"]
+        grants.grant_revoke(principal=request.user, grant=grant, reason=reason, remote_addr=_remote_addr(request))
+        return Response(GrantSerializer(_grant_get(request.user, pk)).data)
+
+
+class GrantExtendApi(APIView):
+    @extend_schema(
+        request=GrantExtendSerializer,
+        responses={201: AccessRequestSerializer},
+        description="The holder asks to extend a live grant: a new request for the same scope, linked to the grant.",
+    )
+    def post(self, request, pk):
+        grant = _grant_get(request.user, pk)
+        serializer = _parsed(GrantExtendSerializer, request)
+        with errors_named_as_in(serializer):
+            extension = grants.grant_extend(
+                principal=request.user, grant=grant, remote_addr=_remote_addr(request), **serializer.validated_data
+            )
+        return Response(AccessRequestSerializer(_request_get(request.user, extension.pk)).data, status=status.HTTP_201_CREATED)
+
+
+class GrantReviewApi(APIView):
+    @extend_schema(
+        request=NoteSerializer,
+        responses=GrantSerializer,
+        description="The after-the-fact review of a break-glass grant, with a `note`, by an approver other than its holder.",
+    )
+    def post(self, request, pk):
+        grant = _grant_get(request.user, pk)
+        note = _parsed(NoteSerializer, request).validated_data["note"]
+        grants.break_glass_review(principal=request.user, grant=grant, note=note, remote_addr=_remote_addr(request))
+        return Response(GrantSerializer(_grant_get(request.user, pk)).data)
+
+
+class BreakGlassApi(APIView):
+    @extend_schema(
+        request=BreakGlassSerializer,
+        responses={201: GrantSerializer},
+        description=(
+            "Access at once for an emergency, where the matrix allows break-glass for the scope: capped at "
+            "`minutes` (at most the configured cap); every approver is told and a review after the fact is required."
+        ),
+    )
+    def post(self, request):
+        serializer = _parsed(BreakGlassSerializer, request)
+        fields = dict(serializer.validated_data)
+        dataset = _dataset_for_body(user=request.user, pk=fields.pop("dataset"))
+        grant = grants.break_glass_activate(principal=request.user, dataset=dataset, remote_addr=_remote_addr(request), **fields)
+        return Response(GrantSerializer(_grant_get(request.user, grant.pk)).data, status=status.HTTP_201_CREATED)
+
+
+# The decision ----------------------------------------------------------------------------------
+
+
+class DecideApi(APIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("dataset", int, required=True, description="Dataset id."),
+            OpenApiParameter("action", str, enum=list(decisions.ACTIONS), required=True),
+            OpenApiParameter("columns", str, description="Comma-separated column names; default the whole dataset."),
+        ],
+        responses=DecisionSerializer,
+        description="May the caller do `action` on the dataset (or those columns) now? The same decision the catalog enforces.",
+    )
+    def get(self, request):
+        errors = {}
+        raw_dataset = request.query_params.get("dataset", "")
+        if not raw_dataset.isdigit():
+            errors["dataset"] = ["Required: a dataset id."]
+        action = request.query_params.get("action", "")
+        if action not in decisions.ACTIONS:
+            errors["action"] = [f"One of {', '.join(decisions.ACTIONS)}."]
+        columns = [name.strip() for name in request.query_params.get("columns", "").split(",") if name.strip()]
+        if errors:
+            raise exceptions.ValidationError(errors)
+        dataset = catalog_selectors.dataset_get(user=request.user, pk=int(raw_dataset))
+        if columns:
+            known = {column.name.lower() for column in dataset.columns.all()}
+            unknown = [name for name in columns if name.lower() not in known]
+            if unknown:
+                raise exceptions.ValidationError({"columns": [f"Not columns of {dataset.qualified_name}: {', '.join(unknown[:10])}."]})
+        decision = decisions.access_decide(request.user, action, dataset, columns or None)
+        return Response(DecisionSerializer({
+            "dataset": dataset.pk, "action": action, "columns": columns, "allowed": decision.allowed,
+            "level": level_name(decision.level), "via": decision.via, "reason": decision.reason,
+            "grant": decision.grant.pk if decision.grant else None,
+        }).data)
+
+
+# Audit -----------------------------------------------------------------------------------------
+
+
+class AuditFilterSet(django_filters.FilterSet):
+    action = django_filters.CharFilter(help_text="Exact action, or a prefix ending in a dot: `grant.`.", method="filter_action")
+    actor = django_filters.CharFilter(field_name="actor_name", help_text="Username (or `system`).")
+    dataset = django_filters.NumberFilter(field_name="dataset_id", help_text="Dataset id.")
+    since = django_filters.IsoDateTimeFilter(field_name="at", lookup_expr="gte", help_text="ISO 8601, inclusive.")
+    until = django_filters.IsoDateTimeFilter(field_name="at", lookup_expr="lt", help_text="ISO 8601, exclusive.")
+
+    class Meta:
+        model = AuditEvent
+        fields = ["action", "actor", "dataset", "since", "until"]
+
+    def filter_action(self, queryset, name, value):
+        if value.endswith("."):
+            return queryset.filter(action__startswith=value)
+        return queryset.filter(action=value)
+
+
+AUDIT_FILTER_PARAMETERS = [
+    OpenApiParameter("action", str, description="Exact action, or a prefix ending in a dot: `grant.`."),
+    OpenApiParameter("actor", str, description="Username (or `system`)."),
+    OpenApiParameter("dataset", int, description="Dataset id."),
+    OpenApiParameter("since", OpenApiTypes.DATETIME, description="ISO 8601, inclusive."),
+    OpenApiParameter("until", OpenApiTypes.DATETIME, description="ISO 8601, exclusive."),
+]
+
+
+def _require_audit_reader(user) -> None:
+    if not policies.can_read_audit(user):
+        raise PermissionDenied("The audit trail is for security engineers and admins.")
+
+
+class AuditListApi(generics.ListAPIView):
+    """The audit trail, newest first (security engineers and admins)."""
+
+    serializer_class = AuditEventSerializer
+    pagination_class = NewestFirstCursorPagination
+    filterset_class = AuditFilterSet
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # schema generation: no user
+            return AuditEvent.objects.none()
+        _require_audit_reader(self.request.user)
+        return selectors.audit_list(user=self.request.user)
+
+
+class _Echo:
+    def write(self, value):
+        return value
+
+
+EXPORT_FIELDS = ["id", "at", "actor", "action", "objectType", "objectId", "datasetId", "dataset", "remoteAddr", "reason",
+                 "details", "previousHash", "hash"]
+
+
+def _export_row(event: AuditEvent) -> dict:
+    return {
+        "id": event.pk, "at": event.at.isoformat(), "actor": event.actor_name, "action": event.action,
+        "objectType": event.object_type, "objectId": event.object_id, "datasetId": event.dataset_id,
+        "dataset": event.dataset.qualified_name if event.dataset else None, "remoteAddr": event.remote_addr,
+        "reason": event.reason, "details": event.details, "previousHash": event.previous_hash, "hash": event.hash,
+    }
+
+
+class _AuditExportApi(APIView):
+    """Streams the (filtered) trail, oldest first, without holding it in memory."""
+
+    content_type = ""
+    extension = ""
+
+    def _events(self, request):
+        _require_audit_reader(request.user)
+        filterset = AuditFilterSet(request.query_params, queryset=selectors.audit_list(user=request.user), request=request)
+        if not filterset.is_valid():
+            raise exceptions.ValidationError(filterset.errors)
+        return filterset.qs.order_by("id").iterator(chunk_size=2000)
+
+    def get(self, request):
+        response = StreamingHttpResponse(self.stream(self._events(request)), content_type=self.content_type)
+        stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
+        response["Content-Disposition"] = f'attachment; filename="audit-{stamp}.{self.extension}"'
+        return response
+
+
+class AuditExportCsvApi(_AuditExportApi):
+    content_type = "text/csv; charset=utf-8"
+    extension = "csv"
+
+    @extend_schema(
+        parameters=AUDIT_FILTER_PARAMETERS,
+        responses={(200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="One row per event; details as JSON.")},
+        description="The trail as CSV, oldest first, with the same filters as the list.",
+    )
+    def get(self, request):
+        return super().get(request)
+
+    @staticmethod
+    def stream(events):
+        writer = csv.writer(_Echo())
+        yield writer.writerow(EXPORT_FIELDS)
+        for event in events:
+            row = _export_row(event)
+            row["details"] = json.dumps(row["details"], sort_keys=True)
+            yield writer.writerow(["" if row[name] is None else row[name] for name in EXPORT_FIELDS])
+
+
+class AuditExportJsonApi(_AuditExportApi):
+    content_type = "application/json"
+    extension = "json"
+
+    @extend_schema(
+        parameters=AUDIT_FILTER_PARAMETERS,
+        responses={(200, "application/json"): AuditEventSerializer(many=True)},
+        description="The trail as one JSON array, oldest first, with the same filters as the list.",
+    )
+    def get(self, request):
+        return super().get(request)
+
+    @staticmethod
+    def stream(events):
+        yield "["
+        for index, event in enumerate(events):
+            yield ("," if index else "") + "\n" + json.dumps(_export_row(event), sort_keys=True, default=str)
+        yield "\n]\n"
+
+
+class AuditVerifyApi(APIView):
+    @extend_schema(
+        responses=ChainReportSerializer,
+        description="Recompute the hash chain: intact, or the first event that was edited, deleted or inserted.",
+    )
+    def get(self, request):
+        from access.audit import audit_verify
+
+        _require_audit_reader(request.user)
+        return Response(ChainReportSerializer(audit_verify()).data)
+
+
+# Periodic access reviews -------------------------------------------------------------------------
+
+
+def _reviewed_dataset(user, dataset_id):
+    dataset = catalog_selectors.dataset_get(user=user, pk=dataset_id)
+    if not policies.can_review_dataset_access(user, dataset):
+        raise PermissionDenied("The dataset's owners (and admins) review its access.")
+    return dataset
+
+
+def _last_confirmation(dataset):
+    return AuditEvent.objects.filter(action="access_review.confirmed", dataset=dataset).order_by("-id").first()
+
+
+class DatasetAccessReviewApi(APIView):
+    @extend_schema(
+        responses=DatasetAccessReviewSerializer,
+        description="Standing (company roles with read or write) and live just-in-time access to a dataset, for its owners.",
+    )
+    def get(self, request, dataset_id):
+        dataset = _reviewed_dataset(request.user, dataset_id)
+        review = selectors.dataset_access_review(user=request.user, dataset=dataset)
+        last = _last_confirmation(dataset)
+        return Response(DatasetAccessReviewSerializer({
+            "dataset": dataset, "roles": review["roles"], "grants": review["grants"],
+            "lastConfirmedAt": last.at if last else None, "lastConfirmedBy": last.actor_name if last else None,
+        }).data)
+
+
+class DatasetAccessReviewConfirmApi(APIView):
+    @extend_schema(
+        request=NoteSerializer,
+        responses=AccessReviewConfirmedSerializer,
+        description="The owner confirms the access as reviewed (audited as `access_review.confirmed`), with an optional `note`.",
+    )
+    def post(self, request, dataset_id):
+        dataset = _reviewed_dataset(request.user, dataset_id)
+        note = _parsed(NoteSerializer, request).validated_data["note"]
+        grants.dataset_access_review_confirm(principal=request.user, dataset=dataset, note=note, remote_addr=_remote_addr(request))
+        last = _last_confirmation(dataset)
+        return Response(AccessReviewConfirmedSerializer({
+            "dataset": dataset, "confirmedAt": last.at, "confirmedBy": last.actor_name, "note": last.reason,
+        }).data)

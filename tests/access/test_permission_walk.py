@@ -1,0 +1,395 @@
+"""Walk every URL of the project as every company role, an admin, a signed-in user without a
+role and an anonymous outsider, and compare what each gets with an explicit table.
+
+New URLs fail this test until they are classified in ``EXPECTED`` (by URL name, or by route
+for unnamed patterns) and until ``fill`` knows what to put in their path parameters, so no
+endpoint goes unchecked. Every request runs in a savepoint that is rolled back, so each one
+sees the same objects (an approval by one principal does not change what the next one sees).
+
+An outcome is *access* when the answer is 2xx, or a redirect anywhere but the login page;
+*refused* when it is 401, 403, 404, 405 or a redirect to the login page; a 400 is neither
+(the empty body was refused before or after the permission check; nothing happened).
+A principal the table allows must get access on GET and must not be refused on a write;
+anyone else must never get access, and must not write an audit event.
+"""
+
+import re
+
+import pytest
+from django.apps import apps
+from django.contrib.contenttypes.models import ContentType
+from django.db import transaction
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver
+from rest_framework.views import APIView
+
+from access import grants
+from access.models import AuditEvent, RolePermission
+from access.roles import COMPANY_ROLES
+from catalog.models import ColumnSuggestion, Connection, SyncRun
+from tests.factories import StoreFactory, UserFactory, column_payload, dataset_create
+
+ROLES = [slug for slug, *_ in COMPANY_ROLES]
+PRINCIPALS = ROLES + ["admin", "no_role", "anonymous"]
+
+# Who is who in the scene built by ``scene`` below.
+SIGNED_IN = frozenset(ROLES + ["admin", "no_role"])
+ANYONE = frozenset(PRINCIPALS)
+NOBODY = frozenset()
+ADMIN = frozenset({"admin"})
+# The dataset is prod and Sensitive: every role's standing gives metadata there, except the
+# aggregated-only ones (product managers, executives) and the user without a role.
+SEES_DATASET = frozenset(ROLES + ["admin"]) - {"product_manager", "executive"}
+REGISTRARS = frozenset({"data_engineer", "platform_engineer", "admin"})
+OWNER = "data_engineer"  # owns the dataset
+EDITS_DATASET = REGISTRARS  # registrars edit every dataset; the owner is one of them
+STORE_MANAGERS = frozenset({"platform_engineer", "admin"})
+AUDITORS = frozenset({"security_engineer", "admin"})
+REQUESTER = "data_scientist"  # asked to read the Sensitive dataset (pending)
+SEES_REQUEST = frozenset({REQUESTER, OWNER, "security_engineer", "admin"})
+APPROVERS = frozenset({OWNER, "admin"})  # Sensitive: no security approval needed
+HOLDER = "software_engineer"  # holds a live break-glass grant on the dataset
+SEES_GRANT = frozenset({HOLDER, OWNER, "security_engineer", "admin"})
+BREAK_GLASS_REVIEWERS = frozenset({OWNER, "admin"})
+BREAK_GLASS_ROLES = frozenset({"software_engineer", "ops_engineer", "platform_engineer"})
+# May ask for read on prod Sensitive just in time (standing is metadata for all of them).
+MAY_REQUEST = frozenset({"data_scientist", "security_engineer", "software_engineer", "data_analyst",
+                         "data_engineer", "platform_engineer", "ops_engineer"})
+
+
+def rule(get, post=None, note="", only_refusals=False, checked=True):
+    """``get``: who gets access on GET; ``post``: who may write (default: the same).
+    ``only_refusals``: only check that nobody else gets access (the view refuses even some of
+    those, by its own finer rules). ``checked=False``: only server errors are checked."""
+    return {"get": frozenset(get), "post": frozenset(get if post is None else post), "note": note,
+            "only_refusals": only_refusals, "checked": checked}
+
+
+# Staff only (the admin is the only staff member here); each ModelAdmin refuses more itself
+# (append-only models have no add or delete, not even for superusers).
+ADMIN_SITE = rule(ADMIN, only_refusals=True, note="Django admin")
+
+EXPECTED = {
+    # Sign-in, schema and docs are public.
+    "login": rule(ANYONE),
+    "logout": rule(ANYONE, checked=False, note="POST only; signing out protects nothing"),
+    "schema": rule(ANYONE, post=NOBODY),
+    "api-docs": rule(ANYONE, post=NOBODY),
+    "admin:*": ADMIN_SITE,
+    "admin:login": rule(ANYONE, note="the admin's own sign-in page"),
+    "admin:logout": rule(ANYONE, checked=False, note="signing out protects nothing"),
+    "admin:view_on_site": rule(ADMIN, only_refusals=True, note="404 for models without a page"),
+    # Catalog API.
+    "api:dataset-list": rule(SIGNED_IN, post=REGISTRARS),
+    "api:dataset-detail": rule(SEES_DATASET),
+    "api:dataset-version-list": rule(SEES_DATASET),
+    "api:dataset-version-detail": rule(SEES_DATASET),
+    "api:dataset-diff": rule(SEES_DATASET),
+    "api:store-list": rule(SIGNED_IN, post=STORE_MANAGERS),
+    "api:store-detail": rule(SIGNED_IN, post=STORE_MANAGERS),
+    "api:store-connection": rule(STORE_MANAGERS),
+    "api:store-connection-test": rule(NOBODY, post=STORE_MANAGERS),
+    "api:store-sync-list": rule(SIGNED_IN, post=STORE_MANAGERS),
+    "api:sync-run-detail": rule(SIGNED_IN),
+    "api:sync-run-event-list": rule(SIGNED_IN),
+    "api:suggestion-list": rule(SIGNED_IN),
+    "api:suggestion-accept": rule(NOBODY, post=EDITS_DATASET),
+    "api:suggestion-reject": rule(NOBODY, post=EDITS_DATASET),
+    "api:openlineage": rule(NOBODY, post=REGISTRARS),
+    "api/v1/lineage/": rule(NOBODY, post=REGISTRARS, note="OpenLineage path with a slash"),
+    "api:lineage-violation-list": rule(SIGNED_IN),
+    "api:lineage-job-list": rule(SIGNED_IN),
+    "api:dataset-lineage": rule(SEES_DATASET),
+    "api:column-lineage": rule(SEES_DATASET),
+    # Access API.
+    "access-api:matrix-list": rule(SIGNED_IN),
+    "access-api:matrix-cell": rule(SIGNED_IN, post=ADMIN),
+    "access-api:request-list": rule(SIGNED_IN, post=MAY_REQUEST - {REQUESTER}),
+    "access-api:request-detail": rule(SEES_REQUEST),
+    "access-api:request-approve": rule(NOBODY, post=APPROVERS),
+    "access-api:request-deny": rule(NOBODY, post=APPROVERS),
+    "access-api:request-cancel": rule(NOBODY, post={REQUESTER}),
+    "access-api:approval-queue": rule(SIGNED_IN),
+    "access-api:grant-list": rule(SIGNED_IN),
+    "access-api:grant-detail": rule(SEES_GRANT),
+    "access-api:grant-revoke": rule(NOBODY, post=SEES_GRANT),
+    "access-api:grant-extend": rule(NOBODY, post={HOLDER}),
+    "access-api:grant-review": rule(NOBODY, post=BREAK_GLASS_REVIEWERS),
+    "access-api:break-glass": rule(NOBODY, post=BREAK_GLASS_ROLES),
+    "access-api:decide": rule(SEES_DATASET),
+    "access-api:audit-list": rule(AUDITORS),
+    "access-api:audit-export-csv": rule(AUDITORS),
+    "access-api:audit-export-json": rule(AUDITORS),
+    "access-api:audit-verify": rule(AUDITORS),
+    "access-api:access-review": rule({OWNER, "admin"}),
+    "access-api:access-review-confirm": rule(NOBODY, post={OWNER, "admin"}),
+    # Catalog pages.
+    "catalog:dataset-list": rule(SIGNED_IN),
+    "catalog:dataset-create": rule(REGISTRARS),
+    "catalog:dataset-detail": rule(SEES_DATASET),
+    "catalog:dataset-edit": rule(EDITS_DATASET),
+    "catalog:dataset-diff": rule(SEES_DATASET),
+    "catalog:dataset-version-detail": rule(SEES_DATASET),
+    "catalog:store-list": rule(SIGNED_IN),
+    "catalog:store-create": rule(STORE_MANAGERS),
+    "catalog:store-detail": rule(SIGNED_IN),
+    "catalog:store-edit": rule(STORE_MANAGERS),
+    "catalog:connection-edit": rule(STORE_MANAGERS),
+    "catalog:connection-delete": rule(NOBODY, post=STORE_MANAGERS),
+    "catalog:connection-test": rule(NOBODY, post=STORE_MANAGERS),
+    "catalog:store-sync": rule(NOBODY, post=STORE_MANAGERS),
+    "catalog:sync-run-detail": rule(SIGNED_IN),
+    "catalog:sync-run-progress": rule(SIGNED_IN),
+    "catalog:suggestion-list": rule(SIGNED_IN),
+    "catalog:suggestion-count": rule(SIGNED_IN),
+    "catalog:suggestion-accept": rule(NOBODY, post=EDITS_DATASET),
+    "catalog:suggestion-reject": rule(NOBODY, post=EDITS_DATASET),
+    "lineage:column-impact": rule(SEES_DATASET),
+    "lineage:violation-list": rule(SIGNED_IN),
+    # Access pages.
+    "access:role-matrix": rule(SIGNED_IN),
+    "access:role-cell-edit": rule(ADMIN),
+    "access:request-create": rule(SEES_DATASET, post=MAY_REQUEST - {REQUESTER} | {"admin"}),
+    "access:my-access": rule(SIGNED_IN),
+    "access:approval-queue": rule(SIGNED_IN),
+    "access:approval-count": rule(SIGNED_IN),
+    "access:request-detail": rule(SEES_REQUEST),
+    "access:request-review": rule(NOBODY, post=APPROVERS),
+    "access:request-cancel": rule(NOBODY, post={REQUESTER}),
+    "access:grant-detail": rule(SEES_GRANT),
+    "access:grant-revoke": rule(NOBODY, post=SEES_GRANT),
+    "access:grant-extend": rule(NOBODY, post={HOLDER}),
+    "access:break-glass-review": rule(NOBODY, post=BREAK_GLASS_REVIEWERS),
+    "access:break-glass": rule(BREAK_GLASS_ROLES),
+    "access:audit-list": rule(AUDITORS),
+    "access:audit-export-csv": rule(AUDITORS),
+    "access:audit-export-json": rule(AUDITORS),
+    "access:audit-verify": rule(AUDITORS),
+    "access:access-review": rule({OWNER, "admin"}),
+}
+
+
+# Query strings some GET endpoints need to answer at all.
+QUERIES = {
+    "api:dataset-diff": lambda scene: "?from=1&to=1",
+    "access-api:decide": lambda scene: f"?dataset={scene['dataset'].pk}&action=read",
+}
+
+
+# The URL tree ------------------------------------------------------------------------------------
+
+
+def url_patterns():
+    """``[(key, route, pattern)]`` for every pattern: key is the namespaced name, or the route
+    for unnamed patterns."""
+    found = []
+
+    def walk(resolver, prefix, namespace):
+        for entry in resolver.url_patterns:
+            if isinstance(entry, URLResolver):
+                inner = f"{namespace}:{entry.namespace}" if namespace and entry.namespace else (entry.namespace or namespace)
+                walk(entry, prefix + str(entry.pattern), inner)
+            elif isinstance(entry, URLPattern):
+                route = prefix + str(entry.pattern)
+                name = f"{namespace}:{entry.name}" if namespace and entry.name else entry.name
+                found.append((name or route, route, entry))
+
+    walk(get_resolver(), "", "")
+    return found
+
+
+def rule_for(key):
+    if key in EXPECTED:
+        return EXPECTED[key]
+    if key.startswith("admin:") or key.startswith("admin/"):
+        return EXPECTED["admin:*"]
+    return None
+
+
+PARAMETER = re.compile(r"<(?:(?P<converter>\w+):)?(?P<name>\w+)>|\(\?P<(?P<group>\w+)>[^)]*\)")
+
+
+def _admin_object_id(route):
+    match = re.match(r"admin/(\w+)/(\w+)/", route)
+    model = apps.get_model(match.group(1), match.group(2))
+    obj = model._default_manager.order_by("pk").first()
+    return str(obj.pk) if obj else "0"  # a missing object: the admin redirects staff to its index
+
+
+def fill(route, scene):
+    """The route as a URL, its parameters filled with the scene's objects, or None with the
+    parameter it could not fill."""
+    by_segment = {
+        ("datasets", "pk"): scene["dataset"].pk,
+        ("versions", "number"): scene["dataset"].current_version.number,
+        ("columns", "column_id"): scene["column"].pk,
+        ("stores", "pk"): scene["store"].pk,
+        ("syncs", "pk"): scene["run"].pk,
+        ("suggestions", "pk"): scene["suggestion"].pk,
+        ("requests", "pk"): scene["request"].pk,
+        ("grants", "pk"): scene["grant"].pk,
+        ("matrix", "pk"): scene["cell"].pk,
+        ("roles", "pk"): scene["cell"].pk,
+        ("request", "dataset_pk"): scene["dataset"].pk,
+        ("break-glass", "dataset_pk"): scene["dataset"].pk,
+        ("reviews", "dataset_pk"): scene["dataset"].pk,
+        ("reviews", "dataset_id"): scene["dataset"].pk,
+        ("r", "content_type_id"): ContentType.objects.get_for_model(type(scene["dataset"])).pk,
+        ("user", "id"): scene["users"]["admin"].pk,
+    }
+    missing = []
+
+    def value(match):
+        name = match.group("name") or match.group("group")
+        segments = [s for s in route[:match.start()].split("/") if s]
+        previous = segments[-1] if segments else ""
+        if route.startswith("admin/"):
+            if name == "object_id":  # view_on_site takes the dataset; model pages their own objects
+                return str(scene["dataset"].pk) if route.startswith("admin/r/") else _admin_object_id(route)
+            if name == "app_label":
+                return "catalog"
+            if name == "url":
+                return "no-such-page/"
+        found = by_segment.get((previous, name))
+        if found is None:
+            missing.append(f"{name} (after '{previous}/')")
+            return "?"
+        return str(found)
+
+    url = "/" + PARAMETER.sub(lambda m: str(value(m)), route).replace("^", "").replace("$", "")
+    return (None, missing) if missing else (url, [])
+
+
+# The scene ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def scene(db):
+    users = {slug: UserFactory(username=f"walk_{slug}", roles=[slug]) for slug in ROLES}
+    users["admin"] = UserFactory(username="walk_admin", is_staff=True, is_superuser=True)
+    users["no_role"] = UserFactory(username="walk_nobody")
+    store = StoreFactory(name="walkstore", environment="prod", platform="postgresql")
+    Connection.objects.create(store=store, host="127.0.0.1", port=1, database="nowhere", username="nobody")
+    dataset = dataset_create(
+        principal=users[OWNER], store=store, name="sales.orders", owners=[users[OWNER].username],
+        columns=[column_payload("order_id"), column_payload("email", sensitivity="Sensitive")],
+    )
+    column = dataset.columns.get(name="email")
+    run = SyncRun.objects.create(store=store, status="succeeded", trigger="manual")
+    suggestion = ColumnSuggestion.objects.create(
+        dataset=dataset, column=dataset.columns.get(name="order_id"), label="email", sensitivity=2, confidence=0.9,
+        evidence={"name": "test"}, run=run,
+    )
+    request = grants.access_request_create(
+        principal=users[REQUESTER], dataset=dataset, level="read", duration=4,
+        justification="Quarterly churn analysis", ticket="OPS-1",
+    )
+    grant = grants.break_glass_activate(
+        principal=users[HOLDER], dataset=dataset, level="read", reason="Incident 42: orders stuck", minutes=30,
+    )
+    cell = RolePermission.objects.get(role__slug="data_scientist", environment="prod", sensitivity=2)
+    return {"users": users, "store": store, "dataset": dataset, "column": column, "run": run, "suggestion": suggestion,
+            "request": request, "grant": grant, "cell": cell}
+
+
+# The walk ----------------------------------------------------------------------------------------
+
+
+def write_methods(pattern):
+    """The write methods to try: the ones a DRF view implements; POST for Django views (they
+    say themselves which methods they take)."""
+    view_class = getattr(pattern.callback, "view_class", None) or getattr(pattern.callback, "cls", None)
+    if view_class is not None and issubclass(view_class, APIView):
+        return [m for m in ("post", "put", "patch", "delete") if hasattr(view_class, m)]
+    return ["post"]
+
+
+def is_api(pattern) -> bool:
+    view_class = getattr(pattern.callback, "view_class", None) or getattr(pattern.callback, "cls", None)
+    return view_class is not None and issubclass(view_class, APIView)
+
+
+def outcome(response, *, form_post: bool) -> str:
+    status = response.status_code
+    if form_post and status == 200:
+        return "invalid"  # a page's form shown again with its errors; success redirects
+    if 200 <= status < 300:
+        return "access"
+    if status in (301, 302, 303, 307, 308):
+        location = response.get("Location", "")
+        return "refused" if "/login/" in location else "access"
+    if status in (401, 403, 404, 405):
+        return "refused"
+    if status == 400:
+        return "invalid"
+    return f"error {status}"
+
+
+def _request(client, method, url):
+    with transaction.atomic():
+        before = AuditEvent.objects.count()
+        response = client.generic(method.upper(), url, data=b"", content_type="application/json")
+        if hasattr(response, "streaming_content"):
+            b"".join(response.streaming_content)
+        wrote = AuditEvent.objects.count() > before
+        transaction.set_rollback(True)
+    return response, wrote
+
+
+def test_every_url_is_classified_and_fillable(scene):
+    problems = []
+    for key, route, _ in url_patterns():
+        if rule_for(key) is None:
+            problems.append(f"{key!r} ({route}) is missing from EXPECTED: say who may use it")
+        _, missing = fill(route, scene)
+        if missing:
+            problems.append(f"{key!r} ({route}): no value for {', '.join(missing)}; add it to fill()")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("principal", PRINCIPALS)
+def test_walk_every_url(scene, principal):
+    user = scene["users"].get(principal)
+    client = Client()
+    if user is not None:
+        client.force_login(user)
+    problems = []
+    for key, route, pattern in url_patterns():
+        expected = rule_for(key)
+        url, missing = fill(route, scene)
+        if expected is None or missing:
+            continue  # reported by test_every_url_is_classified_and_fillable
+        for method in ["get"] + write_methods(pattern):
+            allowed = principal in expected["get" if method == "get" else "post"]
+            target = url + (QUERIES[key](scene) if method == "get" and key in QUERIES else "")
+            response, wrote_audit = _request(client, method, target)
+            if "logout" in key and user is not None:
+                client.force_login(user)
+            got = outcome(response, form_post=method != "get" and not is_api(pattern))
+            if got.startswith("error"):
+                problems.append(f"{method.upper()} {target} [{key}] -> {got}")
+            elif not expected["checked"] or (allowed and expected["only_refusals"]):
+                pass
+            elif allowed and method == "get" and got != "access":
+                problems.append(f"GET {target} [{key}] -> {response.status_code}, expected access")
+            elif allowed and method != "get" and got == "refused":
+                problems.append(f"{method.upper()} {target} [{key}] -> {response.status_code}, expected to be let in")
+            elif not allowed and got == "access":
+                problems.append(f"{method.upper()} {target} [{key}] -> {response.status_code}, must be refused")
+            elif not allowed and wrote_audit:
+                problems.append(f"{method.upper()} {target} [{key}] wrote an audit event, must be refused")
+    assert not problems, f"{principal}:\n" + "\n".join(problems)
+
+
+def test_anonymous_gets_nothing_but_sign_in_schema_and_docs():
+    checked = {key: entry for key, entry in EXPECTED.items() if entry["checked"]}
+    assert set(EXPECTED) - set(checked) == {"logout", "admin:logout"}
+    assert {key for key, entry in checked.items() if "anonymous" in entry["get"]} == {"login", "schema", "api-docs", "admin:login"}
+    assert {key for key, entry in checked.items() if "anonymous" in entry["post"]} == {"login", "admin:login"}
+
+
+def test_the_audit_trail_and_the_matrix_edit_are_classified_narrowly():
+    audit = {key for key in EXPECTED if "audit" in key}
+    assert audit and all(EXPECTED[key]["get"] | EXPECTED[key]["post"] <= AUDITORS for key in audit)
+    assert EXPECTED["access-api:matrix-cell"]["post"] == ADMIN
+    assert EXPECTED["access:role-cell-edit"]["post"] == ADMIN
