@@ -84,6 +84,7 @@ def prepare() -> dict:
     from catalog.models import DataStore
 
     call_command("migrate", interactive=False, verbosity=0)
+    call_command("collectstatic", interactive=False, verbosity=0)  # pages render with the production manifest
     role_ensure_defaults()
     stores = {}
     for environment in ENVIRONMENTS:
@@ -237,12 +238,12 @@ def pages_measure(user_id: int, repeats: int) -> list[dict]:
     user = User.objects.get(pk=user_id)
     pages = []
     candidates = [
-        ("approval queue, first page (owner of 5,000 pending)", user, "access:approvals", ""),
-        ("approval queue API, first page", user, "access-api:approval-list", ""),
-        ("audit trail, first page (1M events)", admin, "access:audit", ""),
-        ("audit trail, filtered by action", admin, "access:audit", "?action=grant.revoked"),
-        ("audit trail, filtered by actor", admin, "access:audit", "?actor=many-roles"),
-        ("audit trail, filtered by dataset", admin, "access:audit", "?dataset=4242"),
+        ("approval queue, first page (owner of 5,000 pending)", user, "access:approval-queue", ""),
+        ("approval queue API, first page", user, "access-api:approval-queue", ""),
+        ("audit trail, first page", admin, "access:audit-list", ""),
+        ("audit trail, filtered by action", admin, "access:audit-list", "?action=grant.revoked"),
+        ("audit trail, filtered by actor", admin, "access:audit-list", "?actor=many-roles"),
+        ("audit trail, filtered by dataset", admin, "access:audit-list", "?dataset=bench-dev.s.t4242"),
         ("audit API, first page", admin, "access-api:audit-list", ""),
         ("audit API, filtered by action", admin, "access-api:audit-list", "?action=grant.revoked"),
         ("dataset list API (many-roles user)", user, "api:dataset-list", ""),
