@@ -82,7 +82,14 @@ class DatasetDetailApi(generics.RetrieveAPIView):
     serializer_class = DatasetDetailSerializer
 
     def get_object(self):
-        return selectors.dataset_get(user=self.request.user, pk=self.kwargs["pk"])
+        from access.grants import restricted_metadata_viewed  # access builds on the catalog
+
+        dataset = selectors.dataset_get(user=self.request.user, pk=self.kwargs["pk"])
+        # Reading Restricted column metadata is audited, through the API as on the page.
+        restricted_metadata_viewed(
+            principal=self.request.user, dataset=dataset, remote_addr=self.request.META.get("REMOTE_ADDR", ""), via="api"
+        )
+        return dataset
 
 
 class DatasetVersionListApi(generics.ListAPIView):

@@ -536,3 +536,27 @@ def test_the_openapi_schema_lists_the_access_endpoints(db):
     assert "patch" in schema["paths"]["/api/v1/access/matrix/{id}/"]
     create = schema["components"]["schemas"]["AccessRequestCreateRequest"]["properties"]
     assert set(create) == {"dataset", "level", "columns", "durationHours", "justification", "ticket"}
+
+
+def test_reading_a_restricted_dataset_through_the_api_is_audited(db):
+    from rest_framework.test import APIClient
+
+    from access.models import AuditEvent
+    from catalog.services import dataset_register
+    from tests.factories import StoreFactory, UserFactory
+
+    StoreFactory(name="vault", environment="prod")
+    owner = UserFactory(username="olive", roles=["data_engineer"])
+    dataset, _ = dataset_register(principal=owner, payload={
+        "name": "secrets.passwords", "store": "vault", "registeredBy": "test",
+        "columns": [{"name": "hash", "type": "STRING", "mode": "REQUIRED", "sensitivity": "Restricted", "protection": "Hashed"}],
+    })
+    reader = UserFactory(username="sami", roles=["security_engineer"])
+    client = APIClient()
+    client.force_authenticate(reader)
+
+    response = client.get(f"/api/v1/datasets/{dataset.pk}/", REMOTE_ADDR="10.1.2.3")
+
+    assert response.status_code == 200
+    event = AuditEvent.objects.get(action="metadata.restricted_viewed")
+    assert (event.actor_name, event.dataset_id, event.remote_addr, event.details) == ("sami", dataset.pk, "10.1.2.3", {"via": "api"})
