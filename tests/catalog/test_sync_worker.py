@@ -77,8 +77,8 @@ def broker(redis_client, settings):
     from config.celery import app
 
     assert app.conf.broker_url == settings.REDIS_URL and app.conf.broker_url.startswith("redis://")
+    eager = app.conf.task_always_eager  # read before the settings change: the conf may read through to them
     settings.CELERY_TASK_ALWAYS_EAGER = False
-    eager = app.conf.task_always_eager
     app.conf.task_always_eager = False
     _purge(app, redis_client)
     yield app
