@@ -453,7 +453,10 @@ class _AuditExportApi(APIView):
         return filterset.qs.order_by("id").iterator(chunk_size=2000)
 
     def get(self, request):
-        response = StreamingHttpResponse(self.stream(self._events(request)), content_type=self.content_type)
+        events = self._events(request)
+        grants.audit_exported(principal=request.user, fmt=self.extension, filters=request.query_params.dict(),
+                       remote_addr=request.META.get("REMOTE_ADDR", ""))
+        response = StreamingHttpResponse(self.stream(events), content_type=self.content_type)
         stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
         response["Content-Disposition"] = f'attachment; filename="audit-{stamp}.{self.extension}"'
         return response

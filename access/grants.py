@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -139,29 +139,38 @@ def access_request_create(
         errors["dataset"] = ["This dataset is deprecated."]
     if errors:
         raise ValidationError(errors)
-    if decisions.access_decide(principal, "write" if level == AccessLevel.WRITE else "read", dataset, names).via == "standing":
+    held = decisions.access_decide(principal, "write" if level == AccessLevel.WRITE else "read", dataset, names)
+    if held.via == "standing":
         raise ValidationError({"level": ["Your roles already give you this access; nothing to ask for."]})
+    if held.grant is not None and extends is None:
+        raise ValidationError({"level": [
+            f"Your live grant #{held.grant.pk} already gives this access; ask to extend it instead."
+        ]})
     cell, tier = _eligible_cell(principal, dataset, level, names, duration)
     if cell.ticket_required and not ticket:
         raise ValidationError({"ticket": ["This scope needs a ticket reference."]})
     now = timezone.now()
-    with transaction.atomic():
-        if extends is None and AccessRequest.objects.select_for_update().filter(
-            requester=principal, dataset=dataset, status=RequestStatus.PENDING
-        ).exists():
-            raise ValidationError({"dataset": ["You already have a pending request for this dataset."]})
-        request = AccessRequest.objects.create(
-            requester=principal, dataset=dataset, columns=names, level=level,
-            environment=dataset.store.environment, sensitivity=tier, justification=justification,
-            ticket=ticket, duration=duration, approvals_required=cell.approvals_required,
-            security_approval_required=cell.security_approval_required, extends=extends,
-            expires_at=now + timedelta(hours=settings.ACCESS_REQUEST_TTL_HOURS),
-        )
-        audit_record(
-            actor=principal, action="request.created", obj=request, dataset=dataset, reason=justification,
-            remote_addr=remote_addr, details=_request_details(request),
-        )
-        _notify("request_created", request_id=request.pk)
+    duplicate = ValidationError({"dataset": ["You already have a pending request for this dataset."]})
+    try:
+        with transaction.atomic():
+            if extends is None and AccessRequest.objects.filter(
+                requester=principal, dataset=dataset, status=RequestStatus.PENDING, extends__isnull=True
+            ).exists():
+                raise duplicate
+            request = AccessRequest.objects.create(
+                requester=principal, dataset=dataset, columns=names, level=level,
+                environment=dataset.store.environment, sensitivity=tier, justification=justification,
+                ticket=ticket, duration=duration, approvals_required=cell.approvals_required,
+                security_approval_required=cell.security_approval_required, extends=extends,
+                expires_at=now + timedelta(hours=settings.ACCESS_REQUEST_TTL_HOURS),
+            )
+            audit_record(
+                actor=principal, action="request.created", obj=request, dataset=dataset, reason=justification,
+                remote_addr=remote_addr, details=_request_details(request),
+            )
+            _notify("request_created", request_id=request.pk)
+    except IntegrityError:  # two at once: the partial unique constraint lets only one through
+        raise duplicate from None
     return request
 
 
@@ -193,8 +202,6 @@ def access_request_review(*, principal, request: AccessRequest, approve: bool, r
     """One approver's decision. Enough approvals (with a security engineer's where needed)
     approve the request and make its grant; one denial denies it."""
     reason = (reason or "").strip()
-    if not approve and not reason:
-        raise ValidationError({"reason": ["Say why you deny it."]})
     now = timezone.now()
     with transaction.atomic():
         request = _locked_request(request)
@@ -211,6 +218,8 @@ def access_request_review(*, principal, request: AccessRequest, approve: bool, r
             raise PermissionDenied("Only the dataset's owners (and security engineers, for Restricted data) review this request.")
         if request.reviews.filter(reviewer=principal).exists():
             raise ValidationError({"review": ["You already reviewed this request."]})
+        if not approve and not reason:  # after the permission checks: an outsider learns nothing
+            raise ValidationError({"reason": ["Say why you deny it."]})
         as_security = decisions.is_security_engineer(principal)
         review = AccessReview.objects.create(
             request=request, reviewer=principal, decision=ReviewDecision.APPROVE if approve else ReviewDecision.DENY,
@@ -500,6 +509,13 @@ def restricted_metadata_viewed(*, principal, dataset: Dataset, remote_addr: str 
     with transaction.atomic():
         audit_record(actor=principal, action="metadata.restricted_viewed", obj=dataset, dataset=dataset,
                      remote_addr=remote_addr, details={"via": via})
+
+
+def audit_exported(*, principal, fmt: str, filters: dict, remote_addr: str = "") -> None:
+    """Record that someone exported (part of) the audit trail, with the filters they used."""
+    with transaction.atomic():
+        audit_record(actor=principal, action="audit.exported", remote_addr=remote_addr,
+                     details={"format": fmt, "filters": {k: v for k, v in filters.items() if v not in ("", None)}})
 
 
 def approvers_for(request: AccessRequest):

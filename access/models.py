@@ -146,6 +146,12 @@ class AccessRequest(models.Model):
     class Meta:
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["status", "expires_at"]), models.Index(fields=["requester", "-created_at"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["requester", "dataset"], condition=models.Q(status="pending", extends__isnull=True),
+                name="one_pending_request_per_dataset",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"request #{self.pk} by {self.requester} for {self.dataset}"

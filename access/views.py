@@ -603,6 +603,8 @@ def audit_export(request, fmt):
     """The filtered trail as CSV or JSON, streamed (a million events never sit in memory)."""
     _require_audit_reader(request)
     events = _audit_filtered(request, AuditFilterForm(request.GET)).iterator(chunk_size=2000)
+    grants.audit_exported(principal=request.user, fmt=fmt, filters=request.GET.dict(),
+                                 remote_addr=request.META.get("REMOTE_ADDR", ""))
     stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
     if fmt == "csv":
         writer = csv.writer(_Echo())

@@ -484,6 +484,11 @@ def test_audit_exports_stream_csv_and_json(cast):
     events = json.loads(b"".join(response.streaming_content))
     assert [e["id"] for e in events] == sorted(AuditEvent.objects.values_list("id", flat=True))
     assert events[-1]["hash"] == AuditEvent.objects.order_by("id").last().hash
+    exports = list(AuditEvent.objects.filter(action="audit.exported").order_by("id"))
+    assert [(e.actor_name, e.details) for e in exports] == [
+        (cast["security"].username, {"format": "csv", "filters": {"action": "request."}}),
+        (cast["security"].username, {"format": "json", "filters": {}}),
+    ]
 
 
 def test_verify_reports_an_intact_chain(cast):

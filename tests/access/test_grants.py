@@ -261,6 +261,36 @@ def test_outsider_may_not_review(pending, outsider):
     assert fresh(pending).status == RequestStatus.PENDING
 
 
+def test_outsider_denying_without_a_reason_is_refused_for_permission_not_for_the_reason(pending, outsider):
+    with pytest.raises(PermissionDenied):
+        access_request_review(principal=outsider, request=pending, approve=False, reason="")
+    assert fresh(pending).status == RequestStatus.PENDING
+
+
+def test_a_second_pending_request_for_the_same_dataset_is_refused(pending, scientist, sensitive):
+    with pytest.raises(ValidationError) as error:
+        ask(scientist, sensitive, columns=["email"])
+    assert "dataset" in error.value.message_dict
+    assert AccessRequest.objects.count() == 1
+
+
+def test_the_database_keeps_one_pending_request_per_user_and_dataset(pending):
+    from django.db import IntegrityError, transaction
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        AccessRequest.objects.create(
+            requester=pending.requester, dataset=pending.dataset, level=2, environment="prod", sensitivity=2,
+            justification=JUSTIFICATION, duration=timedelta(hours=1), expires_at=timezone.now() + timedelta(hours=1),
+        )
+
+
+def test_asking_again_for_what_a_live_grant_gives_is_refused(scientist, sensitive, owner):
+    grant = granted(scientist, sensitive)
+    with pytest.raises(ValidationError) as error:
+        ask(scientist, sensitive)
+    assert f"grant #{grant.pk}" in error.value.message_dict["level"][0]
+
+
 def test_denial_needs_a_reason(pending, owner):
     with pytest.raises(ValidationError) as error:
         access_request_review(principal=owner, request=pending, approve=False, reason=" ")

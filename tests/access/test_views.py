@@ -401,6 +401,9 @@ def test_audit_exports_csv_and_json_of_the_filtered_events(client, security, ord
     response = client.get(reverse("access:audit-export-json"), {"action": "test.event"})
     events = json.loads(b"".join(response.streaming_content))
     assert len(events) == 3 and {e["action"] for e in events} == {"test.event"} and events[0]["hash"]
+    exported = AuditEvent.objects.filter(action="audit.exported").order_by("id")
+    assert [e.details["format"] for e in exported] == ["csv", "json"]
+    assert exported[0].details["filters"] == {"action": "other.event"} and exported[0].actor_name == security.username
 
 
 def test_verify_chain_shows_intact_then_the_first_altered_event(client, security):
