@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.cache import cache
 from django.db import connection as db_connection
 from django.db import transaction
@@ -379,6 +380,30 @@ def grant_enforce(grant_id: int, *, reapply: bool = False) -> Outcome:
         if grant.enforcement in NEEDS_APPLY or (reapply and grant.enforcement == Enforcement.APPLIED):
             return _apply(grant, now, reapply=reapply and grant.enforcement == Enforcement.APPLIED)
         return _skip(grant, f"Nothing to do ({grant.get_enforcement_display().lower()}).")
+
+
+def grant_enforcement_retry(*, principal, grant: Grant, remote_addr: str = "") -> Grant:
+    """Start over with a grant whose warehouse change failed (after the cause was fixed): the
+    attempts go back to zero and the worker tries again at once. Approvers of the dataset,
+    security engineers and admins may do it."""
+    from access import policies, tasks
+
+    with transaction.atomic():
+        grant = _locked(grant.pk)
+        if not (policies.can_review_request(principal, grant.request) or policies.can_read_audit(principal)):
+            raise PermissionDenied("Only an approver of this dataset, a security engineer or an admin retries it.")
+        if grant.enforcement not in (Enforcement.APPLY_FAILED, Enforcement.REVOKE_FAILED):
+            raise ValidationError({"enforcement": [
+                f"Nothing to retry: the warehouse is {grant.get_enforcement_display().lower()}."
+            ]})
+        previous = grant.enforcement_attempts
+        grant.enforcement_attempts = 0
+        grant.save(update_fields=["enforcement_attempts"])
+        audit_record(actor=principal, action="grant.enforcement_retried", obj=grant, dataset=grant.dataset,
+                     remote_addr=remote_addr, details={"state": grant.enforcement, "attempts_before": previous})
+        grant_id = grant.pk
+        transaction.on_commit(lambda: tasks.grant_enforce.delay(grant_id), robust=True)
+    return grant
 
 
 def grant_apply(grant_id: int) -> Outcome:

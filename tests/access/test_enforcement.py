@@ -12,6 +12,7 @@ from datetime import timedelta
 
 import psycopg
 import pytest
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core import mail
 from django.utils import timezone
 
@@ -274,6 +275,34 @@ def test_reconciler_stops_retrying_at_the_attempt_limit_and_alerts_once_more(
     assert last.gave_up == [grant.pk] and after_limit.gave_up == [grant.pk]
     assert grant.enforcement == Enforcement.APPLY_FAILED and grant.enforcement_attempts == 3
     assert len(mail.outbox) == 2 * 2  # to both approvers: the first failure and the last attempt
+
+
+def test_an_approver_retries_a_grant_that_gave_up_once_the_cause_is_fixed(
+    wh, shop, approver, settings, make_role, django_capture_on_commit_callbacks
+):
+    from access.enforcement import grant_enforcement_retry
+
+    settings.ACCESS_ENFORCE_MAX_ATTEMPTS = 2
+    unmapped = UserFactory(username="noor", roles=["software_engineer"])
+    grant = grant_for(unmapped, approver, shop.customers)
+    with django_capture_on_commit_callbacks(execute=True):
+        grant_apply(grant.pk)
+        grants_reconcile()
+    assert grants_reconcile().gave_up == [grant.pk]
+    with pytest.raises(PermissionDenied):
+        grant_enforcement_retry(principal=unmapped, grant=grant)  # not the holder
+    unmapped.warehouse_role = make_role()
+    unmapped.save(update_fields=["warehouse_role"])
+
+    with django_capture_on_commit_callbacks(execute=True):
+        grant_enforcement_retry(principal=approver, grant=grant)
+
+    grant.refresh_from_db()
+    assert grant.enforcement == Enforcement.APPLIED
+    assert len(as_role(wh, unmapped.warehouse_role, "SELECT id FROM sales.customers")) == 6
+    assert "grant.enforcement_retried" in actions(grant)
+    with pytest.raises(ValidationError):
+        grant_enforcement_retry(principal=approver, grant=grant)  # nothing left to retry
 
 
 def test_reconciler_reports_privileges_granted_by_hand_and_keeps_them(wh, shop, engineer, approver, make_role):
