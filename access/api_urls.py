@@ -26,4 +26,9 @@ urlpatterns = [
     path("access/audit/verify/", apis.AuditVerifyApi.as_view(), name="audit-verify"),
     path("access/reviews/<int:dataset_id>/", apis.DatasetAccessReviewApi.as_view(), name="access-review"),
     path("access/reviews/<int:dataset_id>/confirm/", apis.DatasetAccessReviewConfirmApi.as_view(), name="access-review-confirm"),
+    path("datasets/<int:pk>/stewards/", apis.DatasetStewardListApi.as_view(), name="dataset-steward-list"),
+    path("datasets/<int:pk>/stewards/users/<str:name>/", apis.DatasetStewardApi.as_view(), {"kind": "user"},
+         name="dataset-steward-user"),
+    path("datasets/<int:pk>/stewards/groups/<str:name>/", apis.DatasetStewardApi.as_view(), {"kind": "group"},
+         name="dataset-steward-group"),
 ]

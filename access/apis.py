@@ -29,6 +29,7 @@ from access.serializers import (
     BreakGlassSerializer,
     ChainReportSerializer,
     DatasetAccessReviewSerializer,
+    DatasetStewardsSerializer,
     DecisionSerializer,
     GrantExtendSerializer,
     GrantSerializer,
@@ -36,6 +37,7 @@ from access.serializers import (
     MatrixCellUpdateSerializer,
     NoteSerializer,
     ReasonSerializer,
+    StewardAddSerializer,
     level_name,
 )
 from catalog import selectors as catalog_selectors
@@ -522,7 +524,7 @@ class AuditVerifyApi(APIView):
 def _reviewed_dataset(user, dataset_id):
     dataset = catalog_selectors.dataset_get(user=user, pk=dataset_id)
     if not policies.can_review_dataset_access(user, dataset):
-        raise PermissionDenied("The dataset's owners (and admins) review its access.")
+        raise PermissionDenied("The dataset's owners and stewards (and admins) review its access.")
     return dataset
 
 
@@ -559,3 +561,60 @@ class DatasetAccessReviewConfirmApi(APIView):
         return Response(AccessReviewConfirmedSerializer({
             "dataset": dataset, "confirmedAt": last.at, "confirmedBy": last.actor_name, "note": last.reason,
         }).data)
+
+
+# Stewards ------------------------------------------------------------------------------------------
+
+
+def _stewards_response(user, dataset, status_code=status.HTTP_200_OK) -> Response:
+    stewards = selectors.dataset_stewards(dataset=dataset)
+    return Response(DatasetStewardsSerializer({
+        "dataset": dataset, **stewards, "canChange": policies.can_change_stewards(user, dataset),
+    }).data, status=status_code)
+
+
+class DatasetStewardListApi(APIView):
+    @extend_schema(
+        responses=DatasetStewardsSerializer,
+        description=(
+            "The dataset's stewards: users and groups holding its `steward_dataset` object permission. "
+            "With the owners they approve access requests, run the access review and edit the dataset."
+        ),
+    )
+    def get(self, request, pk):
+        dataset = catalog_selectors.dataset_get(user=request.user, pk=pk)
+        return _stewards_response(request.user, dataset)
+
+    @extend_schema(
+        request=StewardAddSerializer,
+        responses={201: DatasetStewardsSerializer},
+        description="Add a steward: `user` (a username) or `group` (a group name). Owners, registrars and admins.",
+    )
+    def post(self, request, pk):
+        dataset = catalog_selectors.dataset_get(user=request.user, pk=pk)
+        if not policies.can_change_stewards(request.user, dataset):  # before the body: an outsider learns nothing
+            raise PermissionDenied("Only the dataset's owners, registrars or an admin change its stewards.")
+        data = _parsed(StewardAddSerializer, request).validated_data
+        user, group = grants.steward_target_find(username=data["user"], group_name=data["group"])
+        grants.dataset_steward_add(principal=request.user, dataset=dataset, user=user, group=group,
+                                   remote_addr=_remote_addr(request))
+        return _stewards_response(request.user, dataset, status.HTTP_201_CREATED)
+
+
+class DatasetStewardApi(APIView):
+    """One steward: ``kind`` ("user" or "group") comes from the route."""
+
+    @extend_schema(
+        responses={204: None},
+        description="Remove a steward (a user by username, or a group by name). Owners, registrars and admins.",
+    )
+    def delete(self, request, pk, kind, name):
+        dataset = catalog_selectors.dataset_get(user=request.user, pk=pk)
+        if not policies.can_change_stewards(request.user, dataset):
+            raise PermissionDenied("Only the dataset's owners, registrars or an admin change its stewards.")
+        user, group = selectors.dataset_steward_find(dataset=dataset, kind=kind, name=name)
+        if user is None and group is None:
+            raise Http404(f"{name} is not a steward of this dataset.")
+        grants.dataset_steward_remove(principal=request.user, dataset=dataset, user=user, group=group,
+                                      remote_addr=_remote_addr(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -12,7 +12,15 @@ from dataclasses import dataclass
 from django.db.models import Q
 from django.utils import timezone
 
-from access.models import AccessLevel, Grant, GrantStatus, RolePermission
+from access.models import (
+    STEWARD_PERMISSION,
+    AccessLevel,
+    DatasetGroupObjectPermission,
+    DatasetUserObjectPermission,
+    Grant,
+    GrantStatus,
+    RolePermission,
+)
 from access.roles import ENVIRONMENTS, SECURITY_ROLE, TIERS
 from catalog.models import Dataset
 
@@ -25,7 +33,7 @@ ACTIONS = {"metadata": AccessLevel.METADATA, "read": AccessLevel.READ, "write": 
 class Decision:
     allowed: bool
     level: int  # what the user has on this scope now
-    via: str  # "standing", "owner", "grant #N", "admin" or ""
+    via: str  # "standing", "owner", "steward", "grant #N", "admin" or ""
     reason: str = ""
     grant: Grant | None = None
 
@@ -48,14 +56,59 @@ def matrix_cells(user) -> list[RolePermission]:
     return user._matrix_cells
 
 
-def _owns(user, dataset) -> bool:
-    """Owners (stewards) always see their datasets' metadata."""
+def is_owner(user, dataset) -> bool:
+    """One of the dataset's owners (uses a prefetched ``owner_list`` where there is one)."""
     if not getattr(user, "pk", None):
         return False
     owners = getattr(dataset, "owner_list", None)
     if owners is not None:
         return any(owner.pk == user.pk for owner in owners)
     return dataset.owners.filter(pk=user.pk).exists()
+
+
+def steward_dataset_ids(user) -> frozenset[int]:
+    """The datasets the user stewards through django-guardian's ``steward_dataset`` object
+    permission, given to them or to one of their groups. One query, cached on the user object
+    for the rest of the request (like the roles), so list pages stay at a constant count."""
+    if not getattr(user, "pk", None) or not getattr(user, "is_active", False):
+        return frozenset()
+    cached = getattr(user, "_steward_dataset_ids", None)
+    if cached is None:
+        direct = DatasetUserObjectPermission.objects.filter(user_id=user.pk, permission__codename=STEWARD_PERMISSION)
+        via_groups = DatasetGroupObjectPermission.objects.filter(
+            group__user=user.pk, permission__codename=STEWARD_PERMISSION
+        )
+        cached = frozenset(
+            direct.values_list("content_object_id", flat=True).union(
+                via_groups.values_list("content_object_id", flat=True)
+            )
+        )
+        user._steward_dataset_ids = cached
+    return cached
+
+
+def is_steward(user, dataset) -> bool:
+    """The dataset's owners and its stewards (users, and members of steward groups) approve
+    access to it, review it, and edit its metadata. With ``owner_list`` prefetched and the
+    stewardships cached this asks nothing of the database, so lists stay at constant queries."""
+    if getattr(dataset, "owner_list", None) is not None:
+        return is_owner(user, dataset) or dataset.pk in steward_dataset_ids(user)
+    return dataset.pk in steward_dataset_ids(user) or is_owner(user, dataset)
+
+
+def stewarded_filter(user, field: str = "pk") -> Q:
+    """``is_steward`` as a filter on a dataset foreign key (``field``), for querysets: no query
+    of its own, three subqueries in the one that uses it."""
+    if not getattr(user, "pk", None):
+        return Q(pk__in=[])
+    owned = Dataset.owners.through.objects.filter(user_id=user.pk).values("dataset_id")
+    direct = DatasetUserObjectPermission.objects.filter(
+        user_id=user.pk, permission__codename=STEWARD_PERMISSION
+    ).values("content_object_id")
+    via_groups = DatasetGroupObjectPermission.objects.filter(
+        group__user=user.pk, permission__codename=STEWARD_PERMISSION
+    ).values("content_object_id")
+    return Q(**{f"{field}__in": owned}) | Q(**{f"{field}__in": direct}) | Q(**{f"{field}__in": via_groups})
 
 
 def is_aggregated(dataset) -> bool:
@@ -125,8 +178,10 @@ def access_decide(user, action: str, dataset, columns=None, at=None) -> Decision
     level = standing_level(user, environment, sensitivity, is_aggregated(dataset))
     if level >= needed:
         return Decision(True, level, "standing")
-    if needed == AccessLevel.METADATA and _owns(user, dataset):
+    if needed == AccessLevel.METADATA and is_owner(user, dataset):
         return Decision(True, AccessLevel.METADATA, "owner")
+    if needed == AccessLevel.METADATA and dataset.pk in steward_dataset_ids(user):
+        return Decision(True, AccessLevel.METADATA, "steward")
     if getattr(user, "pk", None):
         for grant in active_grants(user, dataset, at):
             # A grant covers what its approvers saw: not columns made more sensitive since.
@@ -143,7 +198,8 @@ def dataset_visibility_filter(user) -> Q | None:
     """A filter on Dataset for what the user may see the metadata of, or None for everything.
 
     The same rule as ``access_decide(user, "metadata", dataset)``, as one query: matrix cells
-    with at least metadata, plus datasets the user holds an active grant on now.
+    with at least metadata, plus datasets the user owns or stewards and those they hold an active
+    grant on now.
     """
     if getattr(user, "is_superuser", False):
         return None
@@ -164,7 +220,7 @@ def dataset_visibility_filter(user) -> Q | None:
         condition |= place
     if getattr(user, "pk", None):
         now = timezone.now()
-        condition |= Q(pk__in=Dataset.owners.through.objects.filter(user_id=user.pk).values("dataset_id"))
+        condition |= stewarded_filter(user)  # owners and stewards
         condition |= Q(pk__in=Grant.objects.filter(
             user=user, status__in=LIVE_STATUSES, starts_at__lte=now, ends_at__gt=now
         ).values("dataset_id"))

@@ -120,6 +120,18 @@ class AccessReviewConfirmForm(AccessFormMixin, forms.Form):
                            help_text="Anything you changed or want on record.")
 
 
+class StewardAddForm(AccessFormMixin, forms.Form):
+    """Name a user or a group (a team); the service checks who may and whether they exist."""
+
+    user = forms.CharField(required=False, max_length=150, label="Username")
+    group = forms.CharField(required=False, max_length=150, label="or group name")
+
+
+class StewardRemoveForm(AccessFormMixin, forms.Form):
+    kind = forms.ChoiceField(choices=[("user", "User"), ("group", "Group")])
+    name = forms.CharField(max_length=150)
+
+
 class RolePermissionForm(AccessFormMixin, forms.Form):
     standing = forms.TypedChoiceField(choices=AccessLevel.choices, coerce=int, label="Standing")
     aggregated_only = forms.BooleanField(required=False, label="Standing covers aggregated datasets only")

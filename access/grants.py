@@ -9,17 +9,22 @@ enforcement and mail are sent after commit.
 from datetime import timedelta
 
 from django.conf import settings
+from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
+from guardian.shortcuts import assign_perm, remove_perm
 
 from access import decisions, policies
 from access.audit import audit_record
 from access.models import (
+    STEWARD_PERMISSION,
     AccessLevel,
     AccessRequest,
     AccessReview,
+    DatasetGroupObjectPermission,
+    DatasetUserObjectPermission,
     Enforcement,
     Grant,
     GrantStatus,
@@ -519,21 +524,106 @@ def audit_exported(*, principal, fmt: str, filters: dict, remote_addr: str = "")
 
 
 def approvers_for(request: AccessRequest):
-    """Who may review a request: the dataset's owners, security engineers for Restricted data
+    """Who may review a request: the dataset's owners and stewards (users, and members of steward
+    groups), security engineers for Restricted data
     (or where the matrix asks for a security approval), and admins; never the requester."""
     from access.models import User
 
-    condition = Q(owned_datasets=request.dataset) | Q(is_superuser=True)
+    stewards = Q(pk__in=DatasetUserObjectPermission.objects.filter(
+        content_object=request.dataset_id, permission__codename=STEWARD_PERMISSION
+    ).values("user_id")) | Q(groups__in=DatasetGroupObjectPermission.objects.filter(
+        content_object=request.dataset_id, permission__codename=STEWARD_PERMISSION
+    ).values("group_id"))
+    condition = Q(owned_datasets=request.dataset) | stewards | Q(is_superuser=True)
     if request.sensitivity >= Sensitivity.RESTRICTED or request.security_approval_required:
         condition |= Q(groups__company_role__slug="security_engineer")
     return User.objects.filter(condition, is_active=True, is_service_account=False).exclude(pk=request.requester_id).distinct()
 
 
 def dataset_access_review_confirm(*, principal, dataset: Dataset, note: str = "", remote_addr: str = "") -> None:
-    """An owner's periodic access review of a dataset: they confirm the access it lists now."""
+    """An owner's or steward's periodic access review of a dataset: they confirm the access it lists now."""
     if not policies.can_review_dataset_access(principal, dataset):
-        raise PermissionDenied("The dataset's owners (or an admin) review its access.")
+        raise PermissionDenied("The dataset's owners and stewards (or an admin) review its access.")
     live = list(Grant.objects.filter(dataset=dataset, status__in=decisions.LIVE_STATUSES).values_list("pk", flat=True))
     with transaction.atomic():
         audit_record(actor=principal, action="access_review.confirmed", obj=dataset, dataset=dataset,
                      reason=(note or "").strip(), remote_addr=remote_addr, details={"live_grants": live})
+
+
+# Stewards ------------------------------------------------------------------------------------
+
+
+def steward_target_find(*, username: str = "", group_name: str = "") -> tuple:
+    """``(user, None)`` or ``(None, group)`` for a username or a group name from a form or a
+    request body, or a ValidationError naming the field."""
+    from access.models import User
+
+    username, group_name = (username or "").strip(), (group_name or "").strip()
+    if bool(username) == bool(group_name):
+        raise ValidationError({"user": ["Name one user or one group."]})
+    if username:
+        user = User.objects.filter(username=username, is_active=True).first()
+        if user is None:
+            raise ValidationError({"user": [f"No active user named {username!r}."]})
+        return user, None
+    group = Group.objects.filter(name=group_name).first()
+    if group is None:
+        raise ValidationError({"group": [f"No group named {group_name!r}."]})
+    return None, group
+
+
+def _steward_target(user, group) -> tuple[str, object]:
+    """("user", user) or ("group", group): exactly one, and a person, not a service account."""
+    if (user is None) == (group is None):
+        raise ValidationError({"user": ["Name one user or one group."]})
+    if user is not None:
+        if not getattr(user, "pk", None) or not user.is_active:
+            raise ValidationError({"user": ["No such active user."]})
+        if user.is_service_account:
+            raise ValidationError({"user": ["Service accounts cannot be stewards; they never review access."]})
+        return "user", user
+    if not isinstance(group, Group) or not group.pk:
+        raise ValidationError({"group": ["No such group."]})
+    return "group", group
+
+
+def _steward_rows(kind: str, target, dataset: Dataset):
+    model, field = (DatasetUserObjectPermission, "user") if kind == "user" else (DatasetGroupObjectPermission, "group")
+    return model.objects.filter(**{field: target}, content_object=dataset, permission__codename=STEWARD_PERMISSION)
+
+
+def _steward_change(*, principal, dataset: Dataset, user, group, add: bool, remote_addr: str) -> None:
+    with transaction.atomic():
+        # The dataset's row lock orders concurrent changes of its stewards (and of its owners).
+        dataset = Dataset.objects.select_for_update(of=("self",)).select_related("store").get(pk=dataset.pk)
+        if not policies.can_change_stewards(principal, dataset):  # before the input: an outsider learns nothing
+            raise PermissionDenied("Only the dataset's owners, registrars or an admin change its stewards.")
+        kind, target = _steward_target(user, group)
+        name = target.username if kind == "user" else target.name
+        exists = _steward_rows(kind, target, dataset).exists()
+        if add and exists:
+            raise ValidationError({kind: [f"{name} is already a steward of {dataset.qualified_name}."]})
+        if not add and not exists:
+            raise ValidationError({kind: [f"{name} is not a steward of {dataset.qualified_name}."]})
+        if add:
+            assign_perm(STEWARD_PERMISSION, target, dataset)
+        else:
+            remove_perm(STEWARD_PERMISSION, target, dataset)
+        audit_record(
+            actor=principal, action="steward.added" if add else "steward.removed", obj=dataset, dataset=dataset,
+            remote_addr=remote_addr, details={kind: name},
+        )
+    if kind == "user":
+        vars(target).pop("_steward_dataset_ids", None)  # this object's cached stewardships are stale now
+
+
+def dataset_steward_add(*, principal, dataset: Dataset, user=None, group=None, remote_addr: str = "") -> None:
+    """Make a user, or every member of a group, a steward of ``dataset``: they review its
+    access requests, run its access review and edit it, like an owner. Stored as django-guardian's
+    ``catalog.steward_dataset`` object permission (direct foreign-key tables), audited."""
+    _steward_change(principal=principal, dataset=dataset, user=user, group=group, add=True, remote_addr=remote_addr)
+
+
+def dataset_steward_remove(*, principal, dataset: Dataset, user=None, group=None, remote_addr: str = "") -> None:
+    """Take a user's or a group's stewardship of ``dataset`` away (audited)."""
+    _steward_change(principal=principal, dataset=dataset, user=user, group=group, add=False, remote_addr=remote_addr)

@@ -2,6 +2,7 @@ import hashlib
 
 from django.contrib.auth.models import AbstractUser, Group
 from django.db import models
+from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
 
 class User(AbstractUser):
@@ -233,6 +234,31 @@ class Grant(models.Model):
 
     def __str__(self) -> str:
         return f"grant #{self.pk}: {self.user} {self.get_level_display().lower()} {self.dataset}"
+
+
+# Stewards ---------------------------------------------------------------------------------
+
+STEWARD_PERMISSION = "steward_dataset"  # catalog.Dataset's custom permission
+
+
+class DatasetUserObjectPermission(UserObjectPermissionBase):
+    """A person's per-object permission on a dataset (django-guardian, direct foreign key):
+    ``steward_dataset`` makes them one of its stewards."""
+
+    content_object = models.ForeignKey("catalog.Dataset", on_delete=models.CASCADE)
+
+    class Meta(UserObjectPermissionBase.Meta):
+        verbose_name = "dataset permission of a user"
+
+
+class DatasetGroupObjectPermission(GroupObjectPermissionBase):
+    """A group's per-object permission on a dataset: every member of a steward group (a team)
+    is a steward."""
+
+    content_object = models.ForeignKey("catalog.Dataset", on_delete=models.CASCADE)
+
+    class Meta(GroupObjectPermissionBase.Meta):
+        verbose_name = "dataset permission of a group"
 
 
 # Audit ------------------------------------------------------------------------------------

@@ -7,10 +7,18 @@ decides on its own. Roles are read once per request and cached on the user objec
 from access.models import Role, RolePermission
 
 
-def _owns(user, dataset) -> bool:
-    from access.decisions import _owns as owns  # decisions reads the matrix, which imports these models
+def is_owner(user, dataset) -> bool:
+    from access import decisions  # decisions reads the matrix, which imports these models
 
-    return owns(user, dataset)
+    return decisions.is_owner(user, dataset)
+
+
+def is_steward(user, dataset) -> bool:
+    """An owner of the dataset, or a steward: a user or a member of a group holding the
+    ``catalog.steward_dataset`` object permission (django-guardian) on it."""
+    from access import decisions
+
+    return decisions.is_steward(user, dataset)
 
 
 def user_roles(user) -> list[Role]:
@@ -41,12 +49,20 @@ def can_register_datasets(user) -> bool:
 
 
 def can_edit_dataset(user, dataset) -> bool:
-    """Registrars edit every dataset; an owner (steward) edits their own."""
+    """Registrars edit every dataset; owners and stewards edit theirs (and decide its
+    classification suggestions)."""
     if can_register_datasets(user):
         return True
     if not can_read_metadata(user) or dataset is None:
         return False
-    return _owns(user, dataset)
+    return is_steward(user, dataset)
+
+
+def can_change_stewards(user, dataset) -> bool:
+    """The dataset's owners, registrars and admins name its stewards (a steward does not name others)."""
+    if not can_read_metadata(user) or getattr(user, "is_service_account", False):
+        return False
+    return can_register_datasets(user) or is_owner(user, dataset)
 
 
 def can_manage_stores(user) -> bool:
@@ -65,20 +81,21 @@ def _is_security_engineer(user) -> bool:
 
 
 def can_review_request(user, request) -> bool:
-    """Approvers: the dataset's owners (stewards), admins, and security engineers where the
+    """Approvers: the dataset's owners and stewards, admins, and security engineers where the
     request touches Restricted data or the matrix asks for a security approval. Never the requester."""
     if not can_read_metadata(user) or getattr(user, "is_service_account", False) or request.requester_id == user.pk:
         return False
-    if user.is_superuser or _owns(user, request.dataset):
+    if user.is_superuser or is_steward(user, request.dataset):
         return True
     return (request.sensitivity >= 3 or request.security_approval_required) and _is_security_engineer(user)
 
 
 def can_revoke_grant(user, grant) -> bool:
-    """The grant's holder, the dataset's owners, security engineers and admins end a grant early."""
+    """The grant's holder, the dataset's owners and stewards, security engineers and admins end a grant early."""
     if not can_read_metadata(user):
         return False
-    return grant.user_id == user.pk or user.is_superuser or _is_security_engineer(user) or _owns(user, grant.dataset)
+    return (grant.user_id == user.pk or user.is_superuser or _is_security_engineer(user)
+            or is_steward(user, grant.dataset))
 
 
 def can_edit_role_matrix(user) -> bool:
@@ -91,8 +108,8 @@ def can_read_audit(user) -> bool:
 
 
 def can_review_dataset_access(user, dataset) -> bool:
-    """Owners (and admins) run the periodic access review of their dataset."""
-    return can_read_metadata(user) and (user.is_superuser or _owns(user, dataset))
+    """Owners and stewards (and admins) run the periodic access review of their dataset."""
+    return can_read_metadata(user) and (user.is_superuser or is_steward(user, dataset))
 
 
 class SystemPrincipal:

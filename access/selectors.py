@@ -4,9 +4,19 @@ from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 from django.utils import timezone
 
 from access import decisions, policies
-from access.models import AccessRequest, AccessReview, AuditEvent, Grant, GrantStatus, RequestStatus, RolePermission
+from access.models import (
+    STEWARD_PERMISSION,
+    AccessRequest,
+    AccessReview,
+    AuditEvent,
+    DatasetGroupObjectPermission,
+    DatasetUserObjectPermission,
+    Grant,
+    GrantStatus,
+    RequestStatus,
+    RolePermission,
+)
 from access.roles import SECURITY_ROLE
-from catalog.models import Dataset
 
 
 def _request_base() -> QuerySet[AccessRequest]:
@@ -24,7 +34,7 @@ def approval_queue(*, user) -> QuerySet[AccessRequest]:
     pending = pending.exclude(Exists(AccessReview.objects.filter(request=OuterRef("pk"), reviewer=user)))
     if user.is_superuser:
         return pending.order_by("created_at", "pk")
-    condition = Q(dataset__in=Dataset.owners.through.objects.filter(user_id=user.pk).values("dataset_id"))
+    condition = decisions.stewarded_filter(user, "dataset")  # owners and stewards (directly or through a group)
     if decisions.is_security_engineer(user):
         condition |= Q(sensitivity__gte=3) | Q(security_approval_required=True)
     return pending.filter(condition).order_by("created_at", "pk")
@@ -36,8 +46,7 @@ def request_visible(*, user) -> QuerySet[AccessRequest]:
         return AccessRequest.objects.none()
     if user.is_superuser or decisions.is_security_engineer(user):
         return _request_base()
-    owned = Dataset.owners.through.objects.filter(user_id=user.pk).values("dataset_id")
-    return _request_base().filter(Q(requester=user) | Q(dataset__in=owned))
+    return _request_base().filter(Q(requester=user) | decisions.stewarded_filter(user, "dataset"))
 
 
 def my_requests(*, user) -> QuerySet[AccessRequest]:
@@ -45,14 +54,13 @@ def my_requests(*, user) -> QuerySet[AccessRequest]:
 
 
 def grant_visible(*, user) -> QuerySet[Grant]:
-    """Grants a user may see: their own; on datasets they own; all for admins and security engineers."""
+    """Grants a user may see: their own; on datasets they own or steward; all for admins and security engineers."""
     base = Grant.objects.select_related("user", "dataset__store", "request", "revoked_by", "reviewed_by")
     if not policies.can_read_metadata(user):
         return Grant.objects.none()
     if user.is_superuser or decisions.is_security_engineer(user):
         return base
-    owned = Dataset.owners.through.objects.filter(user_id=user.pk).values("dataset_id")
-    return base.filter(Q(user=user) | Q(dataset__in=owned))
+    return base.filter(Q(user=user) | decisions.stewarded_filter(user, "dataset"))
 
 
 def my_grants(*, user, live_only: bool = False) -> QuerySet[Grant]:
@@ -65,6 +73,10 @@ def my_grants(*, user, live_only: bool = False) -> QuerySet[Grant]:
 def break_glass_pending_review(*, user) -> QuerySet[Grant]:
     """Break-glass grants still waiting for their after-the-fact review that this user may do."""
     grants = grant_visible(user=user).filter(is_break_glass=True, review_required=True, reviewed_at__isnull=True)
+    # The approver check reads the request's dataset and its owners: loaded here, not per grant.
+    grants = grants.select_related("request__dataset").prefetch_related(
+        Prefetch("request__dataset__owners", to_attr="owner_list")
+    )
     return grants.exclude(user=user).order_by("starts_at")
 
 
@@ -83,7 +95,7 @@ def role_matrix(*, user) -> list[RolePermission]:
 
 
 def dataset_access_review(*, user, dataset) -> dict:
-    """Standing and long-running access to one dataset, for its owners' periodic review."""
+    """Standing and long-running access to one dataset, for its owners' and stewards' periodic review."""
     from access.models import AccessLevel, Role
 
     roles = []
@@ -101,3 +113,33 @@ def dataset_access_review(*, user, dataset) -> dict:
         .order_by("starts_at")
     )
     return {"roles": roles, "grants": grants, "security_role": SECURITY_ROLE, "status_active": GrantStatus.ACTIVE}
+
+
+def dataset_stewards(*, dataset) -> dict:
+    """The dataset's stewards: ``users`` and ``groups`` (by name) holding its ``steward_dataset``
+    object permission (with the groups' members), and the ``owners``. A constant few queries."""
+    users = [
+        row.user for row in DatasetUserObjectPermission.objects.filter(
+            content_object=dataset, permission__codename=STEWARD_PERMISSION
+        ).select_related("user").order_by("user__username")
+    ]
+    groups = [
+        row.group for row in DatasetGroupObjectPermission.objects.filter(
+            content_object=dataset, permission__codename=STEWARD_PERMISSION
+        ).select_related("group").prefetch_related("group__user_set").order_by("group__name")
+    ]
+    return {"users": users, "groups": groups, "owners": sorted(dataset.owners.all(), key=lambda u: u.username)}
+
+
+def dataset_steward_find(*, dataset, kind: str, name: str) -> tuple:
+    """``(user, None)`` or ``(None, group)``: the steward of ``dataset`` of that ``kind`` ("user"
+    or "group") and name, or ``(None, None)`` when there is none."""
+    if kind == "user":
+        row = DatasetUserObjectPermission.objects.filter(
+            content_object=dataset, permission__codename=STEWARD_PERMISSION, user__username=name
+        ).select_related("user").first()
+        return (row.user if row else None), None
+    row = DatasetGroupObjectPermission.objects.filter(
+        content_object=dataset, permission__codename=STEWARD_PERMISSION, group__name=name
+    ).select_related("group").first()
+    return None, (row.group if row else None)

@@ -309,3 +309,42 @@ class AccessReviewConfirmedSerializer(serializers.Serializer):
     confirmedAt = serializers.DateTimeField()
     confirmedBy = serializers.CharField()
     note = serializers.CharField()
+
+
+# Stewards ------------------------------------------------------------------------------------
+
+
+class StewardUserSerializer(serializers.Serializer):
+    username = serializers.CharField()
+    displayName = serializers.CharField(source="display_name")
+
+
+class StewardGroupSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    members = serializers.SerializerMethodField(help_text="Usernames of the group's active members.")
+
+    def get_members(self, group) -> list[str]:
+        return sorted(user.username for user in group.user_set.all() if user.is_active)
+
+
+class DatasetStewardsSerializer(serializers.Serializer):
+    dataset = DatasetRefSerializer()
+    owners = serializers.SerializerMethodField(help_text="Usernames of the owners (they approve like stewards).")
+    users = StewardUserSerializer(many=True, help_text="People holding the steward permission on the dataset.")
+    groups = StewardGroupSerializer(many=True, help_text="Groups whose members are all stewards.")
+    canChange = serializers.BooleanField(help_text="Whether the caller may add or remove stewards.")
+
+    def get_owners(self, value) -> list[str]:
+        return [user.username for user in value["owners"]]
+
+
+class StewardAddSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
+    """One of ``user`` (a username) or ``group`` (a group name)."""
+
+    user = serializers.CharField(required=False, allow_blank=True, default="")
+    group = serializers.CharField(required=False, allow_blank=True, default="")
+
+    def validate(self, attrs):
+        if bool(attrs["user"].strip()) == bool(attrs["group"].strip()):
+            raise serializers.ValidationError({"user": ["Name one user or one group."]})
+        return attrs

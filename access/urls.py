@@ -24,4 +24,6 @@ urlpatterns = [
     path("audit/export.json", views.audit_export, {"fmt": "json"}, name="audit-export-json"),
     path("audit/verify/", views.audit_chain_verify, name="audit-verify"),
     path("reviews/<int:dataset_pk>/", views.access_review, name="access-review"),
+    path("reviews/<int:dataset_pk>/stewards/add/", views.steward_add, name="steward-add"),
+    path("reviews/<int:dataset_pk>/stewards/remove/", views.steward_remove, name="steward-remove"),
 ]

@@ -37,6 +37,8 @@ from access.forms import (
     GrantRevokeForm,
     ReviewForm,
     RolePermissionForm,
+    StewardAddForm,
+    StewardRemoveForm,
 )
 from access.models import AccessLevel, AuditEvent, RequestStatus, ReviewDecision, RolePermission
 from access.roles import ENVIRONMENTS, TIERS
@@ -641,25 +643,84 @@ def audit_chain_verify(request):
 # Periodic access review ----------------------------------------------------------------------
 
 
-@login_required
-@require_http_methods(["GET", "POST"])
-def access_review(request, dataset_pk):
-    """An owner's periodic review: standing access by role, and live grants to confirm or end."""
+def _access_review_page(request, dataset, *, form=None, steward_form=None, status=200):
+    review = selectors.dataset_access_review(user=request.user, dataset=dataset)
+    for grant in review["grants"]:
+        grant.long_running = grant.ends_at - grant.starts_at > timedelta(days=1)
+    last = AuditEvent.objects.filter(dataset=dataset, action="access_review.confirmed").order_by("-id").first()
+    can_change_stewards = policies.can_change_stewards(request.user, dataset)
+    return render(request, "access/access_review.html", {
+        "dataset": dataset, "review": review, "form": form or AccessReviewConfirmForm(), "last_review": last,
+        "tier": _tier_label(dataset.sensitivity), "revoke_form": GrantRevokeForm(),
+        "next_url": request.get_full_path(), "stewards": selectors.dataset_stewards(dataset=dataset),
+        "can_change_stewards": can_change_stewards,
+        "steward_form": steward_form or (StewardAddForm() if can_change_stewards else None),
+    }, status=status)
+
+
+def _reviewed_dataset(request, dataset_pk) -> Dataset:
+    """The dataset of an access review page: one the user sees and reviews (404 otherwise)."""
     dataset = _dataset(request, dataset_pk)
     if not policies.can_review_dataset_access(request.user, dataset):
         raise Http404("No such review.")
+    return dataset
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def access_review(request, dataset_pk):
+    """An owner's or steward's periodic review: standing access by role, live grants to confirm
+    or end, and the dataset's stewards."""
+    dataset = _reviewed_dataset(request, dataset_pk)
     form = AccessReviewConfirmForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         grants.dataset_access_review_confirm(principal=request.user, dataset=dataset, note=form.cleaned_data["note"],
                                              remote_addr=_remote(request))
         messages.success(request, f"Recorded your access review of {dataset.qualified_name}.")
         return redirect("access:access-review", dataset_pk=dataset.pk)
-    review = selectors.dataset_access_review(user=request.user, dataset=dataset)
-    for grant in review["grants"]:
-        grant.long_running = grant.ends_at - grant.starts_at > timedelta(days=1)
-    last = AuditEvent.objects.filter(dataset=dataset, action="access_review.confirmed").order_by("-id").first()
-    return render(request, "access/access_review.html", {
-        "dataset": dataset, "review": review, "form": form, "last_review": last,
-        "tier": _tier_label(dataset.sensitivity), "revoke_form": GrantRevokeForm(),
-        "next_url": request.get_full_path(),
-    })
+    return _access_review_page(request, dataset, form=form)
+
+
+@login_required
+@require_http_methods(["POST"])
+def steward_add(request, dataset_pk):
+    """Add a steward (a username or a group name) from the access review page."""
+    dataset = _reviewed_dataset(request, dataset_pk)
+    if not policies.can_change_stewards(request.user, dataset):
+        raise PermissionDenied("Only the dataset's owners, registrars or an admin change its stewards.")
+    form = StewardAddForm(request.POST)
+    if form.is_valid():
+        try:
+            user, group = grants.steward_target_find(username=form.cleaned_data["user"],
+                                                     group_name=form.cleaned_data["group"])
+            grants.dataset_steward_add(principal=request.user, dataset=dataset, user=user, group=group,
+                                       remote_addr=_remote(request))
+        except ValidationError as error:
+            form.errors_apply(error)
+        else:
+            named = user.username if user else f"the group {group.name}"
+            messages.success(request, f"{named} now stewards {dataset.qualified_name}.")
+            return redirect("access:access-review", dataset_pk=dataset.pk)
+    return _access_review_page(request, dataset, steward_form=form, status=400)
+
+
+@login_required
+@require_http_methods(["POST"])
+def steward_remove(request, dataset_pk):
+    """Remove a steward (a user or a group) from the access review page."""
+    dataset = _reviewed_dataset(request, dataset_pk)
+    if not policies.can_change_stewards(request.user, dataset):
+        raise PermissionDenied("Only the dataset's owners, registrars or an admin change its stewards.")
+    form = StewardRemoveForm(request.POST)
+    if form.is_valid():
+        kind, name = form.cleaned_data["kind"], form.cleaned_data["name"]
+        user, group = selectors.dataset_steward_find(dataset=dataset, kind=kind, name=name)
+        if user is None and group is None:
+            messages.error(request, f"{name} is not a steward of {dataset.qualified_name}.")
+            return _access_review_page(request, dataset, status=400)
+        grants.dataset_steward_remove(principal=request.user, dataset=dataset, user=user, group=group,
+                                      remote_addr=_remote(request))
+        messages.success(request, f"{name} no longer stewards {dataset.qualified_name}.")
+        return redirect("access:access-review", dataset_pk=dataset.pk)
+    messages.error(request, "Say which steward to remove.")
+    return _access_review_page(request, dataset, status=400)

@@ -112,6 +112,11 @@ class Dataset(models.Model):
     class Meta:
         ordering = ["qualified_name"]
         indexes = [models.Index(fields=["store", "status"]), models.Index(fields=["sensitivity"])]
+        # Given per dataset (django-guardian, access.DatasetUserObjectPermission and
+        # DatasetGroupObjectPermission): stewards review access like the owners do.
+        permissions = [
+            ("steward_dataset", "Can steward the dataset: review access requests, classify columns, run access reviews"),
+        ]
 
     def __str__(self) -> str:
         return self.qualified_name

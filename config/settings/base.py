@@ -34,6 +34,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_beat",
+    "guardian",
     "access",
     "catalog",
     "lineage",
@@ -78,6 +79,13 @@ except ValueError as exc:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "access.User"
+# Per-object permissions (dataset stewards) come from django-guardian's backend; there are no
+# anonymous object permissions, so guardian creates no "AnonymousUser" row.
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "guardian.backends.ObjectPermissionBackend",
+]
+ANONYMOUS_USER_NAME = None  # guardian 3.x reads this name (no GUARDIAN_ prefix)
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "catalog:dataset-list"
 LOGOUT_REDIRECT_URL = "login"

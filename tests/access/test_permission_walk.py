@@ -17,6 +17,7 @@ import re
 
 import pytest
 from django.apps import apps
+from django.contrib.auth.models import Group
 from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
 from django.test import Client
@@ -51,6 +52,10 @@ APPROVERS = frozenset({OWNER, "admin"})  # Sensitive: no security approval neede
 HOLDER = "software_engineer"  # holds a live break-glass grant on the dataset
 SEES_GRANT = frozenset({HOLDER, OWNER, "security_engineer", "admin"})
 BREAK_GLASS_REVIEWERS = frozenset({OWNER, "admin"})
+# Owners, registrars and admins name stewards (the scene has a steward user and a steward group,
+# neither of them a principal of the walk); on the pages only those who also see the access review.
+STEWARD_EDITORS = REGISTRARS
+STEWARD_PAGE_EDITORS = frozenset({OWNER, "admin"})
 BREAK_GLASS_ROLES = frozenset({"software_engineer", "ops_engineer", "platform_engineer"})
 # May ask for read on prod Sensitive just in time (standing is metadata for all of them).
 MAY_REQUEST = frozenset({"data_scientist", "security_engineer", "software_engineer", "data_analyst",
@@ -123,6 +128,9 @@ EXPECTED = {
     "access-api:audit-verify": rule(AUDITORS),
     "access-api:access-review": rule({OWNER, "admin"}),
     "access-api:access-review-confirm": rule(NOBODY, post={OWNER, "admin"}),
+    "access-api:dataset-steward-list": rule(SEES_DATASET, post=STEWARD_EDITORS),
+    "access-api:dataset-steward-user": rule(NOBODY, post=STEWARD_EDITORS),
+    "access-api:dataset-steward-group": rule(NOBODY, post=STEWARD_EDITORS),
     # Catalog pages.
     "catalog:dataset-list": rule(SIGNED_IN),
     "catalog:dataset-create": rule(REGISTRARS),
@@ -166,6 +174,8 @@ EXPECTED = {
     "access:audit-export-json": rule(AUDITORS),
     "access:audit-verify": rule(AUDITORS),
     "access:access-review": rule({OWNER, "admin"}),
+    "access:steward-add": rule(NOBODY, post=STEWARD_PAGE_EDITORS),
+    "access:steward-remove": rule(NOBODY, post=STEWARD_PAGE_EDITORS),
 }
 
 
@@ -236,6 +246,8 @@ def fill(route, scene):
         ("reviews", "dataset_id"): scene["dataset"].pk,
         ("r", "content_type_id"): ContentType.objects.get_for_model(type(scene["dataset"])).pk,
         ("user", "id"): scene["users"]["admin"].pk,
+        ("users", "name"): scene["steward"].username,
+        ("groups", "name"): scene["steward_group"].name,
     }
     missing = []
 
@@ -288,8 +300,11 @@ def scene(db):
         principal=users[HOLDER], dataset=dataset, level="read", reason="Incident 42: orders stuck", minutes=30,
     )
     cell = RolePermission.objects.get(role__slug="data_scientist", environment="prod", sensitivity=2)
+    steward, steward_group = UserFactory(username="walk_steward"), Group.objects.create(name="walk-stewards")
+    grants.dataset_steward_add(principal=users[OWNER], dataset=dataset, user=steward)
+    grants.dataset_steward_add(principal=users[OWNER], dataset=dataset, group=steward_group)
     return {"users": users, "store": store, "dataset": dataset, "column": column, "run": run, "suggestion": suggestion,
-            "request": request, "grant": grant, "cell": cell}
+            "request": request, "grant": grant, "cell": cell, "steward": steward, "steward_group": steward_group}
 
 
 # The walk ----------------------------------------------------------------------------------------
