@@ -78,7 +78,7 @@ def dataset_list(request):
         "result_count": paginator.count,
         "query_string": query.urlencode(),
         "active_filters": active_filters,
-        "store_names": list(selectors.store_list(user=request.user).values_list("name", flat=True)),
+        "store_names": list(selectors.store_visible(user=request.user).values_list("name", flat=True)),
         "owner_names": _owner_usernames(),
         "sensitivity_labels": Sensitivity.labels,
         "protection_labels": Protection.labels,
@@ -251,7 +251,7 @@ def dataset_edit(request, pk):
 
 def _dataset_form(request, *, dataset: Dataset | None):
     """Register a dataset (or a new version of it) through the same service as the API."""
-    store_names = list(selectors.store_list(user=request.user).values_list("name", flat=True))
+    store_names = list(selectors.store_visible(user=request.user).values_list("name", flat=True))
     form_kwargs = {"store_choices": store_names, "fixed_identity": dataset is not None}
     initial = {}
     column_rows = []
@@ -693,7 +693,7 @@ def suggestion_list(request):
         "status": status,
         "store_name": store_name,
         "status_choices": SUGGESTION_STATUS_CHOICES,
-        "store_names": list(selectors.store_list(user=request.user).values_list("name", flat=True)),
+        "store_names": list(selectors.store_visible(user=request.user).values_list("name", flat=True)),
         "active_filters": bool(store_name) or status != SuggestionStatus.PENDING,
         "next_url": request.get_full_path(),
     })

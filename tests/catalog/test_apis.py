@@ -423,3 +423,16 @@ def test_store_list_query_count_does_not_grow_with_stores(reader_client, registr
     for n in range(10):
         dataset_create(principal=registrar, store=StoreFactory(name=f"extra{n}"))
     assert _count_queries(reader_client, "/api/v1/stores/") == few
+
+
+def test_list_counts_each_datasets_columns_and_zero_for_none(reader_client, registrar, store):
+    from catalog.models import Dataset
+    from catalog.services import columns_delete
+
+    _make_datasets(registrar, store, 0, 2)
+    emptied = Dataset.objects.get(name="t001")
+    columns_delete(list(emptied.columns.values_list("pk", flat=True)))  # as a dataset known by lineage only
+
+    results = {item["name"]: item["columnCount"] for item in reader_client.get(URL).json()["results"]}
+
+    assert results == {"s.t000": 2, "s.t001": 0}
