@@ -9,6 +9,7 @@ and the workers all ask ``access_decide`` (or, for lists, ``dataset_visibility_f
 
 from dataclasses import dataclass
 
+from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 
@@ -194,6 +195,25 @@ def access_decide(user, action: str, dataset, columns=None, at=None) -> Decision
     )
 
 
+def _places(keys) -> Q:
+    """Datasets in any of these (environment, tier) places: one term per environment."""
+    tiers_by_environment = {}
+    for environment, tier in keys:
+        tiers_by_environment.setdefault(environment, []).append(tier)
+    condition = Q(pk__in=[])
+    for environment, tiers in sorted(tiers_by_environment.items()):
+        condition |= Q(store__environment=environment, sensitivity__in=sorted(tiers))
+    return condition
+
+
+def _aggregated_filter() -> Q:
+    """Tagged ``aggregated``: jsonb containment on PostgreSQL (exact, as ``is_aggregated``);
+    SQLite has no JSON containment, so the embedded default matches the quoted tag as text."""
+    if connection.vendor == "postgresql":
+        return Q(tags__contains=[AGGREGATED_TAG])
+    return Q(tags__icontains=f'"{AGGREGATED_TAG}"')
+
+
 def dataset_visibility_filter(user) -> Q | None:
     """A filter on Dataset for what the user may see the metadata of, or None for everything.
 
@@ -212,12 +232,10 @@ def dataset_visibility_filter(user) -> Q | None:
             by_place[key] = by_place.get(key, True) and cell.aggregated_only
     if len(by_place) == len(ENVIRONMENTS) * len(TIERS) and not any(by_place.values()):
         return None  # every environment and tier: no filter, no extra query cost
-    condition = Q(pk__in=[])
-    for (environment, tier), aggregated_only in by_place.items():
-        place = Q(store__environment=environment, sensitivity=tier)
-        if aggregated_only:
-            place &= Q(tags__icontains=f'"{AGGREGATED_TAG}"')
-        condition |= place
+    condition = _places([key for key, aggregated_only in by_place.items() if not aggregated_only])
+    aggregated_places = [key for key, aggregated_only in by_place.items() if aggregated_only]
+    if aggregated_places:
+        condition |= _places(aggregated_places) & _aggregated_filter()
     if getattr(user, "pk", None):
         now = timezone.now()
         condition |= stewarded_filter(user)  # owners and stewards
