@@ -17,6 +17,7 @@ urlpatterns = [
     path("access/grants/<int:pk>/", apis.GrantDetailApi.as_view(), name="grant-detail"),
     path("access/grants/<int:pk>/revoke/", apis.GrantRevokeApi.as_view(), name="grant-revoke"),
     path("access/grants/<int:pk>/extend/", apis.GrantExtendApi.as_view(), name="grant-extend"),
+    path("access/grants/<int:pk>/retry/", apis.GrantEnforcementRetryApi.as_view(), name="grant-retry"),
     path("access/grants/<int:pk>/review/", apis.GrantReviewApi.as_view(), name="grant-review"),
     path("access/break-glass/", apis.BreakGlassApi.as_view(), name="break-glass"),
     path("access/decide/", apis.DecideApi.as_view(), name="decide"),

@@ -19,7 +19,7 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from access import decisions, grants, policies, selectors
+from access import decisions, enforcement, grants, policies, selectors
 from access.models import AccessRequest, AuditEvent, Grant, GrantStatus, RequestStatus, RolePermission
 from access.serializers import (
     AccessRequestCreateSerializer,
@@ -288,6 +288,19 @@ class GrantRevokeApi(APIView):
         grant = _grant_get(request.user, pk)
         reason = _parsed(ReasonSerializer, request).validated_data["reason"]
         grants.grant_revoke(principal=request.user, grant=grant, reason=reason, remote_addr=_remote_addr(request))
+        return Response(GrantSerializer(_grant_get(request.user, pk)).data)
+
+
+class GrantEnforcementRetryApi(APIView):
+    @extend_schema(
+        request=None,
+        responses=GrantSerializer,
+        description="Start a failed warehouse change over (attempts back to zero, tried at once): approvers of the "
+                    "dataset, security engineers, admins. 400 when nothing failed.",
+    )
+    def post(self, request, pk):
+        grant = _grant_get(request.user, pk)
+        enforcement.grant_enforcement_retry(principal=request.user, grant=grant, remote_addr=_remote_addr(request))
         return Response(GrantSerializer(_grant_get(request.user, pk)).data)
 
 

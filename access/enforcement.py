@@ -390,7 +390,7 @@ def grant_enforcement_retry(*, principal, grant: Grant, remote_addr: str = "") -
 
     with transaction.atomic():
         grant = _locked(grant.pk)
-        if not (policies.can_review_request(principal, grant.request) or policies.can_read_audit(principal)):
+        if not policies.can_retry_enforcement(principal, grant):
             raise PermissionDenied("Only an approver of this dataset, a security engineer or an admin retries it.")
         if grant.enforcement not in (Enforcement.APPLY_FAILED, Enforcement.REVOKE_FAILED):
             raise ValidationError({"enforcement": [

@@ -98,6 +98,12 @@ def can_revoke_grant(user, grant) -> bool:
             or is_steward(user, grant.dataset))
 
 
+def can_retry_enforcement(user, grant) -> bool:
+    """Approvers of the grant's dataset (never its holder), security engineers and admins start a
+    failed warehouse change over."""
+    return can_read_audit(user) or can_review_request(user, grant.request)
+
+
 def can_edit_role_matrix(user) -> bool:
     return can_read_metadata(user) and user.is_superuser
 

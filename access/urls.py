@@ -17,6 +17,7 @@ urlpatterns = [
     path("grants/<int:pk>/", views.grant_detail, name="grant-detail"),
     path("grants/<int:pk>/revoke/", views.grant_revoke, name="grant-revoke"),
     path("grants/<int:pk>/extend/", views.grant_extend, name="grant-extend"),
+    path("grants/<int:pk>/retry/", views.grant_enforcement_retry, name="grant-retry"),
     path("grants/<int:pk>/break-glass-review/", views.break_glass_review, name="break-glass-review"),
     path("break-glass/<int:dataset_pk>/", views.break_glass, name="break-glass"),
     path("audit/", views.audit_list, name="audit-list"),

@@ -25,7 +25,7 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods
 
-from access import decisions, grants, policies, selectors
+from access import decisions, enforcement, grants, policies, selectors
 from access.audit import audit_verify
 from access.forms import (
     AccessRequestForm,
@@ -417,6 +417,8 @@ def grant_detail(request, pk, revoke_form=None, extend_form=None, break_glass_fo
         "can_extend": live and holder and not extension_pending,
         "extension_pending": extension_pending,
         "can_review_break_glass": can_review_break_glass,
+        "can_retry": grant.enforcement in ("apply_failed", "revoke_failed")
+        and policies.can_retry_enforcement(request.user, grant),
         "revoke_form": revoke_form or GrantRevokeForm(),
         "extend_form": extend_form or GrantExtendForm(),
         "break_glass_form": break_glass_form or BreakGlassReviewForm(),
@@ -438,6 +440,20 @@ def grant_revoke(request, pk):
             messages.success(request, f"Ended the grant of {grant.user.username} on {grant.dataset.qualified_name}.")
             return redirect(_next_url(request, reverse("access:grant-detail", args=[grant.pk])))
     return grant_detail(request, pk, revoke_form=form, status=400)
+
+
+@login_required
+@require_http_methods(["POST"])
+def grant_enforcement_retry(request, pk):
+    """Start a failed warehouse change over (after its cause was fixed)."""
+    grant = get_object_or_404(selectors.grant_visible(user=request.user), pk=pk)
+    try:
+        enforcement.grant_enforcement_retry(principal=request.user, grant=grant, remote_addr=_remote(request))
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+    else:
+        messages.success(request, "Trying the warehouse again now; the grant's page shows the outcome.")
+    return redirect("access:grant-detail", pk=grant.pk)
 
 
 @login_required

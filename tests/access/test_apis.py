@@ -565,3 +565,18 @@ def test_reading_a_restricted_dataset_through_the_api_is_audited(db):
     assert response.status_code == 200
     event = AuditEvent.objects.get(action="metadata.restricted_viewed")
     assert (event.actor_name, event.dataset_id, event.remote_addr, event.details) == ("sami", dataset.pk, "10.1.2.3", {"via": "api"})
+
+
+def test_retrying_enforcement_through_the_api(cast):
+    from access.models import Grant
+
+    grant = granted(cast)
+    retry = f"{API}/grants/{grant.pk}/retry/"
+    assert client_for(cast["owner"]).post(retry).status_code == 400  # nothing failed
+    Grant.objects.filter(pk=grant.pk).update(enforcement="revoke_failed", enforcement_attempts=5)
+    assert client_for(cast["scientist"]).post(retry).status_code == 403  # the holder
+
+    response = client_for(cast["security"]).post(retry)
+
+    assert response.status_code == 200
+    assert Grant.objects.get(pk=grant.pk).enforcement_attempts == 0

@@ -318,6 +318,22 @@ def test_grant_page_shows_a_failed_enforcement(client, reader, owner, orders):
     assert "grant.activated" in page.text
 
 
+def test_an_approver_retries_a_failed_enforcement_from_the_grant_page(client, reader, owner, orders):
+    grant = approved_grant(reader, owner, orders)
+    Grant.objects.filter(pk=grant.pk).update(enforcement="apply_failed", enforcement_attempts=5,
+                                             enforcement_message="no warehouse role mapped")
+    url = reverse("access:grant-retry", args=[grant.pk])
+    assert "Try again now" not in web(client, reader).get(reverse("access:grant-detail", args=[grant.pk])).text
+    assert client.post(url).status_code == 403  # the holder may not
+
+    assert "Try again now" in web(client, owner).get(reverse("access:grant-detail", args=[grant.pk])).text
+    response = client.post(url)
+
+    assert response.status_code == 302
+    assert Grant.objects.get(pk=grant.pk).enforcement_attempts == 0
+    assert AuditEvent.objects.filter(action="grant.enforcement_retried", actor=owner).count() == 1
+
+
 # Access review -------------------------------------------------------------------------------
 
 
