@@ -16,7 +16,6 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.db import connection
 from django.db.models import Q
 from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -45,7 +44,7 @@ from access.roles import ENVIRONMENTS, TIERS
 from catalog import selectors as catalog_selectors
 from catalog.models import Dataset
 from catalog.vocabulary import Sensitivity
-from lineage.models import Edge, EdgeLevel, Node, NodeKind
+from lineage import selectors as lineage_selectors
 
 QUEUE_PAGE_SIZE = 20
 AUDIT_PAGE_SIZE = 50
@@ -323,53 +322,18 @@ def my_access(request):
 # Approvals -----------------------------------------------------------------------------------
 
 
-def _downstream_by_dataset(*, user, dataset_ids) -> dict[int, dict]:
-    """Up to ``DOWNSTREAM_SHOWN`` datasets downstream of each dataset (dataset-level lineage,
-    ``DOWNSTREAM_DEPTH`` hops), the ones the user may see, in three queries for a whole page.
-
-    ``lineage.selectors.lineage_impact`` walks from one start per query; the queue needs the
-    walk of every request on the page, so this walk carries its start along (same edges,
-    same recursion as ``lineage.selectors.walk_sql``).
-    """
-    result = {pk: {"datasets": [], "more": 0} for pk in dataset_ids}
-    starts = dict(Node.objects.filter(kind=NodeKind.DATASET, dataset_id__in=dataset_ids).values_list("pk", "dataset_id"))
-    if not starts:
-        return result
-    sql = f"""
-        WITH RECURSIVE walk(origin, node_id, depth) AS (
-            SELECT id, id, 0 FROM {Node._meta.db_table} WHERE id IN ({", ".join(["%s"] * len(starts))})
-            UNION
-            SELECT w.origin, e.target_id, w.depth + 1 FROM walk w JOIN {Edge._meta.db_table} e ON e.source_id = w.node_id
-            WHERE e.level = %s AND w.depth < %s
-        )
-        SELECT w.origin, n.dataset_id, MIN(w.depth) FROM walk w JOIN {Node._meta.db_table} n ON n.id = w.node_id
-        WHERE w.depth > 0 AND n.dataset_id IS NOT NULL GROUP BY w.origin, n.dataset_id
-    """
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [*starts, EdgeLevel.DATASET, DOWNSTREAM_DEPTH])
-        rows = [(starts[origin], dataset_id, depth) for origin, dataset_id, depth in cursor.fetchall()
-                if dataset_id != starts[origin]]
-    reached = {dataset_id for _, dataset_id, _ in rows}
-    visible = {d.pk: d for d in catalog_selectors.dataset_visible(user=user).filter(pk__in=reached).select_related("store")}
-    for origin, dataset_id, depth in sorted(rows, key=lambda row: row[2]):
-        entry = result[origin]
-        if dataset_id not in visible:
-            entry["more"] += 1
-        elif len(entry["datasets"]) < DOWNSTREAM_SHOWN:
-            dataset = visible[dataset_id]
-            entry["datasets"].append({"dataset": dataset, "depth": depth, "tier": _tier_label(dataset.sensitivity)})
-        else:
-            entry["more"] += 1
-    return result
-
-
 @login_required
 def approval_queue(request):
     """Pending requests this user may review, and break-glass grants waiting for their review."""
     paginator = Paginator(selectors.approval_queue(user=request.user), QUEUE_PAGE_SIZE)
     page = paginator.get_page(request.GET.get("page"))
     queue = list(page.object_list)
-    downstream = _downstream_by_dataset(user=request.user, dataset_ids={r.dataset_id for r in queue})
+    downstream = lineage_selectors.lineage_downstream_of_each(
+        user=request.user, dataset_ids={r.dataset_id for r in queue}, depth=DOWNSTREAM_DEPTH, shown=DOWNSTREAM_SHOWN
+    )
+    for entry in downstream.values():
+        for item in entry["datasets"]:
+            item["tier"] = _tier_label(item["dataset"].sensitivity)
     for access_request in queue:
         _present_request(access_request)
         access_request.requester_roles = _requester_roles(access_request)

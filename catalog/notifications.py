@@ -9,6 +9,7 @@ from django.urls import reverse
 
 from access import policies
 from catalog.models import Dataset, SyncRun
+from catalog.selectors import dataset_visible
 
 logger = logging.getLogger(__name__)
 
@@ -29,17 +30,25 @@ def breaking_changes_notify(*, run_id: int, dataset_ids: list[int]) -> int:
         recipients = {owner for owner in dataset.owners.all()}
         for entry in impact["datasets"]:
             recipients |= set(entry["owners"])
-        addresses = sorted({u.email for u in recipients if u.email and u.is_active and policies.can_read_metadata(u)})
-        if not addresses:
-            continue
-        body = render_to_string("emails/breaking_change.txt", {
-            "run": run, "dataset": dataset, "version": version, "affected": impact["datasets"],
-            "partial": impact["partial"], "base_url": settings.CATALOG_BASE_URL,
-            "diff_path": reverse("catalog:dataset-diff", args=[dataset.pk]),
-            "run_path": reverse("catalog:sync-run-detail", args=[run.pk]),
-        })
-        subject = f"Breaking change in {dataset.qualified_name}"
-        messages += [(subject, body, settings.DEFAULT_FROM_EMAIL, [address]) for address in addresses]
+        for user in sorted(recipients, key=lambda u: u.username):
+            if not (user.email and user.is_active and policies.can_read_metadata(user)):
+                continue
+            # Each recipient reads only what they may see: the changed dataset is named to those
+            # who may see it, and the downstream list keeps their datasets and counts the rest.
+            visible = set(
+                dataset_visible(user=user).filter(pk__in=[dataset.pk, *(e["dataset"].pk for e in impact["datasets"])])
+                .values_list("pk", flat=True)
+            )
+            affected = [entry for entry in impact["datasets"] if entry["dataset"].pk in visible]
+            body = render_to_string("emails/breaking_change.txt", {
+                "run": run, "dataset": dataset, "version": version, "sees_dataset": dataset.pk in visible,
+                "affected": affected, "hidden": len(impact["datasets"]) - len(affected),
+                "partial": impact["partial"], "base_url": settings.CATALOG_BASE_URL,
+                "diff_path": reverse("catalog:dataset-diff", args=[dataset.pk]),
+                "run_path": reverse("catalog:sync-run-detail", args=[run.pk]),
+            })
+            named = dataset.qualified_name if dataset.pk in visible else "a dataset upstream of yours"
+            messages.append((f"Breaking change in {named}", body, settings.DEFAULT_FROM_EMAIL, [user.email]))
     if not messages:
         return 0
     try:

@@ -150,7 +150,7 @@ class ViolationListApi(generics.ListAPIView):
 
     def paginate_queryset(self, queryset):
         page = super().paginate_queryset(queryset)
-        self._paths = selectors.lineage_sensitivity_paths(page or [])
+        self._paths = selectors.lineage_sensitivity_paths(user=self.request.user, nodes=page or [])
         return page
 
 

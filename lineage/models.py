@@ -70,9 +70,14 @@ class Node(models.Model):
             return f"{self.source_kind}:{self.name}"
         return self.name
 
+    # Set by ``lineage.selectors`` on the nodes of a dataset the reader may not see: the node
+    # keeps its place in a walk (the flow goes on through it) but shows nothing of the dataset.
+    hidden = False
+    HIDDEN_LABEL = "A dataset you may not see"
+
     @property
     def label(self) -> str:
-        return str(self)
+        return self.HIDDEN_LABEL if self.hidden else str(self)
 
 
 class EdgeLevel(models.TextChoices):

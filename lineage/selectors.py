@@ -5,6 +5,10 @@ indexes on either end, never a query per hop. It stops at the depth asked for, v
 each node once whatever the cycles (``UNION`` drops a node already reached at the same
 depth, and the depth bound ends every cycle), and stops early at a cap on nodes, saying
 so with ``partial``.
+
+Every walk shows what the reader may see: nodes of datasets whose metadata the role matrix
+(``access.decisions``) keeps from them stay in the walk, so a path through them is not cut,
+but are marked ``hidden`` and show no name, columns, owners or sensitivity.
 """
 
 from collections import defaultdict
@@ -15,6 +19,7 @@ from django.db.models import Max, Prefetch
 from django.http import Http404
 
 from access import policies
+from access.decisions import dataset_visibility_filter
 from catalog.models import Dataset
 from lineage.models import Edge, EdgeLevel, Job, Node, NodeKind, Run
 
@@ -116,12 +121,40 @@ def lineage_walk(*, user, starts, direction: str = BOTH, level: str = EdgeLevel.
         node.depth = 0
     for node_id, node_depth in reached.items():
         nodes[node_id].depth = node_depth
-    walk.nodes = [*starts, *sorted(nodes.values(), key=lambda node: (node.depth, node.label.lower()))]
+    lineage_hide_invisible(user=user, nodes=nodes.values())
+    walk.nodes = [*starts, *sorted(nodes.values(), key=lambda node: (node.depth, node.hidden, node.label.lower()))]
     all_ids = [node.pk for node in walk.nodes]
     walk.edges = list(
         Edge.objects.filter(level=level, source_id__in=all_ids, target_id__in=all_ids).select_related("job")
     )
+    hidden_ids = {node.pk for node in walk.nodes if node.hidden}
+    for edge in walk.edges:
+        edge.touches_hidden = edge.source_id in hidden_ids or edge.target_id in hidden_ids
     return walk
+
+
+def _visible_datasets(user, dataset_ids):
+    """The datasets among ``dataset_ids`` whose metadata the user may see."""
+    condition = dataset_visibility_filter(user)
+    datasets = Dataset.objects.filter(pk__in=list(dataset_ids))
+    return datasets if condition is None else datasets.filter(condition)
+
+
+def _visible_dataset_ids(user, dataset_ids) -> set[int]:
+    """Which of ``dataset_ids`` the user may see the metadata of, in at most one query."""
+    dataset_ids = set(dataset_ids)
+    if not dataset_ids or dataset_visibility_filter(user) is None:
+        return dataset_ids
+    return set(_visible_datasets(user, dataset_ids).values_list("pk", flat=True))
+
+
+def lineage_hide_invisible(*, user, nodes) -> list[Node]:
+    """Marks ``hidden`` the nodes (dataset and column) of datasets the user may not see."""
+    nodes = list(nodes)
+    visible = _visible_dataset_ids(user, {node.dataset_id for node in nodes if node.dataset_id is not None})
+    for node in nodes:
+        node.hidden = node.dataset_id is not None and node.dataset_id not in visible
+    return nodes
 
 
 def _nodes_for_display(ids):
@@ -177,8 +210,12 @@ def lineage_impact(*, user, starts, depth: int | None = MAX_DEPTH, limit: int | 
     level = EdgeLevel.COLUMN if starts and starts[0].kind == NodeKind.COLUMN else EdgeLevel.DATASET
     walk = lineage_walk(user=user, starts=starts, direction=DOWNSTREAM, level=level, depth=depth, limit=limit)
     by_dataset: dict[int, dict] = {}
+    hidden: set[int] = set()
     for node in walk.nodes:
         if node.depth <= 0 or node.dataset_id is None:
+            continue
+        if node.hidden:
+            hidden.add(node.dataset_id)
             continue
         entry = by_dataset.setdefault(
             node.dataset_id, {"dataset": node.dataset, "owners": node.dataset.owner_list, "depth": node.depth, "columns": []}
@@ -188,7 +225,49 @@ def lineage_impact(*, user, starts, depth: int | None = MAX_DEPTH, limit: int | 
             entry["columns"].append(node)
     affected = sorted(by_dataset.values(), key=lambda entry: (entry["depth"], entry["dataset"].qualified_name))
     sources = [node for node in walk.nodes if node.depth > 0 and node.kind == NodeKind.SOURCE]
-    return {"walk": walk, "datasets": affected, "sources": sources, "partial": walk.partial}
+    return {"walk": walk, "datasets": affected, "sources": sources, "hidden": len(hidden), "partial": walk.partial}
+
+
+_DOWNSTREAM_OF_EACH = """
+WITH RECURSIVE walk(origin, node_id, depth) AS (
+    SELECT id, id, 0 FROM {node} WHERE id IN ({starts})
+    UNION
+    SELECT w.origin, e.target_id, w.depth + 1 FROM walk w JOIN {edge} e ON e.source_id = w.node_id
+    WHERE e.level = %s AND w.depth < %s
+)
+SELECT w.origin, n.dataset_id, MIN(w.depth) FROM walk w JOIN {node} n ON n.id = w.node_id
+WHERE w.depth > 0 AND n.dataset_id IS NOT NULL GROUP BY w.origin, n.dataset_id
+"""
+
+
+def lineage_downstream_of_each(*, user, dataset_ids, depth: int, shown: int) -> dict[int, dict]:
+    """For each of ``dataset_ids``, the nearest ``shown`` datasets downstream of it (dataset
+    level, up to ``depth`` hops) that the user may see, as ``{"datasets": [{"dataset",
+    "depth"}], "more": n}`` where ``more`` counts the rest, hidden ones included.
+
+    A list page (the approval queue) needs this for every row: the walk carries its start
+    along, so the whole page costs three queries instead of a walk per row.
+    """
+    result = {pk: {"datasets": [], "more": 0} for pk in dataset_ids}
+    starts = dict(Node.objects.filter(kind=NodeKind.DATASET, dataset_id__in=dataset_ids).values_list("pk", "dataset_id"))
+    if not starts:
+        return result
+    sql = _DOWNSTREAM_OF_EACH.format(
+        node=Node._meta.db_table, edge=Edge._meta.db_table, starts=", ".join(["%s"] * len(starts))
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*starts, EdgeLevel.DATASET, depth])
+        rows = [(starts[origin], dataset_id, hops) for origin, dataset_id, hops in cursor.fetchall()
+                if dataset_id != starts[origin]]
+    reached = {dataset_id for _, dataset_id, _ in rows}
+    visible = {dataset.pk: dataset for dataset in _visible_datasets(user, reached).select_related("store")}
+    for origin, dataset_id, hops in sorted(rows, key=lambda row: row[2]):
+        entry = result[origin]
+        if dataset_id in visible and len(entry["datasets"]) < shown:
+            entry["datasets"].append({"dataset": visible[dataset_id], "depth": hops})
+        else:
+            entry["more"] += 1
+    return result
 
 
 def lineage_breaking_impact(*, user, dataset: Dataset, diff: dict) -> dict:
@@ -199,23 +278,29 @@ def lineage_breaking_impact(*, user, dataset: Dataset, diff: dict) -> dict:
         Node.objects.filter(kind=NodeKind.COLUMN, dataset=dataset, name__in=names)
     ) if names else []
     dataset_node = lineage_dataset_node(user=user, dataset=dataset)
-    column_impact = lineage_impact(user=user, starts=starts) if starts else {"datasets": [], "partial": False}
+    column_impact = lineage_impact(user=user, starts=starts) if starts else {"datasets": [], "hidden": 0, "partial": False}
     dataset_impact = lineage_impact(user=user, starts=[dataset_node])
     merged = {entry["dataset"].pk: dict(entry, via_columns=False) for entry in dataset_impact["datasets"]}
     for entry in column_impact["datasets"]:
         merged[entry["dataset"].pk] = dict(entry, via_columns=True)
     return {
         "datasets": sorted(merged.values(), key=lambda entry: (entry["depth"], entry["dataset"].qualified_name)),
+        "hidden": max(dataset_impact["hidden"], column_impact["hidden"]),
         "partial": dataset_impact["partial"] or column_impact["partial"],
     }
 
 
 def lineage_violation_list(*, user):
-    """Columns declared lower than what flows into them unprotected, most severe first."""
+    """Columns declared lower than what flows into them unprotected, most severe first: those
+    of the datasets the user may see."""
     if not policies.can_read_metadata(user):
         return Node.objects.none()
+    violations = Node.objects.filter(is_violation=True, kind=NodeKind.COLUMN)
+    condition = dataset_visibility_filter(user)
+    if condition is not None:
+        violations = violations.filter(dataset__in=Dataset.objects.filter(condition).values("pk"))
     return (
-        Node.objects.filter(is_violation=True, kind=NodeKind.COLUMN)
+        violations
         .select_related("column", "dataset__store", "sensitivity_from__dataset", "sensitivity_from__column")
         .prefetch_related(Prefetch("dataset__owners", to_attr="owner_list"))
         .order_by("-unprotected_inflow", "dataset__qualified_name", "name")
@@ -233,10 +318,11 @@ SELECT root, node_id, step FROM path ORDER BY root, step
 """
 
 
-def lineage_sensitivity_paths(nodes) -> dict[int, list[Node]]:
+def lineage_sensitivity_paths(*, user, nodes) -> dict[int, list[Node]]:
     """For each node, the chain of upstream columns its effective sensitivity (or its
-    violation) comes from, origin first and the node itself last. One query for the chains
-    and one for the nodes on them, however many nodes are asked about."""
+    violation) comes from, origin first and the node itself last; steps in datasets the user
+    may not see are ``hidden``. One query for the chains, one for the nodes on them and at
+    most one for their visibility, however many nodes are asked about."""
     nodes = list(nodes)
     if not nodes:
         return {}
@@ -250,6 +336,7 @@ def lineage_sensitivity_paths(nodes) -> dict[int, list[Node]]:
             chains[root].append(node_id)
     on_path = {pk for chain in chains.values() for pk in chain}
     loaded = {n.pk: n for n in Node.objects.filter(pk__in=on_path).select_related("dataset", "column")} if on_path else {}
+    lineage_hide_invisible(user=user, nodes=loaded.values())
     return {node.pk: [*[loaded[pk] for pk in reversed(chains[node.pk]) if pk in loaded], node] for node in nodes}
 
 

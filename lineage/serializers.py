@@ -22,6 +22,19 @@ class LineageNodeSerializer(serializers.Serializer):
     protection = serializers.SerializerMethodField()
     violation = serializers.BooleanField(source="is_violation")
     owners = serializers.SerializerMethodField()
+    hidden = serializers.BooleanField(
+        help_text="A node of a dataset the caller may not see: it keeps its place in the graph, "
+        "but its dataset, column, sensitivity and owners are left out."
+    )
+
+    def to_representation(self, node):
+        if not node.hidden:
+            return super().to_representation(node)
+        return {
+            "id": node.pk, "kind": node.kind, "label": node.label, "depth": node.depth, "dataset": None, "column": None,
+            "sourceKind": "", "placeholder": False, "sensitivity": None, "effectiveSensitivity": None,
+            "protection": None, "violation": False, "owners": [], "hidden": True,
+        }
 
     def get_dataset(self, node) -> dict | None:
         if node.dataset_id is None:
@@ -90,6 +103,13 @@ class LineageEdgeSerializer(serializers.Serializer):
     firstSeen = serializers.DateTimeField(source="first_seen")
     lastSeen = serializers.DateTimeField(source="last_seen")
 
+    def to_representation(self, edge):
+        data = super().to_representation(edge)
+        if getattr(edge, "touches_hidden", False):
+            # A job's name and its description of the step can name what the reader may not see.
+            data.update(description="", job=None)
+        return data
+
     def get_job(self, edge) -> str | None:
         return str(edge.job) if edge.job_id else None
 
@@ -136,7 +156,8 @@ class ViolationSerializer(serializers.Serializer):
         return [
             {
                 "nodeId": step.pk,
-                "label": f"{step.dataset.qualified_name}.{step.name}" if step.dataset_id else str(step),
+                "label": step.label if step.hidden or not step.dataset_id else f"{step.dataset.qualified_name}.{step.name}",
+                "hidden": step.hidden,
                 "effectiveSensitivity": sensitivity_label(step.effective_sensitivity),
             }
             for step in path

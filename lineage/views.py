@@ -63,7 +63,7 @@ def dataset_lineage_context(*, user, dataset: Dataset, query) -> dict:
         if node.depth == 0:
             continue
         row = LineageRow(node=node, hops=abs(node.depth))
-        if node.kind == NodeKind.DATASET:
+        if node.kind == NodeKind.DATASET and not node.hidden:
             value = effective.get(node.dataset_id)
             row.effective = sensitivity_label(value)
             row.higher = value is not None and value > node.dataset.sensitivity
@@ -140,7 +140,7 @@ def violation_list(request):
     """Columns declared lower than what flows into them unprotected, each with its path."""
     paginator = Paginator(selectors.lineage_violation_list(user=request.user), VIOLATIONS_PAGE_SIZE)
     page = paginator.get_page(request.GET.get("page"))
-    paths = selectors.lineage_sensitivity_paths(page.object_list)
+    paths = selectors.lineage_sensitivity_paths(user=request.user, nodes=page.object_list)
     violations = [
         {
             "node": node,

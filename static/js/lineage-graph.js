@@ -165,6 +165,10 @@
         },
       },
       {
+        selector: "node[kind = 'hidden']",
+        style: { shape: "round-rectangle", "background-color": "#f1f4f8", "border-color": "#8a94a3", "border-style": "dashed", color: "#5b6573", "font-style": "italic" },
+      },
+      {
         selector: "node[?start]",
         style: { "border-width": 3, "font-weight": "bold", "underlay-color": "#1f5fbf", "underlay-padding": 5, "underlay-opacity": 0.18, "underlay-shape": "round-rectangle" },
       },
@@ -245,7 +249,7 @@
   }
 
   function nodeKey(node) {
-    return node.kind === "dataset" ? "d" + node.dataset.id : "n" + node.id;
+    return node.kind === "dataset" && node.dataset ? "d" + node.dataset.id : "n" + node.id;
   }
 
   // Node widths follow their labels, measured in the fonts the graph draws them with.
@@ -259,7 +263,8 @@
   }
 
   function nodeData(node, startIds) {
-    var label = node.kind === "column" ? node.column.name : node.dataset && node.kind === "dataset" ? node.dataset.qualifiedName : node.label;
+    // A node of a dataset the reader may not see keeps its place but shows nothing of it.
+    var label = node.hidden ? node.label : node.kind === "column" ? node.column.name : node.dataset && node.kind === "dataset" ? node.dataset.qualifiedName : node.label;
     var shown = node.violation ? "⚠ " + label : label;
     var start = startIds.has(node.id) && node.kind === "dataset";
     var size = labelWidth(shown, node.kind, start);
@@ -267,12 +272,12 @@
     return {
       id: nodeKey(node),
       nodeId: node.id,
-      kind: node.kind,
+      kind: node.hidden ? "hidden" : node.kind,
       label: shown,
       fullLabel: label,
       width: size.width,
       textWidth: size.textWidth,
-      sens: sensitivity ? sensitivity.toLowerCase() : node.kind === "source" ? undefined : "unknown",
+      sens: sensitivity ? sensitivity.toLowerCase() : node.kind === "source" || node.hidden ? undefined : "unknown",
       declared: node.sensitivity,
       effective: node.effectiveSensitivity,
       protection: node.protection,
@@ -595,6 +600,13 @@
         facts.append(el("dt", { text: "Last seen" }), el("dd", { text: new Date(data.lastSeen).toLocaleString() }));
       }
       body.push(facts);
+    } else if (data.kind === "hidden") {
+      body.push(el("h3", { text: data.fullLabel }));
+      body.push(el("p", { text: "Your roles do not let you see this dataset, so its name, columns and owners are left out. Data flows through it all the same." }));
+      var at = describeDepth(data);
+      if (at) {
+        body.push(el("p", { className: "muted small", text: at }));
+      }
     } else if (data.kind === "source") {
       body.push(el("h3", { className: "mono", text: data.fullLabel }));
       body.push(el("p", { text: "External source: not a registered dataset. If a dataset with this name is registered in a store of this kind, lineage links to it instead." }));

@@ -197,7 +197,16 @@ def test_dropped_column_is_breaking_and_mails_owners_of_the_dataset_and_downstre
     assert customers.current_version.diff["removed"] == ["phone"]
     assert SyncRunEvent.objects.get(run=run, dataset=customers).outcome == SyncOutcome.BREAKING
     breaking_mail = [m for m in mail.outbox if m.subject == f"Breaking change in {customers.qualified_name}"]
-    assert sorted(address for m in breaking_mail for address in m.to) == ["olga@example.com", "vic@example.com"]
+    assert [address for m in breaking_mail for address in m.to] == ["olga@example.com"]
+    # olga has no role: she sees the dataset she owns, and only a count of what lies downstream
+    assert "1 downstream dataset you may not see may break" in breaking_mail[0].body
+    assert "customer_totals" not in breaking_mail[0].body
+    # vic owns the downstream dataset but has no role that shows him customers: he is warned
+    # without its name or its columns.
+    (upstream_mail,) = [m for m in mail.outbox if m.to == ["vic@example.com"]]
+    assert upstream_mail.subject == "Breaking change in a dataset upstream of yours"
+    assert "sales" not in upstream_mail.subject and "customers" not in upstream_mail.body
+    assert "phone" not in upstream_mail.body and "customer_totals" in upstream_mail.body
 
 
 def test_changed_type_is_a_breaking_version(wh, engineer):

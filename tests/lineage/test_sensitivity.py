@@ -89,7 +89,7 @@ def test_effective_sensitivity_follows_the_data_and_flags_a_violation_with_its_p
     assert reported.effective_sensitivity == Sensitivity.RESTRICTED
     assert reported.is_violation
     assert reported.unprotected_inflow == Sensitivity.RESTRICTED
-    path = lineage_sensitivity_paths([reported])[reported.pk]
+    path = lineage_sensitivity_paths(user=registrar, nodes=[reported])[reported.pk]
     assert [step.dataset.qualified_name for step in path] == [users.qualified_name, staging.qualified_name, report.qualified_name]
     assert list(lineage_violation_list(user=registrar)) == [reported]
     assert not node(staging, "email").is_violation  # declared as high as what flows in
