@@ -392,7 +392,7 @@ class DecideApi(APIView):
 
 
 class AuditFilterSet(django_filters.FilterSet):
-    action = django_filters.CharFilter(help_text="Exact action, or a prefix ending in a dot: `grant.`.", method="filter_action")
+    action = django_filters.CharFilter(help_text="An action (`grant.revoked`) or a family of them (`grant`).", method="filter_action")
     actor = django_filters.CharFilter(field_name="actor_name", help_text="Username (or `system`).")
     dataset = django_filters.NumberFilter(field_name="dataset_id", help_text="Dataset id.")
     since = django_filters.IsoDateTimeFilter(field_name="at", lookup_expr="gte", help_text="ISO 8601, inclusive.")
@@ -403,13 +403,11 @@ class AuditFilterSet(django_filters.FilterSet):
         fields = ["action", "actor", "dataset", "since", "until"]
 
     def filter_action(self, queryset, name, value):
-        if value.endswith("."):
-            return queryset.filter(action__startswith=value)
-        return queryset.filter(action=value)
+        return selectors.audit_action_filter(queryset, value)
 
 
 AUDIT_FILTER_PARAMETERS = [
-    OpenApiParameter("action", str, description="Exact action, or a prefix ending in a dot: `grant.`."),
+    OpenApiParameter("action", str, description="An action (`grant.revoked`) or a family of them (`grant`)."),
     OpenApiParameter("actor", str, description="Username (or `system`)."),
     OpenApiParameter("dataset", int, description="Dataset id."),
     OpenApiParameter("since", OpenApiTypes.DATETIME, description="ISO 8601, inclusive."),

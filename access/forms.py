@@ -147,7 +147,7 @@ AUDIT_EXPORT_FORMATS = ("csv", "json")
 
 
 class AuditFilterForm(forms.Form):
-    action = forms.CharField(required=False, label="Action")
+    action = forms.CharField(required=False, label="Action", help_text="grant.revoked, or a family: grant")
     actor = forms.CharField(required=False, label="Actor (username)")
     dataset = forms.CharField(required=False, label="Dataset (qualified name)")
     since = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))

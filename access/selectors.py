@@ -87,6 +87,15 @@ def audit_list(*, user) -> QuerySet[AuditEvent]:
     return AuditEvent.objects.select_related("dataset").order_by("-id")
 
 
+def audit_action_filter(events: QuerySet[AuditEvent], value: str) -> QuerySet[AuditEvent]:
+    """Events of one action (``grant.revoked``) or of a family of them (``grant`` or ``grant.``)."""
+    value = value.strip()
+    family = value.rstrip(".")
+    if value.endswith(".") or "." not in value:
+        return events.filter(action__startswith=f"{family}.")
+    return events.filter(action=value)
+
+
 def role_matrix(*, user) -> list[RolePermission]:
     """Every cell of the matrix with its role, for the matrix page (everyone signed in may read it)."""
     if not policies.can_read_metadata(user):

@@ -501,7 +501,7 @@ def _audit_filtered(request, form: AuditFilterForm):
         return events
     data = form.cleaned_data
     if data["action"]:
-        events = events.filter(action=data["action"].strip())
+        events = selectors.audit_action_filter(events, data["action"])
     if data["actor"]:
         name = data["actor"].strip()
         user = get_user_model().objects.filter(username=name).first()

@@ -443,6 +443,10 @@ def test_security_engineers_read_and_filter_the_audit_trail(cast, django_assert_
     assert events[0]["dataset"]["qualifiedName"] == "warehouse.sales.orders"
     assert [e["action"] for e in client.get(f"{API}/audit/", {"action": "request."}).json()["results"]] == [
         "request.approved", "request.reviewed", "request.created"]
+    assert len(client.get(f"{API}/audit/", {"action": "request"}).json()["results"]) == 3  # a family, without the dot
+    assert [e["action"] for e in client.get(f"{API}/audit/", {"action": "request.reviewed"}).json()["results"]] == [
+        "request.reviewed"]
+    assert client.get(f"{API}/audit/", {"action": "request.review"}).json()["results"] == []  # one action is exact
     assert [e["action"] for e in client.get(f"{API}/audit/", {"actor": "sam"}).json()["results"]] == ["request.created"]
     assert client.get(f"{API}/audit/", {"dataset": cast["dataset"].pk + 1}).json()["results"] == []
     future = (timezone.now() + timedelta(hours=1)).isoformat()
