@@ -8,7 +8,11 @@ from access.models import Role, ServiceToken, User
 class CatalogUserAdmin(UserAdmin):
     list_display = ["username", "email", "first_name", "last_name", "is_service_account", "is_staff"]
     list_filter = UserAdmin.list_filter + ("is_service_account",)
-    fieldsets = UserAdmin.fieldsets + (("Catalog", {"fields": ["is_service_account"]}),)
+    fieldsets = UserAdmin.fieldsets + (("Catalog", {
+        "fields": ["is_service_account", "warehouse_role"],
+        "description": "The warehouse role is the user's own PostgreSQL role in managed stores: "
+                       "the catalog grants and revokes their just-in-time access on it.",
+    }),)
 
 
 @admin.register(Role)

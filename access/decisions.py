@@ -10,7 +10,7 @@ and the workers all ask ``access_decide`` (or, for lists, ``dataset_visibility_f
 from dataclasses import dataclass
 
 from django.db import connection
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from access.models import (
@@ -123,6 +123,14 @@ def scope_sensitivity(dataset, columns=None) -> int:
     wanted = {name.lower() for name in columns}
     tiers = [c.sensitivity for c in dataset.columns.all() if c.name.lower() in wanted]
     return max(tiers, default=dataset.sensitivity)
+
+
+def grant_outgrown(grant) -> int | None:
+    """The tier a live grant's scope has now, if that is above what its approvers saw (the grant
+    no longer gives anything: the decision refuses it), else None. Pass a grant with ``request``
+    and ``dataset`` loaded."""
+    tier = scope_sensitivity(grant.dataset, grant.columns)
+    return tier if tier > grant.request.sensitivity else None
 
 
 def standing_level(user, environment: str, sensitivity: int, aggregated: bool) -> int:
@@ -239,7 +247,9 @@ def dataset_visibility_filter(user) -> Q | None:
     if getattr(user, "pk", None):
         now = timezone.now()
         condition |= stewarded_filter(user)  # owners and stewards
+        # As the decision: a live grant on the whole dataset, approved for its present tier.
         condition |= Q(pk__in=Grant.objects.filter(
-            user=user, status__in=LIVE_STATUSES, starts_at__lte=now, ends_at__gt=now
+            user=user, status__in=LIVE_STATUSES, starts_at__lte=now, ends_at__gt=now, columns=[],
+            request__sensitivity__gte=F("dataset__sensitivity"),
         ).values("dataset_id"))
     return condition

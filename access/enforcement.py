@@ -39,7 +39,7 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from access.audit import audit_record
-from access.models import AccessLevel, AuditEvent, Enforcement, Grant, GrantStatus, User
+from access.models import AccessLevel, AuditEvent, Enforcement, Grant, GrantStatus, User, warehouse_role_reserved
 from catalog.connectors import WarehouseError, connector_for, safe_message
 from catalog.models import Dataset, DataStore, Platform
 
@@ -288,6 +288,12 @@ def _apply(grant: Grant, now, *, reapply: bool = False) -> Outcome:
             f"{grant.user.username} has no warehouse role mapped in the profile; map one and the "
             "reconciler applies the grant."
         ), now)
+    connection_user = grant.dataset.store.connection.username
+    if warehouse_role_reserved(role) or role.lower() == connection_user.lower():
+        return _record_failure(grant, Enforcement.APPLY_FAILED, (
+            f"{grant.user.username}'s warehouse role '{role}' is not theirs alone (PUBLIC, a special name, "
+            "a pg_* role or the catalog's own connection user); map their own role."
+        ), now)
     warehouse = None
     try:
         warehouse = _Warehouse(grant.dataset.store)
@@ -377,6 +383,10 @@ def grant_enforce(grant_id: int, *, reapply: bool = False) -> Outcome:
             return _unapply(grant, now)
         if not _grant_is_live(grant, now):
             return _skip(grant, "Not started yet.")
+        from access.grants import grant_end_outgrown
+
+        if grant_end_outgrown(grant, now):  # the data became more sensitive than was approved
+            return _unapply(grant, now)
         if grant.enforcement in NEEDS_APPLY or (reapply and grant.enforcement == Enforcement.APPLIED):
             return _apply(grant, now, reapply=reapply and grant.enforcement == Enforcement.APPLIED)
         return _skip(grant, f"Nothing to do ({grant.get_enforcement_display().lower()}).")
@@ -496,8 +506,12 @@ def _enforce_into(report: ReconcileReport, grant_id: int, *, reapply: bool = Fal
 
 
 def _reconcile_store(store: DataStore, report: ReconcileReport) -> None:
-    now, limit = timezone.now(), settings.ACCESS_ENFORCE_MAX_ATTEMPTS
+    from access.grants import grants_end_outgrown
+
     grants = _store_grants(store)
+    # Grants whose data became more sensitive than was approved end first, so they are revoked below.
+    grants_end_outgrown(dataset_ids=grants.filter(status__in=LIVE).values_list("dataset_id", flat=True).distinct())
+    now, limit = timezone.now(), settings.ACCESS_ENFORCE_MAX_ATTEMPTS
     retryable = Q(enforcement__in=[Enforcement.PENDING, Enforcement.REVOKE_PENDING]) | Q(
         enforcement__in=[Enforcement.APPLY_FAILED, Enforcement.REVOKE_FAILED], enforcement_attempts__lt=limit
     )
@@ -517,7 +531,8 @@ def _reconcile_store(store: DataStore, report: ReconcileReport) -> None:
 
     # Read what the warehouse holds, then compare it with what the catalog gives.
     datasets = list(Dataset.objects.filter(store=store).order_by("pk"))
-    roles = set(User.objects.exclude(warehouse_role="").values_list("warehouse_role", flat=True))
+    roles = {role for role in User.objects.exclude(warehouse_role="").values_list("warehouse_role", flat=True)
+             if not warehouse_role_reserved(role)}
     if not datasets or not roles:
         return
     warehouse = None

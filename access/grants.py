@@ -97,6 +97,8 @@ def _duration(value, field="duration") -> timedelta:
             duration = timedelta(hours=float(value))
         except (TypeError, ValueError):
             raise ValidationError({field: ["A number of hours."]}) from None
+        except OverflowError:  # 1e308 hours: more than any policy allows
+            raise ValidationError({field: ["Far too long."]}) from None
     if duration <= timedelta(0):
         raise ValidationError({field: ["Must be more than zero."]})
     return duration
@@ -241,13 +243,19 @@ def access_request_review(*, principal, request: AccessRequest, approve: bool, r
                          remote_addr=remote_addr)
             _notify("request_decided", request_id=request.pk)
             return request
+        # The rules as they are now: the matrix, or the data's classification, may have changed
+        # since the request. Stricter rules apply to it from now on; looser ones do not.
+        cell, tier = _eligible_cell(request.requester, request.dataset, request.level, request.columns, request.duration)
+        if cell.ticket_required and not request.ticket:
+            raise ValidationError({"ticket": [
+                "This scope now needs a ticket reference; the requester should cancel and ask again with one."
+            ]})
+        _rules_tighten(request, cell, tier)
         approvals = list(request.reviews.filter(decision=ReviewDecision.APPROVE))
         enough = len(approvals) >= request.approvals_required
         security_ok = not request.security_approval_required or any(r.as_security_engineer for r in approvals)
         if not (enough and security_ok):
             return request  # waits for the other approver(s)
-        # Eligibility and duration again, as they are now (the matrix may have changed).
-        _eligible_cell(request.requester, request.dataset, request.level, request.columns, request.duration)
         request.status, request.decided_at = RequestStatus.APPROVED, now
         request.save(update_fields=["status", "decided_at"])
         audit_record(actor=principal, action="request.approved", obj=request, dataset=request.dataset, reason=reason,
@@ -255,6 +263,27 @@ def access_request_review(*, principal, request: AccessRequest, approve: bool, r
         grant = _grant_create(request, now, actor=principal, remote_addr=remote_addr)
         _notify("request_decided", request_id=request.pk)
     return grant.request
+
+
+def _rules_tighten(request: AccessRequest, cell: RolePermission, tier: int) -> None:
+    """Raise a pending request to the rules of its scope now (a higher tier, more approvals, a
+    security engineer's approval), audited; the approvers it now needs are told."""
+    changes = {}
+    if tier > request.sensitivity:
+        changes["sensitivity"] = [Sensitivity(request.sensitivity).label, Sensitivity(tier).label]
+        request.sensitivity = tier
+    if cell.approvals_required > request.approvals_required:
+        changes["approvals_required"] = [request.approvals_required, cell.approvals_required]
+        request.approvals_required = cell.approvals_required
+    if cell.security_approval_required and not request.security_approval_required:
+        changes["security_approval_required"] = [False, True]
+        request.security_approval_required = True
+    if not changes:
+        return
+    request.save(update_fields=["sensitivity", "approvals_required", "security_approval_required"])
+    audit_record(actor=None, action="request.rules_tightened", obj=request, dataset=request.dataset,
+                 reason="The data or the role matrix changed since the request.", details=changes)
+    _notify("request_created", request_id=request.pk)
 
 
 def _grant_create(request: AccessRequest, now, *, actor, remote_addr="", break_glass=False) -> Grant:
@@ -354,8 +383,55 @@ def grant_revoke(*, principal, grant: Grant, reason: str, remote_addr: str = "")
                 details["extends_revoked_grant"] = grant.pk
             audit_record(actor=principal, action="grant.revoked", obj=ending, dataset=ending.dataset, reason=reason,
                          remote_addr=remote_addr, details=details)
+        _extensions_cancel(ended, now, actor=principal, remote_addr=remote_addr)
         _notify("grant_ended", grant_id=grant.pk)
     return grant
+
+
+def _extensions_cancel(grants, now, *, actor, remote_addr: str = "") -> None:
+    """Pending requests to extend grants that were revoked are cancelled: approving one later
+    would give the access straight back."""
+    pending = AccessRequest.objects.select_for_update(of=("self",)).select_related("dataset").filter(
+        extends__in=grants, status=RequestStatus.PENDING
+    )
+    for request in pending:
+        request.status, request.decided_at = RequestStatus.CANCELLED, now
+        request.save(update_fields=["status", "decided_at"])
+        audit_record(actor=actor, action="request.cancelled", obj=request, dataset=request.dataset,
+                     reason=f"The grant it extends (#{request.extends_id}) was revoked.", remote_addr=remote_addr)
+
+
+def grant_end_outgrown(grant: Grant, now) -> bool:
+    """End a live grant (locked by the caller) whose scope became more sensitive than its approvers
+    saw: revoked by the catalog, audited, the holder told; the warehouse privilege is taken back.
+    Returns whether it ended."""
+    tier = decisions.grant_outgrown(grant) if grant.status in decisions.LIVE_STATUSES else None
+    if tier is None:
+        return False
+    approved = Sensitivity(grant.request.sensitivity).label
+    grant.revoked_at = now
+    grant.revoke_reason = (
+        f"The data became {Sensitivity(tier).label}; this grant was approved for {approved}. Ask again."
+    )
+    grant.save(update_fields=["revoked_at", "revoke_reason"])
+    _end(grant, GrantStatus.REVOKED, now)
+    _extensions_cancel([grant], now, actor=None)
+    audit_record(actor=None, action="grant.revoked", obj=grant, dataset=grant.dataset, reason=grant.revoke_reason,
+                 details={"user": grant.user.username, "approved_for": approved, "now": Sensitivity(tier).label})
+    _notify("grant_ended", grant_id=grant.pk)
+    return True
+
+
+def grants_end_outgrown(*, dataset_ids) -> int:
+    """After a dataset's classification rose (a registration, a sync, an accepted suggestion): end
+    the live grants on it that no longer cover what they show. Runs in the caller's transaction."""
+    ids = list(Grant.objects.filter(dataset_id__in=list(dataset_ids), status__in=decisions.LIVE_STATUSES)
+               .order_by("pk").values_list("pk", flat=True))
+    ended, now = 0, timezone.now()
+    with transaction.atomic():
+        for grant_id in ids:
+            ended += grant_end_outgrown(_locked_grant(Grant(pk=grant_id)), now)
+    return ended
 
 
 def grants_expire_due() -> int:
@@ -386,17 +462,18 @@ def grants_expire_due() -> int:
 
 def grant_extend(*, principal, grant: Grant, duration, justification: str, ticket: str = "", remote_addr: str = "") -> AccessRequest:
     """Ask to extend a live grant: a new request for the same scope, linked to the grant."""
-    grant = Grant.objects.select_related("dataset__store").get(pk=grant.pk)
-    if grant.user_id != principal.pk:
-        raise PermissionDenied("Only the grant's holder asks to extend it.")
-    if grant.status not in decisions.LIVE_STATUSES or grant.ends_at <= timezone.now():
-        raise ValidationError({"grant": ["Only a live grant can be extended; ask for access again."]})
-    if grant.extension_requests.filter(status=RequestStatus.PENDING).exists():
-        raise ValidationError({"grant": ["An extension of this grant is already waiting for review."]})
-    return access_request_create(
-        principal=principal, dataset=grant.dataset, level=grant.level, columns=grant.columns, duration=duration,
-        justification=justification, ticket=ticket, extends=grant, remote_addr=remote_addr,
-    )
+    with transaction.atomic():  # the grant's lock makes two clicks at once one extension
+        grant = Grant.objects.select_for_update(of=("self",)).select_related("dataset__store").get(pk=grant.pk)
+        if grant.user_id != principal.pk:
+            raise PermissionDenied("Only the grant's holder asks to extend it.")
+        if grant.status not in decisions.LIVE_STATUSES or grant.ends_at <= timezone.now():
+            raise ValidationError({"grant": ["Only a live grant can be extended; ask for access again."]})
+        if grant.extension_requests.filter(status=RequestStatus.PENDING).exists():
+            raise ValidationError({"grant": ["An extension of this grant is already waiting for review."]})
+        return access_request_create(
+            principal=principal, dataset=grant.dataset, level=grant.level, columns=grant.columns, duration=duration,
+            justification=justification, ticket=ticket, extends=grant, remote_addr=remote_addr,
+        )
 
 
 # Break-glass ---------------------------------------------------------------------------------
@@ -507,13 +584,25 @@ def role_permission_update(*, principal, cell: RolePermission, remote_addr: str 
 # Audit of reads ------------------------------------------------------------------------------
 
 
-def restricted_metadata_viewed(*, principal, dataset: Dataset, remote_addr: str = "", via: str = "page") -> None:
-    """Record that someone looked at the metadata of Restricted columns."""
-    if dataset.sensitivity < Sensitivity.RESTRICTED:
+def restricted_metadata_viewed(
+    *, principal, dataset: Dataset, remote_addr: str = "", via: str = "page", versions=()
+) -> None:
+    """Record that someone looked at the metadata of Restricted columns: of the dataset as it is,
+    or, when ``versions`` are given, as those versions recorded them."""
+    if versions:
+        restricted = Sensitivity.RESTRICTED.label
+        shown = [version.number for version in versions
+                 if any(column.get("sensitivity") == restricted for column in version.columns)]
+        if not shown:
+            return
+        details = {"via": via, "versions": shown}
+    elif dataset.sensitivity < Sensitivity.RESTRICTED:
         return
+    else:
+        details = {"via": via}
     with transaction.atomic():
         audit_record(actor=principal, action="metadata.restricted_viewed", obj=dataset, dataset=dataset,
-                     remote_addr=remote_addr, details={"via": via})
+                     remote_addr=remote_addr, details=details)
 
 
 def audit_exported(*, principal, fmt: str, filters: dict, remote_addr: str = "") -> None:

@@ -1,8 +1,24 @@
 import hashlib
 
 from django.contrib.auth.models import AbstractUser, Group
+from django.core.exceptions import ValidationError
 from django.db import models
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
+
+
+# PostgreSQL reads these as something other than one role: PUBLIC is every role, the others are
+# special role specifications or the built-in pg_* roles. Granting to them would reach many people.
+RESERVED_WAREHOUSE_ROLES = {"public", "none", "current_user", "current_role", "session_user", "all"}
+
+
+def warehouse_role_reserved(role: str) -> bool:
+    name = role.strip().lower()
+    return name in RESERVED_WAREHOUSE_ROLES or name.startswith("pg_")
+
+
+def validate_warehouse_role(value: str) -> None:
+    if value and warehouse_role_reserved(value):
+        raise ValidationError(f"'{value}' is not one person's role in PostgreSQL (PUBLIC, a special name or pg_*).")
 
 
 class User(AbstractUser):
@@ -12,7 +28,7 @@ class User(AbstractUser):
         default=False, help_text="Pipelines authenticate with a token and cannot log in to the browser."
     )
     warehouse_role = models.CharField(
-        max_length=63, blank=True,
+        max_length=63, blank=True, validators=[validate_warehouse_role],
         help_text="The user's own role in managed PostgreSQL warehouses; grants are applied to it.",
     )
 

@@ -147,6 +147,10 @@ def _dataset_register_locked(principal, registration, store, owners, qualified_n
     from lineage.services import lineage_dataset_registered  # lineage builds on the catalog
 
     lineage_dataset_registered(dataset=dataset)
+    if previous is not None:
+        from access.grants import grants_end_outgrown  # access builds on the catalog
+
+        grants_end_outgrown(dataset_ids=[dataset.pk])  # grants approved for less sensitive data end
     if owners is not None:
         dataset.owners.set(owners)
     elif previous is None and getattr(principal, "pk", None) and not principal.is_service_account:

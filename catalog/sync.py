@@ -557,6 +557,10 @@ class _Writer:
         from lineage.services import lineage_datasets_synced  # lineage builds on the catalog
 
         lineage_datasets_synced(datasets=touched, new_ids={entry[0].pk for entry in new_datasets})
+        if changed:
+            from access.grants import grants_end_outgrown  # access builds on the catalog
+
+            grants_end_outgrown(dataset_ids=[entry[0].pk for entry in changed])
         counts["suggestion_count"] += _suggest(run, suggestion_targets, samples)
         if breaking:
             from catalog.notifications import breaking_changes_notify

@@ -427,3 +427,72 @@ def test_revoke_with_the_warehouse_down_fails_and_the_reconciler_revokes_later(
     assert report["revoked"] == [grant.pk] and report["unexpected"] == []
     assert grant.enforcement == Enforcement.REVOKED
     assert denied(wh, engineer.warehouse_role, "SELECT id FROM sales.customers")
+
+
+def test_a_grant_ends_and_is_revoked_when_its_table_becomes_more_sensitive(wh, shop, engineer, approver, registrar):
+    grant = grant_for(engineer, approver, shop.customers)
+    tasks.grant_enforce(grant.pk)
+    assert not denied(wh, engineer.warehouse_role, "SELECT email FROM sales.customers")
+
+    # A re-registration classes email Restricted: the grant was approved for Regular data.
+    dataset_create(principal=registrar, store=shop, name="sales.customers", columns=[
+        column_payload(name, sensitivity="Restricted" if name == "email" else "Regular") for name in CUSTOMER_COLUMNS
+    ])
+
+    grant.refresh_from_db()
+    assert grant.status == "revoked" and grant.revoked_by is None
+    assert grant.revoke_reason == "The data became Restricted; this grant was approved for Regular. Ask again."
+    assert tasks.grant_enforce(grant.pk) == "unapplied"
+    assert denied(wh, engineer.warehouse_role, "SELECT email FROM sales.customers")
+    assert actions(grant)[-3:] == ["grant.applied", "grant.revoked", "grant.unapplied"]
+
+
+def test_the_reconciler_ends_a_grant_whose_data_became_more_sensitive_behind_the_catalogs_back(
+    wh, shop, engineer, approver
+):
+    grant = grant_for(engineer, approver, shop.customers)
+    tasks.grant_enforce(grant.pk)
+    # Changed without the catalog's services (a data migration, an admin's SQL): only the reconciler sees it.
+    shop.customers.columns.filter(name="email").update(sensitivity=3)
+    type(shop.customers).objects.filter(pk=shop.customers.pk).update(sensitivity=3)
+
+    report = grants_reconcile()
+
+    grant.refresh_from_db()
+    assert grant.status == "revoked" and grant.enforcement == Enforcement.REVOKED
+    assert grant.pk in report.revoked
+    assert denied(wh, engineer.warehouse_role, "SELECT email FROM sales.customers")
+
+
+def test_apply_refuses_a_grant_whose_data_became_more_sensitive_before_it_ran(wh, shop, engineer, approver):
+    grant = grant_for(engineer, approver, shop.customers)  # approved; its apply has not run yet
+    shop.customers.columns.filter(name="email").update(sensitivity=3)
+    type(shop.customers).objects.filter(pk=shop.customers.pk).update(sensitivity=3)
+
+    assert grant_enforce(grant.pk).action == "unapplied"
+
+    grant.refresh_from_db()
+    assert grant.status == "revoked" and grant.enforcement == Enforcement.REVOKED
+    assert denied(wh, engineer.warehouse_role, "SELECT email FROM sales.customers")
+
+
+@pytest.mark.parametrize("mapped", ["public", "PUBLIC", "pg_read_all_data", "postgres"])
+def test_a_role_that_is_not_the_users_own_is_never_granted(wh, shop, approver, make_role, mapped):
+    """PUBLIC would give every role the table; postgres is the catalog's own connection user."""
+    user = UserFactory(username="pia", roles=["software_engineer"], warehouse_role=mapped)
+    bystander = make_role()
+    grant = grant_for(user, approver, shop.customers)
+
+    outcome = grant_apply(grant.pk)
+
+    assert outcome.action == "failed"
+    grant.refresh_from_db()
+    assert grant.enforcement == Enforcement.APPLY_FAILED and "not theirs alone" in grant.enforcement_message
+    assert denied(wh, bystander, "SELECT email FROM sales.customers")
+
+
+def test_the_profile_refuses_a_reserved_warehouse_role(db):
+    user = UserFactory(username="pia", warehouse_role="public")
+    with pytest.raises(ValidationError) as error:
+        user.full_clean()
+    assert list(error.value.message_dict) == ["warehouse_role"]
