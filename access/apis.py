@@ -4,12 +4,10 @@ Objects outside the caller's scope are 404 (the selectors decide the scope); a v
 the caller may not act on is 403 (the services decide).
 """
 
-import csv
-import json
 
 import django_filters
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, StreamingHttpResponse
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -20,6 +18,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from access import decisions, enforcement, grants, policies, selectors
+from access.audit import client_address
+from access.exports import audit_export_response
 from access.models import AccessRequest, AuditEvent, Grant, GrantStatus, RequestStatus, RolePermission
 from access.serializers import (
     AccessRequestCreateSerializer,
@@ -45,7 +45,7 @@ from catalog.api_support import errors_named_as_in
 
 
 def _remote_addr(request) -> str:
-    return request.META.get("REMOTE_ADDR", "")
+    return client_address(request)
 
 
 def _parsed(serializer_class, request):
@@ -239,10 +239,17 @@ class GrantFilterSet(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(choices=GrantStatus.choices, help_text="The stored status.")
     dataset = django_filters.NumberFilter(field_name="dataset_id", help_text="Dataset id.")
     breakGlass = django_filters.BooleanFilter(field_name="is_break_glass")
+    awaitingReview = django_filters.BooleanFilter(
+        method="filter_awaiting_review", help_text="true: break-glass grants still waiting for their after-the-fact review."
+    )
 
     class Meta:
         model = Grant
-        fields = ["user", "live", "status", "dataset", "breakGlass"]
+        fields = ["user", "live", "status", "dataset", "breakGlass", "awaitingReview"]
+
+    def filter_awaiting_review(self, queryset, name, value):
+        waiting = {"is_break_glass": True, "review_required": True, "reviewed_at__isnull": True}
+        return queryset.filter(**waiting) if value else queryset.exclude(**waiting)
 
     def filter_user(self, queryset, name, value):
         if value == "me":
@@ -434,49 +441,22 @@ class AuditListApi(generics.ListAPIView):
         return selectors.audit_list(user=self.request.user)
 
 
-class _Echo:
-    def write(self, value):
-        return value
-
-
-EXPORT_FIELDS = ["id", "at", "actor", "action", "objectType", "objectId", "datasetId", "dataset", "remoteAddr", "reason",
-                 "details", "previousHash", "hash"]
-
-
-def _export_row(event: AuditEvent) -> dict:
-    return {
-        "id": event.pk, "at": event.at.isoformat(), "actor": event.actor_name, "action": event.action,
-        "objectType": event.object_type, "objectId": event.object_id, "datasetId": event.dataset_id,
-        "dataset": event.dataset.qualified_name if event.dataset else None, "remoteAddr": event.remote_addr,
-        "reason": event.reason, "details": event.details, "previousHash": event.previous_hash, "hash": event.hash,
-    }
-
-
 class _AuditExportApi(APIView):
     """Streams the (filtered) trail, oldest first, without holding it in memory."""
 
-    content_type = ""
     extension = ""
 
-    def _events(self, request):
+    def get(self, request):
         _require_audit_reader(request.user)
         filterset = AuditFilterSet(request.query_params, queryset=selectors.audit_list(user=request.user), request=request)
         if not filterset.is_valid():
             raise exceptions.ValidationError(filterset.errors)
-        return filterset.qs.order_by("id").iterator(chunk_size=2000)
-
-    def get(self, request):
-        events = self._events(request)
         grants.audit_exported(principal=request.user, fmt=self.extension, filters=request.query_params.dict(),
-                       remote_addr=request.META.get("REMOTE_ADDR", ""))
-        response = StreamingHttpResponse(self.stream(events), content_type=self.content_type)
-        stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
-        response["Content-Disposition"] = f'attachment; filename="audit-{stamp}.{self.extension}"'
-        return response
+                              remote_addr=_remote_addr(request))
+        return audit_export_response(filterset.qs, self.extension)
 
 
 class AuditExportCsvApi(_AuditExportApi):
-    content_type = "text/csv; charset=utf-8"
     extension = "csv"
 
     @extend_schema(
@@ -487,18 +467,8 @@ class AuditExportCsvApi(_AuditExportApi):
     def get(self, request):
         return super().get(request)
 
-    @staticmethod
-    def stream(events):
-        writer = csv.writer(_Echo())
-        yield writer.writerow(EXPORT_FIELDS)
-        for event in events:
-            row = _export_row(event)
-            row["details"] = json.dumps(row["details"], sort_keys=True)
-            yield writer.writerow(["" if row[name] is None else row[name] for name in EXPORT_FIELDS])
-
 
 class AuditExportJsonApi(_AuditExportApi):
-    content_type = "application/json"
     extension = "json"
 
     @extend_schema(
@@ -508,13 +478,6 @@ class AuditExportJsonApi(_AuditExportApi):
     )
     def get(self, request):
         return super().get(request)
-
-    @staticmethod
-    def stream(events):
-        yield "["
-        for index, event in enumerate(events):
-            yield ("," if index else "") + "\n" + json.dumps(_export_row(event), sort_keys=True, default=str)
-        yield "\n]\n"
 
 
 class AuditVerifyApi(APIView):

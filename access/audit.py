@@ -10,12 +10,25 @@ import hashlib
 import json
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from access.models import AuditChainHead, AuditEvent
 
 GENESIS = "0" * 64
+
+
+def client_address(request) -> str:
+    """Where a request came from, for the audit trail: REMOTE_ADDR, or behind
+    ``AUDIT_TRUSTED_PROXIES`` proxies the address the outermost one saw (each proxy appends the
+    address it saw to X-Forwarded-For, so the entries a client wrote itself come earlier)."""
+    trusted = settings.AUDIT_TRUSTED_PROXIES
+    remote = request.META.get("REMOTE_ADDR", "")
+    if trusted <= 0:
+        return remote
+    hops = [hop.strip() for hop in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if hop.strip()]
+    return hops[-trusted] if len(hops) >= trusted else remote
 
 
 def _canonical(event: AuditEvent) -> bytes:
@@ -88,11 +101,18 @@ class ChainReport:
 
 
 def audit_verify(*, batch_size: int = 5000) -> ChainReport:
-    """Walk the chain from the first event; stop at the first one that does not fit."""
+    """Walk the chain from the first event; stop at the first one that does not fit.
+
+    Safe while events are being written: the walk goes up to the head as it was when the walk
+    began (an event and the head move in one transaction), and events past it count as inserted
+    only if the head, read after them, still does not cover them.
+    """
+    head = AuditChainHead.objects.filter(pk=1).first()
+    head_id, head_hash = (head.last_id, head.last_hash) if head is not None else (0, GENESIS)
     previous_hash, expected_id, checked = GENESIS, 1, 0
     last_id = 0
-    while True:
-        events = list(AuditEvent.objects.filter(pk__gt=last_id).order_by("pk")[:batch_size])
+    while last_id < head_id:
+        events = list(AuditEvent.objects.filter(pk__gt=last_id, pk__lte=head_id).order_by("pk")[:batch_size])
         if not events:
             break
         for event in events:
@@ -105,16 +125,19 @@ def audit_verify(*, batch_size: int = 5000) -> ChainReport:
                 return ChainReport(False, checked, event.pk, f"event #{event.pk} was altered after it was written")
             previous_hash, expected_id, checked = event.hash, expected_id + 1, checked + 1
         last_id = events[-1].pk
-    # The head is written with every append, so it also catches what the links cannot: events
-    # deleted from the end, and events added at the end with well-forged hashes.
+    # The head catches what the links cannot: events deleted from the end, and events added at
+    # the end with well-forged hashes.
     last = expected_id - 1
-    head = AuditChainHead.objects.filter(pk=1).first()
-    if head is not None and head.last_id < last:
-        return ChainReport(False, head.last_id, head.last_id + 1,
-                           f"event #{head.last_id + 1} was added after the chain's last event #{head.last_id} (inserted?)")
-    if head is not None and head.last_id > last:
+    if last < head_id:
         return ChainReport(False, checked, expected_id,
-                           f"the chain ends at #{last} but its head says #{head.last_id} (events deleted at the end?)")
-    if head is not None and head.last_hash != previous_hash:
+                           f"the chain ends at #{last} but its head says #{head_id} (events deleted at the end?)")
+    if head_hash != previous_hash:
         return ChainReport(False, checked - 1, last, f"event #{last} does not match the chain's head (rewritten?)")
+    beyond = AuditEvent.objects.filter(pk__gt=head_id).order_by("pk").values_list("pk", flat=True).first()
+    if beyond is not None:
+        head = AuditChainHead.objects.filter(pk=1).first()  # read after the event: covers it if it is real
+        if head is None or head.last_id < beyond:
+            covered = head.last_id if head is not None else 0
+            return ChainReport(False, checked, beyond,
+                               f"event #{beyond} was added after the chain's last event #{covered} (inserted?)")
     return ChainReport(True, checked)

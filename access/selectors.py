@@ -72,12 +72,15 @@ def my_grants(*, user, live_only: bool = False) -> QuerySet[Grant]:
 
 def break_glass_pending_review(*, user) -> QuerySet[Grant]:
     """Break-glass grants still waiting for their after-the-fact review that this user may do."""
+    if not policies.can_read_metadata(user) or getattr(user, "is_service_account", False):
+        return Grant.objects.none()
     grants = grant_visible(user=user).filter(is_break_glass=True, review_required=True, reviewed_at__isnull=True)
-    # The approver check reads the request's dataset and its owners: loaded here, not per grant.
-    grants = grants.select_related("request__dataset").prefetch_related(
-        Prefetch("request__dataset__owners", to_attr="owner_list")
-    )
-    return grants.exclude(user=user).order_by("starts_at")
+    if not user.is_superuser:  # the approvers of the request, as ``policies.can_review_request`` says, in SQL
+        condition = decisions.stewarded_filter(user, "dataset")
+        if decisions.is_security_engineer(user):
+            condition |= Q(request__sensitivity__gte=3) | Q(request__security_approval_required=True)
+        grants = grants.filter(condition)
+    return grants.select_related("request__dataset").exclude(user=user).order_by("starts_at", "pk")
 
 
 def audit_list(*, user) -> QuerySet[AuditEvent]:
@@ -118,7 +121,8 @@ def dataset_access_review(*, user, dataset) -> dict:
             members = [u for u in role.group.user_set.all() if u.is_active]
             roles.append({"role": role, "level": AccessLevel(level), "members": members})
     grants = list(
-        Grant.objects.filter(dataset=dataset, status__in=decisions.LIVE_STATUSES).select_related("user", "request")
+        Grant.objects.filter(dataset=dataset, status__in=decisions.LIVE_STATUSES)
+        .select_related("user", "request", "dataset__store", "reviewed_by", "revoked_by")
         .order_by("starts_at")
     )
     return {"roles": roles, "grants": grants, "security_role": SECURITY_ROLE, "status_active": GrantStatus.ACTIVE}

@@ -6,8 +6,6 @@ services in ``access.grants`` and ask ``access.policies`` / ``access.decisions``
 an action. An object outside the user's scope is a 404.
 """
 
-import csv
-import json
 from datetime import datetime, time, timedelta
 
 from django.conf import settings
@@ -17,7 +15,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Q
-from django.http import Http404, StreamingHttpResponse
+from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -25,7 +23,8 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods
 
 from access import decisions, enforcement, grants, policies, selectors
-from access.audit import audit_verify
+from access.audit import audit_verify, client_address
+from access.exports import audit_export_response
 from access.forms import (
     AccessRequestForm,
     AccessReviewConfirmForm,
@@ -49,12 +48,13 @@ from lineage import selectors as lineage_selectors
 QUEUE_PAGE_SIZE = 20
 AUDIT_PAGE_SIZE = 50
 DOWNSTREAM_SHOWN = 10
+BREAK_GLASS_SHOWN = 50  # oldest first; GET /api/v1/access/grants/?awaitingReview=true lists them all
 DOWNSTREAM_DEPTH = 5
 LEVEL_NAMES = {AccessLevel.READ: "read", AccessLevel.WRITE: "write"}
 
 
 def _remote(request) -> str:
-    return request.META.get("REMOTE_ADDR", "")
+    return client_address(request)
 
 
 def _next_url(request, default: str) -> str:
@@ -338,12 +338,13 @@ def approval_queue(request):
         _present_request(access_request)
         access_request.requester_roles = _requester_roles(access_request)
         access_request.downstream = downstream.get(access_request.dataset_id)
-    break_glass = list(selectors.break_glass_pending_review(user=request.user)[:50])
-    break_glass = [g for g in break_glass if policies.can_review_request(request.user, g.request)]
+    waiting = selectors.break_glass_pending_review(user=request.user)
+    break_glass = list(waiting[:BREAK_GLASS_SHOWN])
+    break_glass_total = waiting.count() if len(break_glass) == BREAK_GLASS_SHOWN else len(break_glass)
     for grant in break_glass:
         grant.tier = _tier_label(grant.request.sensitivity)
     return render(request, "access/approval_queue.html", {
-        "page": page, "queue": queue, "break_glass": break_glass,
+        "page": page, "queue": queue, "break_glass": break_glass, "break_glass_total": break_glass_total,
         "page_numbers": list(paginator.get_elided_page_range(page.number, on_each_side=2, on_ends=1)),
         "ellipsis": Paginator.ELLIPSIS,
         "review_form": ReviewForm(), "break_glass_form": BreakGlassReviewForm(),
@@ -562,53 +563,13 @@ def audit_list(request):
     })
 
 
-AUDIT_COLUMNS = ("id", "at", "actor", "action", "object_type", "object_id", "dataset", "remote_addr", "reason",
-                 "details", "hash")
-
-
-def _audit_row(event) -> dict:
-    return {
-        "id": event.pk, "at": event.at.isoformat(), "actor": event.actor_name, "action": event.action,
-        "object_type": event.object_type, "object_id": event.object_id,
-        "dataset": event.dataset.qualified_name if event.dataset_id else "", "remote_addr": event.remote_addr,
-        "reason": event.reason, "details": event.details, "hash": event.hash,
-    }
-
-
-class _Echo:
-    def write(self, value):
-        return value
-
-
 @login_required
 def audit_export(request, fmt):
-    """The filtered trail as CSV or JSON, streamed (a million events never sit in memory)."""
+    """The filtered trail as CSV or JSON, streamed oldest first (a million events never sit in memory)."""
     _require_audit_reader(request)
-    events = _audit_filtered(request, AuditFilterForm(request.GET)).iterator(chunk_size=2000)
-    grants.audit_exported(principal=request.user, fmt=fmt, filters=request.GET.dict(),
-                                 remote_addr=request.META.get("REMOTE_ADDR", ""))
-    stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
-    if fmt == "csv":
-        writer = csv.writer(_Echo())
-
-        def lines():
-            yield writer.writerow(AUDIT_COLUMNS)
-            for event in events:
-                row = _audit_row(event)
-                row["details"] = json.dumps(row["details"], sort_keys=True)
-                yield writer.writerow([row[name] for name in AUDIT_COLUMNS])
-
-        response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
-    else:
-        def chunks():
-            yield "["
-            for index, event in enumerate(events):
-                yield ("," if index else "") + "\n" + json.dumps(_audit_row(event), sort_keys=True)
-            yield "\n]\n"
-
-        response = StreamingHttpResponse(chunks(), content_type="application/json")
-    response["Content-Disposition"] = f'attachment; filename="audit-{stamp}.{fmt}"'
-    return response
+    events = _audit_filtered(request, AuditFilterForm(request.GET))
+    grants.audit_exported(principal=request.user, fmt=fmt, filters=request.GET.dict(), remote_addr=_remote(request))
+    return audit_export_response(events, fmt)
 
 
 @login_required

@@ -10,6 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from access import policies
+from access.audit import client_address
 from catalog import selectors, services
 from catalog.api_support import errors_named_as_in
 from catalog.connections import CONNECTION_FIELDS, connection_delete, connection_save, connection_test
@@ -86,9 +87,8 @@ class DatasetDetailApi(generics.RetrieveAPIView):
 
         dataset = selectors.dataset_get(user=self.request.user, pk=self.kwargs["pk"])
         # Reading Restricted column metadata is audited, through the API as on the page.
-        restricted_metadata_viewed(
-            principal=self.request.user, dataset=dataset, remote_addr=self.request.META.get("REMOTE_ADDR", ""), via="api"
-        )
+        restricted_metadata_viewed(principal=self.request.user, dataset=dataset,
+                                   remote_addr=client_address(self.request), via="api")
         return dataset
 
 
@@ -107,8 +107,13 @@ class DatasetVersionDetailApi(generics.RetrieveAPIView):
     serializer_class = DatasetVersionDetailSerializer
 
     def get_object(self):
+        from access.grants import restricted_metadata_viewed  # access builds on the catalog
+
         dataset = selectors.dataset_get(user=self.request.user, pk=self.kwargs["pk"])
-        return selectors.dataset_version_get(dataset=dataset, number=self.kwargs["number"])
+        version = selectors.dataset_version_get(dataset=dataset, number=self.kwargs["number"])
+        restricted_metadata_viewed(principal=self.request.user, dataset=dataset,
+                                   remote_addr=client_address(self.request), via="api:version", versions=[version])
+        return version
 
 
 class DatasetDiffApi(APIView):
@@ -132,6 +137,10 @@ class DatasetDiffApi(APIView):
             raise exceptions.ValidationError(errors)
         dataset = selectors.dataset_get(user=request.user, pk=pk)
         old, new = selectors.dataset_version_pair(dataset=dataset, from_number=numbers["from"], to_number=numbers["to"])
+        from access.grants import restricted_metadata_viewed  # access builds on the catalog
+
+        restricted_metadata_viewed(principal=request.user, dataset=dataset, remote_addr=client_address(request),
+                                   via="api:diff", versions=[old, new])
         return Response(DatasetDiffSerializer(selectors.dataset_version_diff(old=old, new=new)).data)
 
 

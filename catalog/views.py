@@ -20,6 +20,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
 
 from access import grants as access_grants
+from access.audit import client_address
 from access import policies
 from access import views as access_views
 from catalog import selectors, services
@@ -108,10 +109,7 @@ def dataset_detail(request, pk):
     pending = _pending_suggestions_by_column(dataset)
     for column in columns:
         column["suggestions"] = pending.get(column["lineage"]["column_id"], [])
-    if dataset.sensitivity >= Sensitivity.RESTRICTED:
-        access_grants.restricted_metadata_viewed(
-            principal=request.user, dataset=dataset, remote_addr=request.META.get("REMOTE_ADDR", "")
-        )
+    access_grants.restricted_metadata_viewed(principal=request.user, dataset=dataset, remote_addr=client_address(request))
     return render(
         request,
         "catalog/dataset_detail.html",
@@ -147,6 +145,8 @@ def dataset_version_detail(request, pk, number):
     """The columns of a dataset as one version recorded them."""
     dataset = selectors.dataset_get(user=request.user, pk=pk)
     version = selectors.dataset_version_get(dataset=dataset, number=number)
+    access_grants.restricted_metadata_viewed(principal=request.user, dataset=dataset, remote_addr=client_address(request),
+                                             via="page:version", versions=[version])
     return render(
         request,
         "catalog/dataset_version_detail.html",
@@ -184,6 +184,8 @@ def dataset_diff(request, pk):
             number = None
         chosen[key] = default if number is None else number
     old, new = selectors.dataset_version_pair(dataset=dataset, from_number=chosen["from"], to_number=chosen["to"])
+    access_grants.restricted_metadata_viewed(principal=request.user, dataset=dataset, remote_addr=client_address(request),
+                                             via="page:diff", versions=[old, new])
     diff = selectors.dataset_version_diff(old=old, new=new)
     old_by_name = {column["name"]: column for column in old.columns}
     new_by_name = {column["name"]: column for column in new.columns}

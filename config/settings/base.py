@@ -190,6 +190,9 @@ EMAIL_PORT = env_int("EMAIL_PORT", 25)
 # Access: pending requests expire after this long; break-glass grants last at most this long.
 ACCESS_REQUEST_TTL_HOURS = env_int("ACCESS_REQUEST_TTL_HOURS", 72)
 ACCESS_BREAK_GLASS_MAX_MINUTES = env_int("ACCESS_BREAK_GLASS_MAX_MINUTES", 60)
+# How many reverse proxies in front of the app append to X-Forwarded-For. The audit trail's
+# "from where" is the address the outermost of them saw; 0 means REMOTE_ADDR (no proxy).
+AUDIT_TRUSTED_PROXIES = env_int("AUDIT_TRUSTED_PROXIES", 0)
 ACCESS_ENFORCE_MAX_ATTEMPTS = env_int("ACCESS_ENFORCE_MAX_ATTEMPTS", 5)
 
 # Warehouse sync.

@@ -6,6 +6,8 @@ import json
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -584,3 +586,18 @@ def test_retrying_enforcement_through_the_api(cast):
 
     assert response.status_code == 200
     assert Grant.objects.get(pk=grant.pk).enforcement_attempts == 0
+
+
+def test_the_access_review_costs_the_same_queries_for_one_grant_or_many(cast):
+    granted(cast)
+    client = client_for(cast["owner"])
+    url = f"{API}/reviews/{cast['dataset'].pk}/"
+    client.get(url)  # warm the session
+    with CaptureQueriesContext(connection) as one:
+        client.get(url)
+    for username in ("ann", "ben", "cy"):
+        user = UserFactory(username=username, roles=["data_scientist"])
+        grants.access_request_review(principal=cast["owner"], request=ask(cast, user), approve=True)
+    with CaptureQueriesContext(connection) as four:
+        assert len(client.get(url).json()["grants"]) == 4
+    assert len(four) == len(one)

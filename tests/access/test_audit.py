@@ -308,6 +308,37 @@ def test_the_chain_is_intact_after_many_events(busy_trail):
     assert (report.first_bad_id, report.problem) == (None, "")
 
 
+@pytest.mark.parametrize("when", ["during the walk", "after the walk"])
+def test_events_written_while_verifying_do_not_look_like_tampering(busy_trail, monkeypatch, when):
+    """The expiry job and Restricted page views write events all the time; verify runs meanwhile."""
+    import access.audit as audit
+
+    def write_one():
+        with transaction.atomic():
+            audit.audit_record(actor=None, action="grant.expired", reason="written meanwhile")
+
+    written = []
+    real_hash, real_filter = audit.event_hash, audit.AuditEvent.objects.filter
+
+    def hash_and_write(previous, event):
+        if when == "during the walk" and not written:
+            written.append(event.pk)
+            write_one()
+        return real_hash(previous, event)
+
+    def filter_and_write(*args, **kwargs):  # the walk is over when verify looks past the head
+        if when == "after the walk" and "pk__gt" in kwargs and "pk__lte" not in kwargs and not written:
+            written.append(kwargs["pk__gt"])
+            write_one()
+        return real_filter(*args, **kwargs)
+
+    monkeypatch.setattr(audit, "event_hash", hash_and_write)
+    monkeypatch.setattr(audit.AuditEvent.objects, "filter", filter_and_write)
+    report = audit.audit_verify(batch_size=7)
+    assert written and report.intact, report.problem
+    assert AuditEvent.objects.count() == len(busy_trail) + 1
+
+
 def test_an_empty_trail_is_intact(db):
     assert audit_verify().intact and audit_verify().checked == 0
 

@@ -413,7 +413,7 @@ def test_audit_exports_csv_and_json_of_the_filtered_events(client, security, ord
     assert response["Content-Type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
     assert [row["action"] for row in rows] == ["other.event", "other.event"]
-    assert rows[0]["dataset"] == orders.qualified_name
+    assert rows[0]["dataset"] == orders.qualified_name and int(rows[0]["id"]) < int(rows[1]["id"])  # oldest first
     response = client.get(reverse("access:audit-export-json"), {"action": "test.event"})
     events = json.loads(b"".join(response.streaming_content))
     assert len(events) == 3 and {e["action"] for e in events} == {"test.event"} and events[0]["hash"]
@@ -435,3 +435,77 @@ def test_verify_chain_shows_intact_then_the_first_altered_event(client, security
         cursor.execute("SET CONSTRAINTS ALL DEFERRED")
     page = client.post(reverse("access:audit-verify"))
     assert f"The chain is broken at event #{victim.pk}." in page.text
+
+
+def test_admin_maps_a_users_warehouse_role_on_the_user_page(client, admin_user, reader):
+    page = web(client, admin_user).get(reverse("admin:access_user_change", args=[reader.pk]))
+    assert page.status_code == 200
+    assert 'name="warehouse_role"' in page.content.decode()
+
+
+def test_audit_csv_defuses_spreadsheet_formulas_in_what_users_wrote(client, security):
+    with transaction.atomic():
+        audit_record(actor=None, action="test.event", reason='=HYPERLINK("http://evil.example","open me")')
+        audit_record(actor=None, action="test.event", reason="-1+2", details={"note": "@SUM(A1)"})
+    response = web(client, security).get(reverse("access:audit-export-csv"), {"action": "test.event"})
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert [row["reason"] for row in rows] == ['\'=HYPERLINK("http://evil.example","open me")', "'-1+2"]
+    assert rows[1]["details"] == '{"note": "@SUM(A1)"}'  # a JSON cell starts with a brace: left alone
+    events = json.loads(b"".join(web(client, security).get(reverse("access:audit-export-json"),
+                                                          {"action": "test.event"}).streaming_content))
+    assert events[0]["reason"].startswith("=HYPERLINK")  # JSON keeps what was written
+
+
+# Oversight details ---------------------------------------------------------------------------
+
+
+def test_the_audit_address_is_the_one_the_outermost_trusted_proxy_saw(rf, settings):
+    from access.audit import client_address
+
+    request = rf.get("/", REMOTE_ADDR="10.0.0.5", HTTP_X_FORWARDED_FOR="6.6.6.6, 203.0.113.7")
+    settings.AUDIT_TRUSTED_PROXIES = 0
+    assert client_address(request) == "10.0.0.5"  # no proxy: the header is the client's to write
+    settings.AUDIT_TRUSTED_PROXIES = 1
+    assert client_address(request) == "203.0.113.7"  # not 6.6.6.6, which the client wrote itself
+    settings.AUDIT_TRUSTED_PROXIES = 3
+    assert client_address(request) == "10.0.0.5"  # fewer hops than proxies: the header is not trusted
+
+
+def test_restricted_columns_seen_in_a_version_or_a_diff_are_audited(client, registrar, prod):
+    security = UserFactory(username="sam", roles=["security_engineer"])
+    columns = [column_payload("person_id"), column_payload("national_id", sensitivity="Restricted")]
+    people = dataset_create(principal=registrar, store=prod, name="hr.people", columns=columns)
+    dataset_create(principal=registrar, store=prod, name="hr.people", columns=[column_payload("person_id")])
+    web(client, security)
+
+    def viewed():
+        return list(AuditEvent.objects.filter(action="metadata.restricted_viewed").order_by("id").values_list("details", flat=True))
+
+    assert client.get(reverse("catalog:dataset-version-detail", args=[people.pk, 2])).status_code == 200
+    assert viewed() == []  # version 2 has no Restricted column
+    client.get(reverse("catalog:dataset-version-detail", args=[people.pk, 1]))
+    client.get(reverse("catalog:dataset-diff", args=[people.pk]), {"from": 1, "to": 2})
+    client.get(f"/api/v1/datasets/{people.pk}/versions/1/")
+    client.get(f"/api/v1/datasets/{people.pk}/diff/", {"from": 1, "to": 2})
+    assert viewed() == [
+        {"via": "page:version", "versions": [1]}, {"via": "page:diff", "versions": [1]},
+        {"via": "api:version", "versions": [1]}, {"via": "api:diff", "versions": [1]},
+    ]
+
+
+def test_break_glass_waiting_for_review_lists_only_what_the_reader_may_review(client, orders, owner, monkeypatch):
+    from access import views as access_views
+
+    on_call = UserFactory(username="eve", roles=["software_engineer"])
+    security = UserFactory(username="sam", roles=["security_engineer"])
+    for minute in range(3):
+        grants.break_glass_activate(principal=on_call, dataset=orders, level="read", minutes=10 + minute,
+                                    reason="INC-9: checkout is failing for everyone")
+    monkeypatch.setattr(access_views, "BREAK_GLASS_SHOWN", 2)
+
+    page = web(client, owner).get(reverse("access:approval-queue"))
+    assert len(page.context["break_glass"]) == 2 and page.context["break_glass_total"] == 3
+    assert "The oldest 2 are listed" in page.content.decode()
+    # A security engineer sees every grant but reviews break-glass only where a security approval is asked.
+    page = web(client, security).get(reverse("access:approval-queue"))
+    assert page.context["break_glass"] == [] and page.context["break_glass_total"] == 0
