@@ -98,6 +98,8 @@ class ChainReport:
     checked: int
     first_bad_id: int | None = None
     problem: str = ""
+    head_id: int = 0  # the chain's head as verified: keep its hash outside the database
+    head_hash: str = GENESIS
 
 
 def audit_verify(*, batch_size: int = 5000) -> ChainReport:
@@ -140,4 +142,4 @@ def audit_verify(*, batch_size: int = 5000) -> ChainReport:
             covered = head.last_id if head is not None else 0
             return ChainReport(False, checked, beyond,
                                f"event #{beyond} was added after the chain's last event #{covered} (inserted?)")
-    return ChainReport(True, checked)
+    return ChainReport(True, checked, head_id=head_id, head_hash=head_hash)

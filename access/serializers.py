@@ -281,6 +281,10 @@ class ChainReportSerializer(serializers.Serializer):
     checked = serializers.IntegerField(help_text="Events checked.")
     firstBadId = serializers.IntegerField(source="first_bad_id", allow_null=True)
     problem = serializers.CharField()
+    headId = serializers.IntegerField(source="head_id", help_text="The last event verified (when intact).")
+    headHash = serializers.CharField(
+        source="head_hash", help_text="Its hash: keep a copy outside the database to detect a rewritten chain."
+    )
 
 
 class ReviewRoleSerializer(serializers.Serializer):

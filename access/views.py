@@ -6,6 +6,7 @@ services in ``access.grants`` and ask ``access.policies`` / ``access.decisions``
 an action. An object outside the user's scope is a 404.
 """
 
+import json
 from datetime import datetime, time, timedelta
 
 from django.conf import settings
@@ -523,6 +524,25 @@ def _int_param(request, name) -> int | None:
     return int(raw) if raw.isdigit() else None
 
 
+OBJECT_NAMES = {"accessrequest": "request", "rolepermission": "matrix cell", "datastore": "store"}
+
+
+def _detail_pairs(details: dict) -> list[tuple[str, str]]:
+    """An event's details as readable ``key: value`` pairs (empty values left out)."""
+    pairs = []
+    for key, value in sorted(details.items()):
+        if value in (None, "", [], {}):
+            continue
+        if isinstance(value, bool):
+            value = "yes" if value else "no"
+        elif isinstance(value, (list, tuple)):
+            value = ", ".join(str(item) for item in value)
+        elif isinstance(value, dict):
+            value = json.dumps(value, sort_keys=True)
+        pairs.append((key.replace("_", " "), str(value)))
+    return pairs
+
+
 def _link_of(event) -> str:
     if event.object_type == "accessrequest" and event.object_id.isdigit():
         return reverse("access:request-detail", args=[event.object_id])
@@ -552,6 +572,8 @@ def audit_list(request):
         has_newer = before is not None and bool(rows)
     for event in rows:
         event.link = _link_of(event)
+        event.object_name = OBJECT_NAMES.get(event.object_type, event.object_type)
+        event.detail_pairs = _detail_pairs(event.details)
     query = request.GET.copy()
     for name in ("before", "after"):
         query.pop(name, None)

@@ -435,6 +435,10 @@
     if (columns) {
       parts.push(columns + " column" + (columns === 1 ? "" : "s"));
     }
+    var hidden = cy.nodes("[kind = 'hidden']").length;
+    if (hidden) {
+      parts.push(hidden + " you may not see");
+    }
     countLabel.textContent = cy.nodes().length ? parts.join(" · ") + (zoomedIn ? " · zoomed in: fit to view to see all" : "") : "";
   }
 

@@ -455,7 +455,8 @@ def test_the_chain_stays_linear_with_concurrent_writers(sensitive):
 def test_audit_verify_command_prints_intact_and_the_count(busy_trail):
     out = StringIO()
     call_command("audit_verify", stdout=out)
-    assert out.getvalue().strip() == f"intact: {len(busy_trail)} events"
+    head = AuditEvent.objects.order_by("-id").first()
+    assert out.getvalue().strip() == f"intact: {len(busy_trail)} events; head #{head.pk} {head.hash}"
 
 
 def test_audit_verify_command_names_the_first_altered_event_and_fails(busy_trail):

@@ -99,6 +99,7 @@ def test_a_product_managers_lineage_graph_hides_what_they_may_not_see(live_serve
     graph = page.locator("#lineage-graph")
     expect(graph).to_have_attribute("data-state", "ready")
     expect(graph).to_have_attribute("data-node-count", "2")
+    expect(page.locator(".lineage-graph-count")).to_contain_text("1 dataset · 1 you may not see")
     lists = page.locator("#lineage")
     expect(lists).to_contain_text(Node.HIDDEN_LABEL)
     expect(lists).not_to_contain_text("crm.people")

@@ -22,4 +22,4 @@ class Command(BaseCommand):
                 f"altered: first bad event #{report.first_bad_id}: {report.problem} "
                 f"({report.checked} events verified before it)"
             )
-        self.stdout.write(f"intact: {report.checked} events")
+        self.stdout.write(f"intact: {report.checked} events; head #{report.head_id} {report.head_hash}")
