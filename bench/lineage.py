@@ -276,10 +276,11 @@ def graph_build(config: dict, plan: GraphPlan, *, store_ids: dict[str, int], own
 
         step("datasets", """
             INSERT INTO catalog_dataset (id, store_id, schema, name, qualified_name, description, status, tags,
-                                         needs_review, sensitivity, current_version_id, created_at, updated_at)
+                                         needs_review, sensitivity, current_version_id, created_at, updated_at,
+                                         deprecated_by_sync, definition_fingerprint)
             SELECT p.i + 1, s.store_id, format('layer%%s', lpad(p.layer::text, 2, '0')), format('t%%s', lpad(p.i::text, 6, '0')),
                    format('%%s.layer%%s.t%%s', s.store_name, lpad(p.layer::text, 2, '0'), lpad(p.i::text, 6, '0')),
-                   '', 'active', '[]'::jsonb, false, %(sensitivity)s, p.i + 1, %(now)s, %(now)s
+                   '', 'active', '[]'::jsonb, false, %(sensitivity)s, p.i + 1, %(now)s, %(now)s, false, ''
             FROM bench_plan p JOIN bench_store s ON s.layer = p.layer
         """, {"sensitivity": max(sensitivity for _, _, sensitivity in COLUMNS), "now": now})
         step("versions", """
@@ -374,8 +375,9 @@ def graph_sizes(config: dict) -> dict:
 # --- setup ------------------------------------------------------------------------------------
 
 
-def catalog_prepare() -> tuple[int, str, dict[str, int], list[int]]:
-    """Migrate, then create the roles, the stores, the data engineer's service account and the owners."""
+def catalog_prepare() -> tuple[int, str, dict[str, int], list[int], int]:
+    """Migrate, then create the roles, the stores, the data engineer's service account, the owners
+    and a product manager (who sees aggregated datasets only: none of the benchmark's)."""
     from django.core.management import call_command
 
     from access.models import User
@@ -399,7 +401,13 @@ def catalog_prepare() -> tuple[int, str, dict[str, int], list[int]]:
         owner.set_unusable_password()
         owner.save()
         owner_ids.append(owner.pk)
-    return engineer.pk, key, store_ids, owner_ids
+    from access.models import Role
+
+    manager = User(username="bench-product-manager")
+    manager.set_unusable_password()
+    manager.save()
+    Role.objects.get(slug="product_manager").group.user_set.add(manager)
+    return engineer.pk, key, store_ids, owner_ids, manager.pk
 
 
 # --- walks ------------------------------------------------------------------------------------
@@ -465,6 +473,41 @@ def walk_sql_run(start: Start, level: str, depth: int) -> int:
     with connection.cursor() as cursor:
         cursor.execute(DOWNSTREAM_SQL, {"start": start.node_id, "level": level, "depth": depth})
         return len(cursor.fetchall())
+
+
+@dataclass
+class HiddenFigures:
+    """The same selector walks as a reader who may see none of the datasets they reach."""
+
+    level: str
+    depth: int
+    reached: list[int] = field(default_factory=list)
+    seen: list[float] = field(default_factory=list)  # the engineer: everything visible
+    hidden: list[float] = field(default_factory=list)  # the product manager: every node hidden
+    seen_queries: Counter = field(default_factory=Counter)
+    hidden_queries: Counter = field(default_factory=Counter)
+
+
+def hidden_measure(figures: HiddenFigures, starts: list[Start], *, walker: "Walker", manager: "Walker"):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    level, depth = figures.level, figures.depth
+    for start in starts:  # warm-up
+        walker.walk(start, level, depth)
+        manager.walk(start, level, depth)
+    for start in starts:
+        for who, times, counts in ((walker, figures.seen, figures.seen_queries),
+                                   (manager, figures.hidden, figures.hidden_queries)):
+            with CaptureQueriesContext(connection) as queries:
+                began = time.perf_counter()
+                walk = who.walk(start, level, depth)
+                times.append(time.perf_counter() - began)
+            counts[len(queries)] += 1
+        hidden = sum(1 for node in walk.nodes if node.hidden)
+        if hidden != len(walk.nodes) - 1:
+            raise BenchmarkError(f"{level} walk from node {start.node_id}: {hidden} of {len(walk.nodes) - 1} hidden")
+        figures.reached.append(len(walk.nodes) - 1)
 
 
 class Walker:
@@ -848,6 +891,25 @@ def query_rows(walks: list[WalkFigures]) -> list[list[str]]:
     ]
 
 
+HIDDEN_HEADERS = ["walk", "depth", "walks", "nodes p50", "seen p50", "seen p95", "hidden p50", "hidden p95",
+                  "seen queries", "hidden queries"]
+
+
+def hidden_rows(hidden: list[HiddenFigures]) -> list[list[str]]:
+    def queries(counter: Counter) -> str:
+        return ", ".join(f"{count}" + (f" ({times}x)" if len(counter) > 1 else "") for count, times in sorted(counter.items()))
+
+    return [
+        [h.level, h.depth, len(h.reached), round(p(h.reached, 50)), ms(p(h.seen, 50)), ms(p(h.seen, 95)),
+         ms(p(h.hidden, 50)), ms(p(h.hidden, 95)), queries(h.seen_queries), queries(h.hidden_queries)]
+        for h in hidden
+    ]
+
+
+HIDDEN_TEXT = ("The same selector walks, as the data engineer (who may see every dataset) and as a product "
+               "manager (who sees aggregated datasets only, so every node reached is hidden), ms:")
+
+
 BREAKDOWN_HEADERS = ["walk", "depth", "which", "reached", "selector", *BREAKDOWN_PARTS, "Python", "API in-process"]
 
 
@@ -940,6 +1002,9 @@ def report_plain(run: dict) -> str:
         "a query's time runs until its rows are received, Python is the rest of lineage_walk):",
         plain_table(BREAKDOWN_HEADERS, breakdown_rows(run["walks"])),
         "",
+        HIDDEN_TEXT,
+        plain_table(HIDDEN_HEADERS, hidden_rows(run["hidden"])),
+        "",
         f"OpenLineage over HTTP, {run['events']} jobs, one keep-alive connection:",
         plain_table(INGEST_HEADERS, ingest_rows(run["ingest"])),
         *(f"  {f.name}: {f.description}" for f in run["ingest"]),
@@ -982,6 +1047,10 @@ def report_markdown(run: dict) -> str:
         "`API in-process` is the whole request through Django's test client (no HTTP):",
         "",
         markdown_table(BREAKDOWN_HEADERS, breakdown_rows(run["walks"]), text_columns=3),
+        "",
+        HIDDEN_TEXT,
+        "",
+        markdown_table(HIDDEN_HEADERS, hidden_rows(run["hidden"])),
         "",
         f"OpenLineage events over HTTP, {run['events']} jobs, one keep-alive connection "
         "(`queries/event` from one more event of each kind, whole API request in-process):",
@@ -1070,7 +1139,7 @@ def main() -> int:
         from django.db import connections
 
         progress("migrating and creating the stores, the service account and the owners")
-        engineer_pk, key, store_ids, owner_ids = catalog_prepare()
+        engineer_pk, key, store_ids, owner_ids, manager_pk = catalog_prepare()
         connections.close_all()
 
         progress(f"planning {args.datasets:,} datasets")
@@ -1084,6 +1153,7 @@ def main() -> int:
 
         server = Server(gunicorn_command(args.port, "gthread"), environment, Path(var_dir) / "gunicorn.log")
         walks: list[WalkFigures] = []
+        hidden_walks: list[HiddenFigures] = []
         phases = [
             IngestPhase("first run", "each job's first event: a new output dataset and its column edges; "
                         f"the first {min(args.events, OL_ORDER_TABLES)} also discover their input tables (201)", 201, 0),
@@ -1109,6 +1179,12 @@ def main() -> int:
                         walks.append(figures)
             finally:
                 api.close()
+            manager = Walker(manager_pk, args.limit)
+            for level in ("column", "dataset"):
+                progress(f"walks as a product manager (every node hidden): {level}, depth {max(DEPTHS)}")
+                figures = HiddenFigures(level=level, depth=max(DEPTHS))
+                hidden_measure(figures, starts[level], walker=walker, manager=manager)
+                hidden_walks.append(figures)
             if args.explain:
                 level_walks = [w for w in walks if w.depth == max(DEPTHS)]
                 for figures in level_walks:
@@ -1150,6 +1226,7 @@ def main() -> int:
         "limit": args.limit,
         "counted": min(args.counted, len(starts["dataset"])),
         "walks": walks,
+        "hidden": hidden_walks,
         "events": args.events,
         "ingest": phases,
         "mismatches": mismatches,
