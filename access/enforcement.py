@@ -175,6 +175,19 @@ class _Warehouse:
     def role_exists(self, role: str) -> bool:
         return bool(self.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role]))
 
+    def role_shared(self, role: str) -> str:
+        """Why a grant to ``role`` would reach more than its one person, or "" (a LOGIN role that
+        no other role is a member of; a role that does not exist is left to the GRANT to say)."""
+        rows = self.execute(
+            "SELECT r.rolcanlogin, EXISTS (SELECT 1 FROM pg_auth_members m WHERE m.roleid = r.oid) "
+            "FROM pg_roles r WHERE r.rolname = %s", [role])
+        if not rows:
+            return ""
+        can_login, has_members = rows[0]
+        if has_members:
+            return "other roles are members of it"
+        return "" if can_login else "it cannot log in (a group role)"
+
     def grant(self, dataset: Dataset, role: str, privileges, columns=()) -> None:
         from psycopg import sql
 
@@ -298,9 +311,16 @@ def _apply(grant: Grant, now, *, reapply: bool = False) -> Outcome:
     try:
         warehouse = _Warehouse(grant.dataset.store)
         try:
+            shared = warehouse.role_shared(role)
+            if shared:
+                raise EnforcementError(
+                    f"{grant.user.username}'s warehouse role '{role}' is not theirs alone: {shared}. Map their own role."
+                )
             warehouse.lock_table(grant.dataset)
             warehouse.grant(grant.dataset, role, grant_privileges(grant), grant.columns)
             warehouse.commit()
+        except EnforcementError:
+            raise
         except Exception as exc:
             raise warehouse.fail(f"grant {grant.dataset.qualified_name} to {role}", exc) from None
     except EnforcementError as exc:
@@ -508,9 +528,9 @@ def _enforce_into(report: ReconcileReport, grant_id: int, *, reapply: bool = Fal
 def _reconcile_store(store: DataStore, report: ReconcileReport) -> None:
     from access.grants import grants_end_outgrown
 
-    grants = _store_grants(store)
     # Grants whose data became more sensitive than was approved end first, so they are revoked below.
-    grants_end_outgrown(dataset_ids=grants.filter(status__in=LIVE).values_list("dataset_id", flat=True).distinct())
+    grants_end_outgrown(dataset_ids=Dataset.objects.filter(store=store).values("pk"))
+    grants = _store_grants(store)
     now, limit = timezone.now(), settings.ACCESS_ENFORCE_MAX_ATTEMPTS
     retryable = Q(enforcement__in=[Enforcement.PENDING, Enforcement.REVOKE_PENDING]) | Q(
         enforcement__in=[Enforcement.APPLY_FAILED, Enforcement.REVOKE_FAILED], enforcement_attempts__lt=limit

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 from guardian.shortcuts import assign_perm, remove_perm
 
@@ -216,6 +216,8 @@ def access_request_review(*, principal, request: AccessRequest, approve: bool, r
     if expired:
         raise ValidationError({"status": ["This request expired before anyone decided it."]})
     with transaction.atomic():
+        if request.extends_id:  # the grant it extends first, as a revocation locks them
+            Grant.objects.select_for_update(of=("self",)).filter(pk=request.extends_id).first()
         request = _locked_request(request)
         if request.status != RequestStatus.PENDING:
             raise ValidationError({"status": [f"This request is already {request.get_status_display().lower()}."]})
@@ -223,7 +225,7 @@ def access_request_review(*, principal, request: AccessRequest, approve: bool, r
             raise PermissionDenied("Nobody may review their own request.")
         if not policies.can_review_request(principal, request):
             raise PermissionDenied("Only the dataset's owners (and security engineers, for Restricted data) review this request.")
-        if request.reviews.filter(reviewer=principal).exists():
+        if request.reviews.filter(reviewer=principal, superseded=False).exists():
             raise ValidationError({"review": ["You already reviewed this request."]})
         if not approve and not reason:  # after the permission checks: an outsider learns nothing
             raise ValidationError({"reason": ["Say why you deny it."]})
@@ -251,7 +253,7 @@ def access_request_review(*, principal, request: AccessRequest, approve: bool, r
                 "This scope now needs a ticket reference; the requester should cancel and ask again with one."
             ]})
         _rules_tighten(request, cell, tier)
-        approvals = list(request.reviews.filter(decision=ReviewDecision.APPROVE))
+        approvals = list(request.reviews.filter(decision=ReviewDecision.APPROVE, superseded=False))
         enough = len(approvals) >= request.approvals_required
         security_ok = not request.security_approval_required or any(r.as_security_engineer for r in approvals)
         if not (enough and security_ok):
@@ -281,6 +283,10 @@ def _rules_tighten(request: AccessRequest, cell: RolePermission, tier: int) -> N
     if not changes:
         return
     request.save(update_fields=["sensitivity", "approvals_required", "security_approval_required"])
+    # Approvals given under the looser rules did not see this: they no longer count, and their
+    # reviewers may approve again.
+    changes["approvals_superseded"] = request.reviews.filter(
+        decision=ReviewDecision.APPROVE, superseded=False).update(superseded=True)
     audit_record(actor=None, action="request.rules_tightened", obj=request, dataset=request.dataset,
                  reason="The data or the role matrix changed since the request.", details=changes)
     _notify("request_created", request_id=request.pk)
@@ -374,6 +380,7 @@ def grant_revoke(*, principal, grant: Grant, reason: str, remote_addr: str = "")
             if not follow_ups:
                 break
             ended += follow_ups
+        extensions = _extensions_locked(ended)  # before any audit write
         for ending in ended:
             ending.revoked_by, ending.revoked_at, ending.revoke_reason = principal, now, reason
             ending.save(update_fields=["revoked_by", "revoked_at", "revoke_reason"])
@@ -383,17 +390,23 @@ def grant_revoke(*, principal, grant: Grant, reason: str, remote_addr: str = "")
                 details["extends_revoked_grant"] = grant.pk
             audit_record(actor=principal, action="grant.revoked", obj=ending, dataset=ending.dataset, reason=reason,
                          remote_addr=remote_addr, details=details)
-        _extensions_cancel(ended, now, actor=principal, remote_addr=remote_addr)
+        _extensions_cancel(extensions, now, actor=principal, remote_addr=remote_addr)
         _notify("grant_ended", grant_id=grant.pk)
     return grant
 
 
-def _extensions_cancel(grants, now, *, actor, remote_addr: str = "") -> None:
+def _extensions_locked(grants) -> list[AccessRequest]:
+    """The pending requests to extend ``grants``, locked. Taken right after the grants and before
+    any audit write: a grant, then its extension requests, then the audit head is the order every
+    transition takes (a review of an extension locks the grant it extends first)."""
+    return list(AccessRequest.objects.select_for_update(of=("self",)).select_related("dataset").filter(
+        extends__in=grants, status=RequestStatus.PENDING
+    ).order_by("pk"))
+
+
+def _extensions_cancel(pending: list[AccessRequest], now, *, actor, remote_addr: str = "") -> None:
     """Pending requests to extend grants that were revoked are cancelled: approving one later
     would give the access straight back."""
-    pending = AccessRequest.objects.select_for_update(of=("self",)).select_related("dataset").filter(
-        extends__in=grants, status=RequestStatus.PENDING
-    )
     for request in pending:
         request.status, request.decided_at = RequestStatus.CANCELLED, now
         request.save(update_fields=["status", "decided_at"])
@@ -409,29 +422,46 @@ def grant_end_outgrown(grant: Grant, now) -> bool:
     if tier is None:
         return False
     approved = Sensitivity(grant.request.sensitivity).label
+    extensions = _extensions_locked([grant])
     grant.revoked_at = now
     grant.revoke_reason = (
         f"The data became {Sensitivity(tier).label}; this grant was approved for {approved}. Ask again."
     )
     grant.save(update_fields=["revoked_at", "revoke_reason"])
     _end(grant, GrantStatus.REVOKED, now)
-    _extensions_cancel([grant], now, actor=None)
     audit_record(actor=None, action="grant.revoked", obj=grant, dataset=grant.dataset, reason=grant.revoke_reason,
                  details={"user": grant.user.username, "approved_for": approved, "now": Sensitivity(tier).label})
+    _extensions_cancel(extensions, now, actor=None)
     _notify("grant_ended", grant_id=grant.pk)
     return True
 
 
-def grants_end_outgrown(*, dataset_ids) -> int:
-    """After a dataset's classification rose (a registration, a sync, an accepted suggestion): end
-    the live grants on it that no longer cover what they show. Runs in the caller's transaction."""
-    ids = list(Grant.objects.filter(dataset_id__in=list(dataset_ids), status__in=decisions.LIVE_STATUSES)
-               .order_by("pk").values_list("pk", flat=True))
-    ended, now = 0, timezone.now()
-    with transaction.atomic():
-        for grant_id in ids:
-            ended += grant_end_outgrown(_locked_grant(Grant(pk=grant_id)), now)
+def grants_end_outgrown(*, dataset_ids=None) -> int:
+    """End the live grants (on ``dataset_ids``, a list or a subquery; all if None) that no longer
+    cover what they show, each in its own transaction. The worker runs it after a classification
+    rose (``grants_end_outgrown_after_commit``), the reconciler on every pass; the decision refuses
+    an outgrown grant meanwhile, so nothing is exposed while it waits."""
+    # A scope's tier is never above its dataset's, so only these can have outgrown their approval.
+    candidates = Grant.objects.filter(status__in=decisions.LIVE_STATUSES,
+                                      request__sensitivity__lt=F("dataset__sensitivity"))
+    if dataset_ids is not None:
+        candidates = candidates.filter(dataset_id__in=dataset_ids)
+    ended = 0
+    for grant_id in candidates.order_by("pk").values_list("pk", flat=True):
+        with transaction.atomic():
+            ended += grant_end_outgrown(_locked_grant(Grant(pk=grant_id)), timezone.now())
     return ended
+
+
+def grants_end_outgrown_after_commit(dataset_ids) -> None:
+    """For a writer that may have raised these datasets' classification (a registration, a sync
+    batch, an accepted suggestion): end their outgrown grants once its transaction committed, in
+    a task, never under the writer's locks."""
+    from access import tasks
+
+    ids = sorted(set(dataset_ids))
+    if ids:
+        _after_commit(lambda: tasks.grants_end_outgrown.delay(ids))
 
 
 def grants_expire_due() -> int:

@@ -32,6 +32,15 @@ class User(AbstractUser):
         help_text="The user's own role in managed PostgreSQL warehouses; grants are applied to it.",
     )
 
+    class Meta(AbstractUser.Meta):
+        swappable = "AUTH_USER_MODEL"
+        constraints = [
+            # One person per warehouse role: a grant to a shared role would reach the others.
+            models.UniqueConstraint(
+                fields=["warehouse_role"], condition=~models.Q(warehouse_role=""), name="uniq_warehouse_role"
+            ),
+        ]
+
     @property
     def display_name(self) -> str:
         return self.get_full_name() or self.username
@@ -180,18 +189,25 @@ class ReviewDecision(models.TextChoices):
 
 
 class AccessReview(models.Model):
-    """One reviewer's decision on a request (one per reviewer)."""
+    """One reviewer's decision on a request (one standing review per reviewer). An approval given
+    before the request's rules tightened is ``superseded``: it no longer counts, and its reviewer
+    may approve again, seeing the new tier."""
 
     request = models.ForeignKey(AccessRequest, on_delete=models.CASCADE, related_name="reviews")
     reviewer = models.ForeignKey(User, on_delete=models.PROTECT, related_name="access_reviews")
     decision = models.CharField(max_length=8, choices=ReviewDecision.choices)
     reason = models.TextField(blank=True)
     as_security_engineer = models.BooleanField(default=False)
+    superseded = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["created_at"]
-        constraints = [models.UniqueConstraint(fields=["request", "reviewer"], name="one_review_per_reviewer")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["request", "reviewer"], condition=models.Q(superseded=False), name="one_review_per_reviewer"
+            ),
+        ]
 
 
 class GrantStatus(models.TextChoices):

@@ -31,7 +31,7 @@ def approval_queue(*, user) -> QuerySet[AccessRequest]:
     if not policies.can_read_metadata(user) or getattr(user, "is_service_account", False):
         return AccessRequest.objects.none()
     pending = _request_base().filter(status=RequestStatus.PENDING, expires_at__gt=timezone.now()).exclude(requester=user)
-    pending = pending.exclude(Exists(AccessReview.objects.filter(request=OuterRef("pk"), reviewer=user)))
+    pending = pending.exclude(Exists(AccessReview.objects.filter(request=OuterRef("pk"), reviewer=user, superseded=False)))
     if user.is_superuser:
         return pending.order_by("created_at", "pk")
     condition = decisions.stewarded_filter(user, "dataset")  # owners and stewards (directly or through a group)

@@ -105,6 +105,7 @@ class ReviewSerializer(serializers.Serializer):
     decision = serializers.CharField()
     reason = serializers.CharField()
     asSecurityEngineer = serializers.BooleanField(source="as_security_engineer")
+    superseded = serializers.BooleanField(help_text="Given before the request's rules tightened: no longer counts.")
     createdAt = serializers.DateTimeField(source="created_at")
 
 

@@ -19,6 +19,14 @@ def grants_expire() -> int:
     return grants_expire_due()
 
 
+@shared_task(name="access.grants_end_outgrown", max_retries=0)
+def grants_end_outgrown(dataset_ids: list[int]) -> int:
+    """End the grants on these datasets whose data became more sensitive than was approved."""
+    from access.grants import grants_end_outgrown as end
+
+    return end(dataset_ids=dataset_ids)
+
+
 @shared_task(name="access.requests_expire", max_retries=0)
 def requests_expire() -> int:
     from access.grants import access_requests_expire_stale

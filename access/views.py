@@ -215,7 +215,7 @@ def _present_request(access_request) -> None:
     reviews = getattr(access_request, "review_list", None)
     if reviews is None:
         reviews = list(access_request.reviews.select_related("reviewer"))
-    approvals = [r for r in reviews if r.decision == ReviewDecision.APPROVE]
+    approvals = [r for r in reviews if r.decision == ReviewDecision.APPROVE and not r.superseded]
     access_request.approval_count = len(approvals)
     access_request.security_pending = access_request.security_approval_required and not any(
         r.as_security_engineer for r in approvals
@@ -245,7 +245,7 @@ def request_detail(request, pk, review_form=None):
     grant = getattr(access_request, "grant", None) if access_request.status == RequestStatus.APPROVED else None
     objects = [("accessrequest", access_request.pk)] + ([("grant", grant.pk)] if grant else [])
     pending = access_request.status == RequestStatus.PENDING
-    reviewed = any(r.reviewer_id == request.user.pk for r in access_request.reviews_shown)
+    reviewed = any(r.reviewer_id == request.user.pk and not r.superseded for r in access_request.reviews_shown)
     can_review = pending and not reviewed and policies.can_review_request(request.user, access_request)
     return render(request, "access/request_detail.html", {
         "req": access_request,

@@ -99,7 +99,12 @@ class DatasetVersionListApi(generics.ListAPIView):
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # schema generation has no URL kwargs
             return DatasetVersion.objects.none()
+        from access.grants import restricted_metadata_viewed  # access builds on the catalog
+
         dataset = selectors.dataset_get(user=self.request.user, pk=self.kwargs["pk"])
+        # Each version's diff names columns and their sensitivity changes: audited as the detail is.
+        restricted_metadata_viewed(principal=self.request.user, dataset=dataset,
+                                   remote_addr=client_address(self.request), via="api:versions")
         return selectors.dataset_version_list(dataset=dataset)
 
 

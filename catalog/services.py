@@ -148,9 +148,9 @@ def _dataset_register_locked(principal, registration, store, owners, qualified_n
 
     lineage_dataset_registered(dataset=dataset)
     if previous is not None:
-        from access.grants import grants_end_outgrown  # access builds on the catalog
+        from access.grants import grants_end_outgrown_after_commit  # access builds on the catalog
 
-        grants_end_outgrown(dataset_ids=[dataset.pk])  # grants approved for less sensitive data end
+        grants_end_outgrown_after_commit([dataset.pk])  # grants approved for less sensitive data end
     if owners is not None:
         dataset.owners.set(owners)
     elif previous is None and getattr(principal, "pk", None) and not principal.is_service_account:

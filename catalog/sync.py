@@ -558,9 +558,9 @@ class _Writer:
 
         lineage_datasets_synced(datasets=touched, new_ids={entry[0].pk for entry in new_datasets})
         if changed:
-            from access.grants import grants_end_outgrown  # access builds on the catalog
+            from access.grants import grants_end_outgrown_after_commit  # access builds on the catalog
 
-            grants_end_outgrown(dataset_ids=[entry[0].pk for entry in changed])
+            grants_end_outgrown_after_commit(entry[0].pk for entry in changed)
         counts["suggestion_count"] += _suggest(run, suggestion_targets, samples)
         if breaking:
             from catalog.notifications import breaking_changes_notify

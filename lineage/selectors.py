@@ -15,7 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from django.db import connection
-from django.db.models import Max, Prefetch
+from django.db.models import Exists, Max, OuterRef, Prefetch, Q
 from django.http import Http404
 
 from access import policies
@@ -143,9 +143,10 @@ def _visible_datasets(user, dataset_ids):
 def _visible_dataset_ids(user, dataset_ids) -> set[int]:
     """Which of ``dataset_ids`` the user may see the metadata of, in at most one query."""
     dataset_ids = set(dataset_ids)
-    if not dataset_ids or dataset_visibility_filter(user) is None:
+    condition = dataset_visibility_filter(user) if dataset_ids else None
+    if condition is None:
         return dataset_ids
-    return set(_visible_datasets(user, dataset_ids).values_list("pk", flat=True))
+    return set(Dataset.objects.filter(condition, pk__in=list(dataset_ids)).values_list("pk", flat=True))
 
 
 def lineage_hide_invisible(*, user, nodes) -> list[Node]:
@@ -344,7 +345,16 @@ def job_list(*, user):
     """Jobs that sent lineage, each with its latest run prefetched as ``latest_runs``."""
     if not policies.can_read_metadata(user):
         return Job.objects.none()
-    return Job.objects.prefetch_related(
+    jobs = Job.objects.all()
+    condition = dataset_visibility_filter(user)
+    if condition is not None:
+        # A job is named after what it reads and writes: listed only when it touches nothing hidden.
+        visible = Dataset.objects.filter(condition).values("pk")
+        hidden_end = (Q(source__dataset__isnull=False) & ~Q(source__dataset__in=visible)) | (
+            Q(target__dataset__isnull=False) & ~Q(target__dataset__in=visible))
+        jobs = jobs.filter(Exists(Edge.objects.filter(job=OuterRef("pk")))).exclude(
+            Exists(Edge.objects.filter(hidden_end, job=OuterRef("pk"))))
+    return jobs.prefetch_related(
         Prefetch("runs", queryset=Run.objects.order_by("-last_event_time")[:1], to_attr="latest_runs")
     ).order_by("namespace", "name")
 

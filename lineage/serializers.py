@@ -155,9 +155,11 @@ class ViolationSerializer(serializers.Serializer):
         path = self.context["paths"].get(node.pk, [node])
         return [
             {
+                "nodeId": None, "label": step.label, "hidden": True, "effectiveSensitivity": None,
+            } if step.hidden else {
                 "nodeId": step.pk,
-                "label": step.label if step.hidden or not step.dataset_id else f"{step.dataset.qualified_name}.{step.name}",
-                "hidden": step.hidden,
+                "label": f"{step.dataset.qualified_name}.{step.name}" if step.dataset_id else str(step),
+                "hidden": False,
                 "effectiveSensitivity": sensitivity_label(step.effective_sensitivity),
             }
             for step in path

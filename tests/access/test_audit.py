@@ -391,6 +391,28 @@ def test_an_inserted_event_with_a_forged_hash_is_named(busy_trail):
     assert "inserted" in report.problem
 
 
+def test_a_forged_tail_is_named_even_when_real_events_are_written_during_the_walk(busy_trail, monkeypatch):
+    import access.audit as audit
+
+    last = AuditEvent.objects.order_by("-id").first()
+    forged = AuditEvent(id=last.pk + 5, at=timezone.now(), actor_name="mallory", action="grant.activated",
+                        previous_hash=last.hash)
+    forged.hash = event_hash(last.hash, forged)
+    forged.save(force_insert=True)  # well past the head, which it does not move
+    written, real_hash = [], audit.event_hash
+
+    def hash_and_write(previous, event):
+        if not written:  # a real event, written while verify walks
+            written.append(True)
+            with transaction.atomic():
+                audit.audit_record(actor=None, action="grant.expired", reason="written meanwhile")
+        return real_hash(previous, event)
+
+    monkeypatch.setattr(audit, "event_hash", hash_and_write)
+    report = audit.audit_verify(batch_size=7)
+    assert written and not report.intact and report.first_bad_id == forged.pk and "inserted" in report.problem
+
+
 def test_an_inserted_event_that_does_not_link_is_named(busy_trail):
     forged = forge_after_last(chained=False)
     report = audit_verify()

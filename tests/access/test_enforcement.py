@@ -429,20 +429,24 @@ def test_revoke_with_the_warehouse_down_fails_and_the_reconciler_revokes_later(
     assert denied(wh, engineer.warehouse_role, "SELECT id FROM sales.customers")
 
 
-def test_a_grant_ends_and_is_revoked_when_its_table_becomes_more_sensitive(wh, shop, engineer, approver, registrar):
+def test_a_grant_ends_and_is_revoked_when_its_table_becomes_more_sensitive(
+    wh, shop, engineer, approver, registrar, django_capture_on_commit_callbacks
+):
     grant = grant_for(engineer, approver, shop.customers)
     tasks.grant_enforce(grant.pk)
     assert not denied(wh, engineer.warehouse_role, "SELECT email FROM sales.customers")
 
-    # A re-registration classes email Restricted: the grant was approved for Regular data.
-    dataset_create(principal=registrar, store=shop, name="sales.customers", columns=[
-        column_payload(name, sensitivity="Restricted" if name == "email" else "Regular") for name in CUSTOMER_COLUMNS
-    ])
+    # A re-registration classes email Restricted: the grant was approved for Regular data. Once it
+    # commits, the end-outgrown task revokes the grant, whose revocation queues the warehouse change.
+    with django_capture_on_commit_callbacks(execute=True):
+        dataset_create(principal=registrar, store=shop, name="sales.customers", columns=[
+            column_payload(name, sensitivity="Restricted" if name == "email" else "Regular") for name in CUSTOMER_COLUMNS
+        ])
 
     grant.refresh_from_db()
     assert grant.status == "revoked" and grant.revoked_by is None
     assert grant.revoke_reason == "The data became Restricted; this grant was approved for Regular. Ask again."
-    assert tasks.grant_enforce(grant.pk) == "unapplied"
+    assert grant.enforcement == Enforcement.REVOKED
     assert denied(wh, engineer.warehouse_role, "SELECT email FROM sales.customers")
     assert actions(grant)[-3:] == ["grant.applied", "grant.revoked", "grant.unapplied"]
 
@@ -496,3 +500,30 @@ def test_the_profile_refuses_a_reserved_warehouse_role(db):
     with pytest.raises(ValidationError) as error:
         user.full_clean()
     assert list(error.value.message_dict) == ["warehouse_role"]
+
+
+def test_a_group_role_or_one_with_members_is_never_granted(wh, shop, approver, make_role):
+    """A grant reaches one person: not a role others log in through."""
+    member, shared = make_role(), make_role()
+    group = f"test_group_{uuid.uuid4().hex[:8]}"
+    wh.execute(f'CREATE ROLE "{group}" NOLOGIN', f'GRANT "{group}" TO "{member}"', f'GRANT "{shared}" TO "{member}"')
+    try:
+        for username, role in (("gus", group), ("lou", shared)):
+            user = UserFactory(username=username, roles=["software_engineer"], warehouse_role=role)
+            grant = grant_for(user, approver, shop.customers)
+            assert grant_apply(grant.pk).action == "failed"
+            grant.refresh_from_db()
+            assert "is not theirs alone" in grant.enforcement_message
+        assert denied(wh, member, "SELECT email FROM sales.customers")
+    finally:
+        wh.execute(f'DROP OWNED BY "{group}"', f'DROP ROLE IF EXISTS "{group}"')
+
+
+def test_two_people_cannot_share_a_warehouse_role(db):
+    from django.db import IntegrityError, transaction
+
+    UserFactory(username="a1", warehouse_role="analyst_one")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        UserFactory(username="a2", warehouse_role="analyst_one")
+    UserFactory(username="a3", warehouse_role="")  # unmapped users are many
+    UserFactory(username="a4", warehouse_role="")

@@ -55,13 +55,19 @@ def test_a_request_whose_data_became_restricted_needs_the_restricted_approvals(
     tightened = AuditEvent.objects.get(action="request.rules_tightened", object_id=str(request.pk))
     assert tightened.details == {
         "sensitivity": ["Sensitive", "Restricted"], "approvals_required": [1, 2], "security_approval_required": [False, True],
+        "approvals_superseded": 1,
     }
     assert "sam@example.com" in {address for message in mail.outbox for address in message.to}  # now an approver
+    # Olga approved Sensitive data: her approval does not count for Restricted, and she may approve again.
+    assert request.reviews.get(reviewer=owner).superseded
 
     approve(second_owner, request)
-    assert fresh(request).status == RequestStatus.PENDING  # two owners, but no security engineer yet
+    assert fresh(request).status == RequestStatus.PENDING  # one approval that counts, and no security engineer
+    approve(owner, request)  # Olga again, now seeing Restricted
+    assert fresh(request).status == RequestStatus.PENDING  # two that count, still no security engineer
     approve(security, request)
     assert fresh(request).status == RequestStatus.APPROVED
+    assert request.reviews.filter(superseded=False).count() == 3
 
 
 def test_looser_rules_since_the_request_do_not_apply_to_it(registrar, scientist, sensitive, owner):
@@ -92,11 +98,28 @@ def test_a_live_grant_ends_when_its_data_becomes_more_sensitive(
     assert not access_decide(scientist, "read", fresh(sensitive))
 
 
-def test_a_column_grant_outside_the_change_keeps_going(registrar, scientist, sensitive):
+def test_a_column_grant_outside_the_change_keeps_going(
+    registrar, scientist, sensitive, django_capture_on_commit_callbacks
+):
     grant = granted(scientist, sensitive, columns=["email"])
-    reclassify(registrar, sensitive, phone="Restricted")
+    with django_capture_on_commit_callbacks(execute=True):
+        reclassify(registrar, sensitive, phone="Restricted")
     assert fresh(grant).status == GrantStatus.ACTIVE
-    reclassify(registrar, sensitive, phone="Restricted", email="Restricted")
+    with django_capture_on_commit_callbacks(execute=True):
+        reclassify(registrar, sensitive, phone="Restricted", email="Restricted")
+    assert fresh(grant).status == GrantStatus.REVOKED
+
+
+def test_the_grant_ends_after_the_change_commits_and_the_decision_refuses_it_meanwhile(
+    registrar, scientist, sensitive, django_capture_on_commit_callbacks
+):
+    grant = granted(scientist, sensitive)
+    with django_capture_on_commit_callbacks() as callbacks:  # the change, not yet committed
+        reclassify(registrar, sensitive, phone="Restricted")
+    assert fresh(grant).status == GrantStatus.ACTIVE
+    assert not access_decide(scientist, "read", fresh(sensitive))  # nothing is exposed while it waits
+    for callback in callbacks:
+        callback()
     assert fresh(grant).status == GrantStatus.REVOKED
 
 

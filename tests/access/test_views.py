@@ -469,6 +469,10 @@ def test_the_audit_address_is_the_one_the_outermost_trusted_proxy_saw(rf, settin
     assert client_address(request) == "203.0.113.7"  # not 6.6.6.6, which the client wrote itself
     settings.AUDIT_TRUSTED_PROXIES = 3
     assert client_address(request) == "10.0.0.5"  # fewer hops than proxies: the header is not trusted
+    settings.AUDIT_TRUSTED_PROXIES = 1
+    for junk in ("x" * 200, "<script>", "2001:db8::1%eth0' OR 1=1"):
+        assert client_address(rf.get("/", REMOTE_ADDR="10.0.0.5", HTTP_X_FORWARDED_FOR=junk)) == "10.0.0.5"
+    assert client_address(rf.get("/", REMOTE_ADDR="10.0.0.5", HTTP_X_FORWARDED_FOR="2001:db8::1")) == "2001:db8::1"
 
 
 def test_restricted_columns_seen_in_a_version_or_a_diff_are_audited(client, registrar, prod):
@@ -491,6 +495,11 @@ def test_restricted_columns_seen_in_a_version_or_a_diff_are_audited(client, regi
         {"via": "page:version", "versions": [1]}, {"via": "page:diff", "versions": [1]},
         {"via": "api:version", "versions": [1]}, {"via": "api:diff", "versions": [1]},
     ]
+    client.get(f"/api/v1/datasets/{people.pk}/versions/")
+    assert len(viewed()) == 4  # the dataset is no longer Restricted: its version list is not
+    dataset_create(principal=registrar, store=prod, name="hr.people", columns=columns)
+    client.get(f"/api/v1/datasets/{people.pk}/versions/")
+    assert viewed()[-1] == {"via": "api:versions"}
 
 
 def test_break_glass_waiting_for_review_lists_only_what_the_reader_may_review(client, orders, owner, monkeypatch):

@@ -109,6 +109,7 @@ def test_violations_leave_out_datasets_the_reader_may_not_see_and_hide_steps_on_
     assert [(step["label"], step["hidden"]) for step in violation["path"]] == [
         (HIDDEN, True), ("analytics.marketing.rollup.email_domain", False),
     ]
+    assert violation["path"][0] == {"nodeId": None, "label": HIDDEN, "hidden": True, "effectiveSensitivity": None}
     page = text(client.get("/lineage/violations/"))
     assert "marketing.rollup" in page and HIDDEN in page
     assert not any(leak in page for leak in LEAKS)
@@ -134,3 +135,20 @@ def test_hiding_does_not_add_queries_as_the_walk_grows(client, flow, manager, re
     with CaptureQueriesContext(connection) as far:
         client.get(url, {"depth": 20})
     assert len(far.captured_queries) == len(near.captured_queries)
+
+
+def test_the_job_list_leaves_out_jobs_that_touch_what_the_reader_may_not_see(client, flow, manager, registrar, store):
+    from lineage.models import Edge, Job
+
+    weekly = register(registrar, store, "marketing.weekly", column_payload("email_domain"))
+    weekly.tags = ["aggregated"]
+    weekly.save(update_fields=["tags"])
+    link(flow["rollup"], "email_domain", weekly, "email_domain", kind=EdgeKind.COPY)
+    Edge.objects.filter(target__dataset=flow["report"]).update(job=Job.objects.create(namespace="dbt", name="finance.secret_report"))
+    Edge.objects.filter(target__dataset=weekly).update(job=Job.objects.create(namespace="dbt", name="marketing.weekly"))
+    Job.objects.create(namespace="dbt", name="orphan")  # no edges: nothing says what it touches
+
+    names = {job["name"] for job in as_user(client, registrar).get("/api/v1/lineage/jobs/").json()["results"]}
+    assert names == {"finance.secret_report", "marketing.weekly", "orphan"}
+    names = {job["name"] for job in as_user(client, manager).get("/api/v1/lineage/jobs/").json()["results"]}
+    assert names == {"marketing.weekly"}
