@@ -215,9 +215,10 @@ def access_request_review(*, principal, request: AccessRequest, approve: bool, r
         expired = _expire_if_due(request, now)  # kept: the expiry commits, the review does not happen
     if expired:
         raise ValidationError({"status": ["This request expired before anyone decided it."]})
+    extends_id = AccessRequest.objects.filter(pk=request.pk).values_list("extends_id", flat=True).first()
     with transaction.atomic():
-        if request.extends_id:  # the grant it extends first, as a revocation locks them
-            Grant.objects.select_for_update(of=("self",)).filter(pk=request.extends_id).first()
+        if extends_id:  # the grant it extends first, as a revocation locks them
+            Grant.objects.select_for_update(of=("self",)).filter(pk=extends_id).first()
         request = _locked_request(request)
         if request.status != RequestStatus.PENDING:
             raise ValidationError({"status": [f"This request is already {request.get_status_display().lower()}."]})
