@@ -23,22 +23,27 @@ def breaking_changes_notify(*, run_id: int, dataset_ids: list[int]) -> int:
     from lineage.selectors import lineage_breaking_impact  # lineage builds on the catalog
 
     run = SyncRun.objects.select_related("store").get(pk=run_id)
-    messages = []
+    changes = []  # (dataset, version, impact, recipients)
     for dataset in Dataset.objects.filter(pk__in=dataset_ids).select_related("current_version", "store").prefetch_related("owners"):
         version = dataset.current_version
         impact = lineage_breaking_impact(user=policies.SYSTEM, dataset=dataset, diff=version.diff)
         recipients = {owner for owner in dataset.owners.all()}
         for entry in impact["datasets"]:
             recipients |= set(entry["owners"])
-        for user in sorted(recipients, key=lambda u: u.username):
-            if not (user.email and user.is_active and policies.can_read_metadata(user)):
-                continue
-            # Each recipient reads only what they may see: the changed dataset is named to those
-            # who may see it, and the downstream list keeps their datasets and counts the rest.
-            visible = set(
-                dataset_visible(user=user).filter(pk__in=[dataset.pk, *(e["dataset"].pk for e in impact["datasets"])])
-                .values_list("pk", flat=True)
-            )
+        changes.append((dataset, version, impact, recipients))
+    # Each recipient reads only what they may see: one query per recipient for the whole run.
+    mentioned = {pk for dataset, _, impact, _ in changes for pk in (dataset.pk, *(e["dataset"].pk for e in impact["datasets"]))}
+    readers = {user for *_, recipients in changes for user in recipients
+               if user.email and user.is_active and policies.can_read_metadata(user)}
+    visible_to = {
+        user.pk: set(dataset_visible(user=user).filter(pk__in=mentioned).values_list("pk", flat=True)) for user in readers
+    }
+    messages = []
+    for dataset, version, impact, recipients in changes:
+        for user in sorted(recipients & readers, key=lambda u: u.username):
+            # The changed dataset is named to those who may see it; the downstream list keeps
+            # their datasets and counts the rest.
+            visible = visible_to[user.pk]
             affected = [entry for entry in impact["datasets"] if entry["dataset"].pk in visible]
             body = render_to_string("emails/breaking_change.txt", {
                 "run": run, "dataset": dataset, "version": version, "sees_dataset": dataset.pk in visible,
