@@ -188,6 +188,18 @@ class _Warehouse:
             return "other roles are members of it"
         return "" if can_login else "it cannot log in (a group role)"
 
+    def sequences(self, dataset: Dataset) -> list[tuple[str, str]]:
+        """The sequences that fill the table's serial and identity columns, as (schema, name):
+        an INSERT that leaves such a column to its default needs USAGE on them."""
+        from psycopg import sql
+
+        table = sql.Identifier(*_table_parts(dataset)).as_string(self.pg)
+        return [tuple(row) for row in self.execute(
+            "SELECT n.nspname, s.relname FROM pg_depend d "
+            "JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S' JOIN pg_namespace n ON n.oid = s.relnamespace "
+            "WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass "
+            "AND d.refobjid = to_regclass(%s) AND d.deptype IN ('a', 'i') ORDER BY 1, 2", [table])]
+
     def grant(self, dataset: Dataset, role: str, privileges, columns=()) -> None:
         from psycopg import sql
 
@@ -196,12 +208,20 @@ class _Warehouse:
                 sql.Identifier(dataset.schema), sql.Identifier(role)))
         self.execute(sql.SQL("GRANT {} ON TABLE {} TO {}").format(
             _privilege_list(privileges, columns), sql.Identifier(*_table_parts(dataset)), sql.Identifier(role)))
+        if "INSERT" in privileges:
+            for sequence in self.sequences(dataset):
+                self.execute(sql.SQL("GRANT USAGE ON SEQUENCE {} TO {}").format(
+                    sql.Identifier(*sequence), sql.Identifier(role)))
 
     def revoke(self, dataset: Dataset, role: str, privileges, columns=()) -> None:
         from psycopg import sql
 
         self.execute(sql.SQL("REVOKE {} ON TABLE {} FROM {}").format(
             _privilege_list(privileges, columns), sql.Identifier(*_table_parts(dataset)), sql.Identifier(role)))
+        if "INSERT" in privileges:  # another live write grant of the role gives it back (_unapply)
+            for sequence in self.sequences(dataset):
+                self.execute(sql.SQL("REVOKE USAGE ON SEQUENCE {} FROM {}").format(
+                    sql.Identifier(*sequence), sql.Identifier(role)))
 
     def acls(self, datasets, roles) -> tuple[list, list]:
         """Privileges held directly by ``roles`` on the tables of ``datasets`` (not as the owner):
