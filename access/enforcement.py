@@ -224,33 +224,34 @@ class _Warehouse:
                     sql.Identifier(*sequence), sql.Identifier(role)))
 
     def acls(self, datasets, roles) -> tuple[list, list]:
-        """Privileges held directly by ``roles`` on the tables of ``datasets`` (not as the owner):
-        ``[(schema, table, role, privilege)]`` and ``[(schema, table, column, role, privilege)]``."""
+        """Privileges held directly by ``roles``, or by everyone (``PUBLIC``), on the tables of
+        ``datasets`` (not as the owner): ``[(schema, table, role, privilege)]`` and
+        ``[(schema, table, column, role, privilege)]``."""
         schemas = [d.schema or "public" for d in datasets]
         names = [d.name for d in datasets]
         roles = sorted(roles)
         tables = self.execute(
             """
-            SELECT n.nspname, c.relname, r.rolname, a.privilege_type
+            SELECT n.nspname, c.relname, COALESCE(r.rolname, 'PUBLIC'), a.privilege_type
             FROM unnest(%s::text[], %s::text[]) AS t(schema_name, table_name)
             JOIN pg_namespace n ON n.nspname = t.schema_name
             JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = t.table_name
             CROSS JOIN LATERAL aclexplode(c.relacl) AS a
-            JOIN pg_roles r ON r.oid = a.grantee
-            WHERE r.rolname = ANY(%s) AND a.grantee <> c.relowner
+            LEFT JOIN pg_roles r ON r.oid = a.grantee
+            WHERE (a.grantee = 0 OR r.rolname = ANY(%s)) AND a.grantee <> c.relowner
             """,
             [schemas, names, roles],
         )
         columns = self.execute(
             """
-            SELECT n.nspname, c.relname, att.attname, r.rolname, a.privilege_type
+            SELECT n.nspname, c.relname, att.attname, COALESCE(r.rolname, 'PUBLIC'), a.privilege_type
             FROM unnest(%s::text[], %s::text[]) AS t(schema_name, table_name)
             JOIN pg_namespace n ON n.nspname = t.schema_name
             JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = t.table_name
             JOIN pg_attribute att ON att.attrelid = c.oid AND att.attnum > 0 AND NOT att.attisdropped
             CROSS JOIN LATERAL aclexplode(att.attacl) AS a
-            JOIN pg_roles r ON r.oid = a.grantee
-            WHERE r.rolname = ANY(%s) AND a.grantee <> c.relowner
+            LEFT JOIN pg_roles r ON r.oid = a.grantee
+            WHERE (a.grantee = 0 OR r.rolname = ANY(%s)) AND a.grantee <> c.relowner
             """,
             [schemas, names, roles],
         )
@@ -573,7 +574,7 @@ def _reconcile_store(store: DataStore, report: ReconcileReport) -> None:
     datasets = list(Dataset.objects.filter(store=store).order_by("pk"))
     roles = {role for role in User.objects.exclude(warehouse_role="").values_list("warehouse_role", flat=True)
              if not warehouse_role_reserved(role)}
-    if not datasets or not roles:
+    if not datasets:  # with no role mapped, grants to PUBLIC are still worth reporting
         return
     warehouse = None
     try:

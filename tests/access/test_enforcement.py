@@ -547,3 +547,13 @@ def test_a_write_grant_covers_the_tables_identity_sequence_and_takes_it_back(wh,
         assert grant_unapply(grant.pk).action == "unapplied"
         assert denied(wh, role, f"SELECT nextval(pg_get_serial_sequence('sales.{table}', 'id'))")
         assert denied(wh, role, f"INSERT INTO sales.{table} ({column}) VALUES ('after')")
+
+
+def test_reconciler_reports_what_everyone_may_read_on_a_managed_table(wh, shop, approver):
+    wh.execute("GRANT SELECT ON sales.customers TO PUBLIC", "GRANT UPDATE (amount) ON sales.orders TO PUBLIC")
+    try:
+        report = grants_reconcile()  # no user has a warehouse role mapped: PUBLIC is still checked
+        found = {(u.table, u.column, u.privileges, u.role) for u in report.unexpected}
+        assert found == {("shop.sales.customers", "", ("SELECT",), "PUBLIC"), ("shop.sales.orders", "amount", ("UPDATE",), "PUBLIC")}
+    finally:
+        wh.execute("REVOKE SELECT ON sales.customers FROM PUBLIC", "REVOKE UPDATE (amount) ON sales.orders FROM PUBLIC")
