@@ -1,7 +1,7 @@
 # Two commands for a newcomer:
 #   make run    the catalog with demo data at http://127.0.0.1:8000 (SQLite + embedded broker by default;
 #               PostgreSQL and Redis when DATABASE_URL and REDIS_URL are set)
-#   make test   installs what the tests need and runs them
+#   make test   installs what the tests need, starts PostgreSQL, Redis and MariaDB if down, and runs them
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -29,6 +29,11 @@ run: $(VENV)/.runtime
 worker: $(VENV)/.runtime
 	$(BIN)/celery -A config worker --loglevel INFO --queues catalog,sync
 
+# The tests run on PostgreSQL and Redis (started if down), as production does; set DATABASE_URL
+# and REDIS_URL to use others.
+test: export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/catalog_test
+test: export REDIS_URL ?= redis://127.0.0.1:6379/11
 test: $(VENV)/.dev
+	scripts/ensure-services.sh
 	scripts/ensure-chromium.sh
 	$(BIN)/pytest $(PYTEST_ARGS)

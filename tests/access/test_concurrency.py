@@ -17,6 +17,7 @@ from tests.access.test_grants import (  # noqa: F401 - fixtures shared with the 
     granted,
     owner,
     prod_store,
+    run_at_once,
     scientist,
     second_owner,
     security,
@@ -27,24 +28,19 @@ from tests.factories import UserFactory
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def in_threads(*calls, timeout=30):
-    """Run each call in its own thread and connection; returns what each raised (or None)."""
-    errors = [None] * len(calls)
-
-    def run(index, call):
-        try:
-            call()
-        except Exception as exc:  # noqa: BLE001 - the outcome is what the test checks
-            errors[index] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i, call)) for i, call in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout)
-    return errors
+def wait_until_another_session_waits_for_a_lock(timeout: float = 15) -> None:
+    """Return once another session of this test database is blocked on a lock (it queued behind
+    this one); fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    with connection.cursor() as cursor:
+        while True:
+            cursor.execute(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                "WHERE NOT l.granted AND a.datname = current_database() AND l.pid <> pg_backend_pid())"
+            )
+            if cursor.fetchone()[0]:
+                return
+            assert time.monotonic() < deadline, "the other transition never queued behind this one"
 
 
 def test_ending_outgrown_grants_queues_behind_a_transition_holding_one_of_them(scientist, sensitive):
@@ -58,14 +54,14 @@ def test_ending_outgrown_grants_queues_behind_a_transition_holding_one_of_them(s
         with transaction.atomic():
             Grant.objects.select_for_update().get(pk=grants[1].pk)
             held.set()
-            time.sleep(1.0)  # meanwhile the worker ends the first grant and waits for this one
+            wait_until_another_session_waits_for_a_lock()  # the worker ended the first and queued here
             audit_record(actor=None, action="grant.enforcement_retried", obj=grants[1])
 
     def worker():
         held.wait()
-        grants_end_outgrown(dataset_ids=[sensitive.pk])
+        return grants_end_outgrown(dataset_ids=[sensitive.pk])
 
-    assert in_threads(transition_on_the_second, worker) == [None, None]
+    assert run_at_once(transition_on_the_second, worker) == [None, 2]
     assert {grant.status for grant in Grant.objects.filter(pk__in=[g.pk for g in grants])} == {GrantStatus.REVOKED}
 
 
@@ -80,19 +76,19 @@ def test_revoking_a_grant_while_its_extension_is_approved_leaves_no_access(scien
     def slow_review_audit(**fields):  # the approval has its locks and is about to write its events
         if fields["action"] == "request.reviewed":
             reviewing.set()
-            time.sleep(1.0)
+            wait_until_another_session_waits_for_a_lock()  # the revocation queued behind the approval
         return real_audit(**fields)
 
     monkeypatch.setattr(access.grants, "audit_record", slow_review_audit)
 
     def approve_extension():
-        access_request_review(principal=owner, request=AccessRequest(pk=extension.pk), approve=True)
+        return access_request_review(principal=owner, request=AccessRequest(pk=extension.pk), approve=True).status
 
     def revoke():
         reviewing.wait()
-        grant_revoke(principal=security, grant=Grant(pk=grant.pk), reason="Misuse reported")
+        return grant_revoke(principal=security, grant=Grant(pk=grant.pk), reason="Misuse reported").status
 
-    assert in_threads(approve_extension, revoke) == [None, None]
+    assert run_at_once(approve_extension, revoke) == [RequestStatus.APPROVED, GrantStatus.REVOKED]
     extension.refresh_from_db()
     assert extension.status == RequestStatus.APPROVED  # it won the grant's lock: approved first ...
     follow_up = Grant.objects.get(request=extension)
