@@ -44,9 +44,6 @@ from catalog import selectors as catalog_selectors
 from catalog.api_support import errors_named_as_in
 
 
-def _remote_addr(request) -> str:
-    return client_address(request)
-
 
 def _parsed(serializer_class, request):
     serializer = serializer_class(data=request.data if request.data is not None else {})
@@ -107,7 +104,7 @@ class MatrixCellApi(APIView):
         serializer.is_valid(raise_exception=True)
         with errors_named_as_in(serializer):
             cell = grants.role_permission_update(
-                principal=request.user, cell=cell, remote_addr=_remote_addr(request), **serializer.validated_data
+                principal=request.user, cell=cell, remote_addr=client_address(request), **serializer.validated_data
             )
         return Response(MatrixCellSerializer(cell).data)
 
@@ -164,7 +161,7 @@ class RequestListCreateApi(generics.ListAPIView):
         dataset = _dataset_for_body(user=request.user, pk=fields.pop("dataset"))
         with errors_named_as_in(serializer):
             access_request = grants.access_request_create(
-                principal=request.user, dataset=dataset, remote_addr=_remote_addr(request), **fields
+                principal=request.user, dataset=dataset, remote_addr=client_address(request), **fields
             )
         return Response(
             AccessRequestSerializer(_request_get(request.user, access_request.pk)).data, status=status.HTTP_201_CREATED
@@ -195,7 +192,7 @@ class RequestReviewApi(APIView):
         reason = _parsed(ReasonSerializer, request).validated_data["reason"]
         grants.access_request_review(
             principal=request.user, request=access_request, approve=self.approve, reason=reason,
-            remote_addr=_remote_addr(request),
+            remote_addr=client_address(request),
         )
         return Response(AccessRequestSerializer(_request_get(request.user, pk)).data)
 
@@ -216,7 +213,7 @@ class RequestCancelApi(APIView):
     @extend_schema(request=None, responses=AccessRequestSerializer, description="The requester withdraws a pending request.")
     def post(self, request, pk):
         access_request = _request_get(request.user, pk)
-        grants.access_request_cancel(principal=request.user, request=access_request, remote_addr=_remote_addr(request))
+        grants.access_request_cancel(principal=request.user, request=access_request, remote_addr=client_address(request))
         return Response(AccessRequestSerializer(_request_get(request.user, pk)).data)
 
 
@@ -248,8 +245,7 @@ class GrantFilterSet(django_filters.FilterSet):
         fields = ["user", "live", "status", "dataset", "breakGlass", "awaitingReview"]
 
     def filter_awaiting_review(self, queryset, name, value):
-        waiting = {"is_break_glass": True, "review_required": True, "reviewed_at__isnull": True}
-        return queryset.filter(**waiting) if value else queryset.exclude(**waiting)
+        return queryset.filter(selectors.AWAITING_REVIEW) if value else queryset.exclude(selectors.AWAITING_REVIEW)
 
     def filter_user(self, queryset, name, value):
         if value == "me":
@@ -294,7 +290,7 @@ class GrantRevokeApi(APIView):
     def post(self, request, pk):
         grant = _grant_get(request.user, pk)
         reason = _parsed(ReasonSerializer, request).validated_data["reason"]
-        grants.grant_revoke(principal=request.user, grant=grant, reason=reason, remote_addr=_remote_addr(request))
+        grants.grant_revoke(principal=request.user, grant=grant, reason=reason, remote_addr=client_address(request))
         return Response(GrantSerializer(_grant_get(request.user, pk)).data)
 
 
@@ -307,7 +303,7 @@ class GrantEnforcementRetryApi(APIView):
     )
     def post(self, request, pk):
         grant = _grant_get(request.user, pk)
-        enforcement.grant_enforcement_retry(principal=request.user, grant=grant, remote_addr=_remote_addr(request))
+        enforcement.grant_enforcement_retry(principal=request.user, grant=grant, remote_addr=client_address(request))
         return Response(GrantSerializer(_grant_get(request.user, pk)).data)
 
 
@@ -322,7 +318,7 @@ class GrantExtendApi(APIView):
         serializer = _parsed(GrantExtendSerializer, request)
         with errors_named_as_in(serializer):
             extension = grants.grant_extend(
-                principal=request.user, grant=grant, remote_addr=_remote_addr(request), **serializer.validated_data
+                principal=request.user, grant=grant, remote_addr=client_address(request), **serializer.validated_data
             )
         return Response(AccessRequestSerializer(_request_get(request.user, extension.pk)).data, status=status.HTTP_201_CREATED)
 
@@ -336,7 +332,7 @@ class GrantReviewApi(APIView):
     def post(self, request, pk):
         grant = _grant_get(request.user, pk)
         note = _parsed(NoteSerializer, request).validated_data["note"]
-        grants.break_glass_review(principal=request.user, grant=grant, note=note, remote_addr=_remote_addr(request))
+        grants.break_glass_review(principal=request.user, grant=grant, note=note, remote_addr=client_address(request))
         return Response(GrantSerializer(_grant_get(request.user, pk)).data)
 
 
@@ -353,7 +349,7 @@ class BreakGlassApi(APIView):
         serializer = _parsed(BreakGlassSerializer, request)
         fields = dict(serializer.validated_data)
         dataset = _dataset_for_body(user=request.user, pk=fields.pop("dataset"))
-        grant = grants.break_glass_activate(principal=request.user, dataset=dataset, remote_addr=_remote_addr(request), **fields)
+        grant = grants.break_glass_activate(principal=request.user, dataset=dataset, remote_addr=client_address(request), **fields)
         return Response(GrantSerializer(_grant_get(request.user, grant.pk)).data, status=status.HTTP_201_CREATED)
 
 
@@ -452,7 +448,7 @@ class _AuditExportApi(APIView):
         if not filterset.is_valid():
             raise exceptions.ValidationError(filterset.errors)
         grants.audit_exported(principal=request.user, fmt=self.extension, filters=request.query_params.dict(),
-                              remote_addr=_remote_addr(request))
+                              remote_addr=client_address(request))
         return audit_export_response(filterset.qs, self.extension)
 
 
@@ -530,7 +526,7 @@ class DatasetAccessReviewConfirmApi(APIView):
     def post(self, request, dataset_id):
         dataset = _reviewed_dataset(request.user, dataset_id)
         note = _parsed(NoteSerializer, request).validated_data["note"]
-        grants.dataset_access_review_confirm(principal=request.user, dataset=dataset, note=note, remote_addr=_remote_addr(request))
+        grants.dataset_access_review_confirm(principal=request.user, dataset=dataset, note=note, remote_addr=client_address(request))
         last = _last_confirmation(dataset)
         return Response(AccessReviewConfirmedSerializer({
             "dataset": dataset, "confirmedAt": last.at, "confirmedBy": last.actor_name, "note": last.reason,
@@ -571,7 +567,7 @@ class DatasetStewardListApi(APIView):
         data = _parsed(StewardAddSerializer, request).validated_data
         user, group = grants.steward_target_find(username=data["user"], group_name=data["group"])
         grants.dataset_steward_add(principal=request.user, dataset=dataset, user=user, group=group,
-                                   remote_addr=_remote_addr(request))
+                                   remote_addr=client_address(request))
         return _stewards_response(request.user, dataset, status.HTTP_201_CREATED)
 
 
@@ -590,5 +586,5 @@ class DatasetStewardApi(APIView):
         if user is None and group is None:
             raise Http404(f"{name} is not a steward of this dataset.")
         grants.dataset_steward_remove(principal=request.user, dataset=dataset, user=user, group=group,
-                                      remote_addr=_remote_addr(request))
+                                      remote_addr=client_address(request))
         return Response(status=status.HTTP_204_NO_CONTENT)

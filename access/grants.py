@@ -381,19 +381,26 @@ def grant_revoke(*, principal, grant: Grant, reason: str, remote_addr: str = "")
             if not follow_ups:
                 break
             ended += follow_ups
-        extensions = _extensions_locked(ended)  # before any audit write
-        for ending in ended:
-            ending.revoked_by, ending.revoked_at, ending.revoke_reason = principal, now, reason
-            ending.save(update_fields=["revoked_by", "revoked_at", "revoke_reason"])
-            _end(ending, GrantStatus.REVOKED, now)
-            details = {"user": ending.user.username}
-            if ending is not grant:
-                details["extends_revoked_grant"] = grant.pk
-            audit_record(actor=principal, action="grant.revoked", obj=ending, dataset=ending.dataset, reason=reason,
-                         remote_addr=remote_addr, details=details)
-        _extensions_cancel(extensions, now, actor=principal, remote_addr=remote_addr)
-        _notify("grant_ended", grant_id=grant.pk)
+        _revoke(ended, now, actor=principal, reason=reason, remote_addr=remote_addr)
     return grant
+
+
+def _revoke(ended: list[Grant], now, *, actor, reason: str, remote_addr: str = "", details=None) -> None:
+    """Revoke locked live grants (the first one, then the approved extensions that would follow
+    it): each audited, their pending extension requests cancelled, the holder told."""
+    extensions = _extensions_locked(ended)  # before any audit write
+    for ending in ended:
+        ending.revoked_by = actor if getattr(actor, "pk", None) else None
+        ending.revoked_at, ending.revoke_reason = now, reason
+        ending.save(update_fields=["revoked_by", "revoked_at", "revoke_reason"])
+        _end(ending, GrantStatus.REVOKED, now)
+        event_details = {"user": ending.user.username, **(details or {})}
+        if ending is not ended[0]:
+            event_details["extends_revoked_grant"] = ended[0].pk
+        audit_record(actor=actor, action="grant.revoked", obj=ending, dataset=ending.dataset, reason=reason,
+                     remote_addr=remote_addr, details=event_details)
+    _extensions_cancel(extensions, now, actor=actor, remote_addr=remote_addr)
+    _notify("grant_ended", grant_id=ended[0].pk)
 
 
 def _extensions_locked(grants) -> list[AccessRequest]:
@@ -422,18 +429,9 @@ def grant_end_outgrown(grant: Grant, now) -> bool:
     tier = decisions.grant_outgrown(grant) if grant.status in decisions.LIVE_STATUSES else None
     if tier is None:
         return False
-    approved = Sensitivity(grant.request.sensitivity).label
-    extensions = _extensions_locked([grant])
-    grant.revoked_at = now
-    grant.revoke_reason = (
-        f"The data became {Sensitivity(tier).label}; this grant was approved for {approved}. Ask again."
-    )
-    grant.save(update_fields=["revoked_at", "revoke_reason"])
-    _end(grant, GrantStatus.REVOKED, now)
-    audit_record(actor=None, action="grant.revoked", obj=grant, dataset=grant.dataset, reason=grant.revoke_reason,
-                 details={"user": grant.user.username, "approved_for": approved, "now": Sensitivity(tier).label})
-    _extensions_cancel(extensions, now, actor=None)
-    _notify("grant_ended", grant_id=grant.pk)
+    approved, became = Sensitivity(grant.request.sensitivity).label, Sensitivity(tier).label
+    _revoke([grant], now, actor=None, reason=f"The data became {became}; this grant was approved for {approved}. Ask again.",
+            details={"approved_for": approved, "now": became})
     return True
 
 

@@ -34,10 +34,17 @@ def approval_queue(*, user) -> QuerySet[AccessRequest]:
     pending = pending.exclude(Exists(AccessReview.objects.filter(request=OuterRef("pk"), reviewer=user, superseded=False)))
     if user.is_superuser:
         return pending.order_by("created_at", "pk")
-    condition = decisions.stewarded_filter(user, "dataset")  # owners and stewards (directly or through a group)
+    return pending.filter(_reviewable(user)).order_by("created_at", "pk")
+
+
+def _reviewable(user, request: str = "") -> Q:
+    """``policies.can_review_request`` in SQL, for requests (or, with ``request="request__"``,
+    for what points at them) of a user who is not an admin: owners and stewards (directly or
+    through a group), and security engineers where the data is Restricted or the matrix asks."""
+    condition = decisions.stewarded_filter(user, f"{request}dataset")
     if decisions.is_security_engineer(user):
-        condition |= Q(sensitivity__gte=3) | Q(security_approval_required=True)
-    return pending.filter(condition).order_by("created_at", "pk")
+        condition |= Q(**{f"{request}sensitivity__gte": 3}) | Q(**{f"{request}security_approval_required": True})
+    return condition
 
 
 def request_visible(*, user) -> QuerySet[AccessRequest]:
@@ -70,16 +77,17 @@ def my_grants(*, user, live_only: bool = False) -> QuerySet[Grant]:
     return grants.order_by("-starts_at", "-pk")
 
 
+# Break-glass grants whose after-the-fact review is still to be done.
+AWAITING_REVIEW = Q(is_break_glass=True, review_required=True, reviewed_at__isnull=True)
+
+
 def break_glass_pending_review(*, user) -> QuerySet[Grant]:
     """Break-glass grants still waiting for their after-the-fact review that this user may do."""
     if not policies.can_read_metadata(user) or getattr(user, "is_service_account", False):
         return Grant.objects.none()
-    grants = grant_visible(user=user).filter(is_break_glass=True, review_required=True, reviewed_at__isnull=True)
-    if not user.is_superuser:  # the approvers of the request, as ``policies.can_review_request`` says, in SQL
-        condition = decisions.stewarded_filter(user, "dataset")
-        if decisions.is_security_engineer(user):
-            condition |= Q(request__sensitivity__gte=3) | Q(request__security_approval_required=True)
-        grants = grants.filter(condition)
+    grants = grant_visible(user=user).filter(AWAITING_REVIEW)
+    if not user.is_superuser:
+        grants = grants.filter(_reviewable(user, "request__"))
     return grants.select_related("request__dataset").exclude(user=user).order_by("starts_at", "pk")
 
 

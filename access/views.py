@@ -54,9 +54,6 @@ DOWNSTREAM_DEPTH = 5
 LEVEL_NAMES = {AccessLevel.READ: "read", AccessLevel.WRITE: "write"}
 
 
-def _remote(request) -> str:
-    return client_address(request)
-
 
 def _next_url(request, default: str) -> str:
     target = request.POST.get("next") or request.GET.get("next") or ""
@@ -145,7 +142,7 @@ def role_cell_edit(request, pk):
     form = RolePermissionForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         try:
-            grants.role_permission_update(principal=request.user, cell=cell, remote_addr=_remote(request), **form.cleaned_data)
+            grants.role_permission_update(principal=request.user, cell=cell, remote_addr=client_address(request), **form.cleaned_data)
         except ValidationError as error:
             form.errors_apply(error)
         else:
@@ -190,7 +187,7 @@ def request_create(request, dataset_pk):
             access_request = grants.access_request_create(
                 principal=request.user, dataset=dataset, level=data["level"], columns=data["columns"],
                 duration=data["duration"], justification=data["justification"], ticket=data["ticket"],
-                remote_addr=_remote(request),
+                remote_addr=client_address(request),
             )
         except ValidationError as error:
             form.errors_apply(error)
@@ -269,7 +266,7 @@ def request_review(request, pk):
         try:
             decided = grants.access_request_review(
                 principal=request.user, request=access_request, approve=approve,
-                reason=form.cleaned_data["reason"], remote_addr=_remote(request),
+                reason=form.cleaned_data["reason"], remote_addr=client_address(request),
             )
         except ValidationError as error:
             form.errors_apply(error)
@@ -290,7 +287,7 @@ def request_review(request, pk):
 def request_cancel(request, pk):
     access_request = get_object_or_404(selectors.my_requests(user=request.user), pk=pk)
     try:
-        grants.access_request_cancel(principal=request.user, request=access_request, remote_addr=_remote(request))
+        grants.access_request_cancel(principal=request.user, request=access_request, remote_addr=client_address(request))
     except ValidationError as error:
         messages.error(request, " ".join(error.messages))
     else:
@@ -399,7 +396,7 @@ def grant_revoke(request, pk):
     if form.is_valid():
         try:
             grants.grant_revoke(principal=request.user, grant=grant, reason=form.cleaned_data["reason"],
-                                remote_addr=_remote(request))
+                                remote_addr=client_address(request))
         except ValidationError as error:
             form.errors_apply(error)
         else:
@@ -414,7 +411,7 @@ def grant_enforcement_retry(request, pk):
     """Start a failed warehouse change over (after its cause was fixed)."""
     grant = get_object_or_404(selectors.grant_visible(user=request.user), pk=pk)
     try:
-        enforcement.grant_enforcement_retry(principal=request.user, grant=grant, remote_addr=_remote(request))
+        enforcement.grant_enforcement_retry(principal=request.user, grant=grant, remote_addr=client_address(request))
     except ValidationError as error:
         messages.error(request, " ".join(error.messages))
     else:
@@ -432,7 +429,7 @@ def grant_extend(request, pk):
         try:
             extension = grants.grant_extend(principal=request.user, grant=grant, duration=data["duration"],
                                             justification=data["justification"], ticket=data["ticket"],
-                                            remote_addr=_remote(request))
+                                            remote_addr=client_address(request))
         except ValidationError as error:
             form.errors_apply(error)
         except PermissionDenied as error:
@@ -451,7 +448,7 @@ def break_glass_review(request, pk):
     if form.is_valid():
         try:
             grants.break_glass_review(principal=request.user, grant=grant, note=form.cleaned_data["note"],
-                                      remote_addr=_remote(request))
+                                      remote_addr=client_address(request))
         except ValidationError as error:
             form.errors_apply(error)
         else:
@@ -474,7 +471,7 @@ def break_glass(request, dataset_pk):
         data = form.cleaned_data
         try:
             grant = grants.break_glass_activate(principal=request.user, dataset=dataset, level=data["level"],
-                                                reason=data["reason"], minutes=data["minutes"], remote_addr=_remote(request))
+                                                reason=data["reason"], minutes=data["minutes"], remote_addr=client_address(request))
         except ValidationError as error:
             form.errors_apply(error)
         except PermissionDenied as error:
@@ -590,7 +587,7 @@ def audit_export(request, fmt):
     """The filtered trail as CSV or JSON, streamed oldest first (a million events never sit in memory)."""
     _require_audit_reader(request)
     events = _audit_filtered(request, AuditFilterForm(request.GET))
-    grants.audit_exported(principal=request.user, fmt=fmt, filters=request.GET.dict(), remote_addr=_remote(request))
+    grants.audit_exported(principal=request.user, fmt=fmt, filters=request.GET.dict(), remote_addr=client_address(request))
     return audit_export_response(events, fmt)
 
 
@@ -638,7 +635,7 @@ def access_review(request, dataset_pk):
     form = AccessReviewConfirmForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         grants.dataset_access_review_confirm(principal=request.user, dataset=dataset, note=form.cleaned_data["note"],
-                                             remote_addr=_remote(request))
+                                             remote_addr=client_address(request))
         messages.success(request, f"Recorded your access review of {dataset.qualified_name}.")
         return redirect("access:access-review", dataset_pk=dataset.pk)
     return _access_review_page(request, dataset, form=form)
@@ -657,7 +654,7 @@ def steward_add(request, dataset_pk):
             user, group = grants.steward_target_find(username=form.cleaned_data["user"],
                                                      group_name=form.cleaned_data["group"])
             grants.dataset_steward_add(principal=request.user, dataset=dataset, user=user, group=group,
-                                       remote_addr=_remote(request))
+                                       remote_addr=client_address(request))
         except ValidationError as error:
             form.errors_apply(error)
         else:
@@ -682,7 +679,7 @@ def steward_remove(request, dataset_pk):
             messages.error(request, f"{name} is not a steward of {dataset.qualified_name}.")
             return _access_review_page(request, dataset, status=400)
         grants.dataset_steward_remove(principal=request.user, dataset=dataset, user=user, group=group,
-                                      remote_addr=_remote(request))
+                                      remote_addr=client_address(request))
         messages.success(request, f"{name} no longer stewards {dataset.qualified_name}.")
         return redirect("access:access-review", dataset_pk=dataset.pk)
     messages.error(request, "Say which steward to remove.")

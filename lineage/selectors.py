@@ -21,6 +21,7 @@ from django.http import Http404
 from access import policies
 from access.decisions import dataset_visibility_filter
 from catalog.models import Dataset
+from catalog.selectors import dataset_visible
 from lineage.models import Edge, EdgeLevel, Job, Node, NodeKind, Run
 
 DEFAULT_DEPTH = 3
@@ -133,20 +134,20 @@ def lineage_walk(*, user, starts, direction: str = BOTH, level: str = EdgeLevel.
     return walk
 
 
-def _visible_datasets(user, dataset_ids):
-    """The datasets among ``dataset_ids`` whose metadata the user may see."""
+def _visible_or_none(user):
+    """The datasets whose metadata the user may see, or None when that is every one (so there
+    is nothing to filter and no query to make)."""
     condition = dataset_visibility_filter(user)
-    datasets = Dataset.objects.filter(pk__in=list(dataset_ids))
-    return datasets if condition is None else datasets.filter(condition)
+    return None if condition is None else Dataset.objects.filter(condition)
 
 
 def _visible_dataset_ids(user, dataset_ids) -> set[int]:
     """Which of ``dataset_ids`` the user may see the metadata of, in at most one query."""
     dataset_ids = set(dataset_ids)
-    condition = dataset_visibility_filter(user) if dataset_ids else None
-    if condition is None:
+    visible = _visible_or_none(user) if dataset_ids else None
+    if visible is None:
         return dataset_ids
-    return set(Dataset.objects.filter(condition, pk__in=list(dataset_ids)).values_list("pk", flat=True))
+    return set(visible.filter(pk__in=list(dataset_ids)).values_list("pk", flat=True))
 
 
 def lineage_hide_invisible(*, user, nodes) -> list[Node]:
@@ -261,7 +262,7 @@ def lineage_downstream_of_each(*, user, dataset_ids, depth: int, shown: int) -> 
         rows = [(starts[origin], dataset_id, hops) for origin, dataset_id, hops in cursor.fetchall()
                 if dataset_id != starts[origin]]
     reached = {dataset_id for _, dataset_id, _ in rows}
-    visible = {dataset.pk: dataset for dataset in _visible_datasets(user, reached).select_related("store")}
+    visible = {dataset.pk: dataset for dataset in dataset_visible(user=user).filter(pk__in=reached).select_related("store")}
     for origin, dataset_id, hops in sorted(rows, key=lambda row: row[2]):
         entry = result[origin]
         if dataset_id in visible and len(entry["datasets"]) < shown:
@@ -297,9 +298,8 @@ def lineage_violation_list(*, user):
     if not policies.can_read_metadata(user):
         return Node.objects.none()
     violations = Node.objects.filter(is_violation=True, kind=NodeKind.COLUMN)
-    condition = dataset_visibility_filter(user)
-    if condition is not None:
-        violations = violations.filter(dataset__in=Dataset.objects.filter(condition).values("pk"))
+    if (visible := _visible_or_none(user)) is not None:
+        violations = violations.filter(dataset__in=visible.values("pk"))
     return (
         violations
         .select_related("column", "dataset__store", "sensitivity_from__dataset", "sensitivity_from__column")
@@ -346,10 +346,9 @@ def job_list(*, user):
     if not policies.can_read_metadata(user):
         return Job.objects.none()
     jobs = Job.objects.all()
-    condition = dataset_visibility_filter(user)
-    if condition is not None:
+    if (visible := _visible_or_none(user)) is not None:
         # A job is named after what it reads and writes: listed only when it touches nothing hidden.
-        visible = Dataset.objects.filter(condition).values("pk")
+        visible = visible.values("pk")
         hidden_end = (Q(source__dataset__isnull=False) & ~Q(source__dataset__in=visible)) | (
             Q(target__dataset__isnull=False) & ~Q(target__dataset__in=visible))
         jobs = jobs.filter(Exists(Edge.objects.filter(job=OuterRef("pk")))).exclude(

@@ -30,11 +30,10 @@ class LineageNodeSerializer(serializers.Serializer):
     def to_representation(self, node):
         if not node.hidden:
             return super().to_representation(node)
-        return {
-            "id": node.pk, "kind": node.kind, "label": node.label, "depth": node.depth, "dataset": None, "column": None,
-            "sourceKind": "", "placeholder": False, "sensitivity": None, "effectiveSensitivity": None,
-            "protection": None, "violation": False, "owners": [], "hidden": True,
-        }
+        data = dict.fromkeys(self.fields)  # every field, and nothing of the dataset
+        data.update(id=node.pk, kind=node.kind, label=node.label, depth=node.depth, sourceKind="", placeholder=False,
+                    violation=False, owners=[], hidden=True)
+        return data
 
     def get_dataset(self, node) -> dict | None:
         if node.dataset_id is None:
