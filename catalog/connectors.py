@@ -5,11 +5,21 @@ which schemas are the system's own, how schema names map to catalog names, and (
 where the dialect's reflection does not work. Everything else is the SQLAlchemy
 inspector. Error messages never contain the password: SQLAlchemy hides it in URLs, and
 :func:`safe_message` removes it from anything a driver might echo back.
+
+A connection can only connect (``catalog/connection_rules.py``): each class lists the driver
+options it allows (``options_allowed``) and passes them, checked, as connect arguments after
+which come the catalog's own hard settings (timeouts, no LOCAL INFILE, no file access from
+DuckDB), so nothing a connection stores can override them. :meth:`Connector.engine` checks
+the stored connection again before it opens anything: rows saved before a rule existed, or
+written around the service, are refused there.
 """
 
 import fnmatch
+import json
 import logging
+import os
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
 import sqlalchemy as sa
 from django.conf import settings
@@ -17,6 +27,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.engine.reflection import ObjectKind
 from sqlalchemy.pool import NullPool
 
+from catalog import connection_rules as rules
 from catalog.models import Connection, Platform
 
 logger = logging.getLogger(__name__)
@@ -74,35 +85,108 @@ class Connector:
     sqlglot_dialect: str = ""
     system_schemas: frozenset = frozenset({"information_schema"})
     extra: str = ""  # the pyproject extra that installs the driver, for cloud warehouses
+    # The driver options a connection may set, with their values' rules; anything else is refused.
+    options_allowed: dict[str, rules.Option] = {}
+    file_based = False  # SQLite and DuckDB: ``database`` is a file path, there is no host
+    uses_host = True
 
-    def __init__(self, connection: Connection, password: str = ""):
+    def __init__(self, connection: Connection, password: str = "", *, sealed_options: dict | None = None,
+                 timeout: int | None = None):
         self.connection = connection
         self.password = password
+        self.sealed_options = dict(sealed_options or {})
+        # A connection test waits ``timeout`` for everything; a sync uses the sync settings.
+        self.connect_timeout = timeout or settings.SYNC_CONNECT_TIMEOUT
+        self.read_timeout = timeout or settings.SYNC_READ_TIMEOUT
+
+    @property
+    def secrets(self) -> list[str]:
+        """Values that must never reach a message."""
+        return [value for value in (self.password, *self.sealed_options.values()) if isinstance(value, str) and value]
+
+    # What the connection may reach ----------------------------------------------------
+
+    @classmethod
+    def secret_option_names(cls) -> frozenset:
+        return frozenset(name for name, rule in cls.options_allowed.items() if rule.secret)
+
+    @classmethod
+    def problems(cls, connection: Connection, sealed_options: dict) -> dict[str, list[str]]:
+        """What the connection may not do, by field (empty: nothing). No connection is opened,
+        but with ``CATALOG_CONNECTION_ALLOWED_HOSTS`` set the host name is resolved."""
+        found = {}
+        options = rules.option_problems(
+            cls.options_allowed, connection.options or {}, sealed_options, platform=Platform(cls.platform).label
+        )
+        if options:
+            found["options"] = options
+        if cls.file_based:
+            database = rules.file_store_problems(connection.database)
+            if database:
+                found["database"] = database
+        elif cls.uses_host:
+            host = rules.host_problems(connection.host)
+            if host:
+                found["host"] = host
+        return found
+
+    @classmethod
+    def options_cleaned(cls, options: dict) -> dict:
+        """The options with their values in stored form (``1`` -> ``"1"``, ``"true"`` -> ``True``);
+        those that are not allowed are left as they are, for :meth:`problems` to name."""
+        cleaned = {}
+        for name, value in options.items():
+            try:
+                cleaned[name] = cls.options_allowed[name].clean(value)
+            except (KeyError, ValueError):
+                cleaned[name] = value
+        return cleaned
+
+    def check(self) -> None:
+        """Refuse, before connecting, a connection the rules do not allow (saved before they
+        existed, or written around the service)."""
+        found = self.problems(self.connection, self.sealed_options)
+        if found:
+            detail = "; ".join(f"{name}: {' '.join(texts)}" for name, texts in found.items())
+            raise WarehouseError(
+                f"The connection of {self.connection.store.name} is refused before connecting ({detail}). "
+                "Save it again with allowed settings."
+            )
+
+    def driver_options(self) -> dict:
+        """The stored and sealed options, checked, as the driver takes them."""
+        chosen = {**(self.connection.options or {}), **self.sealed_options}
+        return {
+            name: self.options_allowed[name].driver_value(self.options_allowed[name].clean(value))
+            for name, value in chosen.items()
+        }
 
     # URL and engine -------------------------------------------------------------------
 
     def url(self) -> URL:
+        # Options never go into the URL: the dialect would translate and coerce them its own way.
         c = self.connection
         return URL.create(
             self.drivername, username=c.username or None, password=self.password or None,
             host=c.host or None, port=c.port or None, database=c.database or None,
-            query={str(k): str(v) for k, v in (c.options or {}).items()},
         )
 
     def connect_args(self) -> dict:
-        return {}
+        """The checked options, then the catalog's own settings, which therefore always win."""
+        return self.driver_options()
 
     def engine(self) -> sa.Engine:
+        self.check()
         try:
             return sa.create_engine(self.url(), poolclass=NullPool, connect_args=self.connect_args())
         except (ImportError, sa.exc.NoSuchModuleError) as exc:
             hint = f" Install it with: pip install 'governance-catalog[{self.extra}]'." if self.extra else ""
             raise WarehouseError(f"The {self.platform} driver is not installed.{hint}") from exc
         except Exception as exc:  # a bad URL or option: say so without the URL, which holds the password
-            raise WarehouseError(f"The connection settings are not valid: {safe_message(exc, [self.password])}") from exc
+            raise WarehouseError(f"The connection settings are not valid: {safe_message(exc, self.secrets)}") from exc
 
     def fail(self, doing: str, exc: BaseException) -> WarehouseError:
-        return WarehouseError(f"Could not {doing}: {safe_message(exc, [self.password])}")
+        return WarehouseError(f"Could not {doing}: {safe_message(exc, self.secrets)}")
 
     # Reading ----------------------------------------------------------------------------
 
@@ -201,7 +285,7 @@ class Connector:
                 if table.kind == "view":
                     table.view_definition = self.view_definition(inspector, name, schema) or ""
             except Exception as exc:
-                table.error = safe_message(exc, [self.password])
+                table.error = safe_message(exc, self.secrets)
                 conn.rollback()
             harvested.append(table)
             if progress is not None:
@@ -235,47 +319,124 @@ class Connector:
         return {name: [row[index] for row in rows] for index, name in enumerate(column_names)}
 
 
+POSTGRES_OPTIONS = {
+    "sslmode": rules.choice("disable", "allow", "prefer", "require", "verify-ca", "verify-full"),
+    "sslrootcert": rules.file("system"),
+    "sslcert": rules.file(),
+    "sslkey": rules.file(),
+    "sslcrl": rules.file(),
+    "sslpassword": rules.secret(),
+    "sslsni": rules.choice("0", "1"),
+    "ssl_min_protocol_version": rules.choice("TLSv1.2", "TLSv1.3"),
+    "target_session_attrs": rules.choice("any", "read-write", "read-only", "primary", "standby", "prefer-standby"),
+    "gssencmode": rules.choice("disable", "prefer", "require"),
+    "channel_binding": rules.choice("disable", "prefer", "require"),
+}
+
+
 class PostgreSQLConnector(Connector):
+    """PostgreSQL through psycopg 3 (libpq). Never ``passfile``, ``service``, ``options`` or other
+    libpq settings that read files or change the session: the allow-list has only TLS and
+    session targeting."""
+
     platform = Platform.POSTGRESQL
     drivername = "postgresql+psycopg"
     sqlglot_dialect = "postgres"
     system_schemas = frozenset({"information_schema", "pg_catalog", "pg_toast"})
+    options_allowed = POSTGRES_OPTIONS
 
     def connect_args(self):
-        return {"connect_timeout": settings.SYNC_CONNECT_TIMEOUT, "application_name": "governance-catalog sync"}
+        return {
+            **self.driver_options(),
+            "connect_timeout": self.connect_timeout,
+            "application_name": "governance-catalog sync",
+            # The server ends any statement that runs longer (the catalog only reads).
+            "options": f"-c statement_timeout={self.read_timeout * 1000}",
+            # Never the catalog's own credentials: not ~/.pgpass, not PGPASSWORD from its environment
+            # (an explicit empty password keeps libpq from looking there).
+            "password": self.password,
+            "passfile": os.devnull,
+        }
 
     def view_names(self, inspector, schema):
         return [*inspector.get_view_names(schema=schema), *inspector.get_materialized_view_names(schema=schema)]
 
 
 class RedshiftConnector(PostgreSQLConnector):
+    """Redshift through sqlalchemy-redshift and psycopg2 (libpq too): PostgreSQL's options. Redshift
+    takes no ``options`` startup parameter, so the statement timeout is set once connected."""
+
     platform = Platform.REDSHIFT
     drivername = "redshift+psycopg2"
     sqlglot_dialect = "redshift"
     extra = "redshift"
 
+    def connect_args(self):
+        args = super().connect_args()
+        del args["options"]
+        return args
+
+    def engine(self):
+        engine = super().engine()
+        timeout_ms = int(self.read_timeout * 1000)
+
+        @sa.event.listens_for(engine, "connect")
+        def _statement_timeout(dbapi_connection, record):
+            cursor = dbapi_connection.cursor()
+            cursor.execute(f"SET statement_timeout TO {timeout_ms}")
+            cursor.close()
+            dbapi_connection.commit()  # a SET rolled back with the transaction would be undone
+
+        return engine
+
+
+MYSQL_OPTIONS = {
+    "charset": rules.choice("utf8mb4", "utf8mb3", "utf8", "latin1", "ascii"),
+    "ssl_ca": rules.file(),
+    "ssl_cert": rules.file(),
+    "ssl_key": rules.file(),
+    "ssl_key_password": rules.secret(),
+    "ssl_verify_cert": rules.flag(),
+    "ssl_verify_identity": rules.flag(),
+    "ssl_disabled": rules.flag(),
+}
+
 
 class MySQLConnector(Connector):
-    """MySQL and MariaDB: a schema is a database."""
+    """MySQL and MariaDB through PyMySQL: a schema is a database. Never ``local_infile``,
+    ``init_command``, ``read_default_file`` or ``unix_socket``: the allow-list has only the
+    character set and TLS."""
 
     platform = Platform.MYSQL
     drivername = "mysql+pymysql"
     sqlglot_dialect = "mysql"
     system_schemas = frozenset({"information_schema", "mysql", "performance_schema", "sys"})
+    options_allowed = MYSQL_OPTIONS
 
     def connect_args(self):
-        return {"connect_timeout": settings.SYNC_CONNECT_TIMEOUT, "read_timeout": 600}
+        return {
+            **self.driver_options(),
+            # A server may ask for any local file in answer to any query (LOAD DATA LOCAL): with
+            # this off PyMySQL refuses to send one, whatever the server says.
+            "local_infile": False,
+            "connect_timeout": self.connect_timeout,
+            "read_timeout": self.read_timeout,
+            "write_timeout": self.read_timeout,
+        }
 
 
 class SQLiteConnector(Connector):
-    """A SQLite file, opened read-only; its one schema is ``main`` and has no name in the catalog."""
+    """A SQLite file, opened read-only; its one schema is ``main`` and has no name in the catalog.
+    The file must be in ``CATALOG_FILE_STORES_DIRS``; no driver options."""
 
     platform = Platform.SQLITE
     drivername = "sqlite"
     sqlglot_dialect = "sqlite"
+    file_based = True
 
     def url(self) -> URL:
-        path = self.connection.database
+        # The checked, resolved path; quoted so that ? or # in a name cannot add URI parameters.
+        path = quote(os.path.realpath(self.connection.database))
         return URL.create("sqlite", database=f"file:{path}?mode=ro", query={"uri": "true"})
 
     def all_schema_names(self, inspector):
@@ -298,15 +459,27 @@ class DuckDBConnector(Connector):
     drivername = "duckdb"
     sqlglot_dialect = "duckdb"
     system_schemas = frozenset({"information_schema", "pg_catalog"})
+    file_based = True
 
     def server_version(self, conn):  # the dialect reports PostgreSQL's version it imitates
         return conn.exec_driver_sql("select version()").scalar() or ""
 
     def url(self) -> URL:
-        return URL.create("duckdb", database=self.connection.database)
+        return URL.create("duckdb", database=os.path.realpath(self.connection.database))
 
     def connect_args(self):
-        return {"read_only": True}
+        return {
+            "read_only": True,
+            "config": {
+                # A view in the file could otherwise read the server's files (read_csv, read_text)
+                # into column names or error messages, or reach the network.
+                "enable_external_access": False,
+                "autoinstall_known_extensions": False,
+                "autoload_known_extensions": False,
+                # And no statement can turn any of this back on.
+                "lock_configuration": True,
+            },
+        }
 
     def all_schema_names(self, inspector):
         rows = inspector.bind.exec_driver_sql(
@@ -357,6 +530,16 @@ class DuckDBConnector(Connector):
         return row[0] if row else ""
 
 
+SNOWFLAKE_OPTIONS = {
+    "warehouse": rules.name(),
+    "role": rules.name(),
+    "schema": rules.name(),
+    "authenticator": rules.choice("snowflake"),  # the password; never a browser, a key file or a token file
+    "login_timeout": rules.number(1, 600),
+    "network_timeout": rules.number(1, 86400),
+}
+
+
 class SnowflakeConnector(Connector):
     """Snowflake through snowflake-sqlalchemy: ``host`` is the account identifier,
     ``database`` may be ``DB`` or ``DB/SCHEMA``, options carry warehouse and role."""
@@ -365,23 +548,36 @@ class SnowflakeConnector(Connector):
     drivername = "snowflake"
     sqlglot_dialect = "snowflake"
     extra = "snowflake"
+    options_allowed = SNOWFLAKE_OPTIONS
 
     def url(self) -> URL:
         c = self.connection
         return URL.create(
             "snowflake", username=c.username or None, password=self.password or None, host=c.host or None,
-            database=c.database or None, query={str(k): str(v) for k, v in (c.options or {}).items()},
+            database=c.database or None,
         )
+
+    def connect_args(self):
+        options = self.driver_options()
+        return {
+            **options,
+            "authenticator": "snowflake",
+            # Shorter timeouts may be chosen, never longer ones than the catalog's.
+            "login_timeout": min(options.get("login_timeout", self.connect_timeout), self.connect_timeout),
+            "network_timeout": min(options.get("network_timeout", self.read_timeout), self.read_timeout),
+        }
 
 
 class BigQueryConnector(Connector):
     """BigQuery through sqlalchemy-bigquery: ``database`` is the project, datasets are schemas.
-    The secret, when set, is a service-account JSON key passed as credentials_info."""
+    The secret, required, is a service-account JSON key passed as credentials_info. No driver
+    options (the dialect's own, such as ``credentials_path``, would read the server's files)."""
 
     platform = Platform.BIGQUERY
     drivername = "bigquery"
     sqlglot_dialect = "bigquery"
     extra = "bigquery"
+    uses_host = False
 
     def url(self) -> URL:
         return URL.create("bigquery", host=self.connection.database or None)
@@ -390,10 +586,12 @@ class BigQueryConnector(Connector):
         return {}
 
     def engine(self):
-        import json
-
         if not self.password:
-            return super().engine()
+            # Without a key the driver falls back to the server's own Google credentials (metadata
+            # server, GOOGLE_APPLICATION_CREDENTIALS): whoever adds a connection would read as the catalog.
+            raise WarehouseError("A BigQuery connection needs a service-account key (JSON) as its password: "
+                                 "the catalog never connects with its own Google credentials.")
+        self.check()
         try:
             return sa.create_engine(self.url(), poolclass=NullPool, credentials_info=json.loads(self.password))
         except ValueError as exc:
@@ -402,7 +600,7 @@ class BigQueryConnector(Connector):
             raise WarehouseError("The bigquery driver is not installed. Install it with: "
                                  "pip install 'governance-catalog[bigquery]'.") from exc
         except Exception as exc:  # never let the key reach a traceback
-            raise WarehouseError(f"The connection settings are not valid: {safe_message(exc, [self.password])}") from None
+            raise WarehouseError(f"The connection settings are not valid: {safe_message(exc, self.secrets)}") from None
 
 
 CONNECTORS = {
@@ -415,12 +613,29 @@ CONNECTORS = {
 SYNCABLE_PLATFORMS = tuple(CONNECTORS)
 
 
-def connector_for(connection: Connection, password: str = "") -> Connector:
-    """The connector of the connection's store platform; refuses platforms that cannot be synced."""
+def connector_for(connection: Connection, password: str = "", *, sealed_options: dict | None = None,
+                  timeout: int | None = None) -> Connector:
+    """The connector of the connection's store platform; refuses platforms that cannot be synced.
+
+    The sealed options are opened here unless given (``SecretUnavailable`` if they cannot be);
+    ``timeout`` bounds connecting and every read (a connection test), instead of the sync settings.
+    """
     platform = connection.store.platform
     cls = CONNECTORS.get(platform)
     if cls is None:
         raise WarehouseError(
             f"Stores on platform '{platform}' cannot be synced; supported: {', '.join(SYNCABLE_PLATFORMS)}."
         )
-    return cls(connection, password)
+    if sealed_options is None:
+        sealed_options = sealed_options_open(connection)
+    return cls(connection, password, sealed_options=sealed_options, timeout=timeout)
+
+
+def sealed_options_open(connection: Connection) -> dict:
+    """The connection's secret driver options (``{"sslpassword": ...}``), opened; ``{}`` if none."""
+    if not connection.options_secret_id:
+        return {}
+    from catalog.secrets import secret_open
+
+    value = json.loads(secret_open(connection.options_secret))
+    return value if isinstance(value, dict) else {}

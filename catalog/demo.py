@@ -329,8 +329,9 @@ INSERT INTO refunds VALUES (1, 1, '4111111111111111', 24.50), (2, 4, '5500005555
 
 
 def demo_warehouse_load(var_dir) -> None:
-    """A small SQLite support-desk database beside the demo, connected to a store and synced
-    once, so the demo shows a sync run, view lineage and classification suggestions.
+    """A small SQLite support-desk database in ``var/warehouses`` (the local settings' file store
+    directory), connected to a store and synced once, so the demo shows a sync run, view lineage
+    and classification suggestions.
 
     Runs after :func:`demo_load`, outside its transaction (a sync commits batch by batch).
     Idempotent: the file is made once, and the store is synced only if it never was.
@@ -343,7 +344,9 @@ def demo_warehouse_load(var_dir) -> None:
     from catalog.models import SyncRun
     from catalog.sync import sync_run_execute, sync_run_request
 
-    path = Path(var_dir) / "demo-support-desk.sqlite3"
+    # Never directly in var/: a connection may not open the catalog's own files, which live there.
+    path = Path(var_dir) / "warehouses" / "demo-support-desk.sqlite3"
+    path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists():
         with sqlite3.connect(path) as db:
             db.executescript(DEMO_WAREHOUSE_SQL)
@@ -352,11 +355,15 @@ def demo_warehouse_load(var_dir) -> None:
         store = store_save(
             principal=SYSTEM, name=DEMO_WAREHOUSE_STORE, kind="transactional", platform="sqlite", environment="prod",
             residency="US", line_of_business="support",
-            description="Read replica of the support desk database (a SQLite file in var/), harvested by the sync worker.",
+            description="Read replica of the support desk database (a SQLite file in var/warehouses/), "
+                        "harvested by the sync worker.",
         )
     if not hasattr(store, "connection"):
         connection_save(principal=SYSTEM, store=store, database=str(path), sampling_enabled=True, sample_size=20,
                         schedule="0 3 * * *")
+    elif store.connection.database == str(Path(var_dir) / "demo-support-desk.sqlite3"):
+        # A demo loaded before file stores had their own directory: point it at the new file.
+        connection_save(principal=SYSTEM, store=store, database=str(path))
     if not SyncRun.objects.filter(store=store).exists():
         run, _ = sync_run_request(principal=SYSTEM, store=store, enqueue=False)
         sync_run_execute(run.pk)

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 
 from catalog.connections import FILE_PLATFORMS
+from catalog.connectors import CONNECTORS
 from catalog.models import Environment, Platform, StoreKind
 from catalog.vocabulary import ColumnMode, Protection, Sensitivity
 
@@ -217,7 +218,8 @@ DATABASE_HELP_DEFAULT = "The database to connect to, e.g. analytics."
 
 class ConnectionForm(forms.Form):
     """A store's warehouse connection; ``connection_save`` validates it (required fields per
-    platform, cron, patterns, options). The password is write-only: it is never rendered back."""
+    platform, cron, patterns, options). The password and the secret driver options are write-only:
+    they are never rendered back."""
 
     host = forms.CharField(required=False, widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}))
     port = forms.IntegerField(required=False, min_value=1, max_value=65535, help_text="Blank: the platform's default.")
@@ -262,10 +264,22 @@ class ConnectionForm(forms.Form):
                                       "class": "mono"}),
     )
 
-    def __init__(self, *args, platform: str, password_stored: bool = False, **kwargs):
+    def __init__(self, *args, platform: str, password_stored: bool = False, sealed_options=(), **kwargs):
         super().__init__(*args, **kwargs)
         self.platform = platform
         self.fields["database"].help_text = DATABASE_HELP.get(platform, DATABASE_HELP_DEFAULT)
+        connector = CONNECTORS.get(platform)
+        allowed = sorted(connector.options_allowed) if connector else []
+        if allowed:
+            secret = sorted(connector.secret_option_names())
+            self.fields["options"].help_text = (
+                f"A JSON object; allowed: {', '.join(allowed)}."
+                + (f" Secret ones ({', '.join(secret)}) are sealed and never shown again." if secret else "")
+                + (f" Stored sealed: {', '.join(sealed_options)} (leave out to keep, \"\" to remove)."
+                   if sealed_options else "")
+            )
+        else:  # a platform without driver options (SQLite, DuckDB, BigQuery): nothing to type
+            del self.fields["options"]
         if self.is_file_platform:  # a file path says it all: no host, user or password
             for name in ("host", "port", "username", "password", "remove_password"):
                 del self.fields[name]
@@ -294,11 +308,18 @@ class ConnectionForm(forms.Form):
             "username": connection.username,
             "include_schemas": "\n".join(connection.include_schemas or []),
             "exclude_schemas": "\n".join(connection.exclude_schemas or []),
-            "options": json.dumps(connection.options, indent=2) if connection.options else "",
+            "options": json.dumps(ConnectionForm._shown_options(connection), indent=2) if connection.options else "",
             "sampling_enabled": connection.sampling_enabled,
             "sample_size": connection.sample_size,
             "schedule": connection.schedule,
         }
+
+    @staticmethod
+    def _shown_options(connection) -> dict:
+        """The options without secret ones (a row saved before they were sealed may hold one)."""
+        connector = CONNECTORS.get(connection.store.platform)
+        secret_names = connector.secret_option_names() if connector else frozenset()
+        return {name: value for name, value in connection.options.items() if name not in secret_names}
 
     def connection_fields(self) -> dict:
         """What to hand to ``connection_save`` (the password separately, see :meth:`password_change`)."""
@@ -309,6 +330,8 @@ class ConnectionForm(forms.Form):
                          "sampling_enabled", "sample_size", "schedule")
             if name in self.fields
         }
+        if "options" not in self.fields:  # the platform takes none: clear any a row saved before still holds
+            fields["options"] = {}
         if fields.get("sample_size") is None:
             fields["sample_size"] = 50
         return fields

@@ -65,3 +65,16 @@ def token_client(service_account):
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
     return client
+
+
+@pytest.fixture(scope="session", autouse=True)
+def file_stores_in_pytest_tmp(tmp_path_factory):
+    """SQLite and DuckDB warehouses of the tests live in pytest's temporary directories: allow
+    those (and only those) as file store directories, as an operator would with
+    CATALOG_FILE_STORES_DIRS. Tests of the rule itself narrow it further."""
+    from django.conf import settings
+    from django.test import override_settings
+
+    allowed = [*settings.CATALOG_FILE_STORES_DIRS, str(tmp_path_factory.getbasetemp())]
+    with override_settings(CATALOG_FILE_STORES_DIRS=allowed):
+        yield

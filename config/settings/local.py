@@ -1,11 +1,14 @@
 """Development and the embedded demo (``make run``): debug on, a throwaway secret key."""
 
 from .base import *  # noqa: F401,F403
-from .base import CATALOG_MASTER_KEYS, SECRET_KEY, VAR_DIR, env_bool
+from .base import CATALOG_MASTER_KEYS, SECRET_KEY, VAR_DIR, env_bool, env_paths
 
 DEBUG = env_bool("DEBUG", True)
 SECRET_KEY = SECRET_KEY or "insecure-local-development-key-do-not-use-in-production"
 EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+# The demo's warehouse files (catalog/demo.py) live here; never directly in var/, beside the
+# catalog's own database and master key.
+CATALOG_FILE_STORES_DIRS = env_paths("CATALOG_FILE_STORES_DIRS", [str(VAR_DIR / "warehouses")])
 
 # The embedded demo keeps a generated master key in var/ so `make run` needs no setup.
 if not CATALOG_MASTER_KEYS:

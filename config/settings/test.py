@@ -1,7 +1,7 @@
 """Settings for the test suite: the same as base, with fast hashing and no real mail."""
 
 from .base import *  # noqa: F401,F403
-from .base import CATALOG_MASTER_KEYS, SECRET_KEY
+from .base import CATALOG_MASTER_KEYS, SECRET_KEY, VAR_DIR, env_paths
 
 SECRET_KEY = SECRET_KEY or "test-only-secret-key"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
@@ -9,3 +9,6 @@ EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 CELERY_TASK_ALWAYS_EAGER = True
 # A fixed key for tests only (tests of rotation add their own).
 CATALOG_MASTER_KEYS = CATALOG_MASTER_KEYS or ["test:" + "A" * 43]
+# As in the local settings, the demo's warehouse directory (tests load the demo); tests/conftest.py
+# adds pytest's temporary directories, where the tests' own SQLite and DuckDB warehouses live.
+CATALOG_FILE_STORES_DIRS = env_paths("CATALOG_FILE_STORES_DIRS", [str(VAR_DIR / "warehouses")])

@@ -64,6 +64,8 @@ def test_demo_has_a_synced_warehouse_with_view_lineage_and_suggestions(db, setti
     call_command("load_demo")  # idempotent: no second sync
     run = SyncRun.objects.get(store__name="support-replica")
     assert run.status == "succeeded" and run.new_count == 4
+    # In the file store directory of the local settings, never directly in var/ beside the catalog's files.
+    assert run.store.connection.database == str(tmp_path / "warehouses" / "demo-support-desk.sqlite3")
     assert Edge.objects.filter(kind="view", target__dataset__name="open_tickets_by_agent").exists()
     labels = set(ColumnSuggestion.objects.filter(dataset__store__name="support-replica").values_list("label", flat=True))
     assert {"email", "credit_card"} <= labels
@@ -86,3 +88,16 @@ def test_demo_has_a_pending_request_for_dave_and_aggregated_datasets_for_executi
     assert set(dataset_visible(user=erin).values_list("qualified_name", flat=True)) == {
         "analytics.reporting.restaurant_sentiment_daily", "analytics.reporting.review_digest",
     }
+
+
+def test_a_demo_loaded_before_file_store_directories_is_pointed_at_the_new_file(db, settings, tmp_path):
+    from catalog.models import Connection
+
+    settings.VAR_DIR = tmp_path
+    call_command("load_demo")
+    # Demos loaded before kept the file directly in var/, which no connection may open any more.
+    Connection.objects.filter(store__name="support-replica").update(database=str(tmp_path / "demo-support-desk.sqlite3"))
+    call_command("load_demo")
+    assert Connection.objects.get(store__name="support-replica").database == str(
+        tmp_path / "warehouses" / "demo-support-desk.sqlite3"
+    )

@@ -60,3 +60,24 @@ def test_rotate_keys_generate_prints_a_usable_entry():
     from catalog.secrets import master_keys_parse
 
     assert len(master_keys_parse([entry])[0][1]) == 32
+
+
+@pytest.mark.django_db
+def test_rotate_keys_rewraps_a_connections_sealed_options_too():
+    from catalog.connections import connection_save
+    from catalog.connectors import connector_for
+    from catalog.models import Connection
+    from tests.factories import StoreFactory, UserFactory
+
+    engineer = UserFactory(username="pia", roles=["platform_engineer"])
+    store = StoreFactory(name="appdb", platform="postgresql")
+    with override_settings(CATALOG_MASTER_KEYS=[OLD]):
+        connection_save(principal=engineer, store=store, host="db.internal", database="app", password="password-1",
+                        options={"sslmode": "require", "sslpassword": "key-passphrase"})
+    with override_settings(CATALOG_MASTER_KEYS=[NEW, OLD]):
+        output = run()
+    assert "Re-wrapped 2 secret(s) under key 'new'; 0 left" in output
+    with override_settings(CATALOG_MASTER_KEYS=[NEW]):
+        connection = Connection.objects.get(store=store)
+        assert connection.options_secret.key_id == "new"
+        assert connector_for(connection, secret_open(connection.secret)).connect_args()["sslpassword"] == "key-passphrase"

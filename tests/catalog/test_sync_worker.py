@@ -103,6 +103,8 @@ def _worker_env(tmp_path) -> dict:
         "DB_CONN_MAX_AGE": "0",
         "DEBUG": "false",
         "CATALOG_VAR_DIR": str(tmp_path / "worker-var"),
+        # The test's SQLite warehouses are in tmp_path: the worker may open files there, as the tests may.
+        "CATALOG_FILE_STORES_DIRS": str(tmp_path),
         "PYTHONUNBUFFERED": "1",
     }
 

@@ -9,7 +9,8 @@ from catalog.secrets import SecretUnavailable, master_key_generate, master_keys_
 
 class Command(BaseCommand):
     help = (
-        "Re-wrap every connection secret's data key under the active (first) master key of "
+        "Re-wrap every connection secret's data key (passwords and sealed driver options alike) under "
+        "the active (first) master key of "
         "CATALOG_MASTER_KEYS. Runs while the catalog and workers keep running: old keys stay "
         "listed until this has finished. --generate prints a new key entry; --status counts "
         "secrets per key."
