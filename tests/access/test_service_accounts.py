@@ -36,11 +36,12 @@ def test_existing_name_is_refused(db, reader):
         call_command("create_service_account", reader.username, "--role", "data_engineer")
 
 
-def test_service_accounts_cannot_sign_in_to_the_browser(db, service_account):
+def test_service_accounts_cannot_sign_in_to_the_browser(db, service_account, rf):
     user, _ = service_account
     user.set_password("a-password-someone-set")
     user.save()
-    form = LoginForm(data={"username": user.username, "password": "a-password-someone-set"})
+    # With the request, as the sign-in page gives it: sign-in throttling needs the address.
+    form = LoginForm(request=rf.post("/login/"), data={"username": user.username, "password": "a-password-someone-set"})
     assert not form.is_valid()
     assert "Service accounts cannot sign in" in str(form.errors)
 
