@@ -22,6 +22,7 @@ from lineage.serializers import (
     LineageGraphSerializer,
     ViolationSerializer,
 )
+from lineage.views import restricted_columns_audit
 
 
 class LimitPagination(LimitOffsetPagination):
@@ -121,6 +122,7 @@ class DatasetLineageApi(APIView):
         else:
             starts = selectors.lineage_dataset_column_nodes(dataset=dataset)
         walk = selectors.lineage_walk(user=request.user, starts=starts, level=level, **options)
+        restricted_columns_audit(request, walk.nodes, via="api:lineage")
         return Response(LineageGraphSerializer(walk).data)
 
 
@@ -133,6 +135,7 @@ class ColumnLineageApi(APIView):
         dataset = dataset_get(user=request.user, pk=pk)
         node = selectors.lineage_column_node_get(user=request.user, dataset=dataset, column_id=column_id)
         walk = selectors.lineage_walk(user=request.user, starts=[node], level=EdgeLevel.COLUMN, **options)
+        restricted_columns_audit(request, walk.nodes, via="api:column-lineage")
         return Response(LineageGraphSerializer(walk).data)
 
 
@@ -151,6 +154,8 @@ class ViolationListApi(generics.ListAPIView):
     def paginate_queryset(self, queryset):
         page = super().paginate_queryset(queryset)
         self._paths = selectors.lineage_sensitivity_paths(user=self.request.user, nodes=page or [])
+        restricted_columns_audit(self.request, [step for path in self._paths.values() for step in path],
+                                  via="api:violations")
         return page
 
 

@@ -70,14 +70,18 @@ class Node(models.Model):
             return f"{self.source_kind}:{self.name}"
         return self.name
 
-    # Set by ``lineage.selectors`` on the nodes of a dataset the reader may not see: the node
-    # keeps its place in a walk (the flow goes on through it) but shows nothing of the dataset.
+    # Set by ``lineage.selectors`` on the nodes of a dataset the reader may not see, and on
+    # sources connected to no dataset they may see (a source's name says what feeds a hidden
+    # dataset): the node keeps its place in a walk (the flow goes on through it) but shows nothing.
     hidden = False
     HIDDEN_LABEL = "A dataset you may not see"
+    HIDDEN_SOURCE_LABEL = "A source you may not see"
 
     @property
     def label(self) -> str:
-        return self.HIDDEN_LABEL if self.hidden else str(self)
+        if self.hidden:
+            return self.HIDDEN_SOURCE_LABEL if self.kind == NodeKind.SOURCE else self.HIDDEN_LABEL
+        return str(self)
 
 
 class EdgeLevel(models.TextChoices):

@@ -21,7 +21,8 @@ from catalog.models import Dataset, DataStore
 from catalog.registration import registration_parse
 from catalog.services import dataset_discover, dataset_register, store_discover
 from catalog.validation import FieldErrors, string_field
-from lineage.models import TERMINAL_RUN_STATES, EdgeKind, EdgeLevel, LineageEvent, Run, RunState
+from catalog.vocabulary import unclassified_tier
+from lineage.models import TERMINAL_RUN_STATES, EdgeKind, EdgeLevel, LineageEvent, Node, NodeKind, Run, RunState
 from lineage.sensitivity import sensitivity_refresh
 from lineage.services import EdgeSpec, column_nodes_ensure, dataset_nodes_ensure, job_ensure, lineage_edges_upsert
 
@@ -311,13 +312,22 @@ def _dataset_for(principal, ref: DatasetRef, stores: dict, found: dict) -> Datas
         if dataset is not None and not _schema_changed(dataset, payload):
             found[ref.key] = dataset
             return dataset  # the same schema again: nothing to write
+        # The facet names columns, not their sensitivity (the "Regular" above is a placeholder): a
+        # dataset nobody has classified stays unclassified, decided as the default tier, never lower.
+        unclassified = dataset is None or not dataset.classified
         try:
             dataset, _ = dataset_register(principal=principal, payload=payload)
         except ValidationError as exc:
             raise ValidationError(_schema_errors(ref, exc)) from exc
-        if not dataset.needs_review:
-            Dataset.objects.filter(pk=dataset.pk).update(needs_review=True)
-            dataset.needs_review = True
+        updates = {} if dataset.needs_review else {"needs_review": True}
+        if unclassified and dataset.classified:
+            updates.update(classified=False, sensitivity=unclassified_tier())
+        if updates:
+            Dataset.objects.filter(pk=dataset.pk).update(**updates)
+            for attribute, value in updates.items():
+                setattr(dataset, attribute, value)
+        if "classified" in updates:  # the registration counted its columns as declared: count them again
+            sensitivity_refresh(node_ids=Node.objects.filter(dataset=dataset, kind=NodeKind.COLUMN).values_list("pk", flat=True))
     elif dataset is None:
         dataset = dataset_discover(store=store, name=name, description=ref.description or "")
     found[ref.key] = dataset

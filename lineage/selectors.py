@@ -8,7 +8,9 @@ so with ``partial``.
 
 Every walk shows what the reader may see: nodes of datasets whose metadata the role matrix
 (``access.decisions``) keeps from them stay in the walk, so a path through them is not cut,
-but are marked ``hidden`` and show no name, columns, owners or sensitivity.
+but are marked ``hidden`` and show no name, columns, owners or sensitivity. So are sources
+(``vendor:...``, ``mlmodel:...``) that feed only datasets the reader may not see: a source's
+name says what feeds a hidden dataset. Edges touching a hidden node show no job or description.
 """
 
 from collections import defaultdict
@@ -22,6 +24,7 @@ from access import policies
 from access.decisions import dataset_visibility_filter
 from catalog.models import Dataset
 from catalog.selectors import dataset_visible
+from catalog.vocabulary import Sensitivity
 from lineage.models import Edge, EdgeLevel, Job, Node, NodeKind, Run
 
 DEFAULT_DEPTH = 3
@@ -141,22 +144,40 @@ def _visible_or_none(user):
     return None if condition is None else Dataset.objects.filter(condition)
 
 
-def _visible_dataset_ids(user, dataset_ids) -> set[int]:
-    """Which of ``dataset_ids`` the user may see the metadata of, in at most one query."""
-    dataset_ids = set(dataset_ids)
-    visible = _visible_or_none(user) if dataset_ids else None
-    if visible is None:
-        return dataset_ids
-    return set(visible.filter(pk__in=list(dataset_ids)).values_list("pk", flat=True))
-
-
 def lineage_hide_invisible(*, user, nodes) -> list[Node]:
-    """Marks ``hidden`` the nodes (dataset and column) of datasets the user may not see."""
+    """Marks ``hidden`` the nodes (dataset and column) of datasets the user may not see, and the
+    other nodes (external sources, ML models) that no edge connects to a dataset the user may see:
+    their names say what feeds hidden datasets. A source that also feeds a visible dataset stays
+    visible. At most two queries, whatever the number of nodes."""
     nodes = list(nodes)
-    visible = _visible_dataset_ids(user, {node.dataset_id for node in nodes if node.dataset_id is not None})
+    visible_query = _visible_or_none(user) if nodes else None
+    if visible_query is None:  # everything is visible: nothing to ask
+        for node in nodes:
+            node.hidden = False
+        return nodes
+    dataset_ids = {node.dataset_id for node in nodes if node.dataset_id is not None}
+    visible = set(visible_query.filter(pk__in=list(dataset_ids)).values_list("pk", flat=True)) if dataset_ids else set()
+    shown_sources = _sources_shown(visible_query, [node.pk for node in nodes if node.dataset_id is None])
     for node in nodes:
-        node.hidden = node.dataset_id is not None and node.dataset_id not in visible
+        if node.dataset_id is None:
+            node.hidden = node.pk not in shown_sources
+        else:
+            node.hidden = node.dataset_id not in visible
     return nodes
+
+
+def _sources_shown(visible_query, node_ids) -> set[int]:
+    """Which of these non-dataset nodes an edge (either way, any level) connects to a node of a
+    dataset in ``visible_query``; one query."""
+    if not node_ids:
+        return set()
+    visible = visible_query.values("pk")
+    feeds_visible = Edge.objects.filter(source=OuterRef("pk"), target__dataset__in=visible)
+    fed_by_visible = Edge.objects.filter(target=OuterRef("pk"), source__dataset__in=visible)
+    return set(
+        Node.objects.filter(pk__in=node_ids).filter(Exists(feeds_visible) | Exists(fed_by_visible))
+        .values_list("pk", flat=True)
+    )
 
 
 def _nodes_for_display(ids):
@@ -178,6 +199,19 @@ def lineage_dataset_node(*, user, dataset: Dataset) -> Node:
     node = dataset_nodes_ensure([dataset])[dataset.pk]
     node.dataset = dataset
     return node
+
+
+def lineage_restricted_columns(nodes) -> list[tuple[Dataset, list[str]]]:
+    """The Restricted columns that ``nodes`` show the reader (column nodes not hidden, declared
+    Restricted in the current version), by dataset: what reading them audits. Asks nothing of
+    the database for nodes loaded with their column and dataset."""
+    by_dataset: dict[int, tuple[Dataset, set[str]]] = {}
+    for node in nodes:
+        if node.kind != NodeKind.COLUMN or node.hidden or node.column_id is None:
+            continue
+        if node.column.sensitivity >= Sensitivity.RESTRICTED:
+            by_dataset.setdefault(node.dataset_id, (node.dataset, set()))[1].add(node.column.name)
+    return [(dataset, sorted(names)) for dataset, names in by_dataset.values()]
 
 
 def lineage_column_node_get(*, user, dataset: Dataset, column_id) -> Node:
@@ -226,7 +260,7 @@ def lineage_impact(*, user, starts, depth: int | None = MAX_DEPTH, limit: int | 
         if node.kind == NodeKind.COLUMN:
             entry["columns"].append(node)
     affected = sorted(by_dataset.values(), key=lambda entry: (entry["depth"], entry["dataset"].qualified_name))
-    sources = [node for node in walk.nodes if node.depth > 0 and node.kind == NodeKind.SOURCE]
+    sources = [node for node in walk.nodes if node.depth > 0 and node.kind == NodeKind.SOURCE and not node.hidden]
     return {"walk": walk, "datasets": affected, "sources": sources, "hidden": len(hidden), "partial": walk.partial}
 
 

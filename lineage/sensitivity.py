@@ -11,6 +11,11 @@ For a column node ``n`` with its own (declared) sensitivity and protection:
 - ``n`` is a violation when it is unprotected and declared lower than what arrives over
   edges that no protection step touched.
 
+A column of a dataset nobody has classified (lineage discovered it; its columns, if any, came
+from a schema facet, not from a person) has no declared level: its own level is the configured
+default tier (``CATALOG_UNCLASSIFIED_TIER``), never Public, which is what the access decision
+gives it; more flowing in unprotected is a violation like any other.
+
 Indirect edges (filters, joins) shape rows, not values, so nothing flows over them.
 
 The refresh is incremental: it takes the nodes a change touched, finds what lies
@@ -24,8 +29,8 @@ from collections import defaultdict, deque
 
 from django.db import connection
 
-from catalog.models import Column
-from catalog.vocabulary import Protection, Sensitivity
+from catalog.models import Column, Dataset
+from catalog.vocabulary import Protection, Sensitivity, unclassified_tier
 from lineage.models import Edge, EdgeLevel, Node, NodeKind
 
 PROTECTED_CAP = Sensitivity.REGULAR
@@ -54,39 +59,51 @@ def sensitivity_refresh(*, node_ids) -> int:
         return 0
     closure_params = [*seeds, NodeKind.COLUMN, EdgeLevel.COLUMN, True]
     node_table, column_table, edge_table = Node._meta.db_table, Column._meta.db_table, Edge._meta.db_table
+    dataset_table = Dataset._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(
             _closure_sql(len(seeds))
             + f"""SELECT n.id, n.column_id, c.sensitivity, c.protection, n.effective_sensitivity,
-                         n.unprotected_inflow, n.sensitivity_from_id, n.is_violation
+                         n.unprotected_inflow, n.sensitivity_from_id, n.is_violation, d.classified
                   FROM closure JOIN {node_table} n ON n.id = closure.id
                   LEFT JOIN {column_table} c ON c.id = n.column_id
+                  LEFT JOIN {dataset_table} d ON d.id = n.dataset_id
                   WHERE n.kind = %s""",
             [*closure_params, NodeKind.COLUMN],
         )
         stored = {row[0]: row for row in cursor.fetchall()}
         cursor.execute(
             _closure_sql(len(seeds))
-            + f"""SELECT e.source_id, e.target_id, e.masking, s.effective_sensitivity, sc.sensitivity, sc.protection
+            + f"""SELECT e.source_id, e.target_id, e.masking, s.effective_sensitivity, sc.sensitivity, sc.protection,
+                         sd.classified
                   FROM closure JOIN {edge_table} e ON e.target_id = closure.id
                   JOIN {node_table} s ON s.id = e.source_id
                   LEFT JOIN {column_table} sc ON sc.id = s.column_id
+                  LEFT JOIN {dataset_table} sd ON sd.id = s.dataset_id
                   WHERE e.level = %s AND e.direct = %s AND s.kind = %s""",
             [*closure_params, EdgeLevel.COLUMN, True, NodeKind.COLUMN],
         )
         edge_rows = cursor.fetchall()
 
-    own = {pk: row[2] if row[2] is not None else Sensitivity.PUBLIC for pk, row in stored.items()}
+    default_tier = unclassified_tier()
+
+    def declared(sensitivity, classified) -> int:
+        # Nobody declared an unclassified dataset's columns: they count as the default tier.
+        if classified is not None and not classified:
+            return default_tier
+        return sensitivity if sensitivity is not None else Sensitivity.PUBLIC
+
+    own = {pk: declared(row[2], row[8]) for pk, row in stored.items()}
     protected = {pk: bool(row[3]) and row[3] != Protection.NONE for pk, row in stored.items()}
     outside = {}  # upstream columns not downstream of the change keep their stored values
     incoming = defaultdict(list)
     downstream = defaultdict(list)
-    for source_id, target_id, masking, source_effective, source_own, source_protection in edge_rows:
+    for source_id, target_id, masking, source_effective, source_own, source_protection, source_classified in edge_rows:
         incoming[target_id].append((source_id, bool(masking)))
         if source_id in stored:
             downstream[source_id].append(target_id)
         else:
-            value = source_effective if source_effective is not None else (source_own or Sensitivity.PUBLIC)
+            value = source_effective if source_effective is not None else declared(source_own, source_classified)
             outside[source_id] = (value, bool(source_protection) and source_protection != Protection.NONE)
 
     effective = dict(own)

@@ -3,7 +3,7 @@
 from django.urls import reverse
 from rest_framework import serializers
 
-from catalog.vocabulary import Protection, Sensitivity, sensitivity_label
+from catalog.vocabulary import UNCLASSIFIED_LABEL, Protection, Sensitivity, sensitivity_label
 from lineage.models import Job, NodeKind
 from lineage.selectors import dataset_effective_sensitivities
 
@@ -62,10 +62,13 @@ class LineageNodeSerializer(serializers.Serializer):
         return node.kind == NodeKind.SOURCE
 
     def get_sensitivity(self, node) -> str | None:
+        """Declared: ``Unclassified`` for a dataset nobody has classified, and for its columns."""
         if node.kind == NodeKind.COLUMN:
+            if not node.dataset.classified:
+                return UNCLASSIFIED_LABEL
             return sensitivity_label(node.column.sensitivity) if node.column else None
         if node.kind == NodeKind.DATASET:
-            return sensitivity_label(node.dataset.sensitivity)
+            return node.dataset.sensitivity_label
         return None
 
     def get_effectiveSensitivity(self, node) -> str | None:
@@ -141,6 +144,8 @@ class ViolationSerializer(serializers.Serializer):
     path = serializers.SerializerMethodField()
 
     def get_declared(self, node) -> str:
+        if not node.dataset.classified:
+            return UNCLASSIFIED_LABEL
         return Sensitivity(node.column.sensitivity).label
 
     def get_inflow(self, node) -> str:

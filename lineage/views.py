@@ -13,6 +13,9 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.shortcuts import render
 
+from access.audit import client_address
+from access.decisions import dataset_tier
+from access.grants import restricted_columns_viewed
 from catalog.models import Dataset
 from catalog.selectors import dataset_get
 from catalog.vocabulary import sensitivity_label
@@ -66,7 +69,7 @@ def dataset_lineage_context(*, user, dataset: Dataset, query) -> dict:
         if node.kind == NodeKind.DATASET and not node.hidden:
             value = effective.get(node.dataset_id)
             row.effective = sensitivity_label(value)
-            row.higher = value is not None and value > node.dataset.sensitivity
+            row.higher = value is not None and value > dataset_tier(node.dataset)
             row.owners = sorted(node.dataset.owner_list, key=lambda owner: owner.username)
         (upstream if node.depth < 0 else downstream).append(row)
     upstream.sort(key=lambda row: (row.hops, row.node.label.lower()))
@@ -81,7 +84,7 @@ def dataset_lineage_context(*, user, dataset: Dataset, query) -> dict:
         "lineage_partial": walk.partial,
         "lineage_edge_count": len(walk.edges),
         "effective_sensitivity": sensitivity_label(own_effective),
-        "effective_is_higher": own_effective is not None and own_effective > dataset.sensitivity,
+        "effective_is_higher": own_effective is not None and own_effective > dataset_tier(dataset),
     }
 
 
@@ -93,7 +96,7 @@ def columns_with_lineage(*, dataset: Dataset, columns) -> list[dict]:
         column.name.lower(): column
         for column in dataset.columns.select_related("lineage_node")
     }
-    enriched = []
+    enriched, tier = [], dataset_tier(dataset)
     for column in columns:
         row = rows.get(column["name"].lower())
         node = getattr(row, "lineage_node", None) if row is not None else None
@@ -101,12 +104,21 @@ def columns_with_lineage(*, dataset: Dataset, columns) -> list[dict]:
         if node is not None and node.effective_sensitivity is not None:
             lineage.update(
                 effective=sensitivity_label(node.effective_sensitivity),
-                higher=node.effective_sensitivity > row.sensitivity,
+                # Against what the decision uses: an unclassified dataset's columns are its default tier.
+                higher=node.effective_sensitivity > (row.sensitivity if dataset.classified else tier),
                 violation=node.is_violation,
                 inflow=sensitivity_label(node.unprotected_inflow),
             )
         enriched.append({**column, "lineage": lineage})
     return enriched
+
+
+def restricted_columns_audit(request, nodes, *, via: str) -> None:
+    """Audit the Restricted column metadata that ``nodes`` show the reader (pages and API alike),
+    one event per dataset naming its Restricted columns shown."""
+    shown = selectors.lineage_restricted_columns(nodes)
+    if shown:
+        restricted_columns_viewed(principal=request.user, shown=shown, remote_addr=client_address(request), via=via)
 
 
 @login_required
@@ -116,6 +128,7 @@ def column_impact(request, pk, column_id):
     node = selectors.lineage_column_node_get(user=request.user, dataset=dataset, column_id=column_id)
     node.dataset = dataset
     impact = selectors.lineage_impact(user=request.user, starts=[node], depth=selectors.MAX_DEPTH)
+    restricted_columns_audit(request, impact["walk"].nodes, via="page:column-impact")
     affected_columns = sum(len(entry["columns"]) for entry in impact["datasets"])
     for entry in impact["datasets"]:
         entry["owners"] = sorted(entry["owners"], key=lambda owner: owner.username)
@@ -141,6 +154,7 @@ def violation_list(request):
     paginator = Paginator(selectors.lineage_violation_list(user=request.user), VIOLATIONS_PAGE_SIZE)
     page = paginator.get_page(request.GET.get("page"))
     paths = selectors.lineage_sensitivity_paths(user=request.user, nodes=page.object_list)
+    restricted_columns_audit(request, [step for path in paths.values() for step in path], via="page:violations")
     violations = [
         {
             "node": node,

@@ -29,6 +29,7 @@
     regular: { fill: "#e8f0fc", border: "#6f9de0", text: "#1a4a8a" },
     sensitive: { fill: "#fff3d1", border: "#d9a21c", text: "#6e4500" },
     restricted: { fill: "#a4262c", border: "#7d1c21", text: "#ffffff" },
+    unclassified: { fill: "#efeaf7", border: "#8f7fb3", text: "#4a3b6b" },
     unknown: { fill: "#f1f4f8", border: "#b8c0cb", text: "#1d2430" },
   };
   var EDGE_KINDS = {
@@ -273,6 +274,7 @@
       id: nodeKey(node),
       nodeId: node.id,
       kind: node.hidden ? "hidden" : node.kind,
+      sourceHidden: node.hidden && node.kind === "source",
       label: shown,
       fullLabel: label,
       width: size.width,
@@ -606,7 +608,9 @@
       body.push(facts);
     } else if (data.kind === "hidden") {
       body.push(el("h3", { text: data.fullLabel }));
-      body.push(el("p", { text: "Your roles do not let you see this dataset, so its name, columns and owners are left out. Data flows through it all the same." }));
+      body.push(el("p", { text: data.sourceHidden
+        ? "This source feeds only datasets your roles do not let you see, so its name is left out. Data flows through it all the same."
+        : "Your roles do not let you see this dataset, so its name, columns and owners are left out. Data flows through it all the same." }));
       var at = describeDepth(data);
       if (at) {
         body.push(el("p", { className: "muted small", text: at }));

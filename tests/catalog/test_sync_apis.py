@@ -99,7 +99,7 @@ def connection_state():
 def test_put_creates_a_connection_with_201_and_never_echoes_the_password(engineer_client, shop, warehouse):
     response = engineer_client.put(connection_url(shop), {
         "database": str(warehouse), "password": PASSWORD, "includeSchemas": ["main"], "samplingEnabled": True,
-        "sampleSize": 20, "schedule": "0  2 * * *", "options": {"timeout": 5},
+        "sampleSize": 20, "schedule": "0  2 * * *",
     }, format="json")
     assert response.status_code == 201
     body = response.json()
@@ -110,7 +110,7 @@ def test_put_creates_a_connection_with_201_and_never_echoes_the_password(enginee
     assert body["includeSchemas"] == ["main"] and body["excludeSchemas"] == []
     assert body["samplingEnabled"] is True and body["sampleSize"] == 20
     assert body["schedule"] == "0 2 * * *"
-    assert body["options"] == {"timeout": 5}
+    assert body["options"] == {} and body["sealedOptions"] == []
     assert secret_open(Connection.objects.get(store=shop).secret) == PASSWORD
 
 
@@ -119,9 +119,9 @@ def test_get_shows_every_field_but_the_password(engineer_client, connected_shop)
     assert response.status_code == 200
     assert PASSWORD not in response.content.decode()
     assert set(response.json()) == {
-        "platform", "host", "port", "database", "username", "hasPassword", "options", "includeSchemas",
-        "excludeSchemas", "samplingEnabled", "sampleSize", "schedule", "lastTestedAt", "lastTestOk",
-        "lastTestMessage", "updatedAt",
+        "platform", "host", "port", "database", "username", "hasPassword", "options", "sealedOptions",
+        "includeSchemas", "excludeSchemas", "samplingEnabled", "sampleSize", "schedule", "lastTestedAt",
+        "lastTestOk", "lastTestMessage", "updatedAt",
     }
     assert response.json()["hasPassword"] is True
 
@@ -432,8 +432,15 @@ def test_a_run_shows_progress_counts_timings_and_its_events_link(reader_client, 
     assert body["durationSeconds"] == 30.0
     assert body["requestedBy"] == "pia"
     assert body["isActive"] is False
-    assert body["message"] == "1 object(s) could not be synced"
+    # Only store managers read the message as the worker wrote it (it may name hidden objects).
+    assert body["message"] == "Some objects could not be synced; those you may see are listed below."
     assert body["events"] == f"http://testserver/api/v1/syncs/{run.pk}/events/"
+
+
+def test_store_managers_read_the_run_message_in_full(engineer_client, connected_shop):
+    run = SyncRun.objects.create(store=connected_shop, status="failed", message="Could not read schema main: boom")
+    body = engineer_client.get(f"/api/v1/syncs/{run.pk}/").json()
+    assert body["message"] == "Could not read schema main: boom"
 
 
 def test_a_scheduled_run_was_requested_by_nobody(reader_client, connected_shop):
@@ -444,15 +451,21 @@ def test_a_scheduled_run_was_requested_by_nobody(reader_client, connected_shop):
     assert body["startedAt"] is None and body["durationSeconds"] is None
 
 
-def test_events_filter_by_outcome(reader_client, connected_shop):
+def test_events_filter_by_outcome(engineer_client, connected_shop):
     run = SyncRun.objects.create(store=connected_shop, status="partial")
     SyncRunEvent.objects.create(run=run, object_name="shop.main.a", outcome="new")
     SyncRunEvent.objects.create(run=run, object_name="shop.main.b", outcome="error", message="No columns could be read")
-    body = reader_client.get(f"/api/v1/syncs/{run.pk}/events/?outcome=error").json()
+    body = engineer_client.get(f"/api/v1/syncs/{run.pk}/events/?outcome=error").json()
     assert body["results"] == [{
         "id": body["results"][0]["id"], "objectName": "shop.main.b", "outcome": "error",
         "message": "No columns could be read", "dataset": None, "createdAt": body["results"][0]["createdAt"],
     }]
+
+
+def test_events_naming_no_dataset_are_for_store_managers_only(reader_client, connected_shop):
+    run = SyncRun.objects.create(store=connected_shop, status="partial")
+    SyncRunEvent.objects.create(run=run, object_name="shop.main.b", outcome="error", message="No columns could be read")
+    assert reader_client.get(f"/api/v1/syncs/{run.pk}/events/").json()["results"] == []
 
 
 def test_an_unknown_outcome_is_400_naming_it(reader_client, connected_shop):
@@ -653,7 +666,7 @@ def test_the_run_list_needs_a_constant_number_of_queries(
     few = _count_queries(reader_client, url)
     _more_runs(connected_shop, engineer, 20)
     assert _count_queries(reader_client, url) == few
-    with django_assert_max_num_queries(4):
+    with django_assert_max_num_queries(5):  # the user's roles: store managers read run messages in full
         reader_client.get(url)
 
 
@@ -670,7 +683,7 @@ def test_the_event_list_needs_a_constant_number_of_queries(
         SyncRunEvent(run=run, object_name=f"t{i}", outcome="changed", dataset=datasets[i % len(datasets)]) for i in range(30)
     )
     assert _count_queries(reader_client, url) == few
-    with django_assert_max_num_queries(4):
+    with django_assert_max_num_queries(5):  # the user's roles: which events they may see
         reader_client.get(f"{url}&outcome=changed")
 
 
@@ -727,16 +740,33 @@ def test_pointing_the_connection_elsewhere_needs_the_password_again(engineer_cli
     assert cleared.status_code == 200 and cleared.json()["hasPassword"] is False
 
 
-def test_connection_settings_the_driver_refuses_fail_the_test_with_a_clear_message(engineer_client):
+def test_a_driver_option_the_platform_does_not_allow_is_refused_at_save_naming_it(engineer_client):
+    # The catalog's own timeouts are not options: a connection cannot lengthen (or break) them.
     store = StoreFactory(name="orders-db", platform="mysql")
     saved = engineer_client.put(connection_url(store), {
         "host": "127.0.0.1", "username": "reader", "password": PASSWORD, "options": {"connect_timeout": "soon"},
     }, format="json")
-    assert saved.status_code == 201
+
+    assert saved.status_code == 400
+    assert "connect_timeout" in " ".join(saved.json()["errors"]["options"])
+    assert PASSWORD not in saved.content.decode()
+    assert not Connection.objects.filter(store=store).exists()
+
+
+def test_an_allowed_option_the_server_refuses_fails_the_test_with_a_clear_message(engineer_client, settings, tmp_path):
+    # A root certificate in the operator's directory, but the server does not speak TLS to it.
+    settings.CATALOG_CONNECTION_FILES_DIR = str(tmp_path)
+    (tmp_path / "root.crt").write_text("not a certificate\n")
+    store = StoreFactory(name="orders-db", platform="postgresql")
+    saved = engineer_client.put(connection_url(store), {
+        "host": "127.0.0.1", "database": "postgres", "username": "reader", "password": PASSWORD,
+        "options": {"sslmode": "verify-full", "sslrootcert": str(tmp_path / "root.crt")},
+    }, format="json")
+    assert saved.status_code == 201, saved.json()
 
     response = engineer_client.post(connection_url(store) + "test/")
 
     assert response.status_code == 200
     assert response.json()["ok"] is False
-    assert "connection settings are not valid" in response.json()["message"]
+    assert response.json()["message"].startswith("Could not connect to orders-db: ")
     assert PASSWORD not in response.content.decode()

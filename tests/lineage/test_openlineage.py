@@ -212,10 +212,10 @@ def test_a_registered_dataset_keeps_its_schema_and_gets_its_columns_linked(token
     assert column_node(users.qualified_name, "email").column.sensitivity == Sensitivity.RESTRICTED
     contacts_email = column_node("appdb.marts.contacts", "email")
     contacts_hash = column_node("appdb.marts.contacts", "ssn_hash")
-    # Restricted email copied into a column the discovery classed Regular: a violation.
+    # Restricted email copied into a column nobody classified (counted as Sensitive): a violation.
     assert contacts_email.effective_sensitivity == Sensitivity.RESTRICTED and contacts_email.is_violation
-    # The masking transformation stops the inflow at Regular.
-    assert contacts_hash.effective_sensitivity == Sensitivity.REGULAR and not contacts_hash.is_violation
+    # The masking transformation stops the inflow at Regular; the unclassified column itself counts as Sensitive.
+    assert contacts_hash.effective_sensitivity == Sensitivity.SENSITIVE and not contacts_hash.is_violation
 
 
 def test_column_lineage_naming_a_column_no_version_has_is_kept_not_dropped(token_client, registrar, event_json):

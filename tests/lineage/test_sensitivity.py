@@ -1,9 +1,10 @@
 """Originating sources become edges; effective sensitivity follows them; violations and paths."""
 
 import pytest
+from django.db import transaction
 
-from catalog.models import Column
-from catalog.services import dataset_register
+from catalog.models import Column, Dataset
+from catalog.services import dataset_columns_reclassify, dataset_register
 from catalog.vocabulary import Sensitivity
 from lineage.models import Edge, EdgeKind, EdgeLevel, Node, NodeKind
 from lineage.selectors import lineage_sensitivity_paths, lineage_violation_list
@@ -132,7 +133,11 @@ def test_lowering_a_source_lowers_everything_downstream_even_around_a_cycle(regi
     link(registrar, b, "v", a, "v")  # a cycle between a and b
     assert node(b, "v").effective_sensitivity == Sensitivity.RESTRICTED
 
-    register(registrar, appdb, "public.src", column_payload("v", sensitivity="Regular"))
+    # Lowering a classification is a proposal; approved, it is a new version like any other.
+    with transaction.atomic():
+        locked = Dataset.objects.select_for_update(of=("self",)).select_related("store", "current_version").get(pk=source.pk)
+        dataset_columns_reclassify(principal=registrar, dataset=locked, changes={"v": {"sensitivity": "Regular"}},
+                                   registered_by="approved proposal")
 
     assert node(a, "v").effective_sensitivity == Sensitivity.REGULAR
     assert node(b, "v").effective_sensitivity == Sensitivity.REGULAR
