@@ -3,7 +3,7 @@ from django import forms
 from django.db.models import Exists, OuterRef, Q
 
 from catalog.models import Column, Dataset, DatasetStatus, Environment, StoreKind
-from catalog.vocabulary import Protection, Sensitivity
+from catalog.vocabulary import UNCLASSIFIED_LABEL, Protection, Sensitivity
 
 
 def _label_choices(choices):
@@ -16,7 +16,8 @@ class DatasetFilterSet(django_filters.FilterSet):
 
     q = django_filters.CharFilter(method="filter_search", label="Search")
     sensitivity = django_filters.MultipleChoiceFilter(
-        choices=_label_choices(Sensitivity.choices), method="filter_sensitivity",
+        choices=[*_label_choices(Sensitivity.choices), (UNCLASSIFIED_LABEL, UNCLASSIFIED_LABEL)],
+        method="filter_sensitivity",
         label="Sensitivity", widget=forms.CheckboxSelectMultiple,
     )
     protection = django_filters.MultipleChoiceFilter(
@@ -47,8 +48,13 @@ class DatasetFilterSet(django_filters.FilterSet):
         )
 
     def filter_sensitivity(self, queryset, name, values):
+        """By the label shown: a tier matches classified datasets of that tier; ``Unclassified``
+        those nobody has classified (whatever tier the decision gives them)."""
         by_label = {label: value for value, label in Sensitivity.choices}
-        return queryset.filter(sensitivity__in=[by_label[label] for label in values])
+        condition = Q(classified=True, sensitivity__in=[by_label[label] for label in values if label in by_label])
+        if UNCLASSIFIED_LABEL in values:
+            condition |= Q(classified=False)
+        return queryset.filter(condition)
 
     def filter_protection(self, queryset, name, values):
         by_label = {label: value for value, label in Protection.choices}

@@ -510,6 +510,7 @@ class _Writer:
             if reactivated:
                 dataset.status, dataset.deprecated_by_sync = DatasetStatus.ACTIVE, False
             dataset.sensitivity = max((s.sensitivity for s in specs), default=Sensitivity.PUBLIC)
+            dataset.classified = True  # a discovered dataset gets its columns' declared tiers with its first version
             if table.comment and not dataset.description:
                 dataset.description = table.comment
             touched.append(dataset)
@@ -525,8 +526,8 @@ class _Writer:
         if changed:
             Dataset.objects.bulk_update(
                 [entry[0] for entry in changed],
-                ["current_version", "status", "deprecated_by_sync", "sensitivity", "description", "last_synced_at",
-                 "updated_at"],
+                ["current_version", "status", "deprecated_by_sync", "sensitivity", "classified", "description",
+                 "last_synced_at", "updated_at"],
             )
         if unchanged_ids:
             Dataset.objects.filter(pk__in=unchanged_ids).update(last_synced_at=now)

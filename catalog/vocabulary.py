@@ -21,6 +21,21 @@ def sensitivity_label(value) -> str | None:
     return None if value is None else Sensitivity(value).label
 
 
+# What a dataset nobody has classified shows instead of a tier (it is decided as ``unclassified_tier()``).
+UNCLASSIFIED_LABEL = "Unclassified"
+
+
+def unclassified_tier() -> Sensitivity:
+    """The tier the access decision gives a dataset nobody has classified:
+    ``settings.CATALOG_UNCLASSIFIED_TIER``, read at the moment of asking (so changing it applies at
+    once, with no data to migrate), and never below Regular: what the catalog does not know is not public."""
+    from django.conf import settings
+
+    value = settings.CATALOG_UNCLASSIFIED_TIER
+    tier = parse_sensitivity(value) if isinstance(value, str) else Sensitivity(value)
+    return max(tier, Sensitivity.REGULAR)
+
+
 class Protection(models.TextChoices):
     NONE = "none", "None"
     MASKED = "masked", "Masked"
