@@ -7,6 +7,7 @@ the caller may not act on is 403 (the services decide).
 
 import django_filters
 from django.core.exceptions import PermissionDenied
+from django.db.models import Q
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
@@ -17,10 +18,19 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from access import decisions, enforcement, grants, policies, selectors
+from access import decisions, enforcement, grants, policies, proposals, selectors
 from access.audit import client_address
 from access.exports import audit_export_response
-from access.models import AccessRequest, AuditEvent, Grant, GrantStatus, RequestStatus, RolePermission
+from access.models import (
+    AccessRequest,
+    AuditEvent,
+    Grant,
+    GrantStatus,
+    MetadataProposal,
+    ProposalStatus,
+    RequestStatus,
+    RolePermission,
+)
 from access.serializers import (
     AccessRequestCreateSerializer,
     AccessRequestSerializer,
@@ -36,6 +46,8 @@ from access.serializers import (
     MatrixCellSerializer,
     MatrixCellUpdateSerializer,
     NoteSerializer,
+    ProposalRefSerializer,
+    ProposalSerializer,
     ReasonSerializer,
     StewardAddSerializer,
     level_name,
@@ -557,8 +569,11 @@ class DatasetStewardListApi(APIView):
 
     @extend_schema(
         request=StewardAddSerializer,
-        responses={201: DatasetStewardsSerializer},
-        description="Add a steward: `user` (a username) or `group` (a group name). Owners, registrars and admins.",
+        responses={201: DatasetStewardsSerializer, 202: OpenApiResponse(description="Proposed: `pendingProposal`.")},
+        description=(
+            "Add a steward: `user` (a username) or `group` (a group name). An owner adds one at once (201); a "
+            "registrar or admin who does not own the dataset proposes it (202 with `pendingProposal`)."
+        ),
     )
     def post(self, request, pk):
         dataset = catalog_selectors.dataset_get(user=request.user, pk=pk)
@@ -566,8 +581,10 @@ class DatasetStewardListApi(APIView):
             raise PermissionDenied("Only the dataset's owners, registrars or an admin change its stewards.")
         data = _parsed(StewardAddSerializer, request).validated_data
         user, group = grants.steward_target_find(username=data["user"], group_name=data["group"])
-        grants.dataset_steward_add(principal=request.user, dataset=dataset, user=user, group=group,
-                                   remote_addr=client_address(request))
+        proposal = grants.dataset_steward_add(principal=request.user, dataset=dataset, user=user, group=group,
+                                              remote_addr=client_address(request))
+        if proposal is not None:  # not an owner: the new steward waits for the owners' (or security's) approval
+            return Response({"pendingProposal": ProposalRefSerializer(proposal).data}, status=status.HTTP_202_ACCEPTED)
         return _stewards_response(request.user, dataset, status.HTTP_201_CREATED)
 
 
@@ -588,3 +605,88 @@ class DatasetStewardApi(APIView):
         grants.dataset_steward_remove(principal=request.user, dataset=dataset, user=user, group=group,
                                       remote_addr=client_address(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# Proposals -------------------------------------------------------------------------------------
+
+
+class ProposalFilterSet(django_filters.FilterSet):
+    status = django_filters.ChoiceFilter(choices=ProposalStatus.choices)
+    dataset = django_filters.NumberFilter(field_name="dataset_id", help_text="Dataset id.")
+    store = django_filters.CharFilter(method="filter_store", help_text="Store name (its own proposals and its datasets').")
+    mine = django_filters.BooleanFilter(method="filter_mine", help_text="Only proposals waiting for my review.")
+
+    class Meta:
+        model = MetadataProposal
+        fields = ["status", "dataset", "store", "mine"]
+
+    def filter_store(self, queryset, name, value):
+        return queryset.filter(Q(store__name=value) | Q(dataset__store__name=value))
+
+    def filter_mine(self, queryset, name, value):
+        if not value:
+            return queryset
+        return queryset.filter(pk__in=selectors.proposal_queue(user=self.request.user).values("pk"))
+
+
+class ProposalListApi(generics.ListAPIView):
+    """Changes to decision inputs (classification, owners, stewards, matrix tags, store placement)
+    that wait for, or had, someone else's approval; newest first."""
+
+    serializer_class = ProposalSerializer
+    pagination_class = NewestFirstCursorPagination
+    filterset_class = ProposalFilterSet
+
+    def get_queryset(self):
+        return selectors.proposal_visible(user=self.request.user)
+
+
+def _proposal_get(user, pk) -> MetadataProposal:
+    proposal = selectors.proposal_visible(user=user).filter(pk=pk).first()
+    if proposal is None:
+        raise Http404("No such proposal.")
+    return proposal
+
+
+class ProposalDetailApi(generics.RetrieveAPIView):
+    serializer_class = ProposalSerializer
+
+    def get_object(self):
+        return _proposal_get(self.request.user, self.kwargs["pk"])
+
+
+class ProposalApproveApi(APIView):
+    approve = True
+
+    @extend_schema(
+        request=ReasonSerializer,
+        responses=ProposalSerializer,
+        description=(
+            "Approve: applied once enough reviewers agreed (a security engineer for Sensitive and Restricted data "
+            "and for stores; two for Restricted data in prod), if the metadata is still as proposed (else `stale`). "
+            "Nobody reviews their own proposal (403)."
+        ),
+    )
+    def post(self, request, pk):
+        proposal = _proposal_get(request.user, pk)
+        reason = _parsed(ReasonSerializer, request).validated_data["reason"]
+        proposals.proposal_review(principal=request.user, proposal=proposal, approve=self.approve, reason=reason,
+                                  remote_addr=client_address(request))
+        return Response(ProposalSerializer(_proposal_get(request.user, pk)).data)
+
+
+class ProposalRejectApi(ProposalApproveApi):
+    approve = False
+
+    @extend_schema(request=ReasonSerializer, responses=ProposalSerializer,
+                   description="Reject with a `reason` (required); one rejection rejects the proposal.")
+    def post(self, request, pk):
+        return super().post(request, pk)
+
+
+class ProposalCancelApi(APIView):
+    @extend_schema(request=None, responses=ProposalSerializer, description="The proposer withdraws a pending proposal.")
+    def post(self, request, pk):
+        proposal = _proposal_get(request.user, pk)
+        proposals.proposal_cancel(principal=request.user, proposal=proposal, remote_addr=client_address(request))
+        return Response(ProposalSerializer(_proposal_get(request.user, pk)).data)

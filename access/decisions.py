@@ -24,6 +24,7 @@ from access.models import (
 )
 from access.roles import ENVIRONMENTS, SECURITY_ROLE, TIERS
 from catalog.models import Dataset
+from catalog.vocabulary import unclassified_tier
 
 AGGREGATED_TAG = "aggregated"
 LIVE_STATUSES = (GrantStatus.SCHEDULED, GrantStatus.ACTIVE)
@@ -116,10 +117,17 @@ def is_aggregated(dataset) -> bool:
     return AGGREGATED_TAG in (dataset.tags or [])
 
 
+def dataset_tier(dataset) -> int:
+    """The tier the decision gives a whole dataset: its declared sensitivity, or, while nobody has
+    classified it, the operator's default tier (``CATALOG_UNCLASSIFIED_TIER``) read now, never Public."""
+    return dataset.sensitivity if dataset.classified else unclassified_tier()
+
+
 def scope_sensitivity(dataset, columns=None) -> int:
-    """The tier of what a scope shows: the dataset's, or the highest of the named columns."""
-    if not columns:
-        return dataset.sensitivity
+    """The tier of what a scope shows: the dataset's, or the highest of the named columns. An
+    unclassified dataset is its default tier whatever its columns say (nobody declared them)."""
+    if not columns or not dataset.classified:
+        return dataset_tier(dataset)
     wanted = {name.lower() for name in columns}
     tiers = [c.sensitivity for c in dataset.columns.all() if c.name.lower() in wanted]
     return max(tiers, default=dataset.sensitivity)
@@ -204,13 +212,21 @@ def access_decide(user, action: str, dataset, columns=None, at=None) -> Decision
 
 
 def _places(keys) -> Q:
-    """Datasets in any of these (environment, tier) places: one term per environment."""
+    """Datasets in any of these (environment, tier) places: one term per environment. Unclassified
+    datasets sit in the place of the default tier (read now, as ``dataset_tier`` does), whatever
+    their stored sensitivity."""
+    unclassified = unclassified_tier()
     tiers_by_environment = {}
     for environment, tier in keys:
         tiers_by_environment.setdefault(environment, []).append(tier)
     condition = Q(pk__in=[])
     for environment, tiers in sorted(tiers_by_environment.items()):
-        condition |= Q(store__environment=environment, sensitivity__in=sorted(tiers))
+        tiers_here = Q(sensitivity__in=sorted(tiers))
+        if unclassified in tiers:
+            tiers_here |= Q(classified=False)
+        else:
+            tiers_here &= Q(classified=True)
+        condition |= Q(store__environment=environment) & tiers_here
     return condition
 
 
@@ -250,6 +266,8 @@ def dataset_visibility_filter(user) -> Q | None:
         # As the decision: a live grant on the whole dataset, approved for its present tier.
         condition |= Q(pk__in=Grant.objects.filter(
             user=user, status__in=LIVE_STATUSES, starts_at__lte=now, ends_at__gt=now, columns=[],
-            request__sensitivity__gte=F("dataset__sensitivity"),
+        ).filter(
+            Q(dataset__classified=True, request__sensitivity__gte=F("dataset__sensitivity"))
+            | Q(dataset__classified=False, request__sensitivity__gte=unclassified_tier())
         ).values("dataset_id"))
     return condition

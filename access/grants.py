@@ -17,7 +17,7 @@ from django.utils import timezone
 from guardian.shortcuts import assign_perm, remove_perm
 
 from access import decisions, policies
-from access.audit import audit_record
+from access.audit import audit_record, audit_record_many
 from access.models import (
     STEWARD_PERMISSION,
     AccessLevel,
@@ -440,9 +440,10 @@ def grants_end_outgrown(*, dataset_ids=None) -> int:
     cover what they show, each in its own transaction. The worker runs it after a classification
     rose (``grants_end_outgrown_after_commit``), the reconciler on every pass; the decision refuses
     an outgrown grant meanwhile, so nothing is exposed while it waits."""
-    # A scope's tier is never above its dataset's, so only these can have outgrown their approval.
-    candidates = Grant.objects.filter(status__in=decisions.LIVE_STATUSES,
-                                      request__sensitivity__lt=F("dataset__sensitivity"))
+    # A scope's tier is never above its dataset's, so only these can have outgrown their approval
+    # (an unclassified dataset's tier is the configured default, which the operator may have raised).
+    candidates = Grant.objects.filter(Q(request__sensitivity__lt=F("dataset__sensitivity")) | Q(dataset__classified=False),
+                                      status__in=decisions.LIVE_STATUSES)
     if dataset_ids is not None:
         candidates = candidates.filter(dataset_id__in=dataset_ids)
     ended = 0
@@ -634,6 +635,21 @@ def restricted_metadata_viewed(
                      remote_addr=remote_addr, details=details)
 
 
+def restricted_columns_viewed(*, principal, shown, remote_addr: str = "", via: str) -> None:
+    """Record that someone saw the metadata of some Restricted columns of several datasets at once
+    (lineage graphs, a column's impact, the violations list): ``shown`` is ``[(dataset, [column
+    names])]``. One event per dataset naming its columns, all written together, so a list page
+    costs the same few queries however many datasets it shows."""
+    entries = [
+        {"actor": principal, "action": "metadata.restricted_viewed", "obj": dataset, "dataset": dataset,
+         "remote_addr": remote_addr, "details": {"via": via, "columns": sorted(set(columns))}}
+        for dataset, columns in shown if columns
+    ]
+    if entries:
+        with transaction.atomic():
+            audit_record_many(entries)
+
+
 def audit_exported(*, principal, fmt: str, filters: dict, remote_addr: str = "") -> None:
     """Record that someone exported (part of) the audit trail, with the filters they used."""
     with transaction.atomic():
@@ -710,7 +726,7 @@ def _steward_rows(kind: str, target, dataset: Dataset):
     return model.objects.filter(**{field: target}, content_object=dataset, permission__codename=STEWARD_PERMISSION)
 
 
-def _steward_change(*, principal, dataset: Dataset, user, group, add: bool, remote_addr: str) -> None:
+def _steward_change(*, principal, dataset: Dataset, user, group, add: bool, remote_addr: str):
     with transaction.atomic():
         # The dataset's row lock orders concurrent changes of its stewards (and of its owners).
         dataset = Dataset.objects.select_for_update(of=("self",)).select_related("store").get(pk=dataset.pk)
@@ -723,6 +739,13 @@ def _steward_change(*, principal, dataset: Dataset, user, group, add: bool, remo
             raise ValidationError({kind: [f"{name} is already a steward of {dataset.qualified_name}."]})
         if not add and not exists:
             raise ValidationError({kind: [f"{name} is not a steward of {dataset.qualified_name}."]})
+        if add and not decisions.is_owner(principal, dataset):
+            # A steward approves access and edits metadata: naming one for someone else's dataset
+            # is a proposal its owners (or a security engineer) approve. Owners delegate at once.
+            from access.proposals import proposal_create
+
+            return proposal_create(principal=principal, dataset=dataset, changes={"stewards": {"add": {kind: name}}},
+                                   remote_addr=remote_addr)
         if add:
             assign_perm(STEWARD_PERMISSION, target, dataset)
         else:
@@ -733,13 +756,17 @@ def _steward_change(*, principal, dataset: Dataset, user, group, add: bool, remo
         )
     if kind == "user":
         vars(target).pop("_steward_dataset_ids", None)  # this object's cached stewardships are stale now
+    return None
 
 
-def dataset_steward_add(*, principal, dataset: Dataset, user=None, group=None, remote_addr: str = "") -> None:
+def dataset_steward_add(*, principal, dataset: Dataset, user=None, group=None, remote_addr: str = ""):
     """Make a user, or every member of a group, a steward of ``dataset``: they review its
     access requests, run its access review and edit it, like an owner. Stored as django-guardian's
-    ``catalog.steward_dataset`` object permission (direct foreign-key tables), audited."""
-    _steward_change(principal=principal, dataset=dataset, user=user, group=group, add=True, remote_addr=remote_addr)
+    ``catalog.steward_dataset`` object permission (direct foreign-key tables), audited.
+
+    An owner names stewards at once (returns None); anyone else (a registrar, an admin) proposes
+    it, and the pending ``MetadataProposal`` is returned."""
+    return _steward_change(principal=principal, dataset=dataset, user=user, group=group, add=True, remote_addr=remote_addr)
 
 
 def dataset_steward_remove(*, principal, dataset: Dataset, user=None, group=None, remote_addr: str = "") -> None:

@@ -329,3 +329,78 @@ class AuditChainHead(models.Model):
 
     last_id = models.BigIntegerField(default=0)
     last_hash = models.CharField(max_length=64, default="0" * 64)
+
+
+# Proposals: changes to what the decision reads ------------------------------------------------
+
+
+class ProposalStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    APPLIED = "applied", "Approved and applied"
+    REJECTED = "rejected", "Rejected"
+    CANCELLED = "cancelled", "Cancelled"
+    STALE = "stale", "Stale (the metadata changed since)"
+
+
+class MetadataProposal(models.Model):
+    """A change to metadata the access decision reads that would open access (a lower sensitivity,
+    a weaker protection, other owners or stewards, a looser tag, another environment, residency or
+    kind of store). It waits for someone other than the proposer to approve it, seeing the access it
+    would open; only then is it applied.
+
+    ``changes`` holds what changes, each with its value when proposed (``from``) and the proposed
+    value (``to``); it is applied only while every ``from`` still holds.
+    """
+
+    dataset = models.ForeignKey(
+        "catalog.Dataset", on_delete=models.CASCADE, null=True, blank=True, related_name="metadata_proposals"
+    )
+    store = models.ForeignKey(
+        "catalog.DataStore", on_delete=models.CASCADE, null=True, blank=True, related_name="metadata_proposals"
+    )
+    proposer = models.ForeignKey(User, on_delete=models.PROTECT, related_name="metadata_proposals")
+    changes = models.JSONField()
+    impact = models.JSONField(default=list, help_text="Sentences: the access the change would open.")
+    reason = models.TextField(blank=True)
+    status = models.CharField(max_length=16, choices=ProposalStatus.choices, default=ProposalStatus.PENDING)
+    # The rules of its review, fixed when proposed (from the most sensitive data it touches).
+    sensitivity = models.PositiveSmallIntegerField()
+    environment = models.CharField(max_length=16)
+    approvals_required = models.PositiveSmallIntegerField(default=1)
+    security_approval_required = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.TextField(blank=True, help_text="What was applied, or why not.")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["status", "-created_at"]), models.Index(fields=["dataset", "status"])]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(dataset__isnull=False) | models.Q(store__isnull=False), name="proposal_has_subject"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"proposal #{self.pk} on {self.dataset or self.store}"
+
+    @property
+    def subject_name(self) -> str:
+        return self.dataset.qualified_name if self.dataset_id else f"store {self.store.name}"
+
+
+class ProposalReview(models.Model):
+    """One reviewer's decision on a proposal (one per reviewer)."""
+
+    proposal = models.ForeignKey(MetadataProposal, on_delete=models.CASCADE, related_name="reviews")
+    reviewer = models.ForeignKey(User, on_delete=models.PROTECT, related_name="proposal_reviews")
+    decision = models.CharField(max_length=8, choices=ReviewDecision.choices)
+    reason = models.TextField(blank=True)
+    as_security_engineer = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["proposal", "reviewer"], name="one_proposal_review_per_reviewer"),
+        ]

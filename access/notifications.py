@@ -28,8 +28,21 @@ def _send(subject: str, template: str, context: dict, users) -> int:
         return 0
 
 
-def access_notify(kind: str, *, request_id: int | None = None, grant_id: int | None = None) -> int:
+def access_notify(kind: str, *, request_id: int | None = None, grant_id: int | None = None,
+                  proposal_id: int | None = None) -> int:
     from access.grants import approvers_for
+
+    if kind in ("proposal_created", "proposal_decided"):
+        from access.models import MetadataProposal
+        from access.proposals import proposal_reviewers, proposal_summary
+
+        proposal = MetadataProposal.objects.select_related("dataset__store", "store", "proposer").get(pk=proposal_id)
+        context = {"proposal": proposal, "summary": proposal_summary(proposal)}
+        if kind == "proposal_created":
+            return _send(f"Proposed change #{proposal.pk}: {proposal.subject_name}", "emails/proposal_created.txt",
+                         context, proposal_reviewers(proposal))
+        return _send(f"Your proposed change #{proposal.pk} was {proposal.get_status_display().lower()}",
+                     "emails/proposal_decided.txt", context, [proposal.proposer])
 
     if kind == "request_created":
         request = AccessRequest.objects.select_related("requester", "dataset__store").get(pk=request_id)

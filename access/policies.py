@@ -65,6 +65,23 @@ def can_change_stewards(user, dataset) -> bool:
     return can_register_datasets(user) or is_owner(user, dataset)
 
 
+def can_change_owners(user, dataset) -> bool:
+    """Owners, registrars and admins may propose other owners; stewards may not."""
+    if not can_read_metadata(user):
+        return False
+    return can_register_datasets(user) or is_owner(user, dataset)
+
+
+def can_review_proposal(user, proposal) -> bool:
+    """Reviewers of a change to decision inputs: never the proposer or a service account; admins and
+    security engineers; for a dataset, also its owners and stewards."""
+    if not can_read_metadata(user) or getattr(user, "is_service_account", False) or proposal.proposer_id == user.pk:
+        return False
+    if user.is_superuser or _is_security_engineer(user):
+        return True
+    return bool(proposal.dataset_id) and is_steward(user, proposal.dataset)
+
+
 def can_manage_stores(user) -> bool:
     if not can_read_metadata(user):
         return False
@@ -110,6 +127,12 @@ def can_edit_role_matrix(user) -> bool:
 
 def can_read_audit(user) -> bool:
     """Security engineers and admins read the audit trail."""
+    return can_read_metadata(user) and (user.is_superuser or _is_security_engineer(user))
+
+
+def classifies_every_dataset(user) -> bool:
+    """Whose classification queue lists every unclassified dataset they may see: security engineers
+    and admins. Everyone else is asked to classify the unclassified datasets they own or steward."""
     return can_read_metadata(user) and (user.is_superuser or _is_security_engineer(user))
 
 

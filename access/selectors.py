@@ -121,7 +121,8 @@ def dataset_access_review(*, user, dataset) -> dict:
     roles = []
     for role in Role.objects.prefetch_related("group__user_set", "permissions"):
         cell = next((c for c in role.permissions.all()
-                     if c.environment == dataset.store.environment and c.sensitivity == dataset.sensitivity), None)
+                     if c.environment == dataset.store.environment and c.sensitivity == decisions.dataset_tier(dataset)),
+                    None)
         if cell is None:
             continue
         level = cell.standing if not cell.aggregated_only or decisions.is_aggregated(dataset) else AccessLevel.NONE
@@ -164,3 +165,43 @@ def dataset_steward_find(*, dataset, kind: str, name: str) -> tuple:
         content_object=dataset, permission__codename=STEWARD_PERMISSION, group__name=name
     ).select_related("group").first()
     return None, (row.group if row else None)
+
+
+# Proposals ------------------------------------------------------------------------------------
+
+
+def _proposal_base():
+    from access.models import MetadataProposal, ProposalReview
+
+    return MetadataProposal.objects.select_related("dataset__store", "store", "proposer").prefetch_related(
+        Prefetch("reviews", queryset=ProposalReview.objects.select_related("reviewer"), to_attr="review_list")
+    )
+
+
+def proposal_visible(*, user):
+    """Proposals a user may open: those on datasets they may see (a proposal shows that dataset's
+    metadata and what the role matrix would give), and store proposals for store managers, security
+    engineers and admins."""
+    from catalog.selectors import dataset_visible  # the catalog's one visibility rule
+
+    if not policies.can_read_metadata(user):
+        return _proposal_base().none()
+    base = _proposal_base()
+    if user.is_superuser or decisions.is_security_engineer(user):
+        return base
+    stores = Q(dataset__isnull=True) if policies.can_manage_stores(user) else Q(dataset__isnull=True, proposer=user)
+    return base.filter(Q(dataset__in=dataset_visible(user=user).values("pk")) | stores)
+
+
+def proposal_queue(*, user):
+    """Pending proposals this user may review (never their own, not yet reviewed by them), oldest first."""
+    from access.models import ProposalReview, ProposalStatus
+
+    if getattr(user, "is_service_account", False):
+        return _proposal_base().none()
+    pending = proposal_visible(user=user).filter(status=ProposalStatus.PENDING).exclude(proposer=user)
+    if not (user.is_superuser or decisions.is_security_engineer(user)):
+        pending = pending.filter(decisions.stewarded_filter(user, "dataset"))  # ``policies.can_review_proposal``
+    return pending.exclude(Exists(ProposalReview.objects.filter(proposal=OuterRef("pk"), reviewer=user))).order_by(
+        "created_at", "pk"
+    )

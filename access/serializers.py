@@ -353,3 +353,68 @@ class StewardAddSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
         if bool(attrs["user"].strip()) == bool(attrs["group"].strip()):
             raise serializers.ValidationError({"user": ["Name one user or one group."]})
         return attrs
+
+
+# Proposals --------------------------------------------------------------------------------------
+
+
+class ProposalReviewSerializer(serializers.Serializer):
+    reviewer = serializers.CharField(source="reviewer.username")
+    decision = serializers.CharField()
+    reason = serializers.CharField()
+    asSecurityEngineer = serializers.BooleanField(source="as_security_engineer")
+    createdAt = serializers.DateTimeField(source="created_at")
+
+
+class ProposalSerializer(serializers.Serializer):
+    """A proposed change to metadata the access decision reads, with the access it would open."""
+
+    id = serializers.IntegerField()
+    dataset = DatasetRefSerializer(allow_null=True)
+    store = serializers.SerializerMethodField()
+    proposer = serializers.CharField(source="proposer.username")
+    status = serializers.CharField()
+    summary = serializers.SerializerMethodField()
+    changes = serializers.DictField(help_text=(
+        'What changes, each as {"from": ..., "to": ...}: "columns" (per column sensitivity and protection), '
+        '"owners", "tags" ({"add": [...]}), "stewards" ({"add": {"user"|"group": name}}), and for stores '
+        '"environment", "residency", "kind".'
+    ))
+    impact = serializers.ListField(child=serializers.CharField(), help_text="The access it would open, in sentences.")
+    reason = serializers.CharField()
+    sensitivity = SensitivityLabelField()
+    environment = serializers.CharField()
+    approvalsRequired = serializers.IntegerField(source="approvals_required")
+    securityApprovalRequired = serializers.BooleanField(source="security_approval_required")
+    reviews = ProposalReviewSerializer(source="review_list", many=True)
+    outcome = serializers.CharField()
+    createdAt = serializers.DateTimeField(source="created_at")
+    decidedAt = serializers.DateTimeField(source="decided_at", allow_null=True)
+
+    def get_store(self, proposal) -> str:
+        return proposal.store.name if proposal.store_id else proposal.dataset.store.name
+
+    def get_summary(self, proposal) -> str:
+        from access.proposals import proposal_summary
+
+        return proposal_summary(proposal)
+
+
+class ProposalRefSerializer(serializers.Serializer):
+    """The pending proposal a write left behind: what was not applied, and where it waits."""
+
+    id = serializers.IntegerField()
+    status = serializers.CharField()
+    summary = serializers.SerializerMethodField()
+    impact = serializers.ListField(child=serializers.CharField())
+    url = serializers.SerializerMethodField()
+
+    def get_summary(self, proposal) -> str:
+        from access.proposals import proposal_summary
+
+        return proposal_summary(proposal)
+
+    def get_url(self, proposal) -> str:
+        from django.urls import reverse
+
+        return reverse("access-api:proposal-detail", args=[proposal.pk])

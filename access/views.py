@@ -23,7 +23,7 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods
 
-from access import decisions, enforcement, grants, policies, selectors
+from access import decisions, enforcement, grants, policies, proposals, selectors
 from access.audit import audit_verify, client_address
 from access.exports import audit_export_response
 from access.forms import (
@@ -39,7 +39,7 @@ from access.forms import (
     StewardAddForm,
     StewardRemoveForm,
 )
-from access.models import AccessLevel, AuditEvent, RequestStatus, ReviewDecision, RolePermission
+from access.models import AccessLevel, AuditEvent, ProposalStatus, RequestStatus, ReviewDecision, RolePermission
 from access.roles import ENVIRONMENTS, TIERS
 from catalog import selectors as catalog_selectors
 from catalog.models import Dataset
@@ -81,14 +81,14 @@ def _level_label(value) -> str:
 def dataset_access_actions(*, user, dataset) -> dict:
     """What the dataset page offers: "Request access" where the matrix lets the user ask for
     more than they have, "Break-glass" where it allows break-glass for the dataset's tier."""
-    environment = dataset.store.environment
+    environment, tier = dataset.store.environment, decisions.dataset_tier(dataset)
     # Standing level from the matrix cached on the user: no query on the dataset page.
-    standing = decisions.standing_level(user, environment, dataset.sensitivity, decisions.is_aggregated(dataset))
+    standing = decisions.standing_level(user, environment, tier, decisions.is_aggregated(dataset))
     can_request = False
     for level in (AccessLevel.READ, AccessLevel.WRITE):
         if standing >= level:
             continue
-        if any(decisions.cell_for_request(user, environment, tier, level) for tier in range(dataset.sensitivity + 1)):
+        if any(decisions.cell_for_request(user, environment, lower, level) for lower in range(tier + 1)):
             can_request = True
     return {
         "can_request_access": can_request and not getattr(user, "is_service_account", False),
@@ -103,7 +103,8 @@ def _break_glass_levels(user, dataset) -> list[str]:
         return []
     cells = [
         cell for cell in decisions.matrix_cells(user)
-        if cell.break_glass and cell.environment == dataset.store.environment and cell.sensitivity == dataset.sensitivity
+        if cell.break_glass and cell.environment == dataset.store.environment
+        and cell.sensitivity == decisions.dataset_tier(dataset)
     ]
     most = max((cell.jit_level for cell in cells), default=AccessLevel.NONE)
     return [name for level, name in LEVEL_NAMES.items() if level <= most]
@@ -160,7 +161,7 @@ def _request_options(user, dataset) -> list[dict]:
     """What the user may ask for on the whole dataset, per level (from their best matrix cell)."""
     options = []
     for level, name in LEVEL_NAMES.items():
-        cell = decisions.cell_for_request(user, dataset.store.environment, dataset.sensitivity, level)
+        cell = decisions.cell_for_request(user, dataset.store.environment, decisions.dataset_tier(dataset), level)
         options.append({"level": name, "label": _level_label(level), "cell": cell})
     return options
 
@@ -200,9 +201,12 @@ def request_create(request, dataset_pk):
         {"column": column, "widget": widget, "tier": _tier_label(column.sensitivity)}
         for column, widget in zip(columns, form["columns"], strict=False)
     ]
+    # The form lists every column with its sensitivity: reading Restricted ones is audited, as on the dataset page.
+    grants.restricted_metadata_viewed(principal=request.user, dataset=dataset, remote_addr=client_address(request),
+                                      via="page:request")
     return render(request, "access/request_form.html", {
         "dataset": dataset, "form": form, "options": options, "allowed": allowed, "column_rows": column_rows,
-        "max_hours": max_hours, "tier": _tier_label(dataset.sensitivity),
+        "max_hours": max_hours, "tier": dataset.sensitivity_label,
         "any_ticket": any(o["cell"].ticket_required for o in allowed),
     })
 
@@ -331,7 +335,7 @@ def approval_queue(request):
     )
     for entry in downstream.values():
         for item in entry["datasets"]:
-            item["tier"] = _tier_label(item["dataset"].sensitivity)
+            item["tier"] = item["dataset"].sensitivity_label
     for access_request in queue:
         _present_request(access_request)
         access_request.requester_roles = _requester_roles(access_request)
@@ -347,13 +351,14 @@ def approval_queue(request):
         "ellipsis": Paginator.ELLIPSIS,
         "review_form": ReviewForm(), "break_glass_form": BreakGlassReviewForm(),
         "next_url": request.get_full_path(),
+        "proposals_waiting": selectors.proposal_queue(user=request.user).count(),
     })
 
 
 @login_required
 def approval_count(request):
     """The pending count for the nav link, fetched by htmx after the page loads."""
-    count = selectors.approval_queue(user=request.user).count()
+    count = selectors.approval_queue(user=request.user).count() + selectors.proposal_queue(user=request.user).count()
     return render(request, "access/partials/approval_count.html", {"pending_count": count})
 
 
@@ -480,7 +485,7 @@ def break_glass(request, dataset_pk):
             messages.success(request, f"Break-glass access is live for {data['minutes']} minutes. Every approver was told.")
             return redirect("access:grant-detail", pk=grant.pk)
     return render(request, "access/break_glass_form.html", {
-        "dataset": dataset, "form": form, "cap": cap, "tier": _tier_label(dataset.sensitivity),
+        "dataset": dataset, "form": form, "cap": cap, "tier": dataset.sensitivity_label,
     })
 
 
@@ -611,7 +616,7 @@ def _access_review_page(request, dataset, *, form=None, steward_form=None, statu
     can_change_stewards = policies.can_change_stewards(request.user, dataset)
     return render(request, "access/access_review.html", {
         "dataset": dataset, "review": review, "form": form or AccessReviewConfirmForm(), "last_review": last,
-        "tier": _tier_label(dataset.sensitivity), "revoke_form": GrantRevokeForm(),
+        "tier": dataset.sensitivity_label, "revoke_form": GrantRevokeForm(),
         "next_url": request.get_full_path(), "stewards": selectors.dataset_stewards(dataset=dataset),
         "can_change_stewards": can_change_stewards,
         "steward_form": steward_form or (StewardAddForm() if can_change_stewards else None),
@@ -653,12 +658,16 @@ def steward_add(request, dataset_pk):
         try:
             user, group = grants.steward_target_find(username=form.cleaned_data["user"],
                                                      group_name=form.cleaned_data["group"])
-            grants.dataset_steward_add(principal=request.user, dataset=dataset, user=user, group=group,
-                                       remote_addr=client_address(request))
+            proposal = grants.dataset_steward_add(principal=request.user, dataset=dataset, user=user, group=group,
+                                                  remote_addr=client_address(request))
         except ValidationError as error:
             form.errors_apply(error)
         else:
             named = user.username if user else f"the group {group.name}"
+            if proposal is not None:
+                messages.info(request, f"Proposed {named} as a steward of {dataset.qualified_name}: it waits for an "
+                                       f"owner's or a security engineer's approval (proposal #{proposal.pk}).")
+                return redirect("access:proposal-detail", pk=proposal.pk)
             messages.success(request, f"{named} now stewards {dataset.qualified_name}.")
             return redirect("access:access-review", dataset_pk=dataset.pk)
     return _access_review_page(request, dataset, steward_form=form, status=400)
@@ -684,3 +693,104 @@ def steward_remove(request, dataset_pk):
         return redirect("access:access-review", dataset_pk=dataset.pk)
     messages.error(request, "Say which steward to remove.")
     return _access_review_page(request, dataset, status=400)
+
+
+# Proposals: changes to what the decision reads ---------------------------------------------------
+
+PROPOSALS_PAGE_SIZE = 25
+PROPOSAL_STATUS_CHOICES = [("", "Any status")] + list(ProposalStatus.choices)
+
+
+def _present_proposal(proposal) -> None:
+    proposal.summary = proposals.proposal_summary(proposal)
+    proposal.tier = _tier_label(proposal.sensitivity)
+    proposal.column_rows = [
+        {"name": column["name"], "field": key, "from": column[key]["from"], "to": column[key]["to"]}
+        for column in proposal.changes.get("columns", []) for key in ("sensitivity", "protection") if key in column
+    ]
+    proposal.approval_count = sum(1 for review in proposal.review_list if review.decision == ReviewDecision.APPROVE)
+
+
+@login_required
+def proposal_list(request):
+    """Proposed changes to decision inputs: those waiting for me first, then all I may see, filtered in the URL."""
+    status = request.GET.get("status", ProposalStatus.PENDING)
+    if status not in ProposalStatus.values:
+        status = ""
+    visible = selectors.proposal_visible(user=request.user)
+    if status:
+        visible = visible.filter(status=status)
+    paginator = Paginator(visible.order_by("-created_at", "-pk"), PROPOSALS_PAGE_SIZE)
+    page = paginator.get_page(request.GET.get("page"))
+    waiting = list(selectors.proposal_queue(user=request.user)[:PROPOSALS_PAGE_SIZE])
+    for proposal in [*page.object_list, *waiting]:
+        _present_proposal(proposal)
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(request, "access/proposal_list.html", {
+        "page": page, "proposals": page.object_list, "waiting": waiting, "status": status,
+        "status_choices": PROPOSAL_STATUS_CHOICES, "query_string": query.urlencode(),
+        "page_numbers": list(paginator.get_elided_page_range(page.number, on_each_side=2, on_ends=1)),
+        "ellipsis": Paginator.ELLIPSIS,
+    })
+
+
+@login_required
+def proposal_detail(request, pk, review_form=None):
+    """A proposal: the diff, the access it would open, its reviews, and the reviewer's decision."""
+    proposal = get_object_or_404(selectors.proposal_visible(user=request.user), pk=pk)
+    _present_proposal(proposal)
+    pending = proposal.status == ProposalStatus.PENDING
+    reviewed = any(review.reviewer_id == request.user.pk for review in proposal.review_list)
+    can_review = pending and not reviewed and policies.can_review_proposal(request.user, proposal)
+    if proposal.dataset_id and proposal.column_rows:
+        # The diff names columns with their tiers: reading Restricted ones is audited, as on the dataset page.
+        grants.restricted_metadata_viewed(principal=request.user, dataset=proposal.dataset,
+                                          remote_addr=client_address(request), via="page:proposal")
+    return render(request, "access/proposal_detail.html", {
+        "proposal": proposal,
+        "events": AuditEvent.objects.filter(object_type="metadataproposal", object_id=str(proposal.pk)).order_by("id")
+        if policies.can_read_audit(request.user) else [],
+        "can_review": can_review,
+        "review_form": review_form or (ReviewForm() if can_review else None),
+        "can_cancel": pending and proposal.proposer_id == request.user.pk,
+        "own": proposal.proposer_id == request.user.pk,
+    }, status=400 if review_form is not None else 200)
+
+
+@login_required
+@require_http_methods(["POST"])
+def proposal_review(request, pk):
+    """Approve or reject a proposal (a rejection needs a reason)."""
+    proposal = get_object_or_404(selectors.proposal_visible(user=request.user), pk=pk)
+    form = ReviewForm(request.POST)
+    if form.is_valid():
+        try:
+            decided = proposals.proposal_review(
+                principal=request.user, proposal=proposal, approve=form.cleaned_data["decision"] == "approve",
+                reason=form.cleaned_data["reason"], remote_addr=client_address(request),
+            )
+        except ValidationError as error:
+            form.errors_apply(error)
+        else:
+            outcome = {
+                ProposalStatus.APPLIED: f"Approved and applied: {proposals.proposal_summary(decided)}.",
+                ProposalStatus.REJECTED: "Rejected the proposal.",
+                ProposalStatus.STALE: decided.outcome,
+            }.get(decided.status, "Your approval is recorded; the proposal waits for more approvals.")
+            (messages.warning if decided.status == ProposalStatus.STALE else messages.success)(request, outcome)
+            return redirect("access:proposal-detail", pk=proposal.pk)
+    return proposal_detail(request, pk, review_form=form)
+
+
+@login_required
+@require_http_methods(["POST"])
+def proposal_cancel(request, pk):
+    proposal = get_object_or_404(selectors.proposal_visible(user=request.user), pk=pk)
+    try:
+        proposals.proposal_cancel(principal=request.user, proposal=proposal, remote_addr=client_address(request))
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+    else:
+        messages.success(request, "Cancelled your proposal.")
+    return redirect("access:proposal-detail", pk=proposal.pk)

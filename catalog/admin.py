@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.db import transaction
 
+from access.audit import client_address
 from catalog.connections import connection_remove_for_store
 from catalog.models import Column, ColumnSuggestion, Connection, Dataset, DatasetVersion, DataStore, SyncRun, SyncRunEvent
 
@@ -11,16 +12,21 @@ class DataStoreAdmin(admin.ModelAdmin):
     list_filter = ["kind", "platform", "environment", "residency"]
     search_fields = ["name", "description"]
 
+    def get_readonly_fields(self, request, obj=None):
+        # Environment, residency and kind place the data and feed access decisions: on an existing
+        # store they change only through a reviewed proposal (the store page or the API).
+        return ["environment", "residency", "kind"] if obj is not None else []
+
     # A store's connection holds a sealed secret and a beat schedule: delete them with it.
     def delete_model(self, request, obj):
         with transaction.atomic():
-            connection_remove_for_store(obj)
+            connection_remove_for_store(obj, actor=request.user, remote_addr=client_address(request))
             super().delete_model(request, obj)
 
     def delete_queryset(self, request, queryset):
         with transaction.atomic():
             for store in queryset:
-                connection_remove_for_store(store)
+                connection_remove_for_store(store, actor=request.user, remote_addr=client_address(request))
             super().delete_queryset(request, queryset)
 
 
@@ -45,8 +51,10 @@ class DatasetAdmin(admin.ModelAdmin):
     list_filter = ["status", "sensitivity", "store__environment", "store"]
     search_fields = ["qualified_name", "description"]
     list_select_related = ["store"]
-    readonly_fields = ["store", "schema", "name", "qualified_name", "sensitivity", "current_version"]
-    filter_horizontal = ["owners"]
+    # Owners and tags feed access decisions: they change through registration and reviewed
+    # proposals, never here, so the two-person rule holds for admins too.
+    readonly_fields = ["store", "schema", "name", "qualified_name", "sensitivity", "classified", "current_version",
+                       "owners", "tags"]
     inlines = [ColumnInline]
 
     def has_add_permission(self, request):
@@ -75,8 +83,8 @@ class ConnectionAdmin(admin.ModelAdmin):
     password. The secret itself is never shown."""
 
     list_display = ["store", "host", "database", "username", "schedule", "last_test_ok", "last_tested_at"]
-    exclude = ["secret"]
-    readonly_fields = [field.name for field in Connection._meta.fields if field.name != "secret"]
+    exclude = ["secret", "options_secret"]
+    readonly_fields = [field.name for field in Connection._meta.fields if field.name not in ("secret", "options_secret")]
 
     def has_add_permission(self, request):
         return False

@@ -69,14 +69,30 @@ class DatasetListRegisterApi(generics.ListAPIView):
     @extend_schema(
         request=DatasetRegistrationSerializer,
         responses={201: DatasetDetailSerializer, 200: DatasetDetailSerializer},
-        description="201 for a new dataset or a changed schema (a new version); 200 when the schema is unchanged.",
+        description=(
+            "201 for a new dataset or a changed schema (a new version); 200 when the schema is unchanged. A change "
+            "that would open access (a lower sensitivity, a removed or changed protection, other owners, the tag "
+            "`aggregated`) is not applied: the rest lands and `pendingProposal` names the proposal that waits for "
+            "someone else's approval (null otherwise)."
+        ),
     )
     def post(self, request):
-        dataset, created = services.dataset_register(principal=request.user, payload=request.data)
+        dataset, created = services.dataset_register(
+            principal=request.user, payload=request.data, remote_addr=client_address(request)
+        )
+        proposal = dataset.pending_proposal
         dataset = selectors.dataset_get(user=request.user, pk=dataset.pk)
         return Response(
-            DatasetDetailSerializer(dataset).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
+            {**DatasetDetailSerializer(dataset).data, "pendingProposal": _proposal_ref(proposal)},
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
         )
+
+
+def _proposal_ref(proposal):
+    """What a write proposed instead of applying (it opens access), or None."""
+    from access.serializers import ProposalRefSerializer  # access builds on the catalog
+
+    return ProposalRefSerializer(proposal).data if proposal is not None else None
 
 
 class DatasetDetailApi(generics.RetrieveAPIView):
@@ -159,7 +175,7 @@ class StoreListCreateApi(generics.ListCreateAPIView):
     def create(self, request, *args, **kwargs):
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        store = services.store_save(principal=request.user, **serializer.validated_data)
+        store = services.store_save(principal=request.user, remote_addr=client_address(request), **serializer.validated_data)
         store.dataset_count = 0
         return Response(StoreSerializer(store).data, status=status.HTTP_201_CREATED)
 
@@ -174,8 +190,12 @@ class StoreDetailApi(generics.RetrieveUpdateAPIView):
         store = self.get_object()
         serializer = self.get_serializer(store, data=request.data, partial=kwargs.get("partial", False))
         serializer.is_valid(raise_exception=True)
-        store = services.store_save(principal=request.user, store=store, **serializer.validated_data)
-        return Response(StoreSerializer(store).data)
+        store = services.store_save(
+            principal=request.user, store=store, remote_addr=client_address(request), **serializer.validated_data
+        )
+        proposal = store.pending_proposal
+        store = self.get_object()
+        return Response({**StoreSerializer(store).data, "pendingProposal": _proposal_ref(proposal)})
 
 
 # Warehouse connections and sync runs ------------------------------------------------------
@@ -253,7 +273,7 @@ class StoreConnectionApi(APIView):
     def delete(self, request, pk):
         store = _store_get(user=request.user, pk=pk)
         _connection_get(store=store)
-        connection_delete(principal=request.user, store=store)
+        connection_delete(principal=request.user, store=store, remote_addr=client_address(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @staticmethod
@@ -265,7 +285,9 @@ class StoreConnectionApi(APIView):
         if not partial:  # a replacement: what was left out goes back to its default
             fields = {name: Connection._meta.get_field(name).get_default() for name in CONNECTION_FIELDS} | fields
         with errors_named_as_in(serializer):
-            return connection_save(principal=request.user, store=store, password=password, **fields)
+            return connection_save(
+                principal=request.user, store=store, password=password, remote_addr=client_address(request), **fields
+            )
 
 
 class StoreConnectionTestApi(APIView):
@@ -278,7 +300,7 @@ class StoreConnectionTestApi(APIView):
     )
     def post(self, request, pk):
         store = _store_get(user=request.user, pk=pk)
-        ok, message = connection_test(principal=request.user, store=store)
+        ok, message = connection_test(principal=request.user, store=store, remote_addr=client_address(request))
         return Response(ConnectionTestResultSerializer({"ok": ok, "message": message}).data)
 
 
@@ -320,7 +342,9 @@ class SyncRunDetailApi(generics.RetrieveAPIView):
 
 
 class SyncRunEventListApi(generics.ListAPIView):
-    """What a run did to each object (unchanged objects are only counted); ``outcome=error`` for failures."""
+    """What a run did to each object (unchanged objects are only counted); ``outcome=error`` for
+    failures. Only events of datasets the caller may see are listed; events naming no catalog
+    dataset (errors about a warehouse object) only to store managers."""
 
     serializer_class = SyncRunEventSerializer
     pagination_class = OldestFirstCursorPagination
@@ -330,7 +354,7 @@ class SyncRunEventListApi(generics.ListAPIView):
         if getattr(self, "swagger_fake_view", False):
             return SyncRunEvent.objects.none()
         run = get_object_or_404(selectors.sync_run_visible(user=self.request.user), pk=self.kwargs["pk"])
-        return run.events.select_related("dataset")
+        return selectors.sync_run_event_visible(user=self.request.user, run=run).select_related("dataset")
 
 
 # Classification suggestions ---------------------------------------------------------------

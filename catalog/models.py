@@ -3,7 +3,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 
-from catalog.vocabulary import ColumnMode, Protection, Sensitivity
+from catalog.vocabulary import UNCLASSIFIED_LABEL, ColumnMode, Protection, Sensitivity
 
 NAME_VALIDATOR = RegexValidator(
     r"^[A-Za-z0-9_$][A-Za-z0-9_$\-/]*(\.[A-Za-z0-9_$][A-Za-z0-9_$\-/]*)*$",
@@ -103,6 +103,9 @@ class Dataset(models.Model):
     definition_fingerprint = models.CharField(max_length=64, blank=True, editable=False)
     # Highest sensitivity among the current columns (kept by the registration service).
     sensitivity = models.PositiveSmallIntegerField(choices=Sensitivity.choices, default=Sensitivity.PUBLIC)
+    # False while nobody has declared the dataset's sensitivity (discovered from lineage, no version
+    # yet): shown as Unclassified, and decided as settings.CATALOG_UNCLASSIFIED_TIER, never as Public.
+    classified = models.BooleanField(default=True)
     current_version = models.ForeignKey(
         "DatasetVersion", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
@@ -133,6 +136,12 @@ class Dataset(models.Model):
     def registration_name(self) -> str:
         """The ``name`` as a pipeline sends it: ``<schema>.<name>``."""
         return f"{self.schema}.{self.name}" if self.schema else self.name
+
+    @property
+    def sensitivity_label(self) -> str:
+        """What pages and the API show: the tier's label, or ``Unclassified`` while nobody has
+        declared it (the decision then uses ``access.decisions.dataset_tier``)."""
+        return self.get_sensitivity_display() if self.classified else UNCLASSIFIED_LABEL
 
 
 class DatasetVersion(models.Model):
@@ -238,8 +247,15 @@ class Connection(models.Model):
     username = models.CharField(max_length=255, blank=True)
     secret = models.OneToOneField(Secret, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     options = models.JSONField(
-        default=dict, blank=True, help_text="Driver options added to the URL query, e.g. {\"sslmode\": \"require\"}."
+        default=dict, blank=True,
+        help_text="Driver options from the platform's allow-list, e.g. {\"sslmode\": \"require\"}; never secret ones.",
     )
+    # Secret driver options (e.g. PostgreSQL's sslpassword) are sealed like the password, as one
+    # JSON object; only their names are kept in clear, to say which are stored.
+    options_secret = models.OneToOneField(
+        Secret, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    sealed_options = models.JSONField(default=list, blank=True, help_text="Names of the sealed driver options.")
     include_schemas = models.JSONField(default=list, blank=True, help_text="Schema patterns to sync (* and ?); empty: all.")
     exclude_schemas = models.JSONField(default=list, blank=True, help_text="Schema patterns to leave out.")
     sampling_enabled = models.BooleanField(

@@ -1,12 +1,21 @@
 """Every read of the catalog that has rules: who may see what, and how lists are loaded."""
 
-from django.db.models import Count, IntegerField, OuterRef, Prefetch, QuerySet, Subquery
+from django.db.models import Case, CharField, Count, F, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery, Value, When
 from django.http import Http404
 
 from access import policies
-from access.decisions import dataset_visibility_filter
+from access.decisions import dataset_visibility_filter, stewarded_filter
 from catalog.diffs import schema_diff
-from catalog.models import Column, ColumnSuggestion, Dataset, DatasetVersion, DataStore, SyncRun
+from catalog.models import (
+    Column,
+    ColumnSuggestion,
+    Dataset,
+    DatasetVersion,
+    DataStore,
+    SyncRun,
+    SyncRunEvent,
+    SyncStatus,
+)
 
 
 class SubqueryCount(Subquery):
@@ -89,16 +98,79 @@ def store_visible(*, user) -> QuerySet[DataStore]:
 
 
 def store_list(*, user) -> QuerySet[DataStore]:
-    """Stores the user may see, each with its number of datasets."""
-    return store_visible(user=user).annotate(dataset_count=Count("datasets"))
+    """Stores the user may see, each with its number of datasets the user may see (a correlated
+    subquery over ``dataset_visible``: hidden datasets are not counted, and the count costs no
+    query of its own)."""
+    visible = dataset_visible(user=user).filter(store=OuterRef("pk")).order_by().values("pk")
+    return store_visible(user=user).annotate(dataset_count=SubqueryCount(visible))
+
+
+# What a run's ``message`` says to those who do not manage stores: the message itself can name
+# any warehouse object (a driver error quotes the table it choked on), hidden datasets included.
+RUN_FAILED_TEXT = "Store managers (platform engineers and admins) see why on this page."
+RUN_PROBLEMS_TEXT = "Some objects could not be synced; those you may see are listed below."
 
 
 def sync_run_visible(*, user) -> QuerySet[SyncRun]:
-    """Sync runs of the stores the user may see, with what run pages and the API show."""
+    """Sync runs of the stores the user may see, with what run pages and the API show.
+
+    ``message_shown`` is the run's message as this user may read it: in full for store managers;
+    for everyone else a sentence without names, since the message may name hidden objects.
+    """
     stores = store_visible(user=user).values("pk")
-    return SyncRun.objects.filter(store__in=stores).select_related("store", "requested_by")
+    runs = SyncRun.objects.filter(store__in=stores).select_related("store", "requested_by")
+    if policies.can_manage_stores(user):
+        return runs.annotate(message_shown=F("message"))
+    return runs.annotate(message_shown=Case(
+        When(message="", then=Value("")),
+        When(status=SyncStatus.FAILED, then=Value(RUN_FAILED_TEXT)),
+        default=Value(RUN_PROBLEMS_TEXT),
+        output_field=CharField(),
+    ))
+
+
+def sync_run_event_visible(*, user, run: SyncRun) -> QuerySet[SyncRunEvent]:
+    """The events of ``run`` the user may see: those of datasets the user may see
+    (``dataset_visible``, the one visibility rule), and those that name no catalog dataset (errors
+    about a warehouse object) only for store managers."""
+    if not policies.can_read_metadata(user):
+        return SyncRunEvent.objects.none()
+    return run.events.filter(_event_visible(user))
+
+
+def _event_visible(user) -> Q:
+    condition = dataset_visibility_filter(user)
+    if condition is None:
+        shown = Q(dataset__isnull=False)
+    else:
+        shown = Q(dataset__in=Dataset.objects.filter(condition).values("pk"))
+    if policies.can_manage_stores(user):
+        shown |= Q(dataset__isnull=True)
+    return shown
+
+
+def sync_run_event_tallies(*, user, run: SyncRun) -> tuple[dict[str, int], int]:
+    """The run's events the user may see counted by outcome, and how many others it has (left
+    out for this user), in one query."""
+    if not policies.can_read_metadata(user):
+        return {}, 0
+    rows = run.events.order_by().values("outcome").annotate(
+        total=Count("id"), shown=Count("id", filter=_event_visible(user))
+    )
+    tallies = {row["outcome"]: row["shown"] for row in rows if row["shown"]}
+    return tallies, sum(row["total"] - row["shown"] for row in rows)
 
 
 def suggestion_visible(*, user) -> QuerySet[ColumnSuggestion]:
     """Classification suggestions on datasets the user may see."""
     return ColumnSuggestion.objects.filter(dataset__in=dataset_visible(user=user))
+
+
+def dataset_unclassified_list(*, user) -> QuerySet[Dataset]:
+    """Datasets nobody has classified yet (lineage discovered them), for the user to classify or have
+    classified: every one they may see for security engineers and admins, else those they own or
+    steward. Newest first, with their store."""
+    datasets = dataset_visible(user=user).filter(classified=False)
+    if not policies.classifies_every_dataset(user):
+        datasets = datasets.filter(stewarded_filter(user))
+    return datasets.select_related("store").order_by("-created_at", "qualified_name")

@@ -4,8 +4,9 @@ from collections.abc import Mapping
 
 from rest_framework import serializers
 
+from catalog.connectors import CONNECTORS
 from catalog.models import ColumnSuggestion, Dataset, DatasetVersion, DataStore, SyncRun, SyncRunEvent
-from catalog.vocabulary import ColumnMode, Protection, Sensitivity
+from catalog.vocabulary import UNCLASSIFIED_LABEL, ColumnMode, Protection, Sensitivity
 
 
 def _usernames(dataset) -> list[str]:
@@ -69,13 +70,21 @@ class SegmentationSerializer(serializers.Serializer):
     customer = serializers.CharField()
 
 
+SENSITIVITY_HELP = "Public, Regular, Sensitive or Restricted; Unclassified while nobody has declared it."
+CLASSIFIED_HELP = (
+    "False while nobody has classified the dataset (lineage discovered it): access is decided as the "
+    "operator's default tier (CATALOG_UNCLASSIFIED_TIER), never as Public."
+)
+
+
 class DatasetSummarySerializer(serializers.ModelSerializer):
     qualifiedName = serializers.CharField(source="qualified_name")
     name = serializers.CharField(source="registration_name")
     store = serializers.CharField(source="store.name")
     storeKind = serializers.CharField(source="store.kind")
     environment = serializers.CharField(source="store.environment")
-    sensitivity = serializers.CharField(source="get_sensitivity_display")
+    sensitivity = serializers.CharField(source="sensitivity_label", help_text=SENSITIVITY_HELP)
+    classified = serializers.BooleanField(help_text=CLASSIFIED_HELP)
     owners = serializers.SerializerMethodField()
     versionNumber = serializers.IntegerField(source="current_version.number", allow_null=True)
     columnCount = serializers.IntegerField(source="column_count")
@@ -85,7 +94,7 @@ class DatasetSummarySerializer(serializers.ModelSerializer):
         model = Dataset
         fields = [
             "id", "qualifiedName", "name", "store", "storeKind", "environment", "description", "status",
-            "sensitivity", "owners", "versionNumber", "columnCount", "tags", "updatedAt",
+            "sensitivity", "classified", "owners", "versionNumber", "columnCount", "tags", "updatedAt",
         ]
 
     def get_owners(self, dataset) -> list[str]:
@@ -103,7 +112,8 @@ class DatasetDetailSerializer(serializers.ModelSerializer):
     registeredByPrincipal = serializers.SerializerMethodField()
     version = serializers.CharField(source="current_version.declared_version", allow_null=True)
     versionNumber = serializers.IntegerField(source="current_version.number", allow_null=True)
-    sensitivity = serializers.CharField(source="get_sensitivity_display")
+    sensitivity = serializers.CharField(source="sensitivity_label", help_text=SENSITIVITY_HELP)
+    classified = serializers.BooleanField(help_text=CLASSIFIED_HELP)
     owners = serializers.SerializerMethodField()
     segmentation = SegmentationSerializer(source="store")
     columns = ColumnSnapshotSerializer(source="current_version.columns", many=True, allow_null=True)
@@ -115,9 +125,17 @@ class DatasetDetailSerializer(serializers.ModelSerializer):
         model = Dataset
         fields = [
             "id", "qualifiedName", "name", "store", "registrationTime", "registeredBy", "registeredByPrincipal",
-            "description", "version", "versionNumber", "status", "needsReview", "sensitivity", "owners", "tags",
+            "description", "version", "versionNumber", "status", "needsReview", "sensitivity", "classified", "owners",
+            "tags",
             "segmentation", "columns", "createdAt", "updatedAt",
         ]
+
+    def to_representation(self, dataset):
+        data = super().to_representation(dataset)
+        if not dataset.classified and data.get("columns"):
+            # The schema came from lineage (a schema facet) with a placeholder tier, not from a person.
+            data["columns"] = [{**column, "sensitivity": UNCLASSIFIED_LABEL} for column in data["columns"]]
+        return data
 
     def get_registeredByPrincipal(self, dataset) -> str | None:
         if dataset.current_version is None:  # discovered from lineage, never registered
@@ -201,7 +219,9 @@ class ConnectionSerializer(serializers.Serializer):
 
     ``password`` is write-only: absent keeps the stored one, ``""`` removes it, any other value
     replaces it. Responses never carry it, not even masked; ``hasPassword`` says whether one is
-    stored. The rules (required fields per platform, cron syntax, sample size) are the
+    stored. Secret driver options (e.g. ``sslpassword``) follow the same rule inside ``options``
+    and are never returned; ``sealedOptions`` names those stored. The rules (required fields per
+    platform, allowed options, file directories, hosts, cron syntax, sample size) are the
     connection service's; this only checks the JSON types.
     """
 
@@ -218,7 +238,17 @@ class ConnectionSerializer(serializers.Serializer):
         help_text='Write-only. Absent: keep the stored password; "": remove it; any other value: replace it.',
     )
     hasPassword = serializers.SerializerMethodField()
-    options = serializers.DictField(required=False, help_text='Driver options added to the URL query, e.g. {"sslmode": "require"}.')
+    options = serializers.DictField(
+        required=False,
+        help_text=(
+            'Driver options from the platform\'s allow-list (docs/sync.md), e.g. {"sslmode": "require"}. Secret ones '
+            '(sslpassword, ssl_key_password) are sealed: absent keeps them, "" removes them; never returned.'
+        ),
+    )
+    sealedOptions = serializers.ListField(
+        source="sealed_options", child=serializers.CharField(), read_only=True,
+        help_text="Names of the secret driver options stored sealed; their values are never returned.",
+    )
     includeSchemas = serializers.ListField(
         source="include_schemas", child=serializers.CharField(), required=False,
         help_text="Schema patterns to sync (* and ?); empty: all.",
@@ -242,6 +272,14 @@ class ConnectionSerializer(serializers.Serializer):
 
     def get_hasPassword(self, connection) -> bool:
         return connection.secret_id is not None
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        # A row saved before secret options were sealed may still hold one in clear: never show it.
+        connector = CONNECTORS.get(instance.store.platform)
+        secret_names = connector.secret_option_names() if connector else frozenset()
+        data["options"] = {name: value for name, value in (data.get("options") or {}).items() if name not in secret_names}
+        return data
 
     def to_internal_value(self, data):
         # A misspelt field would otherwise be dropped silently, like a schedule nobody set.
@@ -301,6 +339,11 @@ class SyncRunSerializer(serializers.ModelSerializer):
         source="requested_by.username", allow_null=True, help_text="Null for scheduled runs."
     )
     events = serializers.HyperlinkedIdentityField(view_name="api:sync-run-event-list", help_text="What the run did per object.")
+    # From ``selectors.sync_run_visible``: the message can name hidden warehouse objects, so only
+    # store managers read it as the worker wrote it.
+    message = serializers.CharField(
+        source="message_shown", help_text="Why the run failed or what went wrong; in full for store managers only."
+    )
 
     class Meta:
         model = SyncRun

@@ -74,12 +74,18 @@ def columns_delete(column_ids) -> None:
     Column.objects.filter(pk__in=column_ids).delete()
 
 
-def dataset_register(*, principal, payload) -> tuple[Dataset, bool]:
+def dataset_register(*, principal, payload, remote_addr: str = "") -> tuple[Dataset, bool]:
     """Register a dataset, or a new version of it, from the registration JSON.
 
     Returns ``(dataset, created)`` where ``created`` says whether a new version was made
     (a new dataset or a changed schema). Sending the same schema again changes nothing
     but the dataset's own description, owners and tags, if they were given.
+
+    Changes to what the access decision reads are guarded (``access.proposals``): a lowered
+    sensitivity, a removed or changed protection, other owners and an added matrix tag are left
+    out of what is written and proposed instead (``dataset.pending_proposal``); the rest of the
+    version lands. Raising sensitivity, adding protection and removing a matrix tag apply at once.
+    Every change of classification, owners and tags is audited.
     Raises ``ValidationError`` (per field) or ``PermissionDenied``; on either, nothing is written.
     """
     registration = registration_parse(payload)
@@ -90,14 +96,18 @@ def dataset_register(*, principal, payload) -> tuple[Dataset, bool]:
     qualified_name = Dataset.build_qualified_name(store.name, registration.schema, registration.name)
     try:
         with transaction.atomic():
-            return _dataset_register_locked(principal, registration, store, owners, qualified_name)
+            return _dataset_register_locked(principal, registration, store, owners, qualified_name, remote_addr=remote_addr)
     except IntegrityError:
         # Another registration of the same new dataset won the race: do it again as an update.
         with transaction.atomic():
-            return _dataset_register_locked(principal, registration, store, owners, qualified_name)
+            return _dataset_register_locked(principal, registration, store, owners, qualified_name, remote_addr=remote_addr)
 
 
-def _dataset_register_locked(principal, registration, store, owners, qualified_name, keep_status=False):
+def _dataset_register_locked(principal, registration, store, owners, qualified_name, keep_status=False,
+                             remote_addr="", approved_changes=False):
+    from access import proposals  # access builds on the catalog
+    from access.audit import audit_record
+
     dataset = (
         Dataset.objects.select_for_update(of=("self",))
         .select_related("store", "current_version")
@@ -108,21 +118,57 @@ def _dataset_register_locked(principal, registration, store, owners, qualified_n
         if not policies.can_register_datasets(principal):
             raise PermissionDenied("Registering datasets needs a registrar role (e.g. data engineer).")
         dataset = Dataset(store=store, schema=registration.schema, name=registration.name)
-    elif not policies.can_edit_dataset(principal, dataset):
+    elif not approved_changes and not policies.can_edit_dataset(principal, dataset):
+        # (``approved_changes``: the caller checked who may make them: a suggestion's decider, a proposal's approvers.)
         raise PermissionDenied("Only the dataset's owners or a registrar may change it.")
 
+    previous = dataset.current_version
+    held, tightened, audited = {}, [], {}
+    if previous is not None and not approved_changes:
+        registration, held_columns, tightened = proposals.registration_hold_back(dataset=dataset, registration=registration)
+        if held_columns:
+            held["columns"] = held_columns
+    if dataset.pk and previous is not None and owners is not None:
+        change = proposals.owners_change(principal=principal, dataset=dataset, owners=owners)
+        if change is not None:
+            held["owners"] = change
+        owners = None  # owners of a registered dataset change only through a proposal
     if registration.description is not None:
         dataset.description = registration.description
     if registration.tags is not None:
-        dataset.tags = registration.tags
-    previous = dataset.current_version
+        tags = registration.tags
+        if dataset.pk and previous is not None:
+            tags, held_tags, removed = proposals.tags_split(dataset=dataset, tags=tags)
+            if held_tags:
+                held["tags"] = held_tags
+            if set(tags) != set(dataset.tags or []):
+                audited["tags"] = _change_of(dataset.tags or [], tags)
+        dataset.tags = tags
+    dataset.pending_proposal = None
+
+    def finish(created: bool):
+        if tightened:
+            audit_record(actor=principal, action="dataset.classification_changed", obj=dataset, dataset=dataset,
+                         remote_addr=remote_addr, details={"columns": tightened, "version": dataset.current_version.number})
+        if audited.get("tags"):
+            audit_record(actor=principal, action="dataset.tags_changed", obj=dataset, dataset=dataset,
+                         remote_addr=remote_addr, details=audited["tags"])
+        if held:
+            dataset.pending_proposal = proposals.proposal_create(
+                principal=principal, dataset=dataset, changes=held, remote_addr=remote_addr,
+                reason=f"Registered by {getattr(principal, 'username', '') or 'a pipeline'}"
+                       + (f" as {registration.registered_by}" if registration.registered_by else ""),
+            )
+        return dataset, created
+
     if previous is not None and previous.fingerprint == registration.fingerprint:
         dataset.save(update_fields=["description", "tags", "updated_at"])
         if owners is not None:
             dataset.owners.set(owners)
-        return dataset, False
+        return finish(False)
 
     dataset.sensitivity = max((spec.sensitivity for spec in registration.columns), default=Sensitivity.PUBLIC)
+    dataset.classified = True  # someone declared every column's sensitivity
     dataset.qualified_name = qualified_name
     if not keep_status:  # a pipeline registering a new schema says the dataset is alive
         dataset.status, dataset.deprecated_by_sync = DatasetStatus.ACTIVE, False
@@ -155,7 +201,11 @@ def _dataset_register_locked(principal, registration, store, owners, qualified_n
         dataset.owners.set(owners)
     elif previous is None and getattr(principal, "pk", None) and not principal.is_service_account:
         dataset.owners.add(principal)
-    return dataset, True
+    return finish(True)
+
+
+def _change_of(before, after) -> dict:
+    return {"from": before, "to": after}
 
 
 def dataset_update_status(*, principal, dataset: Dataset, status: str) -> Dataset:
@@ -171,12 +221,19 @@ def dataset_update_status(*, principal, dataset: Dataset, status: str) -> Datase
 
 
 def dataset_discover(*, store: DataStore, name: str, description: str = "") -> Dataset:
-    """A dataset that lineage names before anyone registered it: no version yet, flagged for review.
+    """A dataset that lineage names before anyone registered it: no version yet, flagged for review,
+    and unclassified (nobody declared its sensitivity): decided as the operator's default tier, never
+    Public, until a version is registered.
 
     Callers check their own permission (the lineage endpoint does).
     """
+    from catalog.vocabulary import unclassified_tier
+
     schema, _, short = name.rpartition(".")
-    dataset = Dataset(store=store, schema=schema, name=short, description=description, needs_review=True)
+    dataset = Dataset(
+        store=store, schema=schema, name=short, description=description, needs_review=True,
+        classified=False, sensitivity=unclassified_tier(),
+    )
     dataset.full_clean(exclude=["current_version", "qualified_name"])
     dataset.save()
     return dataset
@@ -204,20 +261,47 @@ STORE_FIELDS = (
 )
 
 
-def store_save(*, principal, store: DataStore | None = None, **fields) -> DataStore:
-    """Create a store, or change an existing one, after checking the principal may manage stores."""
+def store_save(*, principal, store: DataStore | None = None, remote_addr: str = "", **fields) -> DataStore:
+    """Create a store, or change an existing one, after checking the principal may manage stores.
+
+    A store's environment, residency and kind place its data, and the access decision reads the
+    environment: changing them on an existing store is proposed (``store.pending_proposal``), for a
+    security engineer to approve; the other fields apply at once. Both are audited.
+    """
+    from access import proposals  # access builds on the catalog
+    from access.audit import audit_record
+
     if not policies.can_manage_stores(principal):
         raise PermissionDenied("Managing stores needs the platform engineer role or an admin.")
     unknown = set(fields) - set(STORE_FIELDS)
     if unknown:
         raise ValidationError({name: ["Unknown field."] for name in sorted(unknown)})
+    creating = store is None or store.pk is None
     store = store or DataStore()
-    if store.pk and "name" in fields and fields["name"] != store.name and store.datasets.exists():
-        raise ValidationError({"name": ["A store with datasets cannot be renamed: qualified names depend on it."]})
-    for name, value in fields.items():
-        setattr(store, name, value)
-    store.full_clean()
-    store.save()
+    with transaction.atomic():
+        if not creating:
+            store = DataStore.objects.select_for_update().get(pk=store.pk)
+        if not creating and "name" in fields and fields["name"] != store.name and store.datasets.exists():
+            raise ValidationError({"name": ["A store with datasets cannot be renamed: qualified names depend on it."]})
+        proposed = {}
+        if not creating:
+            fields, proposed = proposals.store_change_split(store=store, fields=fields)
+        before = {name: getattr(store, name) for name in STORE_FIELDS}
+        for name, value in fields.items():
+            setattr(store, name, value)
+        store.full_clean()
+        store.save()
+        after = {name: getattr(store, name) for name in STORE_FIELDS}
+        changed = {name: {"from": before[name], "to": after[name]} for name in STORE_FIELDS if before[name] != after[name]}
+        if creating:
+            audit_record(actor=principal, action="store.created", obj=store, remote_addr=remote_addr,
+                         details={"store": store.name, **{name: after[name] for name in STORE_FIELDS}})
+        elif changed:
+            audit_record(actor=principal, action="store.changed", obj=store, remote_addr=remote_addr,
+                         details={"store": store.name, "changes": changed})
+        store.pending_proposal = proposals.proposal_create(
+            principal=principal, store=store, changes=proposed, remote_addr=remote_addr,
+        ) if proposed else None
     return store
 
 
@@ -258,21 +342,49 @@ def suggestion_decide(*, principal, suggestion, accept: bool):
 
 
 def _column_sensitivity_raise(principal, dataset: Dataset, column: Column, sensitivity: int) -> None:
+    dataset_columns_reclassify(principal=principal, dataset=dataset,
+                               changes={column.name: {"sensitivity": Sensitivity(sensitivity).label}},
+                               registered_by=getattr(principal, "username", "") or "steward")
+
+
+def dataset_columns_reclassify(*, principal, dataset: Dataset, changes: dict[str, dict], registered_by: str,
+                               remote_addr: str = "", proposal=None) -> Dataset:
+    """A new version of a locked dataset with some columns' sensitivity or protection changed
+    (``{"email": {"sensitivity": "Public", "protection": "None"}}``), the rest as it is.
+
+    Raising is the safe direction and is what classification suggestions do; lowering comes here
+    only from an approved proposal (``proposal``), so nothing is held back again. Audited.
+    """
+    from access.audit import audit_record
+
     current = dataset.current_version
-    specs = []
+    specs, audited = [], []
     for snapshot in current.columns:
         kind, _, source = snapshot["originatingSource"].partition(":")
+        change = changes.get(snapshot["name"], {})
+        sensitivity, protection = change.get("sensitivity", snapshot["sensitivity"]), change.get("protection", snapshot["protection"])
+        moved = {key: {"from": snapshot[key], "to": value} for key, value in
+                 (("sensitivity", sensitivity), ("protection", protection)) if value != snapshot[key]}
+        if moved:
+            audited.append({"name": snapshot["name"], **moved})
         specs.append(ColumnSpec(
             name=snapshot["name"], type=snapshot["type"], description=snapshot["description"],
-            mode=parse_mode(snapshot["mode"]), protection=parse_protection(snapshot["protection"]),
-            sensitivity=Sensitivity(sensitivity) if snapshot["name"] == column.name else parse_sensitivity(snapshot["sensitivity"]),
+            mode=parse_mode(snapshot["mode"]), protection=parse_protection(protection),
+            sensitivity=parse_sensitivity(sensitivity),
             originating_source_kind=kind, originating_source_name=source,
         ))
     registration = Registration(
         store=dataset.store.name, schema=dataset.schema, name=dataset.name, columns=specs,
-        registered_by=getattr(principal, "username", "") or "steward",
-        registration_time=timezone.now(), declared_version=current.declared_version,
+        registered_by=registered_by, registration_time=timezone.now(), declared_version=current.declared_version,
         snapshots=[spec.snapshot() for spec in specs],
     )
-    # A steward's classification is not a sign of life: a deprecated dataset stays deprecated.
-    _dataset_register_locked(principal, registration, dataset.store, None, dataset.qualified_name, keep_status=True)
+    # A classification is not a sign of life: a deprecated dataset stays deprecated.
+    dataset, _ = _dataset_register_locked(principal, registration, dataset.store, None, dataset.qualified_name,
+                                          keep_status=True, remote_addr=remote_addr, approved_changes=True)
+    if audited:
+        details = {"columns": audited, "version": dataset.current_version.number}
+        if proposal is not None:
+            details["proposal"] = proposal.pk
+        audit_record(actor=principal, action="dataset.classification_changed", obj=dataset, dataset=dataset,
+                     remote_addr=remote_addr, details=details)
+    return dataset

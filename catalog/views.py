@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Count, Prefetch
+from django.db.models import Prefetch
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import pluralize
@@ -48,7 +48,7 @@ from catalog.models import (
     SyncTrigger,
 )
 from catalog.sync import sync_run_request
-from catalog.vocabulary import Protection, Sensitivity
+from catalog.vocabulary import Protection, Sensitivity, unclassified_tier
 from lineage import selectors as lineage_selectors
 from lineage import views as lineage_views
 
@@ -121,10 +121,23 @@ def dataset_detail(request, pk):
             "lineage_columns": True,
             "versions": selectors.dataset_version_list(dataset=dataset),
             "can_edit": policies.can_edit_dataset(request.user, dataset),
+            "pending_proposals": _pending_proposals(dataset),
             **access_views.dataset_access_actions(user=request.user, dataset=dataset),
             **lineage_views.dataset_lineage_context(user=request.user, dataset=dataset, query=request.GET),
         },
     )
+
+
+def _pending_proposals(dataset: Dataset) -> list:
+    """Changes proposed for this dataset that wait for review, each with a one-line summary (one query)."""
+    from access.models import MetadataProposal, ProposalStatus  # access builds on the catalog
+    from access.proposals import proposal_summary
+
+    pending = list(MetadataProposal.objects.filter(dataset=dataset, status=ProposalStatus.PENDING)
+                   .select_related("proposer").order_by("created_at"))
+    for proposal in pending:
+        proposal.summary = proposal_summary(proposal)
+    return pending
 
 
 def _pending_suggestions_by_column(dataset: Dataset) -> dict[int, list[ColumnSuggestion]]:
@@ -266,6 +279,8 @@ def _dataset_form(request, *, dataset: Dataset | None):
         }
         if dataset.current_version is not None:
             column_rows = [column_initial(column) for column in dataset.current_version.columns]
+            if not dataset.classified:  # lineage's schema carries no declared tier: the person chooses each
+                column_rows = [{**row, "sensitivity": ""} for row in column_rows]
 
     focus_new_row = False
     if request.method == "POST":
@@ -283,7 +298,9 @@ def _dataset_form(request, *, dataset: Dataset | None):
             rows = formset.submitted_rows()
             payload = _registration_payload(dataset_form, rows, editing=dataset is not None)
             try:
-                saved, created = services.dataset_register(principal=request.user, payload=payload)
+                saved, created = services.dataset_register(
+                    principal=request.user, payload=payload, remote_addr=client_address(request)
+                )
             except ValidationError as error:
                 registration_errors_apply(error, dataset_form=dataset_form, formset=formset, rows=rows)
             else:
@@ -291,8 +308,10 @@ def _dataset_form(request, *, dataset: Dataset | None):
                     messages.success(
                         request, f"Registered version {saved.current_version.number} of {saved.qualified_name}."
                     )
-                else:
+                elif saved.pending_proposal is None:
                     messages.info(request, "No schema change; nothing new was versioned.")
+                if saved.pending_proposal is not None:
+                    _proposal_message(request, saved.pending_proposal)
                 return redirect("catalog:dataset-detail", pk=saved.pk)
     else:
         dataset_form = DatasetForm(initial=initial, **form_kwargs)
@@ -313,6 +332,18 @@ def _dataset_form(request, *, dataset: Dataset | None):
             "has_errors": has_errors and not focus_new_row,
         },
     )
+
+
+def _proposal_message(request, proposal) -> None:
+    """Tell the user what was not applied because it would open access, and where it waits."""
+    from access.proposals import proposal_summary  # access builds on the catalog
+
+    messages.warning(request, (
+        f"Not applied yet: {proposal_summary(proposal)}. This would open access, so it waits for "
+        f"{'a security engineer' if proposal.security_approval_required else 'an owner, steward or security engineer'}"
+        f"{' and one more approver' if proposal.approvals_required > 1 else ''} to approve "
+        f"(proposal #{proposal.pk})."
+    ))
 
 
 def _registration_payload(dataset_form: DatasetForm, rows, *, editing: bool) -> dict:
@@ -364,11 +395,14 @@ def _store_form(request, *, store):
         form = StoreForm(request.POST, initial=initial)
         if form.is_valid():
             try:
-                saved = services.store_save(principal=request.user, store=store, **form.cleaned_data)
+                saved = services.store_save(principal=request.user, store=store, remote_addr=client_address(request),
+                                            **form.cleaned_data)
             except ValidationError as error:
                 form.errors_apply(error)
             else:
                 messages.success(request, f"Saved store {saved.name}.")
+                if saved.pending_proposal is not None:
+                    _proposal_message(request, saved.pending_proposal)
                 return redirect("catalog:store-detail", pk=saved.pk)
     else:
         form = StoreForm(initial=initial)
@@ -380,6 +414,7 @@ def _store_form(request, *, store):
 RUNS_PAGE_SIZE = 20
 EVENTS_PAGE_SIZE = 50
 SUGGESTIONS_PAGE_SIZE = 50
+UNCLASSIFIED_SHOWN = 10  # on the suggestions page; the rest through the dataset list's filter
 PHASES = ("connect", "extract", "write", "lineage", "deprecate")
 PHASE_NAMES = {
     "connecting": "Connecting to the warehouse",
@@ -479,13 +514,17 @@ def connection_edit(request, pk):
     _require_store_manager(request)
     store = _store_get(request, pk)
     connection = getattr(store, "connection", None)
-    form_kwargs = {"platform": store.platform, "password_stored": bool(connection and connection.secret_id)}
+    form_kwargs = {
+        "platform": store.platform, "password_stored": bool(connection and connection.secret_id),
+        "sealed_options": connection.sealed_options if connection else [],
+    }
     if request.method == "POST":
         form = ConnectionForm(request.POST, **form_kwargs)
         if form.is_valid():
             try:
                 connection_save(
-                    principal=request.user, store=store, password=form.password_change(), **form.connection_fields()
+                    principal=request.user, store=store, password=form.password_change(),
+                    remote_addr=client_address(request), **form.connection_fields()
                 )
             except ValidationError as error:
                 form.errors_apply(error)
@@ -506,7 +545,7 @@ def connection_remove(request, pk):
     """Remove the connection, its sealed password and its schedule; datasets stay."""
     _require_store_manager(request)
     store = _store_get(request, pk)
-    connection_delete(principal=request.user, store=store)
+    connection_delete(principal=request.user, store=store, remote_addr=client_address(request))
     messages.success(request, f"Removed the connection of {store.name}. Its datasets stay in the catalog.")
     target = reverse("catalog:store-detail", args=[store.pk])
     if _is_htmx(request):
@@ -523,7 +562,7 @@ def connection_check(request, pk):
     _require_store_manager(request)
     store = _store_get(request, pk)
     try:
-        ok, message = connection_test(principal=request.user, store=store)
+        ok, message = connection_test(principal=request.user, store=store, remote_addr=client_address(request))
     except ValidationError as error:
         ok, message = False, " ".join(error.messages)
     if _is_htmx(request):
@@ -582,12 +621,13 @@ def _run_status_context(request, run: SyncRun) -> dict:
 
 
 def _run_events_context(request, run: SyncRun) -> dict:
-    """The run's events, filtered by ``?outcome=`` and paginated; one query for the tallies."""
-    tallies = dict(run.events.order_by().values_list("outcome").annotate(count=Count("id")))
+    """The run's events the user may see, filtered by ``?outcome=`` and paginated; one query for
+    the tallies (of what the user sees) and the number left out."""
+    tallies, left_out = selectors.sync_run_event_tallies(user=request.user, run=run)
     outcome = request.GET.get("outcome") or ""
     if outcome not in SyncOutcome.values:
         outcome = ""
-    events = run.events.select_related("dataset").only(
+    events = selectors.sync_run_event_visible(user=request.user, run=run).select_related("dataset").only(
         "object_name", "outcome", "message", "dataset__id", "dataset__qualified_name", "run_id"
     )
     if outcome:
@@ -602,6 +642,7 @@ def _run_events_context(request, run: SyncRun) -> dict:
             (value, label, tallies.get(value, 0)) for value, label in SyncOutcome.choices
         ],
         "event_total": sum(tallies.values()),
+        "events_left_out": left_out,
     })
     return context
 
@@ -690,6 +731,18 @@ def suggestion_list(request):
     for suggestion in context["page"].object_list:
         _suggestion_present(suggestion)
         suggestion.can_decide = policies.can_edit_dataset(request.user, suggestion.dataset)
+    # Datasets nobody has classified: decided as the default tier until someone does (one query, two
+    # when there are more than are shown).
+    unclassified = selectors.dataset_unclassified_list(user=request.user)
+    if store_name:
+        unclassified = unclassified.filter(store__name=store_name)
+    unclassified_shown = list(unclassified[:UNCLASSIFIED_SHOWN])
+    context.update({
+        "unclassified": unclassified_shown,
+        "unclassified_total": unclassified.count() if len(unclassified_shown) == UNCLASSIFIED_SHOWN else len(unclassified_shown),
+        "unclassified_tier": unclassified_tier().label,
+        "classifies_every_dataset": policies.classifies_every_dataset(request.user),
+    })
     context.update({
         "suggestions": context["page"].object_list,
         "status": status,
@@ -704,9 +757,12 @@ def suggestion_list(request):
 
 @login_required
 def suggestion_count(request):
-    """The pending count for the nav link, fetched by htmx after the page loads."""
+    """The pending count for the nav link, fetched by htmx after the page loads: pending suggestions
+    and the datasets nobody has classified that the user is asked to classify."""
     count = selectors.suggestion_visible(user=request.user).filter(status=SuggestionStatus.PENDING).count()
-    return render(request, "catalog/partials/suggestion_count.html", {"pending_count": count})
+    return render(request, "catalog/partials/suggestion_count.html", {
+        "pending_count": count, "unclassified_count": selectors.dataset_unclassified_list(user=request.user).count(),
+    })
 
 
 @login_required
@@ -742,6 +798,7 @@ def _suggestion_decide(request, pk, *, accept: bool):
         pending_count = selectors.suggestion_visible(user=request.user).filter(status=SuggestionStatus.PENDING).count()
         return render(request, "catalog/partials/suggestion_row.html", {
             "suggestion": suggestion, "problem": problem, "decided_now": not problem, "pending_count": pending_count,
+            "unclassified_count": selectors.dataset_unclassified_list(user=request.user).count(),
         })
     if problem:
         messages.error(request, problem)

@@ -4,12 +4,13 @@ Everything is configured here; local, test and production differ only through th
 environment variables they read (and a few safe defaults for the embedded mode).
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import env_bool, env_int, env_list, env_str
+from config.env import env_bool, env_hosts, env_int, env_list, env_paths, env_sensitivity, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 # Where the embedded defaults keep their files (SQLite database, Celery broker).
@@ -35,6 +36,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_celery_beat",
     "guardian",
+    "axes",  # before access: its failed sign-in receiver runs before access/signin.py's
     "access",
     "catalog",
     "lineage",
@@ -49,6 +51,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: turns a locked-out sign-in into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -82,6 +86,8 @@ AUTH_USER_MODEL = "access.User"
 # Per-object permissions (dataset stewards) come from django-guardian's backend; there are no
 # anonymous object permissions, so guardian creates no "AnonymousUser" row.
 AUTHENTICATION_BACKENDS = [
+    # First: refuses any sign-in while the account or the address is locked out (access/signin.py).
+    "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
@@ -112,6 +118,10 @@ STORAGES = {
 # Request bodies larger than this are refused (413) before they are parsed.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("CATALOG_MAX_BODY_BYTES", 2 * 1024 * 1024)
 CATALOG_MAX_COLUMNS = env_int("CATALOG_MAX_COLUMNS", 2000)
+# The tier the access decision gives a dataset nobody has classified yet (lineage discovered it
+# before anyone registered its columns). Read at every decision, so changing it applies at once.
+# Never Public: what the catalog does not know is not public.
+CATALOG_UNCLASSIFIED_TIER = env_sensitivity("CATALOG_UNCLASSIFIED_TIER", "Sensitive", lowest="Regular")
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -192,15 +202,48 @@ ACCESS_REQUEST_TTL_HOURS = env_int("ACCESS_REQUEST_TTL_HOURS", 72)
 ACCESS_BREAK_GLASS_MAX_MINUTES = env_int("ACCESS_BREAK_GLASS_MAX_MINUTES", 60)
 # How many reverse proxies in front of the app append to X-Forwarded-For. The audit trail's
 # "from where" is the address the outermost of them saw; 0 means REMOTE_ADDR (no proxy).
-AUDIT_TRUSTED_PROXIES = env_int("AUDIT_TRUSTED_PROXIES", 0)
+AUDIT_TRUSTED_PROXIES = env_int("AUDIT_TRUSTED_PROXIES", 0, minimum=0)
 ACCESS_ENFORCE_MAX_ATTEMPTS = env_int("ACCESS_ENFORCE_MAX_ATTEMPTS", 5)
+
+# Sign-in throttling (django-axes): after SIGNIN_FAILURE_LIMIT failures an account, and separately
+# an address, cannot sign in for SIGNIN_LOCKOUT_MINUTES (0: until an admin runs axes_reset_username
+# or axes_reset_ip). The address is the audit trail's, so AUDIT_TRUSTED_PROXIES applies to both.
+SIGNIN_FAILURE_LIMIT = env_int("SIGNIN_FAILURE_LIMIT", 5, minimum=1)
+SIGNIN_LOCKOUT_MINUTES = env_int("SIGNIN_LOCKOUT_MINUTES", 15, minimum=0)
+AXES_ENABLED = True
+AXES_FAILURE_LIMIT = SIGNIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = timedelta(minutes=SIGNIN_LOCKOUT_MINUTES) if SIGNIN_LOCKOUT_MINUTES else None
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # each on its own: the account, and the address
+# A success clears only that account's failures (access/signin.py), never its address's: otherwise
+# one valid account would reset the counter of someone trying many others' passwords.
+AXES_RESET_ON_SUCCESS = False
+AXES_CLIENT_IP_CALLABLE = "access.signin.signin_client_address"
+AXES_LOCKOUT_CALLABLE = "access.signin.signin_lockout_response"
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_VERBOSE = False
 
 # Warehouse sync.
 # A running sync writes a heartbeat at least this often; a run silent for longer is taken over.
 SYNC_STALE_SECONDS = env_int("SYNC_STALE_SECONDS", 300)
 SYNC_MAX_ATTEMPTS = env_int("SYNC_MAX_ATTEMPTS", 3)
 SYNC_BATCH_SIZE = env_int("SYNC_BATCH_SIZE", 200)
-SYNC_CONNECT_TIMEOUT = env_int("SYNC_CONNECT_TIMEOUT", 10)
+SYNC_CONNECT_TIMEOUT = env_int("SYNC_CONNECT_TIMEOUT", 10, minimum=1)
+# Longest wait for one answer of the warehouse during a sync (client read timeout where the driver
+# has one, and PostgreSQL's statement_timeout), so a slow or hostile server cannot hold a worker.
+SYNC_READ_TIMEOUT = env_int("SYNC_READ_TIMEOUT", 300, minimum=1)
+
+# What a warehouse connection may reach (docs/sync.md, "What a connection may reach").
+# "Test connection" runs in the web request: it gives up after this many seconds.
+CATALOG_CONNECTION_TEST_TIMEOUT = env_int("CATALOG_CONNECTION_TEST_TIMEOUT", 10, minimum=1)
+# SQLite and DuckDB stores: the only directories their files may be in (symbolic links resolved).
+# Empty: no file stores. The local settings allow var/warehouses for the demo.
+CATALOG_FILE_STORES_DIRS = env_paths("CATALOG_FILE_STORES_DIRS")
+# The one directory TLS certificates and keys named in driver options may be in; empty: none.
+CATALOG_CONNECTION_FILES_DIR = env_str("CATALOG_CONNECTION_FILES_DIR")
+if CATALOG_CONNECTION_FILES_DIR and not Path(CATALOG_CONNECTION_FILES_DIR).is_absolute():
+    raise ImproperlyConfigured("CATALOG_CONNECTION_FILES_DIR must be an absolute path.")
+# Hosts and networks connections may reach ("db.internal,10.20.0.0/16"); empty: any.
+CATALOG_CONNECTION_ALLOWED_HOSTS = env_hosts("CATALOG_CONNECTION_ALLOWED_HOSTS")
 # Master keys that wrap connection secrets: "<id>:<base64 32 bytes>", comma separated, active first.
 CATALOG_MASTER_KEYS = env_list("CATALOG_MASTER_KEYS")
 

@@ -25,10 +25,11 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework.views import APIView
 
 from access import grants
-from access.models import AuditEvent, RolePermission
+from access.models import AuditEvent, MetadataProposal, RolePermission
 from access.roles import COMPANY_ROLES
 from catalog.models import ColumnSuggestion, Connection, SyncRun
-from tests.factories import StoreFactory, UserFactory, column_payload, dataset_create
+from catalog.services import dataset_register
+from tests.factories import StoreFactory, UserFactory, column_payload, dataset_create, registration_payload
 
 ROLES = [slug for slug, *_ in COMPANY_ROLES]
 PRINCIPALS = ROLES + ["admin", "no_role", "anonymous"]
@@ -57,6 +58,9 @@ BREAK_GLASS_REVIEWERS = frozenset({OWNER, "admin"})
 STEWARD_EDITORS = REGISTRARS
 STEWARD_PAGE_EDITORS = frozenset({OWNER, "admin"})
 BREAK_GLASS_ROLES = frozenset({"software_engineer", "ops_engineer", "platform_engineer"})
+# The owner proposed lowering the Sensitive column: security engineers and admins review it (the
+# steward could too; the owner never reviews their own proposal).
+PROPOSAL_REVIEWERS = frozenset({"security_engineer", "admin"})
 # May ask for read on prod Sensitive just in time (standing is metadata for all of them).
 MAY_REQUEST = frozenset({"data_scientist", "security_engineer", "software_engineer", "data_analyst",
                          "data_engineer", "platform_engineer", "ops_engineer"})
@@ -129,6 +133,11 @@ EXPECTED = {
     "access-api:audit-verify": rule(AUDITORS),
     "access-api:access-review": rule({OWNER, "admin"}),
     "access-api:access-review-confirm": rule(NOBODY, post={OWNER, "admin"}),
+    "access-api:proposal-list": rule(SIGNED_IN),
+    "access-api:proposal-detail": rule(SEES_DATASET),
+    "access-api:proposal-approve": rule(NOBODY, post=PROPOSAL_REVIEWERS),
+    "access-api:proposal-reject": rule(NOBODY, post=PROPOSAL_REVIEWERS, note="400: a rejection needs a reason"),
+    "access-api:proposal-cancel": rule(NOBODY, post={OWNER}),
     "access-api:dataset-steward-list": rule(SEES_DATASET, post=STEWARD_EDITORS),
     "access-api:dataset-steward-user": rule(NOBODY, post=STEWARD_EDITORS),
     "access-api:dataset-steward-group": rule(NOBODY, post=STEWARD_EDITORS),
@@ -177,6 +186,11 @@ EXPECTED = {
     "access:audit-verify": rule(AUDITORS),
     "access:access-review": rule({OWNER, "admin"}),
     "access:steward-add": rule(NOBODY, post=STEWARD_PAGE_EDITORS),
+    "access:proposal-list": rule(SIGNED_IN),
+    "access:proposal-detail": rule(SEES_DATASET),
+    "access:proposal-review": rule(NOBODY, post=PROPOSAL_REVIEWERS, only_refusals=True,
+                                   note="an empty form is shown again (400) to everyone who sees the proposal"),
+    "access:proposal-cancel": rule(NOBODY, post={OWNER}),
     "access:steward-remove": rule(NOBODY, post=STEWARD_PAGE_EDITORS),
 }
 
@@ -240,6 +254,7 @@ def fill(route, scene):
         ("suggestions", "pk"): scene["suggestion"].pk,
         ("requests", "pk"): scene["request"].pk,
         ("grants", "pk"): scene["grant"].pk,
+        ("proposals", "pk"): scene["proposal"].pk,
         ("matrix", "pk"): scene["cell"].pk,
         ("roles", "pk"): scene["cell"].pk,
         ("request", "dataset_pk"): scene["dataset"].pk,
@@ -305,8 +320,12 @@ def scene(db):
     steward, steward_group = UserFactory(username="walk_steward"), Group.objects.create(name="walk-stewards")
     grants.dataset_steward_add(principal=users[OWNER], dataset=dataset, user=steward)
     grants.dataset_steward_add(principal=users[OWNER], dataset=dataset, group=steward_group)
+    dataset_register(principal=users[OWNER], payload=registration_payload(
+        store=store, name="sales.orders", columns=[column_payload("order_id"), column_payload("email", sensitivity="Public")]))
+    proposal = MetadataProposal.objects.get(dataset=dataset)
     return {"users": users, "store": store, "dataset": dataset, "column": column, "run": run, "suggestion": suggestion,
-            "request": request, "grant": grant, "cell": cell, "steward": steward, "steward_group": steward_group}
+            "request": request, "grant": grant, "cell": cell, "steward": steward, "steward_group": steward_group,
+            "proposal": proposal}
 
 
 # The walk ----------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from django.urls import reverse
 from guardian.models import GroupObjectPermission, UserObjectPermission
 from rest_framework.test import APIClient
 
-from access import decisions, grants, policies, selectors
+from access import decisions, grants, policies, proposals, selectors
 from access.audit import audit_verify
 from access.models import (
     AuditEvent,
@@ -246,9 +246,17 @@ def test_adding_and_removing_stewards_is_audited(owner, steward, team, customers
 
 
 @pytest.mark.parametrize("who", ["owner", "registrar", "admin"])
-def test_owners_registrars_and_admins_change_stewards(who, request, steward, customers):
+def test_owners_registrars_and_admins_change_stewards(who, request, steward, owner, customers):
     principal = request.getfixturevalue({"admin": "admin_user"}.get(who, who))
-    grants.dataset_steward_add(principal=principal, dataset=customers, user=steward)
+    proposal = grants.dataset_steward_add(principal=principal, dataset=customers, user=steward)
+    if who == "owner":  # an owner delegates at once
+        assert proposal is None
+    else:  # anyone else proposes; the owner and (Sensitive data) a security engineer approve
+        assert not DatasetUserObjectPermission.objects.filter(user=steward).exists()
+        proposals.proposal_review(principal=owner, proposal=proposal, approve=True)
+        assert not DatasetUserObjectPermission.objects.filter(user=steward).exists()
+        security = UserFactory(username="sam", roles=["security_engineer"])
+        proposals.proposal_review(principal=security, proposal=proposal, approve=True)
     assert DatasetUserObjectPermission.objects.filter(user=steward).exists()
     grants.dataset_steward_remove(principal=principal, dataset=customers, user=steward)
     assert not DatasetUserObjectPermission.objects.exists()

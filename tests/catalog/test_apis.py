@@ -59,6 +59,7 @@ def test_changed_schema_answers_201_with_the_next_version(token_client, store):
 def test_detail_returns_the_registration_shape(token_client, store):
     created = token_client.post(URL, registration_payload(store=store), format="json").json()
     detail = token_client.get(f"{URL}{created['id']}/").json()
+    assert created.pop("pendingProposal") is None  # the registration answer says what waits for review
     assert detail == created
     assert set(KNOWN_FIELDS) - {"owners", "tags"} <= set(detail)
     assert detail["segmentation"] == {"environment": "prod", "residency": "CA", "lineOfBusiness": "reviews", "customer": ""}
@@ -352,8 +353,12 @@ def test_admin_creates_and_edits_a_store(admin_user):
                                               "lineOfBusiness": "ads"}, format="json")
     assert created.status_code == 201
     assert created.json()["residency"] == "EU" and created.json()["lineOfBusiness"] == "ads"
-    edited = client.patch(f"/api/v1/stores/{created.json()['id']}/", {"environment": "staging"}, format="json")
-    assert edited.status_code == 200 and edited.json()["environment"] == "staging"
+    edited = client.patch(f"/api/v1/stores/{created.json()['id']}/", {"lineOfBusiness": "payments"}, format="json")
+    assert edited.status_code == 200 and edited.json()["lineOfBusiness"] == "payments"
+    # Its environment places its data: changing it is proposed, for a security engineer to approve.
+    moved = client.patch(f"/api/v1/stores/{created.json()['id']}/", {"environment": "staging"}, format="json")
+    assert moved.status_code == 200 and moved.json()["environment"] == "prod"
+    assert moved.json()["pendingProposal"]["summary"] == "environment prod → staging"
 
 
 def test_bad_store_kind_names_the_field(admin_user):

@@ -533,7 +533,10 @@ def test_admin_edits_store(admin_web, store):
 
     assert response.status_code == 302
     store.refresh_from_db()
-    assert (store.environment, store.customer) == ("staging", "acme")
+    # The customer changes at once; the environment waits for a security engineer's approval.
+    assert (store.environment, store.customer) == ("prod", "acme")
+    assert store.metadata_proposals.get().changes == {"environment": {"from": "prod", "to": "staging"}}
+    assert "Not applied yet: environment prod → staging" in admin_web.get(response["Location"]).content.decode()
 
 
 def test_reader_gets_403_on_store_edit(reader_web, store):
