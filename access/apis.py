@@ -640,6 +640,14 @@ class ProposalListApi(generics.ListAPIView):
     def get_queryset(self):
         return selectors.proposal_visible(user=self.request.user)
 
+    def list(self, request, *args, **kwargs):
+        response = super().list(request, *args, **kwargs)
+        page = getattr(self.paginator, "page", None)
+        if page is not None:
+            proposals.proposals_viewed(principal=request.user, proposals=page, remote_addr=client_address(request),
+                                       via="api:proposals")
+        return response
+
 
 def _proposal_get(user, pk) -> MetadataProposal:
     proposal = selectors.proposal_visible(user=user).filter(pk=pk).first()
@@ -652,7 +660,10 @@ class ProposalDetailApi(generics.RetrieveAPIView):
     serializer_class = ProposalSerializer
 
     def get_object(self):
-        return _proposal_get(self.request.user, self.kwargs["pk"])
+        proposal = _proposal_get(self.request.user, self.kwargs["pk"])
+        proposals.proposals_viewed(principal=self.request.user, proposals=[proposal],
+                                   remote_addr=client_address(self.request), via="api:proposal")
+        return proposal
 
 
 class ProposalApproveApi(APIView):

@@ -232,10 +232,11 @@ def _places(keys) -> Q:
 
 def _aggregated_filter() -> Q:
     """Tagged ``aggregated``: jsonb containment on PostgreSQL (exact, as ``is_aggregated``);
-    SQLite has no JSON containment, so the embedded default matches the quoted tag as text."""
+    SQLite has no JSON containment, so the embedded default matches the quoted tag as text, with
+    its case (``Aggregated`` is not the tag, as the decision says)."""
     if connection.vendor == "postgresql":
         return Q(tags__contains=[AGGREGATED_TAG])
-    return Q(tags__icontains=f'"{AGGREGATED_TAG}"')
+    return Q(tags__regex=f'"{AGGREGATED_TAG}"')
 
 
 def dataset_visibility_filter(user) -> Q | None:

@@ -371,6 +371,10 @@ class MetadataProposal(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     decided_at = models.DateTimeField(null=True, blank=True)
     outcome = models.TextField(blank=True, help_text="What was applied, or why not.")
+    # The dataset's owners and stewards when it was proposed, less the proposer and the stewards the
+    # proposer named: a proposer cannot appoint their own reviewer (security engineers and admins
+    # review every proposal).
+    reviewers = models.ManyToManyField(User, related_name="+", blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -74,12 +74,14 @@ def can_change_owners(user, dataset) -> bool:
 
 def can_review_proposal(user, proposal) -> bool:
     """Reviewers of a change to decision inputs: never the proposer or a service account; admins and
-    security engineers; for a dataset, also its owners and stewards."""
+    security engineers; for a dataset, also its owners and stewards of the time it was proposed
+    (``proposal.reviewers``: not those the proposer named since, or before, to approve it)."""
     if not can_read_metadata(user) or getattr(user, "is_service_account", False) or proposal.proposer_id == user.pk:
         return False
     if user.is_superuser or _is_security_engineer(user):
         return True
-    return bool(proposal.dataset_id) and is_steward(user, proposal.dataset)
+    # The dataset's owners and stewards as they were when it was proposed, not named by the proposer.
+    return bool(proposal.dataset_id) and proposal.reviewers.filter(pk=user.pk).exists()
 
 
 def can_manage_stores(user) -> bool:

@@ -60,17 +60,24 @@ def _column_history(dataset: Dataset, names: set[str]) -> dict[str, tuple[int, s
 def registration_hold_back(*, dataset: Dataset, registration):
     """Split a registration of an existing dataset into what applies now and what is proposed.
 
-    Returns ``(registration, held, tightened)``: the registration with every lowered sensitivity
-    and every removed or changed protection put back to its current value, the column changes
-    held back (for a proposal), and the column changes that tighten (applied, audited).
+    Returns ``(registration, held, tightened, floor)``: the registration with every lowered
+    sensitivity and every removed or changed protection put back to its current value, the column
+    changes held back (for a proposal), the column changes that tighten (applied, audited), and the
+    dataset-level change held back when the version would lower the dataset's tier anyway (columns
+    dropped), as ``(tier kept, change)`` or None.
+
+    A dataset nobody classified counts as the configured default tier: declaring a column lower
+    than that is a downgrade too.
     """
-    current = {column.name.lower(): (column.sensitivity, column.protection) for column in dataset.columns.all()}
+    default = None if dataset.classified else decisions.dataset_tier(dataset)
+    current = ({column.name.lower(): (column.sensitivity, column.protection) for column in dataset.columns.all()}
+               if default is None else {})
     added = {spec.name.lower() for spec in registration.columns} - set(current)
-    history = _column_history(dataset, added) if added and dataset.current_version_id else {}
+    history = _column_history(dataset, added) if added and dataset.current_version_id and default is None else {}
     specs, held, tightened = [], [], []
     for spec in registration.columns:
         key = spec.name.lower()
-        before = current.get(key) or history.get(key)
+        before = current.get(key) or history.get(key) or ((default, Protection.NONE) if default is not None else None)
         if before is None:
             specs.append(spec)
             continue
@@ -94,7 +101,15 @@ def registration_hold_back(*, dataset: Dataset, registration):
         specs.append(replace(spec, **kept) if kept else spec)
     if held:
         registration = replace(registration, columns=specs, snapshots=[spec.snapshot() for spec in specs])
-    return registration, held, tightened
+    floor = None
+    tier_now = decisions.dataset_tier(dataset) if dataset.current_version_id or default is not None else None
+    tier_after = max((spec.sensitivity for spec in specs), default=Sensitivity.PUBLIC)
+    if tier_now is not None and tier_after < tier_now:
+        removed = sorted(name for name, (level, _) in current.items()
+                         if level > tier_after and name not in {spec.name.lower() for spec in specs})
+        floor = (tier_now, {"sensitivity": _change(Sensitivity(tier_now).label, Sensitivity(tier_after).label),
+                            "removed": removed})
+    return registration, held, tightened, floor
 
 
 def _change(before, after) -> dict:
@@ -117,9 +132,12 @@ def tags_split(*, dataset: Dataset, tags: list[str]) -> tuple[list[str], dict | 
     """``(tags now, held, tightened)``: a tag the role matrix reads is added only by a proposal;
     removing one, or changing any other tag, applies at once."""
     current = list(dataset.tags or [])
-    added = sorted((set(tags) - set(current)) & MATRIX_TAGS)
-    removed = sorted((set(current) - set(tags)) & MATRIX_TAGS)
-    now = [tag for tag in tags if tag not in added]
+    # Spelling does not matter: "Aggregated" would otherwise slip past as an ordinary tag.
+    had = {tag.strip().lower() for tag in current}
+    wanted = {tag.strip().lower() for tag in tags}
+    added = sorted((wanted - had) & MATRIX_TAGS)
+    removed = sorted((had - wanted) & MATRIX_TAGS)
+    now = [tag for tag in tags if tag.strip().lower() not in added]
     return now, ({"add": added} if added else None), ({"remove": removed} if removed else None)
 
 
@@ -155,7 +173,8 @@ def proposal_create(*, principal, changes: dict, dataset: Dataset | None = None,
     if pending is not None:
         return pending
     if dataset is not None:
-        tiers = [_tier_of(dataset)] if ("owners" in changes or "tags" in changes or "stewards" in changes) else []
+        tiers = ([_tier_of(dataset)] if ("owners" in changes or "tags" in changes or "stewards" in changes
+                                         or "dataset" in changes) else [])
         tiers += [_SENSITIVITY_BY_LABEL[column["sensitivity"]["from"]] for column in changes.get("columns", [])
                   if "sensitivity" in column]
         # A protection change is judged by the tier of the column it protects.
@@ -175,6 +194,8 @@ def proposal_create(*, principal, changes: dict, dataset: Dataset | None = None,
     )
     proposal.impact = proposal_impact(proposal)
     proposal.save()
+    if dataset is not None:
+        proposal.reviewers.set(_dataset_reviewers(dataset, principal))
     audit_record(actor=principal, action="proposal.created", obj=proposal, dataset=dataset, remote_addr=remote_addr,
                  reason=proposal.reason, details={"subject": proposal.subject_name, "changes": changes,
                                                   "impact": proposal.impact})
@@ -183,6 +204,28 @@ def proposal_create(*, principal, changes: dict, dataset: Dataset | None = None,
     proposal_id = proposal.pk
     transaction.on_commit(lambda: tasks.access_notify.delay("proposal_created", proposal_id=proposal_id), robust=True)
     return proposal
+
+
+def _dataset_reviewers(dataset: Dataset, proposer) -> list[int]:
+    """Owners and stewards (members of steward groups included) who may review a proposal on the
+    dataset: not the proposer, and not whoever the proposer named steward."""
+    from django.contrib.auth.models import Group
+
+    from access.models import AuditEvent, DatasetGroupObjectPermission, DatasetUserObjectPermission
+
+    named = AuditEvent.objects.filter(action="steward.added", dataset=dataset, actor=proposer).values_list(
+        "details", flat=True)
+    named_users = {entry.get("user") for entry in named if entry.get("user")}
+    named_groups = {entry.get("group") for entry in named if entry.get("group")}
+    groups = Group.objects.filter(pk__in=DatasetGroupObjectPermission.objects.filter(
+        content_object=dataset, permission__codename=STEWARD_PERMISSION).values("group_id")).exclude(name__in=named_groups)
+    ids = set(dataset.owners.values_list("pk", flat=True))
+    ids |= set(User.objects.filter(pk__in=DatasetUserObjectPermission.objects.filter(
+        content_object=dataset, permission__codename=STEWARD_PERMISSION).values("user_id")).exclude(
+        username__in=named_users).values_list("pk", flat=True))
+    ids |= set(User.objects.filter(groups__in=groups).values_list("pk", flat=True))
+    ids.discard(proposer.pk)
+    return sorted(ids)
 
 
 def store_change_split(*, store: DataStore, fields: dict) -> tuple[dict, dict]:
@@ -270,7 +313,15 @@ def proposal_impact(proposal: MetadataProposal) -> list[str]:
         lowered = {column["name"]: _SENSITIVITY_BY_LABEL[column["sensitivity"]["to"]]
                    for column in changes.get("columns", []) if "sensitivity" in column}
         tier_before = _tier_of(dataset)
-        tier_after = max({**tiers, **lowered}.values(), default=tier_before) if dataset.classified else tier_before
+        tier_after = max({**tiers, **lowered}.values(), default=tier_before)
+        if "dataset" in changes:
+            tier_after = min(tier_after, _SENSITIVITY_BY_LABEL[changes["dataset"]["sensitivity"]["to"]])
+            removed = changes["dataset"].get("removed") or []
+            sentences.append(f"Columns {', '.join(removed)} were dropped: the dataset stays "
+                             f"{Sensitivity(tier_before).label} until this is approved." if removed else
+                             f"The dataset stays {Sensitivity(tier_before).label} until this is approved.")
+        elif not dataset.classified:
+            tier_after = max(tier_after, tier_before)
         sentences += _sentence(_gains(matrix, (environment, tier_before, aggregated_before),
                                       (environment, tier_after, aggregated_after)), "the whole dataset")
         if tier_after < tier_before:
@@ -421,6 +472,12 @@ def _stale(proposal, dataset) -> str:
                 return f"column {change['name']} is {_PROTECTION_LABELS[column.protection]} now"
         if "owners" in changes and sorted(user.username for user in dataset.owners.all()) != changes["owners"]["from"]:
             return "its owners changed"
+        if "dataset" in changes:
+            wanted = _SENSITIVITY_BY_LABEL[changes["dataset"]["sensitivity"]["to"]]
+            if Sensitivity(dataset.sensitivity).label != changes["dataset"]["sensitivity"]["from"]:
+                return f"the dataset is {Sensitivity(dataset.sensitivity).label} now"
+            if any(column.sensitivity > wanted for column in columns.values()):
+                return f"a column above {Sensitivity(wanted).label} is back"
         return ""
     store = proposal.store
     for name in GUARDED_STORE_FIELDS:
@@ -452,6 +509,12 @@ def _apply(proposal, principal, now, dataset, *, remote_addr: str, approvers: li
                 remote_addr=remote_addr, proposal=proposal,
             )
             applied.append("classification")
+        if changes.get("dataset"):
+            tier = _SENSITIVITY_BY_LABEL[changes["dataset"]["sensitivity"]["to"]]
+            Dataset.objects.filter(pk=dataset.pk).update(sensitivity=tier, updated_at=now)
+            audit_record(actor=principal, action="dataset.classification_changed", obj=dataset, dataset=dataset,
+                         remote_addr=remote_addr, details={"dataset": changes["dataset"], "proposal": proposal.pk})
+            applied.append("dataset tier")
         if changes.get("owners"):
             users = list(User.objects.filter(username__in=changes["owners"]["to"], is_active=True))
             dataset.owners.set(users)
@@ -493,19 +556,28 @@ def _apply(proposal, principal, now, dataset, *, remote_addr: str, approvers: li
                  details={"changes": changes, "approvals": approvers})
 
 
+def proposals_viewed(*, principal, proposals, remote_addr: str = "", via: str) -> None:
+    """Audit the Restricted columns that a page or an answer listing these proposals names (a
+    proposal's diff shows their names and tiers), as the dataset page does for its columns."""
+    from access.grants import restricted_columns_viewed
+
+    restricted = Sensitivity.RESTRICTED.label
+    shown = {}
+    for proposal in proposals:
+        for column in proposal.changes.get("columns", []) if proposal.dataset_id else []:
+            if restricted in (column.get("sensitivity", {}).get("from"), column.get("sensitivity", {}).get("to")):
+                shown.setdefault(proposal.dataset_id, (proposal.dataset, []))[1].append(column["name"])
+    restricted_columns_viewed(principal=principal, shown=list(shown.values()), remote_addr=remote_addr, via=via)
+
+
 def proposal_reviewers(proposal: MetadataProposal):
     """Who may review a proposal (``policies.can_review_proposal`` in SQL): admins and security
     engineers, and for a dataset its owners and stewards; never the proposer or a service account."""
     from django.db.models import Q
 
-    from access.models import DatasetGroupObjectPermission, DatasetUserObjectPermission
-
     condition = Q(is_superuser=True) | Q(groups__company_role__slug="security_engineer")
     if proposal.dataset_id:
-        condition |= Q(owned_datasets=proposal.dataset_id) | Q(pk__in=DatasetUserObjectPermission.objects.filter(
-            content_object=proposal.dataset_id, permission__codename=STEWARD_PERMISSION).values("user_id")) | Q(
-            groups__in=DatasetGroupObjectPermission.objects.filter(
-                content_object=proposal.dataset_id, permission__codename=STEWARD_PERMISSION).values("group_id"))
+        condition |= Q(pk__in=proposal.reviewers.values("pk"))
     return User.objects.filter(condition, is_active=True, is_service_account=False).exclude(
         pk=proposal.proposer_id).distinct()
 
@@ -517,6 +589,9 @@ def proposal_summary(proposal: MetadataProposal) -> str:
         for key in ("sensitivity", "protection"):
             if key in column:
                 parts.append(f"{column['name']} {key} {column[key]['from']} → {column[key]['to']}")
+    if "dataset" in changes:
+        tier = changes["dataset"]["sensitivity"]
+        parts.append(f"dataset sensitivity {tier['from']} → {tier['to']}")
     if "owners" in changes:
         parts.append(f"owners {', '.join(changes['owners']['from']) or '(none)'} → {', '.join(changes['owners']['to']) or '(none)'}")
     if changes.get("tags", {}).get("add"):

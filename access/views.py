@@ -725,6 +725,8 @@ def proposal_list(request):
     waiting = list(selectors.proposal_queue(user=request.user)[:PROPOSALS_PAGE_SIZE])
     for proposal in [*page.object_list, *waiting]:
         _present_proposal(proposal)
+    proposals.proposals_viewed(principal=request.user, proposals=[*page.object_list, *waiting],
+                               remote_addr=client_address(request), via="page:proposals")
     query = request.GET.copy()
     query.pop("page", None)
     return render(request, "access/proposal_list.html", {
@@ -743,10 +745,9 @@ def proposal_detail(request, pk, review_form=None):
     pending = proposal.status == ProposalStatus.PENDING
     reviewed = any(review.reviewer_id == request.user.pk for review in proposal.review_list)
     can_review = pending and not reviewed and policies.can_review_proposal(request.user, proposal)
-    if proposal.dataset_id and proposal.column_rows:
-        # The diff names columns with their tiers: reading Restricted ones is audited, as on the dataset page.
-        grants.restricted_metadata_viewed(principal=request.user, dataset=proposal.dataset,
-                                          remote_addr=client_address(request), via="page:proposal")
+    # The diff names columns with their tiers: reading Restricted ones is audited, as on the dataset page.
+    proposals.proposals_viewed(principal=request.user, proposals=[proposal], remote_addr=client_address(request),
+                               via="page:proposal")
     return render(request, "access/proposal_detail.html", {
         "proposal": proposal,
         "events": AuditEvent.objects.filter(object_type="metadataproposal", object_id=str(proposal.pk)).order_by("id")

@@ -330,7 +330,7 @@ class StoreSyncListStartApi(generics.ListAPIView):
         run = selectors.sync_run_visible(user=request.user).get(pk=run.pk)  # as it is now, if a worker already took it
         body = SyncRunSerializer(run, context=self.get_serializer_context()).data
         if created:
-            return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": body["url"]})
+            return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": str(body["url"])})
         return Response(body)
 
 

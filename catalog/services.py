@@ -104,9 +104,10 @@ def dataset_register(*, principal, payload, remote_addr: str = "") -> tuple[Data
 
 
 def _dataset_register_locked(principal, registration, store, owners, qualified_name, keep_status=False,
-                             remote_addr="", approved_changes=False):
+                             remote_addr="", approved_changes=False, lowers=False):
     from access import proposals  # access builds on the catalog
     from access.audit import audit_record
+    from access.decisions import dataset_tier
 
     dataset = (
         Dataset.objects.select_for_update(of=("self",))
@@ -123,21 +124,31 @@ def _dataset_register_locked(principal, registration, store, owners, qualified_n
         raise PermissionDenied("Only the dataset's owners or a registrar may change it.")
 
     previous = dataset.current_version
-    held, tightened, audited = {}, [], {}
-    if previous is not None and not approved_changes:
-        registration, held_columns, tightened = proposals.registration_hold_back(dataset=dataset, registration=registration)
+    # An existing dataset (registered, or discovered by lineage and counted as the default tier)
+    # changes what the decision reads only through proposals; a new one is declared as it is sent.
+    guarded = dataset.pk is not None and not approved_changes
+    was_discovered = dataset.pk is not None and not dataset.classified
+    decisions_tier = dataset_tier(dataset) if was_discovered else dataset.sensitivity
+    held, tightened, audited, floor = {}, [], {}, None
+    if guarded:
+        registration, held_columns, tightened, floor = proposals.registration_hold_back(
+            dataset=dataset, registration=registration)
         if held_columns:
             held["columns"] = held_columns
-    if dataset.pk and previous is not None and owners is not None:
-        change = proposals.owners_change(principal=principal, dataset=dataset, owners=owners)
-        if change is not None:
-            held["owners"] = change
-        owners = None  # owners of a registered dataset change only through a proposal
+        if floor is not None:
+            held["dataset"] = floor[1]
+        if owners is None and previous is None and getattr(principal, "pk", None) and not principal.is_service_account:
+            owners = [principal]  # a discovered dataset's registrant would become its owner: proposed
+        if owners is not None:
+            change = proposals.owners_change(principal=principal, dataset=dataset, owners=owners)
+            if change is not None:
+                held["owners"] = change
+            owners = None
     if registration.description is not None:
         dataset.description = registration.description
     if registration.tags is not None:
         tags = registration.tags
-        if dataset.pk and previous is not None:
+        if guarded:
             tags, held_tags, removed = proposals.tags_split(dataset=dataset, tags=tags)
             if held_tags:
                 held["tags"] = held_tags
@@ -153,11 +164,23 @@ def _dataset_register_locked(principal, registration, store, owners, qualified_n
         if audited.get("tags"):
             audit_record(actor=principal, action="dataset.tags_changed", obj=dataset, dataset=dataset,
                          remote_addr=remote_addr, details=audited["tags"])
+        if created and was_discovered:  # its first classification: what the decision read until now was a default
+            audit_record(actor=principal, action="dataset.classified", obj=dataset, dataset=dataset,
+                         remote_addr=remote_addr, details={
+                             "sensitivity": Sensitivity(dataset.sensitivity).label, "discovered": was_discovered,
+                             "owners": sorted(user.username for user in dataset.owners.all()),
+                             "tags": dataset.tags, "version": dataset.current_version.number,
+                             "columns": {spec.name: spec.snapshot()["sensitivity"] for spec in registration.columns
+                                         if spec.sensitivity >= Sensitivity.SENSITIVE},
+                         })
         if held:
+            reason = f"Registered by {getattr(principal, 'username', '') or 'a pipeline'}" + (
+                f" as {registration.registered_by}" if registration.registered_by else "")
+            if was_discovered:
+                reason += (". First classification of a dataset nobody had classified: it counted as "
+                           f"{Sensitivity(decisions_tier).label} until now.")
             dataset.pending_proposal = proposals.proposal_create(
-                principal=principal, dataset=dataset, changes=held, remote_addr=remote_addr,
-                reason=f"Registered by {getattr(principal, 'username', '') or 'a pipeline'}"
-                       + (f" as {registration.registered_by}" if registration.registered_by else ""),
+                principal=principal, dataset=dataset, changes=held, remote_addr=remote_addr, reason=reason,
             )
         return dataset, created
 
@@ -168,6 +191,10 @@ def _dataset_register_locked(principal, registration, store, owners, qualified_n
         return finish(False)
 
     dataset.sensitivity = max((spec.sensitivity for spec in registration.columns), default=Sensitivity.PUBLIC)
+    if floor is not None:  # columns dropped: the dataset stays at its tier until a reviewer lowers it
+        dataset.sensitivity = max(dataset.sensitivity, floor[0])
+    elif previous is not None and not lowers:  # a raise (a suggestion) never lowers a tier held up
+        dataset.sensitivity = max(dataset.sensitivity, decisions_tier)
     dataset.classified = True  # someone declared every column's sensitivity
     dataset.qualified_name = qualified_name
     if not keep_status:  # a pipeline registering a new schema says the dataset is alive
@@ -199,7 +226,7 @@ def _dataset_register_locked(principal, registration, store, owners, qualified_n
         grants_end_outgrown_after_commit([dataset.pk])  # grants approved for less sensitive data end
     if owners is not None:
         dataset.owners.set(owners)
-    elif previous is None and getattr(principal, "pk", None) and not principal.is_service_account:
+    elif not guarded and previous is None and getattr(principal, "pk", None) and not principal.is_service_account:
         dataset.owners.add(principal)
     return finish(True)
 
@@ -380,7 +407,8 @@ def dataset_columns_reclassify(*, principal, dataset: Dataset, changes: dict[str
     )
     # A classification is not a sign of life: a deprecated dataset stays deprecated.
     dataset, _ = _dataset_register_locked(principal, registration, dataset.store, None, dataset.qualified_name,
-                                          keep_status=True, remote_addr=remote_addr, approved_changes=True)
+                                          keep_status=True, remote_addr=remote_addr, approved_changes=True,
+                                          lowers=proposal is not None)
     if audited:
         details = {"columns": audited, "version": dataset.current_version.number}
         if proposal is not None:

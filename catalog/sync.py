@@ -509,8 +509,11 @@ class _Writer:
         for dataset, table, specs, snapshots, fingerprint, existing, reactivated in changed:
             if reactivated:
                 dataset.status, dataset.deprecated_by_sync = DatasetStatus.ACTIVE, False
-            dataset.sensitivity = max((s.sensitivity for s in specs), default=Sensitivity.PUBLIC)
-            dataset.classified = True  # a discovered dataset gets its columns' declared tiers with its first version
+            # A sync never lowers what the decision reads: a column gone from the warehouse leaves the
+            # dataset's tier where it was (lowering it is a proposal someone reviews), and a dataset
+            # nobody classified stays unclassified (the sync's Regular for new columns is a placeholder).
+            dataset.sensitivity = max(max((s.sensitivity for s in specs), default=Sensitivity.PUBLIC),
+                                      dataset.sensitivity)
             if table.comment and not dataset.description:
                 dataset.description = table.comment
             touched.append(dataset)

@@ -122,10 +122,20 @@ def dataset_detail(request, pk):
             "versions": selectors.dataset_version_list(dataset=dataset),
             "can_edit": policies.can_edit_dataset(request.user, dataset),
             "pending_proposals": _pending_proposals(dataset),
+            "held_above": _held_above(dataset, current),
             **access_views.dataset_access_actions(user=request.user, dataset=dataset),
             **lineage_views.dataset_lineage_context(user=request.user, dataset=dataset, query=request.GET),
         },
     )
+
+
+def _held_above(dataset: Dataset, current) -> str:
+    """The tier its columns reach, when the dataset is held above it (columns of a higher tier were
+    dropped; lowering the dataset waits for a reviewer), else ""."""
+    if current is None or not dataset.classified:
+        return ""
+    reached = max((Sensitivity[column["sensitivity"].upper()] for column in current.columns), default=Sensitivity.PUBLIC)
+    return Sensitivity(reached).label if reached < dataset.sensitivity else ""
 
 
 def _pending_proposals(dataset: Dataset) -> list:

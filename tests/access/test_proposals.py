@@ -13,6 +13,7 @@ one; Pat is a platform engineer.
 
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.test import Client
 from rest_framework.test import APIClient
 
 from access import decisions, grants, proposals
@@ -367,3 +368,87 @@ def test_a_bad_environment_is_a_field_error(prod, cast):
     with pytest.raises(ValidationError) as error:
         store_save(principal=cast["pat"], store=prod, environment="moon")
     assert "environment" in error.value.message_dict
+
+
+# What an insider tried next (found by an attack pass through the running server) ------------------
+
+
+def test_dropping_the_sensitive_columns_does_not_lower_the_dataset(customers, prod, cast):
+    response = _register(cast["dave"], prod, columns=[column_payload("id", sensitivity="Regular")])
+
+    assert response.status_code == 201
+    assert response.json()["sensitivity"] == "Restricted"  # held where it was
+    assert response.json()["pendingProposal"]["summary"] == "dataset sensitivity Restricted → Regular"
+    dataset = Dataset.objects.select_related("store").get(pk=customers.pk)
+    assert [c["name"] for c in dataset.current_version.columns] == ["id"]  # the schema itself lands
+    assert not decisions.access_decide(_fresh(cast["dave"]), "read", dataset)  # data engineers read Regular prod data
+    proposal = MetadataProposal.objects.get(pk=response.json()["pendingProposal"]["id"])
+    assert any("Columns email, ssn were dropped" in sentence for sentence in proposal.impact)
+    client = Client()
+    client.force_login(cast["olga"])
+    assert "held: its columns reach Regular" in client.get(f"/datasets/{customers.pk}/").content.decode()
+
+    for reviewer in ("sam", "sue"):  # Restricted in prod: two approvals, one a security engineer
+        _client(cast[reviewer]).post(f"{API}/access/proposals/{proposal.pk}/approve/", {}, format="json")
+    dataset.refresh_from_db()
+    assert dataset.sensitivity == 1
+    assert decisions.access_decide(_fresh(cast["dave"]), "read", dataset)
+
+
+def test_a_proposer_cannot_appoint_their_own_reviewer(prod, cast):
+    mia = UserFactory(username="mia", roles=["data_analyst"])
+    dana = UserFactory(username="dana", roles=["data_scientist"])
+    counts, _ = dataset_register(principal=cast["dave"], payload=registration_payload(
+        store=prod, name="crm.campaign_audience", columns=[column_payload("segment")], owners=["mia"]))
+    response = _client(mia).post(f"{API}/datasets/", registration_payload(
+        store=prod, name="crm.campaign_audience", columns=[column_payload("segment")], tags=["aggregated"]),
+        format="json")
+    proposal_id = response.json()["pendingProposal"]["id"]
+    # Mia names Dana steward (an owner may, at once) and asks her to approve.
+    assert _client(mia).post(f"{API}/datasets/{counts.pk}/stewards/", {"user": "dana"}, format="json").status_code == 201
+    refused = _client(dana).post(f"{API}/access/proposals/{proposal_id}/approve/", {}, format="json")
+    assert refused.status_code == 403
+    assert Dataset.objects.get(pk=counts.pk).tags == []
+    # Named first, then proposed: the same.
+    _client(mia).post(f"{API}/access/proposals/{proposal_id}/cancel/", {}, format="json")
+    again = _client(mia).post(f"{API}/datasets/", registration_payload(
+        store=prod, name="crm.campaign_audience", columns=[column_payload("segment")], tags=["aggregated"]),
+        format="json").json()["pendingProposal"]["id"]
+    assert _client(dana).post(f"{API}/access/proposals/{again}/approve/", {}, format="json").status_code == 403
+    # The owner's earlier stewards, and security engineers, still review it.
+    assert _client(cast["sam"]).post(f"{API}/access/proposals/{again}/approve/", {}, format="json").json()["status"] == "applied"
+
+
+def test_a_matrix_tag_in_another_spelling_is_still_proposed(prod, cast):
+    dataset, _ = dataset_register(principal=cast["dave"], payload=registration_payload(
+        store=prod, name="crm.daily_counts", columns=[column_payload("n")]))
+    response = _client(cast["dave"]).post(f"{API}/datasets/", registration_payload(
+        store=prod, name="crm.daily_counts", columns=[column_payload("n")], tags=[" Aggregated"]), format="json")
+    assert response.json()["pendingProposal"]["summary"] == "add tag aggregated"
+    assert Dataset.objects.get(pk=dataset.pk).tags == []
+
+
+def test_a_discovered_dataset_is_not_classified_public_tagged_and_claimed_at_once(prod, cast):
+    from catalog.services import dataset_discover
+
+    discovered = dataset_discover(store=prod, name="vendor.criminal_checks")
+    response = _client(cast["dave"]).post(f"{API}/datasets/", registration_payload(
+        store=prod, name="vendor.criminal_checks", owners=["dave"], tags=["aggregated"],
+        columns=[column_payload("person_id", sensitivity="Public")]), format="json")
+
+    assert response.status_code == 201
+    body = response.json()
+    assert (body["sensitivity"], body["tags"], body["owners"]) == ("Sensitive", [], [])
+    assert body["pendingProposal"]["summary"] == (
+        "person_id sensitivity Sensitive → Public; owners (none) → dave; add tag aggregated")
+    assert AuditEvent.objects.filter(action="dataset.classified", dataset=discovered).exists()
+
+
+def test_reading_restricted_columns_in_proposals_is_audited(customers, prod, cast):
+    proposal = _downgrade(customers, prod, cast, ssn="Sensitive", email="Sensitive")
+    before = AuditEvent.objects.filter(action="metadata.restricted_viewed").count()
+    _client(cast["sam"]).get(f"{API}/access/proposals/")
+    _client(cast["sam"]).get(f"{API}/access/proposals/{proposal.pk}/")
+    events = AuditEvent.objects.filter(action="metadata.restricted_viewed").order_by("id")[before:]
+    assert [(event.details["via"], event.details["columns"]) for event in events] == [
+        ("api:proposals", ["ssn"]), ("api:proposal", ["ssn"])]

@@ -10,7 +10,8 @@ from django.test import override_settings
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from access.models import AccessLevel, RolePermission
+from access.models import AccessLevel, AuditEvent, MetadataProposal, RolePermission
+from access.proposals import proposal_review
 from catalog.models import Dataset
 from catalog.services import dataset_discover, dataset_register
 from catalog.vocabulary import Sensitivity
@@ -186,10 +187,13 @@ def test_an_unclassified_tier_setting_that_is_not_a_tier_or_is_public_stops_star
             env_sensitivity("CATALOG_UNCLASSIFIED_TIER", "Sensitive", lowest="Regular")
 
 
-def test_what_flows_from_an_unclassified_column_counts_as_the_default_tier(seed, registrar):
-    # The output was registered by a person, its country column declared Public; the seed's code is unknown.
-    dataset_register(principal=registrar, payload=registration_payload(
+def test_what_flows_from_an_unclassified_column_counts_as_the_default_tier(seed, registrar, security_engineer):
+    # The output was registered by a person, its country column declared Public (below the default
+    # tier it counted as: proposed, and approved by a security engineer); the seed's code is unknown.
+    output, _ = dataset_register(principal=registrar, payload=registration_payload(
         store="warehouse", name="marts.orders_by_country", columns=[column_payload("country", sensitivity="Public")]))
+    if output.pending_proposal is not None:
+        proposal_review(principal=security_engineer, proposal=output.pending_proposal, approve=True)
     country = Node.objects.get(kind=NodeKind.COLUMN, dataset__qualified_name="warehouse.marts.orders_by_country",
                                name="country")
 
@@ -200,16 +204,31 @@ def test_what_flows_from_an_unclassified_column_counts_as_the_default_tier(seed,
 # Classifying it --------------------------------------------------------------------------------
 
 
-def test_registering_it_classifies_it(seed, registrar, registrar_client):
+def test_registering_it_classifies_it_and_a_lower_tier_is_proposed(seed, registrar, registrar_client, security_engineer):
     response = registrar_client.post("/api/v1/datasets/", registration_payload(
         store="warehouse", name=SEED, columns=[column_payload("code", sensitivity="Public")]), format="json")
 
     assert response.status_code == 201, response.content
+    # Declared, but below the default tier it counted as: that part waits for a security engineer.
+    assert response.json()["pendingProposal"]["summary"].startswith("code sensitivity Sensitive → Public")
+    detail = registrar_client.get(f"/api/v1/datasets/{seed.pk}/").json()
+    assert (detail["sensitivity"], detail["classified"]) == ("Sensitive", True)
+    assert AuditEvent.objects.filter(action="dataset.classified", dataset=seed).exists()
+
+    proposal = MetadataProposal.objects.get(pk=response.json()["pendingProposal"]["id"])
+    proposal_review(principal=security_engineer, proposal=proposal, approve=True)
     detail = registrar_client.get(f"/api/v1/datasets/{seed.pk}/").json()
     assert (detail["sensitivity"], detail["classified"]) == ("Public", True)
 
 
-def test_a_sync_that_gives_it_a_version_classifies_it(tmp_path, registrar):
+def test_registering_it_at_or_above_the_default_tier_applies_at_once(seed, registrar_client):
+    response = registrar_client.post("/api/v1/datasets/", registration_payload(
+        store="warehouse", name=SEED, columns=[column_payload("code", sensitivity="Restricted")]), format="json")
+    assert response.json()["sensitivity"] == "Restricted"
+    assert response.json()["pendingProposal"]["summary"] == "owners (none) → dave"  # claiming it is proposed too
+
+
+def test_a_sync_that_gives_it_a_version_leaves_it_unclassified(tmp_path, registrar):
     import sqlite3
 
     from catalog.connections import connection_save
@@ -228,8 +247,10 @@ def test_a_sync_that_gives_it_a_version_classifies_it(tmp_path, registrar):
         run, _ = sync_run_request(principal=engineer, store=shop, enqueue=False)
         sync_run_execute(run.pk)
 
+    # The sync's Regular for columns nobody declared is a placeholder: still decided as the default tier.
     discovered.refresh_from_db()
-    assert discovered.current_version is not None and discovered.classified
+    assert discovered.current_version is not None and not discovered.classified
+    assert discovered.sensitivity == Sensitivity.SENSITIVE
 
 
 # Listed for classifying ------------------------------------------------------------------------
