@@ -236,7 +236,9 @@ def _aggregated_filter() -> Q:
     its case (``Aggregated`` is not the tag, as the decision says)."""
     if connection.vendor == "postgresql":
         return Q(tags__contains=[AGGREGATED_TAG])
-    return Q(tags__regex=f'"{AGGREGATED_TAG}"')
+    # A whole element of the JSON array: after "[" or ", " and before "," or "]" (a quote inside a
+    # tag is escaped as \", so '"\"aggregated"' is not it).
+    return Q(tags__regex=rf'(\[|, )"{AGGREGATED_TAG}"(,|\])')
 
 
 def dataset_visibility_filter(user) -> Q | None:

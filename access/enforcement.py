@@ -93,7 +93,12 @@ def grant_privileges(grant: Grant) -> tuple[str, ...]:
 
 
 def _table_parts(dataset: Dataset) -> tuple[str, ...]:
-    return (dataset.schema, dataset.name) if dataset.schema else (dataset.name,)
+    if not dataset.schema:
+        # Without a schema PostgreSQL's search path would pick the table: a dataset named "users"
+        # could be granted on the catalog's "public.users" under another classification.
+        raise EnforcementError(f"{dataset.qualified_name} names no schema; the catalog grants only on "
+                               f"<schema>.<table> in PostgreSQL.")
+    return (dataset.schema, dataset.name)
 
 
 def _grant_is_live(grant: Grant, now) -> bool:
@@ -571,7 +576,7 @@ def _reconcile_store(store: DataStore, report: ReconcileReport) -> None:
     )
 
     # Read what the warehouse holds, then compare it with what the catalog gives.
-    datasets = list(Dataset.objects.filter(store=store).order_by("pk"))
+    datasets = list(Dataset.objects.filter(store=store).exclude(schema="").order_by("pk"))  # see _table_parts
     roles = {role for role in User.objects.exclude(warehouse_role="").values_list("warehouse_role", flat=True)
              if not warehouse_role_reserved(role)}
     if not datasets:  # with no role mapped, grants to PUBLIC are still worth reporting

@@ -81,7 +81,9 @@ def can_review_proposal(user, proposal) -> bool:
     if user.is_superuser or _is_security_engineer(user):
         return True
     # The dataset's owners and stewards as they were when it was proposed, not named by the proposer.
-    return bool(proposal.dataset_id) and proposal.reviewers.filter(pk=user.pk).exists()
+    # (and still an owner or steward now: a removed steward no longer reviews).
+    return (bool(proposal.dataset_id) and proposal.reviewers.filter(pk=user.pk).exists()
+            and is_steward(user, proposal.dataset))
 
 
 def can_manage_stores(user) -> bool:

@@ -201,7 +201,7 @@ def proposal_queue(*, user):
         return _proposal_base().none()
     pending = proposal_visible(user=user).filter(status=ProposalStatus.PENDING).exclude(proposer=user)
     if not (user.is_superuser or decisions.is_security_engineer(user)):
-        pending = pending.filter(reviewers=user)  # ``policies.can_review_proposal``
+        pending = pending.filter(Q(reviewers=user) & decisions.stewarded_filter(user, "dataset"))  # ``can_review_proposal``
     return pending.exclude(Exists(ProposalReview.objects.filter(proposal=OuterRef("pk"), reviewer=user))).order_by(
         "created_at", "pk"
     )

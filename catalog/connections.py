@@ -161,6 +161,12 @@ def connection_save(*, principal, store: DataStore, password: str | None = None,
         new_sealed = {name: value for name, value in sealed_given.items() if not _removes(value)}
         for name, texts in connector.problems(connection, new_sealed).items():
             errors.setdefault(name, texts)
+        twin = _connected_elsewhere(connection) if "database" not in errors and "host" not in errors else None
+        if twin is not None:
+            # One database, one store: a second store (in dev, say) on the same database would show its
+            # tables under another environment and classification than the store that holds them.
+            errors["database"] = [f"This database is already connected as store '{twin.name}' "
+                                  f"({twin.environment}): sync it there."]
         moved = any(getattr(connection, name) != before for name, before in zip(REACH_FIELDS, reached_before))
         if connection.pk and moved and connection.secret_id and password is None and "password" not in errors:
             # The stored password goes only where it was entered for, never to a new place.
@@ -248,6 +254,22 @@ def _schedule_sync(connection: Connection, cron: dict | None) -> None:
     if connection.periodic_task_id != task.pk:
         connection.periodic_task = task
         connection.save(update_fields=["periodic_task"])
+
+
+def _connected_elsewhere(connection: Connection) -> DataStore | None:
+    """Another store whose connection reaches the same database (same platform, host, port and
+    database; for file platforms the same file, links resolved), if any."""
+    import os
+
+    platform = connection.store.platform
+    others = Connection.objects.filter(store__platform=platform).exclude(store=connection.store).select_related("store")
+    if platform in FILE_PLATFORMS:
+        target = os.path.realpath(connection.database) if connection.database else ""
+        return next((other.store for other in others
+                     if other.database and os.path.realpath(other.database) == target), None)
+    host = (connection.host or "").strip().lower()
+    twin = others.filter(host__iexact=host, port=connection.port, database=connection.database).first()
+    return twin.store if twin is not None else None
 
 
 def connection_delete(*, principal, store: DataStore, remote_addr: str = "") -> None:

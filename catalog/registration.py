@@ -10,6 +10,7 @@ import datetime as dt
 import hashlib
 import json
 import re
+import unicodedata
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -132,6 +133,13 @@ def _string_list(errors: FieldErrors, payload: dict, key: str) -> list[str] | No
     return [item.strip() for item in value if item.strip()]
 
 
+def _disguised(name: str) -> bool:
+    """A name that would look like another on a page: invisible (format or control) characters, or
+    characters Unicode folds into others (full-width letters, ligatures)."""
+    return unicodedata.normalize("NFKC", name) != name or any(
+        unicodedata.category(char) in ("Cf", "Cc") for char in name)
+
+
 def _parse_column(errors: FieldErrors, raw, index: int) -> ColumnSpec | None:
     path = f"columns[{index}]"
     if not isinstance(raw, dict):
@@ -140,6 +148,10 @@ def _parse_column(errors: FieldErrors, raw, index: int) -> ColumnSpec | None:
     for unknown in sorted(set(raw) - KNOWN_COLUMN_FIELDS):
         errors.add(f"{path}.{unknown}", "Unknown field.")
     name = string_field(errors, raw, "name", f"{path}.name", required=True, max_length=255)
+    if name and _disguised(name):
+        errors.add(f"{path}.name", "Contains invisible or look-alike characters (e.g. a zero-width space or "
+                                   "full-width letters): spell the name as the warehouse does.")
+        name = None
     type_ = string_field(errors, raw, "type", f"{path}.type", required=True, max_length=128)
     description = string_field(errors, raw, "description", f"{path}.description")
     parsed = {}

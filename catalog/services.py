@@ -24,6 +24,11 @@ def _resolve_owners(usernames: list[str] | None):
     return users
 
 
+# Platforms whose tables always live in a schema (an unqualified name is the search path's choice).
+SCHEMA_PLATFORMS = ("postgresql", "redshift")
+
+_SENSITIVITY_BY_LABEL = {label: value for value, label in Sensitivity.choices}
+
 COLUMN_FIELDS = [
     "position", "description", "mode", "type", "originating_source_kind", "originating_source_name",
     "sensitivity", "protection",
@@ -92,6 +97,11 @@ def dataset_register(*, principal, payload, remote_addr: str = "") -> tuple[Data
     store = DataStore.objects.filter(name=registration.store).first()
     if store is None:
         raise ValidationError({"store": [f"Unknown store '{registration.store}'."]})
+    if store.platform in SCHEMA_PLATFORMS and not registration.schema:
+        # Else "users" and "public.users" would be two datasets, with two classifications, of one table.
+        raise ValidationError({"name": [
+            f"Tables in {store.get_platform_display()} live in a schema: name it as <schema>.<table>, "
+            f"e.g. public.{registration.name}."]})
     owners = _resolve_owners(registration.owners)
     qualified_name = Dataset.build_qualified_name(store.name, registration.schema, registration.name)
     try:
@@ -195,6 +205,11 @@ def _dataset_register_locked(principal, registration, store, owners, qualified_n
         dataset.sensitivity = max(dataset.sensitivity, floor[0])
     elif previous is not None and not lowers:  # a raise (a suggestion) never lowers a tier held up
         dataset.sensitivity = max(dataset.sensitivity, decisions_tier)
+    elif previous is not None:  # an approved lowering of columns: a tier held up for dropped columns stays
+        reached = max((_SENSITIVITY_BY_LABEL[column["sensitivity"]] for column in previous.columns),
+                      default=Sensitivity.PUBLIC)
+        if decisions_tier > reached:
+            dataset.sensitivity = max(dataset.sensitivity, decisions_tier)
     dataset.classified = True  # someone declared every column's sensitivity
     dataset.qualified_name = qualified_name
     if not keep_status:  # a pipeline registering a new schema says the dataset is alive

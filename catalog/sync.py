@@ -292,13 +292,36 @@ def _known_columns(version) -> dict[str, _Known]:
         return {}
     known = {}
     for snapshot in version.columns:
-        kind, _, name = (snapshot.get("originatingSource") or "").partition(":")
-        known[snapshot["name"].lower()] = _Known(
-            type=snapshot["type"], description=snapshot.get("description") or "",
-            sensitivity=SENSITIVITY_BY_LABEL[snapshot["sensitivity"]],
-            protection=PROTECTION_BY_LABEL[snapshot["protection"]],
-            originating_source_kind=kind, originating_source_name=name,
-        )
+        known[snapshot["name"].lower()] = _known_of(snapshot)
+    return known
+
+
+def _known_of(snapshot: dict) -> _Known:
+    kind, _, name = (snapshot.get("originatingSource") or "").partition(":")
+    return _Known(
+        type=snapshot["type"], description=snapshot.get("description") or "",
+        sensitivity=SENSITIVITY_BY_LABEL[snapshot["sensitivity"]],
+        protection=PROTECTION_BY_LABEL[snapshot["protection"]],
+        originating_source_kind=kind, originating_source_name=name,
+    )
+
+
+def _known_columns_with_history(dataset, table: HarvestedTable) -> dict[str, _Known]:
+    """The dataset's current columns, and for a column the warehouse has again after a version
+    dropped it, its last recorded metadata: a dropped column comes back as it was classified,
+    never as a new Regular one (one query, only when such a column appears)."""
+    known = _known_columns(dataset.current_version)
+    missing = {column.name.lower() for column in table.columns} - set(known)
+    if not missing or dataset.current_version is None or dataset.current_version.number == 1:
+        return known
+    for columns in dataset.versions.filter(number__lt=dataset.current_version.number).order_by("-number").values_list(
+            "columns", flat=True).iterator(chunk_size=20):
+        for snapshot in columns:
+            key = snapshot["name"].lower()
+            if key in missing and key not in known:
+                known[key] = _known_of(snapshot)
+        if missing <= set(known):
+            break
     return known
 
 
@@ -433,7 +456,7 @@ class _Writer:
                 failed_names.append(qualified_name)
                 counts["failed_count"] += 1
                 continue
-            specs = _column_specs(table, _known_columns(dataset.current_version) if dataset else {})
+            specs = _column_specs(table, _known_columns_with_history(dataset, table) if dataset else {})
             snapshots = [spec.snapshot() for spec in specs]
             fingerprint = schema_fingerprint(snapshots)
             if dataset is None:

@@ -452,3 +452,106 @@ def test_reading_restricted_columns_in_proposals_is_audited(customers, prod, cas
     events = AuditEvent.objects.filter(action="metadata.restricted_viewed").order_by("id")[before:]
     assert [(event.details["via"], event.details["columns"]) for event in events] == [
         ("api:proposals", ["ssn"]), ("api:proposal", ["ssn"])]
+
+
+# A second insider pass ------------------------------------------------------------------------------
+
+
+def test_an_approved_column_lowering_keeps_a_tier_held_for_dropped_columns(customers, prod, cast):
+    # Proposed while ssn was there; ssn dropped since (the tier held at Restricted, proposed apart).
+    proposal = _downgrade(customers, prod, cast, ssn="Restricted", email="Public")
+    assert "dataset" not in proposal.changes
+    without_ssn = [column_payload("id", sensitivity="Regular"),
+                   column_payload("email", sensitivity="Sensitive", protection="Hashed")]
+    held = _register(cast["dave"], prod, columns=without_ssn).json()
+    assert held["sensitivity"] == "Restricted"
+
+    for reviewer in ("olga", "sam"):  # email Sensitive -> Public: the owner and a security engineer
+        _client(cast[reviewer]).post(f"{API}/access/proposals/{proposal.pk}/approve/", {}, format="json")
+
+    assert MetadataProposal.objects.get(pk=proposal.pk).status == ProposalStatus.APPLIED
+    assert _column(customers, "email").sensitivity == 0
+    # The email change landed; the tier held up for the dropped ssn did not go with it.
+    dataset = Dataset.objects.select_related("store").get(pk=customers.pk)
+    assert dataset.sensitivity == 3
+    assert not decisions.access_decide(_fresh(cast["dave"]), "read", dataset)
+    assert MetadataProposal.objects.get(pk=held["pendingProposal"]["id"]).status == ProposalStatus.PENDING
+
+
+def test_what_a_pipeline_proposes_needs_a_security_engineer(prod, cast):
+    from tests.factories import service_account_with_key
+
+    pipeline, _ = service_account_with_key(username="etl-bot")
+    dataset, _ = dataset_register(principal=cast["dave"], payload=registration_payload(
+        store=prod, name="crm.visits", columns=[column_payload("page", sensitivity="Regular")], owners=["olga"]))
+    response = _client(pipeline).post(f"{API}/datasets/", registration_payload(
+        store=prod, name="crm.visits", columns=[column_payload("page", sensitivity="Public")]), format="json")
+    proposal = MetadataProposal.objects.get(pk=response.json()["pendingProposal"]["id"])
+    assert proposal.security_approval_required
+
+    # Whoever runs the pipeline may own the dataset: the owner's approval alone does not apply it.
+    assert _client(cast["olga"]).post(f"{API}/access/proposals/{proposal.pk}/approve/", {},
+                                      format="json").json()["status"] == "pending"
+    assert Column.objects.get(dataset=dataset, name="page").sensitivity == 1
+    assert _client(cast["sam"]).post(f"{API}/access/proposals/{proposal.pk}/approve/", {},
+                                     format="json").json()["status"] == "applied"
+
+
+def test_a_steward_removed_since_no_longer_reviews(customers, prod, cast):
+    from access.selectors import proposal_queue
+
+    response = _register(cast["dave"], prod, columns=_columns(ssn="Sensitive"))
+    proposal = MetadataProposal.objects.get(pk=response.json()["pendingProposal"]["id"])
+    assert proposal.reviewers.filter(pk=cast["stella"].pk).exists()
+    assert proposal in proposal_queue(user=_fresh(cast["stella"]))
+
+    grants.dataset_steward_remove(principal=cast["olga"], dataset=customers, user=cast["stella"])
+
+    assert proposal not in proposal_queue(user=_fresh(cast["stella"]))
+    refused = _client(cast["stella"]).post(f"{API}/access/proposals/{proposal.pk}/approve/", {}, format="json")
+    assert refused.status_code in (403, 404)
+    assert proposal.reviews.count() == 0
+
+
+@pytest.mark.parametrize("tags, matches", [
+    (["aggregated"], True), (["daily", "aggregated"], True), (["aggregated", "daily"], True),
+    (["not-aggregated"], False), (['"aggregated'], False), (["aggregated-ish"], False), (["x, \"aggregated\""], False),
+    ([], False),
+])
+def test_the_sqlite_tag_filter_matches_the_tag_only_as_a_whole_element(tags, matches, monkeypatch):
+    # Django stores a JSON list on SQLite as json.dumps writes it and runs REGEXP with Python's re.
+    import json
+    import re
+    import types
+
+    monkeypatch.setattr(decisions, "connection", types.SimpleNamespace(vendor="sqlite"))
+    ((lookup, pattern),) = decisions._aggregated_filter().children
+    assert lookup == "tags__regex"
+    assert bool(re.search(pattern, json.dumps(tags))) is matches
+
+
+def test_postgresql_datasets_are_named_with_their_schema(prod, cast):
+    response = _client(cast["dave"]).post(f"{API}/datasets/", registration_payload(
+        store=prod, name="customers", columns=[column_payload("id")]), format="json")
+
+    assert response.status_code == 400
+    assert "live in a schema: name it as <schema>.<table>, e.g. public.customers" in response.json()["errors"]["name"][0]
+    assert not Dataset.objects.filter(name="customers").exists()
+
+
+def test_enforcement_never_grants_on_a_name_without_a_schema(prod):
+    from access.enforcement import EnforcementError, _table_parts
+
+    dataset = Dataset(store=prod, schema="", name="users", qualified_name="warehouse.users")
+    with pytest.raises(EnforcementError, match="names no schema"):
+        _table_parts(dataset)
+
+
+@pytest.mark.parametrize("name", ["ssn\u200b", "ｓｓｎ", "s\u00adsn", "ﬁle_id", "ssn\x07"])
+def test_column_names_with_invisible_or_look_alike_characters_are_refused(name, prod, cast):
+    response = _client(cast["dave"]).post(f"{API}/datasets/", registration_payload(
+        store=prod, name="crm.lookalikes", columns=[column_payload("id"), column_payload(name)]), format="json")
+
+    assert response.status_code == 400
+    assert "invisible or look-alike characters" in response.json()["errors"]["columns[1].name"][0]
+    assert not Dataset.objects.filter(name="lookalikes").exists()

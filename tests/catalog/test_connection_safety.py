@@ -802,3 +802,38 @@ def test_bigquery_never_connects_with_the_servers_own_credentials(db):
     connection = Connection.objects.create(store=store, database="acme-analytics")
     with pytest.raises(WarehouseError, match="needs a service-account key"):
         connector_for(connection, "").engine()
+
+
+# One database, one store --------------------------------------------------------------------------
+
+
+def test_a_second_store_on_the_same_database_is_refused(engineer_client, appdb):
+    # A dev store on the prod store's database would sync the same tables under dev's rules.
+    prod = StoreFactory(name="crm-prod", platform="postgresql", environment="prod")
+    assert engineer_client.put(connection_url(prod), {**TARGETS["postgresql"], "host": "localhost", "port": 5432},
+                               format="json").status_code == 201
+    dev = StoreFactory(name="crm-dev", platform="postgresql", environment="dev")
+
+    response = engineer_client.put(connection_url(dev), {**TARGETS["postgresql"], "host": "LocalHost", "port": 5432}, format="json")
+
+    assert response.status_code == 400
+    assert "already connected as store 'crm-prod' (prod)" in response.json()["errors"]["database"][0]
+    assert not Connection.objects.filter(store=dev).exists()
+    # Another database on the same server is another store's business.
+    other = engineer_client.put(connection_url(dev), {**TARGETS["postgresql"], "host": "localhost", "database": "test",
+                                                      "port": 5432},
+                                format="json")
+    assert other.status_code == 201, other.json()
+
+
+def test_a_second_store_on_the_same_file_is_refused_even_through_a_link(engineer_client, file_stores):
+    path = make_sqlite(file_stores / "shop.sqlite3")
+    first = StoreFactory(name="shop", platform="sqlite")
+    assert engineer_client.put(connection_url(first), {"database": path}, format="json").status_code == 201
+    second = StoreFactory(name="shop-dev", platform="sqlite", environment="dev")
+
+    response = engineer_client.put(connection_url(second), {"database": _symlink(file_stores / "alias.sqlite3", path)},
+                                   format="json")
+
+    assert response.status_code == 400
+    assert "store 'shop'" in response.json()["errors"]["database"][0]

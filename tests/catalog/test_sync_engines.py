@@ -384,6 +384,34 @@ def test_sensitivity_and_protection_set_in_the_catalog_survive_the_next_sync(wh,
     assert customers.versions.count() == 2
 
 
+def test_a_dropped_column_that_comes_back_keeps_its_classification(sqlite_wh, engineer, registrar):
+    # A table that loses a Restricted column and gets it back must not bring it back as Regular:
+    # the sync reads the column's last classification from the versions before.
+    store = connect(sqlite_wh, engineer)
+    sync(store, engineer)
+    customers = dataset(sqlite_wh, store, "sales", "customers")
+    columns = []
+    for snapshot in customers.current_version.columns:
+        column = {key: snapshot[key] for key in ("name", "type", "mode", "description", "sensitivity", "protection")}
+        if snapshot["name"] == "phone":
+            column.update(sensitivity="Restricted", protection="Masked")
+        columns.append(column)
+    dataset_register(principal=registrar, payload={
+        "name": customers.registration_name, "store": store.name, "columns": columns,
+    })
+    sqlite_wh.drop_column("sales", "customers", "phone")
+    sync(store, engineer)
+    assert not Column.objects.filter(dataset=customers, name="phone").exists()
+    sqlite_wh.add_column("sales", "customers", "phone", "VARCHAR(40)")
+
+    sync(store, engineer)
+
+    phone = Column.objects.get(dataset=customers, name="phone")
+    assert (phone.sensitivity, phone.protection) == (Sensitivity.RESTRICTED, Protection.MASKED)
+    customers.refresh_from_db()
+    assert customers.sensitivity == Sensitivity.RESTRICTED
+
+
 def test_accepted_suggestion_survives_the_next_sync(wh, engineer, registrar):
     store = connect(wh, engineer)
     sync(store, engineer)
