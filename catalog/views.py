@@ -26,7 +26,7 @@ from access import views as access_views
 from catalog import selectors, services
 from catalog.connections import FILE_PLATFORMS, connection_delete, connection_save, connection_test
 from catalog.connectors import CONNECTORS
-from catalog.diffs import BREAKING_FIELDS
+from catalog.diffs import field_change_is_breaking
 from catalog.filtersets import DatasetFilterSet
 from catalog.forms import (
     ColumnFormSet,
@@ -249,7 +249,7 @@ def _changed_column(change: dict) -> dict:
             "label": FIELD_LABELS[key],
             "from": change["fields"][key]["from"],
             "to": change["fields"][key]["to"],
-            "breaking": key in BREAKING_FIELDS,
+            "breaking": field_change_is_breaking(key, change["fields"][key]),
         }
         for key in FIELD_LABELS
         if key in change["fields"]

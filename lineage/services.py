@@ -347,7 +347,9 @@ def lineage_view_edges_sync(*, view: Dataset, lineage, resolve_schema=lambda sch
 
     Tables are looked up in the view's store (``resolve_schema`` maps a warehouse schema to
     the catalog's); tables the catalog does not know are skipped. Edges of kind ``view``
-    that the definition no longer gives are removed.
+    into the view or any of its column nodes that the definition no longer gives are removed,
+    those into a column the view no longer has included; edges of other kinds (OpenLineage,
+    originating sources) are left as they are.
     """
     store = view.store
     wanted_tables = {
@@ -386,9 +388,11 @@ def lineage_view_edges_sync(*, view: Dataset, lineage, resolve_schema=lambda sch
                     description=f"{EdgeKind(source.kind).label} in the view definition",
                 ))
     wanted = {(spec.source_id, spec.target_id) for spec in specs}
-    own_node_ids = [view_node.pk, *[node.pk for node in view_columns.values()]]
+    # Into every column node of the view, not only its current columns': a column the view was
+    # redefined without keeps its node (its history), but no longer an edge from the definition.
+    into_view = Q(target_id=view_node.pk) | Q(target__kind=NodeKind.COLUMN, target__dataset=view)
     stale = [
-        edge.pk for edge in Edge.objects.filter(target_id__in=own_node_ids, kind=EdgeKind.VIEW)
+        edge.pk for edge in Edge.objects.filter(into_view, kind=EdgeKind.VIEW)
         if (edge.source_id, edge.target_id) not in wanted
     ]
     touched = set()

@@ -11,6 +11,7 @@ import uuid
 import pytest
 from django.core import mail
 from django.core.exceptions import ValidationError
+from rest_framework.test import APIClient
 
 from catalog.connections import connection_save
 from catalog.models import (
@@ -276,6 +277,87 @@ def test_view_definition_gives_dataset_and_column_edges(wh, engineer):
         ("customers", "id", "customer_id"), ("customers", "email", "email"),
         ("orders", "id", "order_count"), ("orders", "amount", "total_amount"),
     } <= column_edges
+
+
+def redefine_customer_totals(wh):
+    """The view without ``email`` and with a new ``last_order_at`` (PostgreSQL cannot drop a view's
+    column with CREATE OR REPLACE, so it is dropped and made again, as people do)."""
+    customers, orders = wh.table("sales", "customers"), wh.table("sales", "orders")
+    totals = wh.table("sales", "customer_totals")
+    wh.execute(
+        f"DROP VIEW {totals}",
+        f"CREATE VIEW {totals} AS SELECT c.id AS customer_id, COUNT(o.id) AS order_count, "
+        f"SUM(o.amount) AS total_amount, MAX(o.created_at) AS last_order_at "
+        f"FROM {customers} c JOIN {orders} o ON o.customer_id = c.id GROUP BY c.id",
+    )
+
+
+def column_edges_into(client, view) -> set[tuple[str, str, str, str]]:
+    """``(kind, source dataset, source column, view column)`` of the column edges into ``view``, as
+    the lineage API shows them (every column node of the view, dropped ones included)."""
+    response = client.get(
+        f"/api/v1/datasets/{view.pk}/lineage/", {"level": "column", "direction": "upstream", "depth": 1}
+    )
+    assert response.status_code == 200, response.content
+    graph = response.json()
+    nodes = {node["id"]: node for node in graph["nodes"]}
+
+    def named(node_id):  # (table, column) for a column, ("source", kind:name) for an external source
+        node = nodes[node_id]
+        return (node["dataset"]["qualifiedName"].rpartition(".")[2] if node["dataset"] else "source"), node["label"]
+
+    return {
+        (edge["kind"], *named(edge["source"]), nodes[edge["target"]]["label"])
+        for edge in graph["edges"] if nodes[edge["target"]]["dataset"] and nodes[edge["target"]]["dataset"]["id"] == view.pk
+    }
+
+
+@pytest.mark.parametrize("platform", ["postgresql", "mysql"])
+def test_a_redefined_view_has_exactly_the_column_edges_of_its_new_sql(platform, tmp_path, engineer, registrar):
+    with warehouse(platform, tmp_path) as wh:
+        store = connect(wh, engineer)
+        sync(store, engineer)
+        view = dataset(wh, store, "sales", "customer_totals")
+        customers = dataset(wh, store, "sales", "customers")
+        client = APIClient()
+        client.force_login(registrar)
+        # Edges from elsewhere on the same view: a job's column lineage into the column the view
+        # will lose, and an originating source registered on a column it keeps.
+        event = {
+            "eventType": "COMPLETE", "eventTime": "2026-11-22T10:00:00+00:00", "producer": "https://example.org/dbt",
+            "run": {"runId": str(uuid.uuid4())}, "job": {"namespace": "dbt", "name": "customer_totals_backfill"},
+            "inputs": [{"namespace": store.name, "name": customers.registration_name}],
+            "outputs": [{"namespace": store.name, "name": view.registration_name, "facets": {"columnLineage": {"fields": {
+                "email": {"inputFields": [{"namespace": store.name, "name": customers.registration_name, "field": "email",
+                                           "transformations": [{"type": "DIRECT", "subtype": "IDENTITY"}]}]},
+            }}}}],
+        }
+        assert client.post("/api/v1/lineage", event, format="json").status_code == 201
+        columns = [
+            {key: snapshot[key] for key in ("name", "type", "mode", "description", "sensitivity", "protection")}
+            | ({"originatingSource": "transactional:crm.accounts"} if snapshot["name"] == "customer_id" else {})
+            for snapshot in view.current_version.columns
+        ]
+        dataset_register(principal=registrar, payload={"name": view.registration_name, "store": store.name,
+                                                       "columns": columns})
+        before = column_edges_into(client, view)
+        assert ("view", "customers", "email", "email") in before
+        redefine_customer_totals(wh)
+
+        run = sync(store, engineer)
+
+        assert run.status == SyncStatus.SUCCEEDED, run.message
+        after = column_edges_into(client, view)
+        assert {edge for edge in after if edge[0] == "view"} == {
+            ("view", "customers", "id", "customer_id"),
+            ("view", "orders", "id", "order_count"),
+            ("view", "orders", "amount", "total_amount"),
+            ("view", "orders", "created_at", "last_order_at"),
+        }
+        assert {edge for edge in after if edge[0] != "view"} == {
+            ("copy", "customers", "email", "email"),
+            ("origin", "source", "transactional:crm.accounts", "customer_id"),
+        }
 
 
 # Schemas chosen --------------------------------------------------------------------------
