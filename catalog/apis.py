@@ -279,15 +279,27 @@ class StoreConnectionApi(APIView):
     @staticmethod
     def _save(request, store: DataStore, *, partial: bool) -> Connection:
         serializer = ConnectionSerializer(data=request.data, partial=partial)
-        serializer.is_valid(raise_exception=True)
-        fields = dict(serializer.validated_data)
+        refused = {} if serializer.is_valid() else dict(serializer.errors)
+        # Fields whose JSON was wrong are named now; the others still go through the service's
+        # checks (a cron schedule, ranges, the options' allow-list), so one 400 names them all.
+        fields = serializer.passed_data() if refused else dict(serializer.validated_data)
+        if fields is None:  # not even an object
+            raise exceptions.ValidationError(refused)
         password = fields.pop("password", None)
         if not partial:  # a replacement: what was left out goes back to its default
-            fields = {name: Connection._meta.get_field(name).get_default() for name in CONNECTION_FIELDS} | fields
-        with errors_named_as_in(serializer):
-            return connection_save(
-                principal=request.user, store=store, password=password, remote_addr=client_address(request), **fields
-            )
+            left_out = set(CONNECTION_FIELDS) - {serializer.fields[name].source for name in refused if name in serializer.fields}
+            fields = {name: Connection._meta.get_field(name).get_default() for name in left_out} | fields
+        try:
+            with errors_named_as_in(serializer):
+                connection = connection_save(
+                    principal=request.user, store=store, password=password, remote_addr=client_address(request),
+                    check_only=bool(refused), **fields,
+                )
+        except exceptions.ValidationError as exc:
+            raise exceptions.ValidationError({**exc.detail, **refused}) from None
+        if refused:
+            raise exceptions.ValidationError(refused)
+        return connection
 
 
 class StoreConnectionTestApi(APIView):

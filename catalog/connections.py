@@ -100,9 +100,14 @@ def _removes(value) -> bool:
 
 @sensitive_variables("password", "sealed_given", "sealed_values", "stored")
 def connection_save(*, principal, store: DataStore, password: str | None = None, remote_addr: str = "",
-                    **fields) -> Connection:
+                    check_only: bool = False, **fields) -> Connection:
     """Create or change the store's connection. ``password=None`` keeps the stored secret, ``""``
     removes it, anything else replaces it (sealed; never stored or logged in clear).
+
+    Every bad field is reported at once, in one ``ValidationError`` (unknown fields included),
+    and nothing is written. ``check_only=True`` checks the fields the same way and writes nothing
+    even when they are good (the API uses it for the fields that passed its JSON checks when
+    others did not, so one 400 names them all).
 
     ``options`` are driver options from the platform's allow-list, with checked values (anything
     else is an error on ``options``). Its secret ones (e.g. PostgreSQL's ``sslpassword``) are
@@ -112,11 +117,11 @@ def connection_save(*, principal, store: DataStore, password: str | None = None,
     names of the changed fields and their non-secret values.
     """
     _check(principal)
-    unknown = set(fields) - set(CONNECTION_FIELDS)
-    if unknown:
-        raise ValidationError({name: ["Unknown field."] for name in sorted(unknown)})
+    # A misspelt field is an error beside the others, never a reason to stop looking.
+    refused = {name: ["Unknown field."] for name in sorted(set(fields) - set(CONNECTION_FIELDS))}
+    fields = {name: value for name, value in fields.items() if name in CONNECTION_FIELDS}
     if store.platform not in CONNECTORS:
-        raise ValidationError({"platform": [
+        raise ValidationError({**refused, "platform": [
             f"Stores on platform '{store.platform}' cannot be synced; supported: {', '.join(CONNECTORS)}."
         ]})
     connector = CONNECTORS[store.platform]
@@ -127,7 +132,7 @@ def connection_save(*, principal, store: DataStore, password: str | None = None,
         reached_before = tuple(getattr(connection, name) for name in REACH_FIELDS)
         had_password = connection.secret_id is not None
         stored_sealed = set(connection.sealed_options or [])
-        errors = {}
+        errors = dict(refused)
         for name, value in fields.items():
             try:
                 value = _field_value(name, value)
@@ -190,6 +195,8 @@ def connection_save(*, principal, store: DataStore, password: str | None = None,
             sealed_values = {name: stored[name] for name in kept_sealed if name in stored} | new_sealed
         if errors:  # every problem at once, and nothing written
             raise ValidationError(errors)
+        if check_only:
+            return connection
         sealed_changes = {
             name: "removed" if _removes(value) else "set"
             for name, value in sealed_given.items() if not _removes(value) or name in stored_sealed

@@ -292,6 +292,19 @@ class ConnectionSerializer(serializers.Serializer):
             raise serializers.ValidationError(unknown)
         return value
 
+    def passed_data(self) -> dict | None:
+        """After ``is_valid()`` failed: the validated values of the fields that passed, for the
+        connection service to check as well, so that one 400 names every bad field. None when the
+        body is not an object at all."""
+        if not isinstance(self.initial_data, Mapping):
+            return None
+        passed = self.initial_data.copy()  # a QueryDict keeps its lists
+        for name in list(passed):
+            if name not in self.fields or name in self.errors:
+                del passed[name]
+        again = type(self)(data=passed, partial=True)
+        return dict(again.validated_data) if again.is_valid() else {}
+
 
 class ConnectionTestResultSerializer(serializers.Serializer):
     ok = serializers.BooleanField()

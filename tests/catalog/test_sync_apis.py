@@ -9,6 +9,7 @@ from django.test.utils import CaptureQueriesContext
 from django_celery_beat.models import PeriodicTask
 from rest_framework.test import APIClient
 
+from access.models import AuditEvent
 from catalog.models import (
     Column,
     ColumnSuggestion,
@@ -226,7 +227,64 @@ def test_a_bad_put_names_every_bad_field_at_once(engineer_client, shop):
         connection_url(shop), {"options": [], "includeSchemas": 3, "port": "x", "hots": "db"}, format="json"
     )
     assert response.status_code == 400
-    assert set(response.json()["errors"]) == {"options", "includeSchemas", "port", "hots"}
+    # The SQLite file path left out is as bad as the rest, and named with them.
+    assert set(response.json()["errors"]) == {"options", "includeSchemas", "port", "hots", "database"}
+
+
+def test_a_put_with_a_bad_schedule_and_an_unknown_field_names_both(engineer_client, connected_shop, warehouse):
+    before = connection_state()
+
+    response = engineer_client.put(connection_url(connected_shop), {
+        "database": str(warehouse), "password": PASSWORD, "schedule": "every night", "shedule": "0 2 * * *",
+    }, format="json")
+
+    assert response.status_code == 400
+    errors = response.json()["errors"]
+    assert set(errors) == {"schedule", "shedule"}
+    assert "five cron fields" in errors["schedule"][0]
+    assert errors["shedule"] == ["Unknown field."]
+    assert connection_state() == before
+
+
+@pytest.mark.parametrize("method", ["put", "patch"])
+def test_a_write_names_every_bad_field_whether_its_json_or_its_value_is_wrong(
+        method, engineer_client, connected_shop, warehouse):
+    # JSON types (port, excludeSchemas), unknown names (hots), and what only the service knows is
+    # wrong (the cron schedule, the sample size range, an option off the allow-list) in one answer.
+    before = connection_state()
+    body = {
+        "database": str(warehouse), "password": PASSWORD, "port": "fifty", "excludeSchemas": 3, "hots": "db",
+        "schedule": "99 2 * * *", "sampleSize": 0, "options": {"connect_timeout": "soon"},
+    }
+
+    response = getattr(engineer_client, method)(connection_url(connected_shop), body, format="json")
+
+    assert response.status_code == 400
+    errors = response.json()["errors"]
+    assert set(errors) == {"port", "excludeSchemas", "hots", "schedule", "sampleSize", "options"}
+    assert "connect_timeout" in " ".join(errors["options"])
+    assert PASSWORD not in response.content.decode()
+    assert connection_state() == before
+
+
+def test_a_first_put_with_bad_fields_of_both_kinds_creates_nothing(engineer_client, shop, warehouse):
+    response = engineer_client.put(connection_url(shop), {
+        "database": str(warehouse), "password": PASSWORD, "schedule": "every night", "sampleSize": "many",
+        "samplingEnabled": True, "colour": "blue",
+    }, format="json")
+
+    assert response.status_code == 400
+    assert set(response.json()["errors"]) == {"schedule", "sampleSize", "colour"}
+    assert connection_state() == ([], [], [])
+    assert not AuditEvent.objects.filter(action="connection.saved").exists()
+
+
+def test_a_body_that_is_not_an_object_is_400_without_other_fields(engineer_client, shop):
+    response = engineer_client.put(connection_url(shop), ["schedule", "0 2 * * *"], format="json")
+
+    assert response.status_code == 400
+    assert set(response.json()["errors"]) == {"non_field_errors"}
+    assert connection_state() == ([], [], [])
 
 
 def test_the_service_names_a_bad_schedule_with_the_other_bad_fields(engineer_client, connected_shop):
