@@ -246,6 +246,20 @@ def test_a_put_with_a_bad_schedule_and_an_unknown_field_names_both(engineer_clie
     assert connection_state() == before
 
 
+def test_the_service_names_an_unknown_field_with_the_other_bad_fields(engineer, connected_shop):
+    from django.core.exceptions import ValidationError
+
+    from catalog.connections import connection_save
+
+    before = connection_state()
+    with pytest.raises(ValidationError) as raised:
+        connection_save(principal=engineer, store=connected_shop, schedule="every night", shedule="0 2 * * *",
+                        sample_size=5000)
+
+    assert set(raised.value.message_dict) == {"schedule", "shedule", "sample_size"}
+    assert connection_state() == before
+
+
 @pytest.mark.parametrize("method", ["put", "patch"])
 def test_a_write_names_every_bad_field_whether_its_json_or_its_value_is_wrong(
         method, engineer_client, connected_shop, warehouse):
