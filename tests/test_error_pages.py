@@ -139,3 +139,13 @@ def test_make_run_turns_debug_off_and_still_serves_static_files(tmp_path):
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["False", "200", "404 True False"]
+
+
+def test_a_form_without_its_csrf_token_gets_the_catalogs_expired_form_page(reader):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(reader)
+
+    response = client.post(reverse("logout"))
+
+    assert response.status_code == 403
+    assert "This form has expired" in response.text and "Nothing was saved" in response.text
