@@ -1,6 +1,7 @@
 from django import forms
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.template.defaultfilters import pluralize
 
 from access.models import AccessLevel
 
@@ -66,7 +67,7 @@ class AccessRequestForm(AccessFormMixin, forms.Form):
         self.fields["columns"].choices = [(column.name, column.name) for column in columns]
         if max_hours:
             self.fields["duration"].widget.attrs["max"] = max_hours
-            self.fields["duration"].help_text = f"At most {max_hours} hours."
+            self.fields["duration"].help_text = f"At most {max_hours} hour{pluralize(max_hours)}."
         if ticket_required:  # the service decides (it depends on the columns asked for); this tells
             self.fields["ticket"].label = "Ticket (required)"
             self.fields["ticket"].help_text = "Required for this scope: a change or incident reference."
@@ -110,7 +111,7 @@ class BreakGlassForm(AccessFormMixin, forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["level"].choices = [c for c in LEVEL_CHOICES if c[0] in levels]
         self.fields["minutes"].widget.attrs["max"] = cap
-        self.fields["minutes"].help_text = f"At most {cap} minutes."
+        self.fields["minutes"].help_text = f"At most {cap} minute{pluralize(cap)}."
         self.fields["minutes"].initial = cap
         self.fields["level"].widget.attrs["autofocus"] = True
 

@@ -13,6 +13,7 @@ from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
+from django.template.defaultfilters import pluralize
 from django.utils import timezone
 from guardian.shortcuts import assign_perm, remove_perm
 
@@ -116,7 +117,7 @@ def _eligible_cell(user, dataset: Dataset, level: int, names: list[str], duratio
         )
     limit = timedelta(hours=cell.jit_max_hours)
     if duration > limit:
-        raise ValidationError({"duration": [f"At most {cell.jit_max_hours} hours for this scope."]})
+        raise ValidationError({"duration": [f"At most {cell.jit_max_hours} hour{pluralize(cell.jit_max_hours)} for this scope."]})
     return cell, tier
 
 

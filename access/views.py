@@ -18,6 +18,7 @@ from django.core.paginator import Paginator
 from django.db.models import Q
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -482,7 +483,7 @@ def break_glass(request, dataset_pk):
         except PermissionDenied as error:
             form.errors_apply(ValidationError(str(error)))
         else:
-            messages.success(request, f"Break-glass access is live for {data['minutes']} minutes. Every approver was told.")
+            messages.success(request, f"Break-glass access is live for {data['minutes']} minute{pluralize(data['minutes'])}. Every approver was told.")
             return redirect("access:grant-detail", pk=grant.pk)
     return render(request, "access/break_glass_form.html", {
         "dataset": dataset, "form": form, "cap": cap, "tier": dataset.sensitivity_label,

@@ -21,16 +21,22 @@ from lineage.services import (
 
 DEMO_PASSWORD = "catalog-demo"
 
+# One user per company role; the README's persona list says the same (tests/catalog/test_demo.py).
 DEMO_USERS = [
-    # username, first name, role slug
-    ("dana", "Dana", "data_scientist"),
-    ("sam", "Sam", "security_engineer"),
-    ("sofia", "Sofia", "software_engineer"),
-    ("mia", "Mia", "data_analyst"),
-    ("pete", "Pete", "product_manager"),
-    ("erin", "Erin", "executive"),
-    ("dave", "Dave", "data_engineer"),
+    # username, first name, role slug, what to try as them
+    ("dana", "Dana", "data_scientist", "asks for access: her request for appdb.public.users waits for Dave"),
+    ("sam", "Sam", "security_engineer",
+     "reviews classifications and Restricted access, reads the audit trail, lists violations"),
+    ("sofia", "Sofia", "software_engineer", "works on dev data; break-glass access to prod when on call"),
+    ("mia", "Mia", "data_analyst", "finds datasets, reads their columns and lineage; owns the marketing datasets"),
+    ("pete", "Pete", "product_manager", "sees aggregated datasets only"),
+    ("erin", "Erin", "executive", "sees aggregated datasets only"),
+    ("dave", "Dave", "data_engineer", "registers and edits datasets, accepts suggestions, approves Dana's request"),
+    ("priya", "Priya", "platform_engineer",
+     "manages stores and connections: tests the support-replica connection and syncs it"),
+    ("omar", "Omar", "ops_engineer", "reads dev and staging; break-glass access to prod when on call"),
 ]
+DEMO_ADMIN = ("admin", "administrator", "everything, and the Django admin at /admin/")
 
 STORES = [
     dict(name="appdb", kind="transactional", platform="postgresql", environment="prod", residency="CA",
@@ -197,7 +203,7 @@ PIPELINE_LINEAGE = [
 
 
 @transaction.atomic
-def demo_load() -> dict:
+def demo_load() -> None:
     """Load the demo. Idempotent: running it again changes nothing."""
     role_ensure_defaults()
     User = get_user_model()
@@ -208,7 +214,7 @@ def demo_load() -> dict:
         admin.set_password(DEMO_PASSWORD)
         admin.save()
     roles = {role.slug: role for role in Role.objects.all()}
-    for username, first_name, role_slug in DEMO_USERS:
+    for username, first_name, role_slug, _ in DEMO_USERS:
         user, created = User.objects.get_or_create(
             username=username, defaults={"first_name": first_name, "email": f"{username}@example.com"}
         )
@@ -241,7 +247,20 @@ def demo_load() -> dict:
     dataset_register(principal=pipeline, payload=MARKETING_REVIEW_SENTIMENT)
     _pipeline_lineage_load()
     _access_load()
+
+
+def demo_counts() -> dict:
+    """What the catalog holds, counted after everything is loaded (the warehouse sync adds a store
+    and its datasets, lineage may add discovered ones)."""
     return {"datasets": Dataset.objects.count(), "stores": DataStore.objects.count()}
+
+
+def demo_logins() -> list[tuple[str, str, str]]:
+    """``(username, role, what to try)`` of every demo login, the admin first."""
+    from access.roles import COMPANY_ROLES
+
+    role_names = {slug: name.lower() for slug, name, *_ in COMPANY_ROLES}
+    return [DEMO_ADMIN] + [(username, role_names[slug], hint) for username, _, slug, hint in DEMO_USERS]
 
 
 AGGREGATED_DATASETS = ["analytics.reporting.restaurant_sentiment_daily", "analytics.reporting.review_digest"]

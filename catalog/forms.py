@@ -6,6 +6,7 @@ stores themselves: the view hands what they collected to the same service the AP
 """
 
 import json
+import re
 
 from django import forms
 from django.conf import settings
@@ -141,17 +142,32 @@ def column_initial(snapshot: dict) -> dict:
     return {field: snapshot.get(key, COLUMN_DEFAULTS.get(key, "")) for key, field in COLUMN_FIELD_FOR_KEY.items()}
 
 
+# How the form names what the API names by its JSON keys, in errors shown in the browser.
+LABEL_FOR_API_KEY = {
+    "originatingSource": "Originating source",
+    "registeredBy": "Registered by",
+    "registrationTime": "Registration time",
+    "non_field_errors": "",
+}
+_COLUMN_PATH_RE = re.compile(r"columns\[(\d+)\]")
+_API_KEY_RE = re.compile(r"\b(" + "|".join(key for key in LABEL_FOR_API_KEY if key != "non_field_errors") + r")\b")
+
+
 def registration_errors_apply(error: ValidationError, *, dataset_form: DatasetForm, formset: BaseColumnFormSet,
                               rows: list[ColumnForm]) -> None:
-    """Put each error of ``dataset_register`` next to the field it is about.
+    """Put each error of ``dataset_register`` next to the field it is about, in the form's words.
 
     ``columns[i].<field>`` goes to the i-th submitted row (``rows``, blank and removed rows
-    excluded), dataset keys to the dataset form, the rest to the form's general errors.
+    excluded), dataset keys to the dataset form, the rest to the form's general errors. The
+    service speaks the API's language (``columns[0]``, ``originatingSource``); the form numbers
+    its rows from 1 as the page shows them and uses its own labels, so texts are translated.
     """
+    row_numbers = {index: formset.forms.index(row) + 1 for index, row in enumerate(rows)}
     messages = error.message_dict if hasattr(error, "error_dict") else {NON_FIELD_ERRORS: error.messages}
     for path, texts in messages.items():
         target, field = _error_target(path, dataset_form=dataset_form, formset=formset, rows=rows)
         for text in texts:
+            text = _in_form_words(text, row_numbers)
             if target is formset:
                 formset.non_form_errors().append(text)
             elif field in target.fields and not target.fields[field].disabled:
@@ -160,9 +176,22 @@ def registration_errors_apply(error: ValidationError, *, dataset_form: DatasetFo
                 # Store and name are fixed on edit, so their errors go above the form.
                 target.add_error(None, f"{target[field].label}: {text}")
             elif target is dataset_form and path != NON_FIELD_ERRORS:
-                target.add_error(None, f"{path}: {text}")
+                place = _in_form_words(path, row_numbers)
+                place = place[:1].upper() + place[1:]
+                target.add_error(None, f"{place}: {text}" if place else text)
             else:
                 target.add_error(None, text)
+
+
+def _in_form_words(text: str, row_numbers: dict[int, int]) -> str:
+    """``Duplicate column name 'id' (also columns[0])`` -> ``... (also row 1)``; API keys -> labels
+    (capitalised only where they start the text)."""
+    text = _COLUMN_PATH_RE.sub(lambda match: f"row {row_numbers.get(int(match[1]), int(match[1]) + 1)}", text)
+    text = _API_KEY_RE.sub(lambda match: LABEL_FOR_API_KEY[match[1]] if match.start() == 0
+                           else LABEL_FOR_API_KEY[match[1]].lower(), text)
+    if text in LABEL_FOR_API_KEY:
+        return LABEL_FOR_API_KEY[text]
+    return text
 
 
 def _error_target(path: str, *, dataset_form, formset, rows):

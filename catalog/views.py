@@ -4,13 +4,15 @@ They read through ``catalog.selectors``, write through ``catalog.services`` and 
 ``access.policies`` before showing an action; none of them decides a rule on its own.
 """
 
+from urllib.parse import urlsplit
+
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Prefetch
-from django.http import HttpResponse
+from django.http import HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import pluralize
 from django.urls import reverse
@@ -340,6 +342,9 @@ def _dataset_form(request, *, dataset: Dataset | None):
             "form": dataset_form,
             "formset": formset,
             "has_errors": has_errors and not focus_new_row,
+            # Listed above the table too, by the row number and label the page shows.
+            "rows_with_errors": [(number, row) for number, row in enumerate(formset.forms, start=1) if row.errors]
+            if has_errors and not focus_new_row else [],
         },
     )
 
@@ -716,24 +721,34 @@ def _suggestion_present(suggestion: ColumnSuggestion) -> ColumnSuggestion:
     return suggestion
 
 
+def _suggestion_filters(query) -> tuple[str, str]:
+    """The status (pending unless the URL says otherwise; "" for any) and store of the list's URL."""
+    status = query.get("status", SuggestionStatus.PENDING)
+    if status not in SuggestionStatus.values:
+        status = ""
+    return status, query.get("store") or ""
+
+
+def _suggestions_filtered(*, user, status: str, store_name: str):
+    suggestions = selectors.suggestion_visible(user=user)
+    if status:
+        suggestions = suggestions.filter(status=status)
+    if store_name:
+        suggestions = suggestions.filter(dataset__store__name=store_name)
+    return suggestions
+
+
 @login_required
 def suggestion_list(request):
     """The queue of classification suggestions, filtered by store and status in the URL."""
-    status = request.GET.get("status", SuggestionStatus.PENDING)
-    if status not in SuggestionStatus.values:
-        status = ""
-    store_name = request.GET.get("store") or ""
+    status, store_name = _suggestion_filters(request.GET)
     suggestions = (
-        selectors.suggestion_visible(user=request.user)
+        _suggestions_filtered(user=request.user, status=status, store_name=store_name)
         .select_related("dataset__store", "column", "decided_by", "run")
         .defer("dataset__description", "column__description")
         .prefetch_related(Prefetch("dataset__owners", to_attr="owner_list"))
         .order_by("-created_at", "dataset__qualified_name", "column__position", "-confidence", "id")
     )
-    if status:
-        suggestions = suggestions.filter(status=status)
-    if store_name:
-        suggestions = suggestions.filter(dataset__store__name=store_name)
     query = request.GET.copy()
     if "status" not in query:
         query["status"] = status
@@ -806,10 +821,19 @@ def _suggestion_decide(request, pk, *, accept: bool):
     if _is_htmx(request):
         suggestion.can_decide = True
         pending_count = selectors.suggestion_visible(user=request.user).filter(status=SuggestionStatus.PENDING).count()
-        return render(request, "catalog/partials/suggestion_row.html", {
+        context = {
             "suggestion": suggestion, "problem": problem, "decided_now": not problem, "pending_count": pending_count,
             "unclassified_count": selectors.dataset_unclassified_list(user=request.user).count(),
-        })
+        }
+        # The list's own count ("5 pending suggestions") changes with the nav's: both are swapped.
+        listed_from = urlsplit(request.POST.get("next") or "")
+        if listed_from.path == reverse("catalog:suggestion-list"):
+            status, store_name = _suggestion_filters(QueryDict(listed_from.query))
+            context.update({
+                "status": status, "store_name": store_name, "result_count": _suggestions_filtered(
+                    user=request.user, status=status, store_name=store_name).count(),
+            })
+        return render(request, "catalog/partials/suggestion_row.html", context)
     if problem:
         messages.error(request, problem)
     elif accept:

@@ -17,3 +17,9 @@ urlpatterns = [
     path("", include(("lineage.urls", "lineage"), namespace="lineage")),
     path("access/", include(("access.urls", "access"), namespace="access")),
 ]
+
+# The catalog's own error pages (with DEBUG off, as in make run and production); 405 is
+# config.errors.MethodNotAllowedPage in MIDDLEWARE.
+handler403 = "config.errors.permission_denied"
+handler404 = "config.errors.page_not_found"
+handler500 = "config.errors.server_error"

@@ -3,7 +3,10 @@
 from .base import *  # noqa: F401,F403
 from .base import CATALOG_MASTER_KEYS, SECRET_KEY, VAR_DIR, env_bool, env_paths
 
-DEBUG = env_bool("DEBUG", True)
+DEBUG = env_bool("DEBUG", True)  # scripts/run-local.sh (make run) sets DEBUG=false: the catalog's own error pages
+# Static files from the apps and static/ as they are, without collectstatic, also with DEBUG off
+# (runserver serves them only with DEBUG on; WhiteNoise's middleware serves them either way).
+WHITENOISE_USE_FINDERS = True
 SECRET_KEY = SECRET_KEY or "insecure-local-development-key-do-not-use-in-production"
 EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
 # The demo's warehouse files (catalog/demo.py) live here; never directly in var/, beside the

@@ -1,4 +1,10 @@
+import re
+from io import StringIO
+from pathlib import Path
+
 from django.core.management import call_command
+from django.test import Client
+from django.urls import reverse
 
 from access.models import Role, User
 from catalog.models import Column, Dataset, DatasetVersion, DataStore
@@ -29,9 +35,10 @@ def test_demo_has_the_guidance_platform(db):
 
 
 def test_demo_has_a_user_for_every_company_role(db):
+    from access.roles import COMPANY_ROLES
+
     call_command("load_demo")
-    for slug in ["data_scientist", "security_engineer", "software_engineer", "data_analyst",
-                 "product_manager", "executive", "data_engineer"]:
+    for slug, *_ in COMPANY_ROLES:  # the platform and operations engineers included
         assert User.objects.filter(groups__company_role__slug=slug, is_service_account=False).exists(), slug
     assert User.objects.get(username="admin").is_superuser
     assert Role.objects.get(slug="data_engineer").can_register
@@ -101,3 +108,71 @@ def test_a_demo_loaded_before_file_store_directories_is_pointed_at_the_new_file(
     assert Connection.objects.get(store__name="support-replica").database == str(
         tmp_path / "warehouses" / "demo-support-desk.sqlite3"
     )
+
+
+def printed_logins(output: str) -> dict[str, str]:
+    """``{username: role}`` of the "Demo logins" load_demo prints."""
+    logins = output.split("Demo logins", 1)[1].splitlines()[1:]
+    return dict(re.match(r"^  (\S+)\s+([^:]+):", line).groups() for line in logins if line.strip())
+
+
+def test_load_demo_prints_the_counts_of_what_the_catalog_holds_after_loading(db, settings, tmp_path):
+    settings.VAR_DIR = tmp_path
+    out = StringIO()
+
+    call_command("load_demo", stdout=out)
+
+    stores, datasets = DataStore.objects.count(), Dataset.objects.count()
+    assert DataStore.objects.filter(name="support-replica").exists()  # the synced warehouse is counted
+    assert f"Demo loaded: {stores} stores, {datasets} datasets." in out.getvalue()
+
+
+def test_load_demo_prints_every_demo_login_with_its_role(db, settings, tmp_path):
+    settings.VAR_DIR = tmp_path
+    out = StringIO()
+
+    call_command("load_demo", stdout=out)
+
+    logins = printed_logins(out.getvalue())
+    people = User.objects.filter(is_service_account=False)
+    assert set(logins) == set(people.values_list("username", flat=True))
+    for user in people.exclude(username="admin").prefetch_related("groups__company_role"):
+        roles = [group.company_role.name.lower() for group in user.groups.all()]
+        assert roles == [logins[user.username]], user.username
+    assert logins["admin"] == "administrator"
+    assert logins["priya"] == "platform engineer"
+
+
+def test_the_readme_lists_the_demo_logins_load_demo_prints(db, settings, tmp_path):
+    settings.VAR_DIR = tmp_path
+    out = StringIO()
+    call_command("load_demo", stdout=out)
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+
+    personas = readme.split("<!-- The demo personas", 1)[1].split("\n\n", 1)[0]
+
+    listed = dict(re.findall(r"^\| `(\S+)` \| ([^|]+?) \|", personas, flags=re.MULTILINE))
+
+    assert listed == printed_logins(out.getvalue())
+
+
+def test_the_demo_platform_engineer_tests_and_syncs_the_demo_warehouse(
+    db, settings, tmp_path, django_capture_on_commit_callbacks
+):
+    from catalog.models import SyncRun
+
+    settings.VAR_DIR = tmp_path
+    call_command("load_demo")
+    store = DataStore.objects.get(name="support-replica")
+    priya = Client()
+    priya.force_login(User.objects.get(username="priya"))
+
+    page = priya.get(reverse("catalog:store-detail", args=[store.pk])).content.decode()
+    assert "Test connection" in page and "Sync now" in page
+    tested = priya.post(reverse("catalog:connection-test", args=[store.pk]), HTTP_HX_REQUEST="true")
+    assert "Connected to SQLite" in tested.content.decode()
+    with django_capture_on_commit_callbacks(execute=True):  # the sync task runs eagerly once queued
+        synced = priya.post(reverse("catalog:store-sync", args=[store.pk]))
+    run = SyncRun.objects.filter(store=store).latest("pk")
+    assert synced["Location"] == reverse("catalog:sync-run-detail", args=[run.pk])
+    assert run.requested_by.username == "priya" and run.status == "succeeded"

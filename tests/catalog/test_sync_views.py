@@ -564,6 +564,32 @@ def test_htmx_accept_swaps_in_the_decided_row(engineer_web, email_suggestion):
     assert '<span id="nav-suggestion-count" hx-swap-oob="true">' in content
 
 
+def test_htmx_accept_on_the_list_updates_its_count_with_the_nav(engineer_web, email_suggestion):
+    """The page says "3 pending suggestions" and the nav 3; after one accept both say 2."""
+    listed = reverse("catalog:suggestion-list")
+    page = engineer_web.get(listed)
+    pending = ColumnSuggestion.objects.filter(status=SuggestionStatus.PENDING).count()
+    assert f"<strong>{pending}</strong> pending suggestions" in html(page)
+
+    response = engineer_web.post(reverse("catalog:suggestion-accept", args=[email_suggestion.pk]),
+                                 {"next": listed}, HTTP_HX_REQUEST="true")
+
+    content = html(response)
+    assert (f'<span id="suggestion-result-total" hx-swap-oob="true"><strong>{pending - 1}</strong> '
+            f"pending suggestion{'s' if pending - 1 != 1 else ''}</span>") in content
+    assert f'<span class="nav-count" title="{pending - 1} pending suggestion' in content
+
+
+def test_htmx_accept_keeps_the_lists_filters_in_its_count(engineer_web, email_suggestion):
+    listed = reverse("catalog:suggestion-list") + "?status=accepted&store=shop"
+
+    response = engineer_web.post(reverse("catalog:suggestion-accept", args=[email_suggestion.pk]),
+                                 {"next": listed}, HTTP_HX_REQUEST="true")
+
+    assert ('<span id="suggestion-result-total" hx-swap-oob="true"><strong>1</strong> accepted suggestion in shop'
+            in html(response))
+
+
 def test_deciding_twice_says_it_was_already_decided(engineer_web, email_suggestion):
     url = reverse("catalog:suggestion-reject", args=[email_suggestion.pk])
     engineer_web.post(url)

@@ -452,6 +452,51 @@ def test_column_error_lands_on_the_right_row_past_blank_and_removed_rows(registr
     assert written() == before
 
 
+def test_duplicate_column_error_names_the_form_row_not_the_payload_index(registrar_web, store):
+    """Row 1 is removed, so the payload's columns[0] is form row 2: the browser says "row 2"."""
+    data = form_data(columns=[
+        row("dropped", DELETE=True),
+        row("ReviewID"),
+        {},
+        row("reviewid"),
+    ])
+
+    response = registrar_web.post(reverse("catalog:dataset-create"), data)
+
+    error = response.context["formset"].forms[3].errors["name"][0]
+    assert error == "Duplicate column name 'reviewid' (also row 2)."
+    page = response.content.decode()
+    assert "columns[" not in page
+    assert "Row 4, Name</a>: Duplicate column name &#x27;reviewid&#x27; (also row 2)." in page
+
+
+def test_originating_source_error_uses_the_forms_label(registrar_web, store):
+    response = registrar_web.post(reverse("catalog:dataset-create"),
+                                  form_data(columns=[row("id", originating_source="Reviews")]))
+
+    error = response.context["formset"].forms[0].errors["originating_source"][0]
+    assert error.startswith("Originating source 'Reviews' must have the form <kind>:<name>")
+    page = response.content.decode()
+    assert "originatingSource" not in page
+    assert "Row 1, Originating source</a>:" in page
+
+
+def test_the_api_keeps_its_field_paths_and_zero_based_indexes(registrar, store):
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.force_authenticate(registrar)
+    payload = {"name": "marketing.campaigns", "store": "analytics", "columns": [
+        column_payload("id"), column_payload("ID", originatingSource="nonsense")]}
+
+    response = client.post("/api/v1/datasets/", payload, format="json")
+
+    assert response.status_code == 400
+    errors = response.json()["errors"]
+    assert errors["columns[1].name"] == ["Duplicate column name 'ID' (also columns[0])."]
+    assert errors["columns[1].originatingSource"][0].startswith("originatingSource 'nonsense'")
+
+
 def test_dataset_level_error_is_shown_next_to_its_field(registrar_web, store):
     before = written()
 
