@@ -563,8 +563,9 @@ def break_glass_review(*, principal, grant: Grant, note: str, remote_addr: str =
             raise ValidationError({"grant": ["This grant needs no review."]})
         if grant.reviewed_at is not None:
             raise ValidationError({"grant": ["Already reviewed."]})
-        if grant.user_id == principal.pk or not policies.can_review_request(principal, grant.request):
-            raise PermissionDenied("An approver of this dataset other than the grant's user reviews it.")
+        if not policies.can_review_break_glass(principal, grant):
+            raise PermissionDenied("An approver of this dataset, a security engineer or an admin other than the "
+                                   "grant's user reviews it.")
         grant.reviewed_by, grant.reviewed_at, grant.review_note = principal, timezone.now(), note
         grant.save(update_fields=["reviewed_by", "reviewed_at", "review_note"])
         audit_record(actor=principal, action="break_glass.reviewed", obj=grant, dataset=grant.dataset, reason=note,

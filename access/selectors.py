@@ -86,7 +86,8 @@ def break_glass_pending_review(*, user) -> QuerySet[Grant]:
     if not policies.can_read_metadata(user) or getattr(user, "is_service_account", False):
         return Grant.objects.none()
     grants = grant_visible(user=user).filter(AWAITING_REVIEW)
-    if not user.is_superuser:
+    # ``policies.can_review_break_glass``: security engineers and admins review every one.
+    if not (user.is_superuser or decisions.is_security_engineer(user)):
         grants = grants.filter(_reviewable(user, "request__"))
     return grants.select_related("request__dataset").exclude(user=user).order_by("starts_at", "pk")
 

@@ -357,8 +357,10 @@ def approval_queue(request):
 
 @login_required
 def approval_count(request):
-    """The pending count for the nav link, fetched by htmx after the page loads."""
-    count = selectors.approval_queue(user=request.user).count() + selectors.proposal_queue(user=request.user).count()
+    """The count for the nav link, fetched by htmx after the page loads: pending requests and
+    proposals, and break-glass use waiting for its review."""
+    count = (selectors.approval_queue(user=request.user).count() + selectors.proposal_queue(user=request.user).count()
+             + selectors.break_glass_pending_review(user=request.user).count())
     return render(request, "access/partials/approval_count.html", {"pending_count": count})
 
 
@@ -371,8 +373,8 @@ def grant_detail(request, pk, revoke_form=None, extend_form=None, break_glass_fo
     live = grant.status in decisions.LIVE_STATUSES and grant.ends_at > timezone.now()
     holder = grant.user_id == request.user.pk
     can_review_break_glass = (
-        grant.is_break_glass and grant.review_required and grant.reviewed_at is None and not holder
-        and policies.can_review_request(request.user, grant.request)
+        grant.is_break_glass and grant.review_required and grant.reviewed_at is None
+        and policies.can_review_break_glass(request.user, grant)
     )
     extension_pending = holder and grant.extension_requests.filter(status=RequestStatus.PENDING).exists()
     return render(request, "access/grant_detail.html", {

@@ -6,6 +6,7 @@ import json
 from datetime import timedelta
 
 import pytest
+from django.core.exceptions import PermissionDenied
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -514,6 +515,44 @@ def test_break_glass_waiting_for_review_lists_only_what_the_reader_may_review(cl
     page = web(client, owner).get(reverse("access:approval-queue"))
     assert len(page.context["break_glass"]) == 2 and page.context["break_glass_total"] == 3
     assert "The oldest 2 are listed" in page.content.decode()
-    # A security engineer sees every grant but reviews break-glass only where a security approval is asked.
+    # A security engineer reviews every break-glass use, whatever the data's tier.
     page = web(client, security).get(reverse("access:approval-queue"))
-    assert page.context["break_glass"] == [] and page.context["break_glass_total"] == 0
+    assert len(page.context["break_glass"]) == 2 and page.context["break_glass_total"] == 3
+
+
+def test_security_engineer_reviews_break_glass_on_data_that_is_not_restricted(client, orders, owner):
+    on_call = UserFactory(username="eve", roles=["software_engineer"])
+    security = UserFactory(username="sam", roles=["security_engineer"])
+    analyst = UserFactory(username="ann", roles=["data_analyst"])
+    grant = grants.break_glass_activate(principal=on_call, dataset=orders, level="read", minutes=15,
+                                        reason="INC-9: checkout is failing for everyone")
+    assert grant.request.sensitivity < 3  # Sensitive: before, only the owner saw it
+    count = web(client, security).get(reverse("access:approval-count"))
+    assert ">1<" in count.text  # the navigation counts it
+    page = client.get(reverse("access:approval-queue"))
+    assert [g.pk for g in page.context["break_glass"]] == [grant.pk]
+    assert "Record review" in client.get(reverse("access:grant-detail", args=[grant.pk])).text
+    response = client.post(reverse("access:break-glass-review", args=[grant.pk]),
+                           {"note": "Read the query log: only the failing orders.", "next": reverse("access:approval-queue")})
+    assert response.status_code == 302
+    grant.refresh_from_db()
+    assert grant.reviewed_by == security
+    assert AuditEvent.objects.filter(action="break_glass.reviewed", actor=security, object_id=str(grant.pk)).exists()
+    assert ">0<" not in web(client, security).get(reverse("access:approval-count")).text
+    # Someone who neither owns the dataset nor is a security engineer still may not.
+    other = grants.break_glass_activate(principal=on_call, dataset=orders, level="read", minutes=15,
+                                        reason="INC-10: checkout is failing again")
+    assert web(client, analyst).get(reverse("access:approval-queue")).context["break_glass"] == []
+    assert client.post(reverse("access:break-glass-review", args=[other.pk]), {"note": "fine"}).status_code == 404
+    # Nor the holder, even a security engineer holding it.
+    with pytest.raises(PermissionDenied):
+        grants.break_glass_review(principal=on_call, grant=other, note="I checked myself")
+
+
+def test_navigation_count_includes_break_glass_waiting_for_the_owner(client, orders, owner):
+    on_call = UserFactory(username="eve", roles=["software_engineer"])
+    web(client, owner)
+    assert "nav-count" not in client.get(reverse("access:approval-count")).text
+    grants.break_glass_activate(principal=on_call, dataset=orders, level="read", minutes=15,
+                                reason="INC-9: checkout is failing for everyone")
+    assert ">1<" in client.get(reverse("access:approval-count")).text
