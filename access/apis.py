@@ -506,7 +506,8 @@ class AuditVerifyApi(APIView):
 def _reviewed_dataset(user, dataset_id):
     dataset = catalog_selectors.dataset_get(user=user, pk=dataset_id)
     if not policies.can_review_dataset_access(user, dataset):
-        raise PermissionDenied("The dataset's owners and stewards (and admins) review its access.")
+        raise PermissionDenied("The dataset's owners and stewards, admins, and security engineers from Sensitive up "
+                               "review its access.")
     return dataset
 
 
@@ -517,7 +518,8 @@ def _last_confirmation(dataset):
 class DatasetAccessReviewApi(APIView):
     @extend_schema(
         responses=DatasetAccessReviewSerializer,
-        description="Standing (company roles with read or write) and live just-in-time access to a dataset, for its owners.",
+        description="Standing (company roles with read or write) and live just-in-time access to a dataset, for its owners "
+                    "and stewards, admins, and security engineers (datasets at or above Sensitive).",
     )
     def get(self, request, dataset_id):
         dataset = _reviewed_dataset(request.user, dataset_id)

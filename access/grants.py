@@ -678,7 +678,8 @@ def approvers_for(request: AccessRequest):
 def dataset_access_review_confirm(*, principal, dataset: Dataset, note: str = "", remote_addr: str = "") -> None:
     """An owner's or steward's periodic access review of a dataset: they confirm the access it lists now."""
     if not policies.can_review_dataset_access(principal, dataset):
-        raise PermissionDenied("The dataset's owners and stewards (or an admin) review its access.")
+        raise PermissionDenied("The dataset's owners and stewards, admins, and security engineers from Sensitive up "
+                               "review its access.")
     live = list(Grant.objects.filter(dataset=dataset, status__in=decisions.LIVE_STATUSES).values_list("pk", flat=True))
     with transaction.atomic():
         audit_record(actor=principal, action="access_review.confirmed", obj=dataset, dataset=dataset,

@@ -28,6 +28,7 @@ urlpatterns = [
     path("audit/export.csv", views.audit_export, {"fmt": "csv"}, name="audit-export-csv"),
     path("audit/export.json", views.audit_export, {"fmt": "json"}, name="audit-export-json"),
     path("audit/verify/", views.audit_chain_verify, name="audit-verify"),
+    path("reviews/", views.access_review_index, name="access-review-index"),
     path("reviews/<int:dataset_pk>/", views.access_review, name="access-review"),
     path("reviews/<int:dataset_pk>/stewards/add/", views.steward_add, name="steward-add"),
     path("reviews/<int:dataset_pk>/stewards/remove/", views.steward_remove, name="steward-remove"),

@@ -609,6 +609,30 @@ def audit_chain_verify(request):
 
 # Periodic access review ----------------------------------------------------------------------
 
+REVIEWS_PAGE_SIZE = 50
+
+
+@login_required
+def access_review_index(request):
+    """The datasets whose access review the reader may run: due ones (never reviewed, or not within
+    ``ACCESS_REVIEW_INTERVAL_DAYS``) by default, ``?show=all`` for every one; never reviewed first."""
+    show_all = request.GET.get("show") == "all"
+    datasets = selectors.access_review_list(user=request.user, due_only=not show_all)
+    paginator = Paginator(datasets, REVIEWS_PAGE_SIZE)
+    page = paginator.get_page(request.GET.get("page"))
+    due_since = timezone.now() - timedelta(days=settings.ACCESS_REVIEW_INTERVAL_DAYS)
+    for dataset in page.object_list:
+        dataset.is_due = dataset.last_reviewed_at is None or dataset.last_reviewed_at < due_since
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(request, "access/access_review_index.html", {
+        "page": page, "datasets": page.object_list, "show_all": show_all,
+        "interval_days": settings.ACCESS_REVIEW_INTERVAL_DAYS, "query_string": query.urlencode(),
+        "page_numbers": list(paginator.get_elided_page_range(page.number, on_each_side=2, on_ends=1)),
+        "ellipsis": Paginator.ELLIPSIS,
+    })
+
+
 
 def _access_review_page(request, dataset, *, form=None, steward_form=None, status=200):
     review = selectors.dataset_access_review(user=request.user, dataset=dataset)

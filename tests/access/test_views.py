@@ -11,6 +11,7 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
+from rest_framework.test import APIClient
 
 from access import grants
 from access.audit import audit_record
@@ -350,6 +351,65 @@ def test_owner_confirms_an_access_review(client, reader, owner, orders):
     assert (event.actor, event.dataset, event.reason, event.details) == (owner, orders, "All still needed",
                                                                          {"live_grants": [grant.pk]})
     assert web(client, reader).get(reverse("access:access-review", args=[orders.pk])).status_code == 404
+
+
+
+def test_security_engineer_reviews_access_to_datasets_they_do_not_own_from_sensitive_up(client, registrar, prod,
+                                                                                        orders, owner):
+    security = UserFactory(username="sec", roles=["security_engineer"])
+    regular = dataset_create(principal=registrar, store=prod, name="sales.regions", columns=[column_payload("region")])
+    web(client, security)
+    assert client.get(reverse("access:access-review", args=[orders.pk])).status_code == 200  # Sensitive, not theirs
+    assert client.get(reverse("access:access-review", args=[regular.pk])).status_code == 404  # Regular
+    response = client.post(reverse("access:access-review", args=[orders.pk]), {"note": "Checked with security"})
+    assert response.status_code == 302
+    assert AuditEvent.objects.get(action="access_review.confirmed").actor == security
+    api = APIClient()
+    api.force_login(security)
+    assert api.get(f"/api/v1/access/reviews/{orders.pk}/").status_code == 200
+    assert api.get(f"/api/v1/access/reviews/{regular.pk}/").status_code == 403
+
+
+def test_access_review_index_lists_what_is_due_for_the_reader(client, registrar, prod, orders, owner, reader):
+    security = UserFactory(username="sec", roles=["security_engineer"])
+    regular = dataset_create(principal=registrar, store=prod, name="sales.regions", columns=[column_payload("region")])
+    regular.owners.add(owner)
+    restricted = dataset_create(principal=registrar, store=prod, name="hr.people",
+                                columns=[column_payload("ssn", sensitivity="Restricted")])
+    web(client, security)
+    page = client.get(reverse("access:access-review-index"))
+    assert page.status_code == 200
+    assert [d.qualified_name for d in page.context["datasets"]] == [restricted.qualified_name, orders.qualified_name]
+    assert reverse("access:access-review", args=[restricted.pk]) in page.text
+    grants.dataset_access_review_confirm(principal=security, dataset=restricted)
+    page = client.get(reverse("access:access-review-index"))
+    assert [d.qualified_name for d in page.context["datasets"]] == [orders.qualified_name]  # reviewed: not due
+    everything = client.get(reverse("access:access-review-index"), {"show": "all"}).context["datasets"]
+    assert [d.qualified_name for d in everything] == [orders.qualified_name, restricted.qualified_name]
+    assert everything[1].last_reviewed_by == "sec" and not everything[1].is_due
+    # The owner reviews their own datasets, whatever the tier; someone else reviews nothing.
+    owned = web(client, owner).get(reverse("access:access-review-index")).context["datasets"]
+    assert {d.qualified_name for d in owned} == {orders.qualified_name, regular.qualified_name}
+    assert list(web(client, reader).get(reverse("access:access-review-index")).context["datasets"]) == []
+
+
+def test_access_review_index_queries_do_not_grow_with_datasets(client, registrar, prod):
+    security = UserFactory(username="sec", roles=["security_engineer"])
+
+    def fill(count, start):
+        for index in range(start, start + count):
+            dataset = dataset_create(principal=registrar, store=prod, name=f"hr.t{index}",
+                                     columns=[column_payload("ssn", sensitivity="Restricted")])
+            ask(UserFactory(username=f"asker{index}", roles=["data_scientist"]), dataset)
+
+    web(client, security)
+    fill(2, 0)
+    with CaptureQueriesContext(connection) as few:
+        assert len(client.get(reverse("access:access-review-index")).context["datasets"]) == 2
+    fill(8, 2)
+    with CaptureQueriesContext(connection) as many:
+        assert len(client.get(reverse("access:access-review-index")).context["datasets"]) == 10
+    assert len(many) == len(few)
 
 
 # Audit ---------------------------------------------------------------------------------------
