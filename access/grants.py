@@ -658,6 +658,13 @@ def audit_exported(*, principal, fmt: str, filters: dict, remote_addr: str = "")
                      details={"format": fmt, "filters": {k: v for k, v in filters.items() if v not in ("", None)}})
 
 
+def grants_exported(*, principal, filters: dict, remote_addr: str = "") -> None:
+    """Record that someone exported the grants list, with the filters they used."""
+    with transaction.atomic():
+        audit_record(actor=principal, action="grant.exported", remote_addr=remote_addr,
+                     details={"format": "csv", "filters": {k: v for k, v in filters.items() if v not in ("", None)}})
+
+
 def approvers_for(request: AccessRequest):
     """Who may review a request: the dataset's owners and stewards (users, and members of steward
     groups), security engineers for Restricted data

@@ -25,7 +25,8 @@ from django.views.decorators.http import require_http_methods
 
 from access import decisions, enforcement, grants, policies, proposals, selectors
 from access.audit import audit_verify, client_address
-from access.exports import audit_export_response
+from access.exports import audit_export_response, grants_export_response
+from access.filtersets import FAILED_ENFORCEMENT, GrantFilterSet
 from access.forms import (
     AccessRequestForm,
     AccessReviewConfirmForm,
@@ -41,6 +42,7 @@ from access.forms import (
 )
 from access.models import AccessLevel, AuditEvent, ProposalStatus, RequestStatus, ReviewDecision, RolePermission
 from access.roles import ENVIRONMENTS, TIERS
+from access.serializers import grant_effective_status
 from catalog import selectors as catalog_selectors
 from catalog.models import Dataset
 from catalog.vocabulary import Sensitivity
@@ -365,6 +367,50 @@ def approval_count(request):
 
 
 # Grants --------------------------------------------------------------------------------------
+
+
+GRANTS_PAGE_SIZE = 50
+
+
+def _grants_filtered(request) -> GrantFilterSet:
+    """The grants list's filters over every grant (security engineers and admins; 404 for anyone else)."""
+    if not policies.can_read_grants_everywhere(request.user):
+        raise Http404("No such page.")
+    return GrantFilterSet(request.GET, queryset=selectors.grant_visible(user=request.user), request=request)
+
+
+@login_required
+def grant_list(request):
+    """Grants across all datasets, filtered in the URL (status, dataset, user, store, environment,
+    end dates), newest first, paged: a constant number of queries."""
+    filterset = _grants_filtered(request)
+    valid = filterset.is_valid()
+    grants_found = filterset.qs if valid else selectors.grant_visible(user=request.user).none()
+    paginator = Paginator(grants_found.order_by("-starts_at", "-pk"), GRANTS_PAGE_SIZE)
+    page = paginator.get_page(request.GET.get("page"))
+    now = timezone.now()
+    for grant in page.object_list:
+        grant.effective_status = grant_effective_status(grant, now)
+        grant.failed = grant.enforcement in FAILED_ENFORCEMENT
+        grant.awaiting_review = grant.is_break_glass and grant.review_required and grant.reviewed_at is None
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(request, "access/grant_list.html", {
+        "filterset": filterset, "form": filterset.form, "page": page, "grants": page.object_list,
+        "query_string": query.urlencode(), "filtered": any(value for key, value in query.items()),
+        "page_numbers": list(paginator.get_elided_page_range(page.number, on_each_side=2, on_ends=1)),
+        "ellipsis": Paginator.ELLIPSIS,
+    }, status=200 if valid else 400)
+
+
+@login_required
+def grant_export(request):
+    """The filtered grants list as CSV, audited (``grant.exported``) like the audit trail's exports."""
+    filterset = _grants_filtered(request)
+    if not filterset.is_valid():
+        return grant_list(request)
+    grants.grants_exported(principal=request.user, filters=request.GET.dict(), remote_addr=client_address(request))
+    return grants_export_response(filterset.qs)
 
 
 @login_required
