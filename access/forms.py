@@ -1,8 +1,11 @@
 from django import forms
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.core.validators import MaxValueValidator
 
-from access.models import AccessLevel
+from django.conf import settings
+
+from access.models import TEXT_MAX_LENGTH, AccessLevel
 
 
 class LoginForm(AuthenticationForm):
@@ -56,7 +59,7 @@ class AccessRequestForm(AccessFormMixin, forms.Form):
         help_text="Leave all unticked for the whole dataset.",
     )
     duration = forms.IntegerField(min_value=1, label="Duration (hours)")
-    justification = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), label="Justification",
+    justification = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), label="Justification", max_length=TEXT_MAX_LENGTH,
                                     help_text="What you need it for; the approvers read this.")
     ticket = forms.CharField(required=False, max_length=128, label="Ticket",
                              help_text="A change or incident reference, e.g. SEC-1234.")
@@ -75,17 +78,18 @@ class AccessRequestForm(AccessFormMixin, forms.Form):
 
 class GrantExtendForm(AccessFormMixin, forms.Form):
     duration = forms.IntegerField(min_value=1, label="Extra hours")
-    justification = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), label="Why longer")
+    justification = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), label="Why longer", max_length=TEXT_MAX_LENGTH)
     ticket = forms.CharField(required=False, max_length=128, label="Ticket")
 
 
 class GrantRevokeForm(AccessFormMixin, forms.Form):
-    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), label="Reason to end it now")
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), label="Reason to end it now",
+                             max_length=TEXT_MAX_LENGTH)
 
 
 class ReviewForm(AccessFormMixin, forms.Form):
     decision = forms.ChoiceField(choices=[("approve", "Approve"), ("deny", "Deny")])
-    reason = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}), label="Reason",
+    reason = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}), label="Reason", max_length=TEXT_MAX_LENGTH,
                              help_text="Required to deny.")
 
     def clean(self):
@@ -96,13 +100,13 @@ class ReviewForm(AccessFormMixin, forms.Form):
 
 
 class BreakGlassReviewForm(AccessFormMixin, forms.Form):
-    note = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), label="Review note",
+    note = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), label="Review note", max_length=TEXT_MAX_LENGTH,
                            help_text="What you checked and found.")
 
 
 class BreakGlassForm(AccessFormMixin, forms.Form):
     level = forms.ChoiceField(choices=LEVEL_CHOICES, initial="read", widget=forms.RadioSelect, label="Access")
-    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), label="Emergency",
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), label="Emergency", max_length=TEXT_MAX_LENGTH,
                              help_text="The incident and why it cannot wait for an approval.")
     minutes = forms.IntegerField(min_value=1, label="Minutes")
 
@@ -116,7 +120,7 @@ class BreakGlassForm(AccessFormMixin, forms.Form):
 
 
 class AccessReviewConfirmForm(AccessFormMixin, forms.Form):
-    note = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}), label="Note",
+    note = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}), label="Note", max_length=TEXT_MAX_LENGTH,
                            help_text="Anything you changed or want on record.")
 
 
@@ -137,6 +141,16 @@ class RolePermissionForm(AccessFormMixin, forms.Form):
     aggregated_only = forms.BooleanField(required=False, label="Standing covers aggregated datasets only")
     jit_level = forms.TypedChoiceField(choices=AccessLevel.choices, coerce=int, label="Just in time up to")
     jit_max_hours = forms.IntegerField(min_value=0, label="JIT maximum hours")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        limit = settings.ACCESS_JIT_MAX_HOURS  # read now: an operator may change it
+        field = self.fields["jit_max_hours"]
+        field.max_value = limit
+        field.validators.append(MaxValueValidator(limit, message=f"At most {limit:,} hours (ACCESS_JIT_MAX_HOURS)."))
+        field.widget.attrs["max"] = limit
+        field.help_text = f"At most {limit:,} hours. Break-glass is capped separately at " \
+                          f"{settings.ACCESS_BREAK_GLASS_MAX_MINUTES} minutes."
     approvals_required = forms.IntegerField(min_value=1, max_value=3, label="Approvals required")
     security_approval_required = forms.BooleanField(required=False, label="A security engineer must approve")
     ticket_required = forms.BooleanField(required=False, label="A ticket is required")

@@ -31,12 +31,14 @@ from access.models import (
     RequestStatus,
     ReviewDecision,
     RolePermission,
+    text_length_errors,
 )
 from catalog.models import Dataset, DatasetStatus
 from catalog.vocabulary import Sensitivity
 
 REQUESTABLE = (AccessLevel.READ, AccessLevel.WRITE)
 MIN_JUSTIFICATION = 10
+TICKET_MAX_LENGTH = AccessRequest._meta.get_field("ticket").max_length
 
 
 def _after_commit(callback) -> None:
@@ -138,6 +140,9 @@ def access_request_create(
     ticket = (ticket or "").strip()
     if len(justification) < MIN_JUSTIFICATION:
         errors["justification"] = [f"Say why you need it (at least {MIN_JUSTIFICATION} characters)."]
+    errors.update(text_length_errors(justification=justification))
+    if len(ticket) > TICKET_MAX_LENGTH:
+        errors["ticket"] = [f"At most {TICKET_MAX_LENGTH} characters: a reference such as SEC-1234."]
     try:
         duration = _duration(duration)
     except ValidationError as exc:
@@ -209,6 +214,8 @@ def access_request_review(*, principal, request: AccessRequest, approve: bool, r
     """One approver's decision. Enough approvals (with a security engineer's where needed)
     approve the request and make its grant; one denial denies it."""
     reason = (reason or "").strip()
+    if errors := text_length_errors(reason=reason):
+        raise ValidationError(errors)
     now = timezone.now()
     with transaction.atomic():
         request = _locked_request(request)
@@ -364,6 +371,8 @@ def grant_revoke(*, principal, grant: Grant, reason: str, remote_addr: str = "")
     reason = (reason or "").strip()
     if not reason:
         raise ValidationError({"reason": ["Say why the grant ends early."]})
+    if errors := text_length_errors(reason=reason):
+        raise ValidationError(errors)
     now = timezone.now()
     with transaction.atomic():
         grant = _locked_grant(grant)
@@ -521,6 +530,7 @@ def break_glass_activate(
     reason = (reason or "").strip()
     if len(reason) < MIN_JUSTIFICATION:
         errors["reason"] = [f"Say what the emergency is (at least {MIN_JUSTIFICATION} characters)."]
+    errors.update(text_length_errors(reason=reason))
     cap = settings.ACCESS_BREAK_GLASS_MAX_MINUTES
     try:
         minutes = int(minutes) if minutes not in (None, "") else cap
@@ -557,6 +567,8 @@ def break_glass_review(*, principal, grant: Grant, note: str, remote_addr: str =
     note = (note or "").strip()
     if not note:
         raise ValidationError({"note": ["Say what you found."]})
+    if errors := text_length_errors(note=note):
+        raise ValidationError(errors)
     with transaction.atomic():
         grant = _locked_grant(grant)
         if not grant.is_break_glass or not grant.review_required:
@@ -595,6 +607,11 @@ def role_permission_update(*, principal, cell: RolePermission, remote_addr: str 
             setattr(cell, name, value)
         if cell.jit_level and cell.jit_max_hours == 0:
             raise ValidationError({"jit_max_hours": ["Give a maximum duration for just-in-time access."]})
+        if cell.jit_max_hours > settings.ACCESS_JIT_MAX_HOURS:
+            raise ValidationError({"jit_max_hours": [
+                f"At most {settings.ACCESS_JIT_MAX_HOURS:,} hours (ACCESS_JIT_MAX_HOURS); break-glass is capped "
+                f"separately at {settings.ACCESS_BREAK_GLASS_MAX_MINUTES} minutes."
+            ]})
         if cell.break_glass and not cell.jit_level:
             raise ValidationError({"break_glass": ["Break-glass needs a just-in-time level."]})
         cell.full_clean()
@@ -687,10 +704,13 @@ def dataset_access_review_confirm(*, principal, dataset: Dataset, note: str = ""
     if not policies.can_review_dataset_access(principal, dataset):
         raise PermissionDenied("The dataset's owners and stewards, admins, and security engineers from Sensitive up "
                                "review its access.")
+    note = (note or "").strip()
+    if errors := text_length_errors(note=note):
+        raise ValidationError(errors)
     live = list(Grant.objects.filter(dataset=dataset, status__in=decisions.LIVE_STATUSES).values_list("pk", flat=True))
     with transaction.atomic():
         audit_record(actor=principal, action="access_review.confirmed", obj=dataset, dataset=dataset,
-                     reason=(note or "").strip(), remote_addr=remote_addr, details={"live_grants": live})
+                     reason=note, remote_addr=remote_addr, details={"live_grants": live})
 
 
 # Stewards ------------------------------------------------------------------------------------
