@@ -405,6 +405,14 @@ class AuditFilterSet(django_filters.FilterSet):
         model = AuditEvent
         fields = ["action", "actor", "dataset", "since", "until"]
 
+    def is_valid(self):
+        valid = super().is_valid()
+        since, until = (self.form.cleaned_data.get(name) for name in ("since", "until")) if valid else (None, None)
+        if since and until and since >= until:
+            self.form.add_error("since", "since is not before until: nothing can match.")
+            return False
+        return valid
+
     def filter_action(self, queryset, name, value):
         return selectors.audit_action_filter(queryset, value)
 

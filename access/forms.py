@@ -160,9 +160,30 @@ class RolePermissionForm(AccessFormMixin, forms.Form):
 AUDIT_EXPORT_FORMATS = ("csv", "json")
 
 
+IMPOSSIBLE_RANGE = "From is after To: nothing can match."
+
+
 class AuditFilterForm(forms.Form):
-    action = forms.CharField(required=False, label="Action", help_text="grant.revoked, or a family: grant")
+    action = forms.CharField(required=False, label="Action", widget=forms.Select,
+                             help_text="One action, or a whole family (grant.*).")
     actor = forms.CharField(required=False, label="Actor (username)")
     dataset = forms.CharField(required=False, label="Dataset (qualified name)")
     since = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
     until = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
+
+    def __init__(self, *args, **kwargs):
+        from access.audit_actions import audit_action_choices
+
+        super().__init__(*args, **kwargs)
+        choices = audit_action_choices()
+        chosen = (self.data.get("action") or "").strip() if self.is_bound else ""
+        known = {value for _, group in choices[1:] for value, _ in group} | {""}
+        if chosen and chosen not in known:  # an older action or a family spelt "grant.": keep it selected
+            choices.append(("Other", [(chosen, chosen)]))
+        self.fields["action"].widget.choices = choices
+
+    def clean(self):
+        data = super().clean()
+        if data.get("since") and data.get("until") and data["since"] > data["until"]:
+            self.add_error("since", IMPOSSIBLE_RANGE)
+        return data

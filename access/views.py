@@ -27,7 +27,9 @@ from access import decisions, enforcement, grants, policies, proposals, selector
 from access.audit import audit_verify, client_address
 from access.exports import audit_export_response, grants_export_response
 from access.filtersets import FAILED_ENFORCEMENT, GrantFilterSet
+from access.audit_actions import USER_ID_DETAILS
 from access.forms import (
+    IMPOSSIBLE_RANGE,
     AccessRequestForm,
     AccessReviewConfirmForm,
     AuditFilterForm,
@@ -550,7 +552,7 @@ def _audit_filtered(request, form: AuditFilterForm):
     so the page query runs on the (actor, id) and (dataset, id) indexes."""
     events = selectors.audit_list(user=request.user)
     if not form.is_valid():
-        return events
+        return events.none()  # an impossible range or a bad date matches nothing (the page says why)
     data = form.cleaned_data
     if data["action"]:
         events = selectors.audit_action_filter(events, data["action"])
@@ -577,12 +579,26 @@ def _int_param(request, name) -> int | None:
 OBJECT_NAMES = {"accessrequest": "request", "rolepermission": "matrix cell", "datastore": "store"}
 
 
-def _detail_pairs(details: dict) -> list[tuple[str, str]]:
-    """An event's details as readable ``key: value`` pairs (empty values left out)."""
+def _usernames_in_details(events) -> dict[int, str]:
+    """Usernames of the user ids that events' details hold (``approvals: [8, 3]``), in one query."""
+    ids = {
+        value for event in events for key in USER_ID_DETAILS if isinstance(event.details, dict)
+        for value in (event.details.get(key) or []) if isinstance(value, int)
+    }
+    if not ids:
+        return {}
+    return dict(get_user_model().objects.filter(pk__in=ids).values_list("pk", "username"))
+
+
+def _detail_pairs(details: dict, usernames: dict[int, str] | None = None) -> list[tuple[str, str]]:
+    """An event's details as readable ``key: value`` pairs (empty values left out; user ids as usernames)."""
     pairs = []
+    usernames = usernames or {}
     for key, value in sorted(details.items()):
         if value in (None, "", [], {}):
             continue
+        if key in USER_ID_DETAILS and isinstance(value, list):
+            value = [usernames.get(item, f"user #{item}") if isinstance(item, int) else item for item in value]
         if isinstance(value, bool):
             value = "yes" if value else "no"
         elif isinstance(value, (list, tuple)):
@@ -620,10 +636,11 @@ def audit_list(request):
         has_older = len(rows) > AUDIT_PAGE_SIZE
         rows = rows[:AUDIT_PAGE_SIZE]
         has_newer = before is not None and bool(rows)
+    usernames = _usernames_in_details(rows)
     for event in rows:
         event.link = _link_of(event)
         event.object_name = OBJECT_NAMES.get(event.object_type, event.object_type)
-        event.detail_pairs = _detail_pairs(event.details)
+        event.detail_pairs = _detail_pairs(event.details, usernames)
     query = request.GET.copy()
     for name in ("before", "after"):
         query.pop(name, None)
@@ -632,14 +649,18 @@ def audit_list(request):
         "older": rows[-1].pk if rows and has_older else None,
         "newer": rows[0].pk if rows and has_newer else None,
         "filtered": any(value for key, value in query.items()),
-    })
+        "impossible_range": IMPOSSIBLE_RANGE in form.errors.get("since", []),
+    }, status=200 if form.is_valid() else 400)
 
 
 @login_required
 def audit_export(request, fmt):
     """The filtered trail as CSV or JSON, streamed oldest first (a million events never sit in memory)."""
     _require_audit_reader(request)
-    events = _audit_filtered(request, AuditFilterForm(request.GET))
+    form = AuditFilterForm(request.GET)
+    if not form.is_valid():
+        return audit_list(request)  # the page, with the filters' errors (400)
+    events = _audit_filtered(request, form)
     grants.audit_exported(principal=request.user, fmt=fmt, filters=request.GET.dict(), remote_addr=client_address(request))
     return audit_export_response(events, fmt)
 
