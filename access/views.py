@@ -590,6 +590,15 @@ def _usernames_in_details(events) -> dict[int, str]:
     return dict(get_user_model().objects.filter(pk__in=ids).values_list("pk", "username"))
 
 
+def _readable_time(value: str) -> str:
+    """An ISO time from an event's details as "7 Dec 2026, 14:05 UTC" (as written when it is not one)."""
+    try:
+        at = timezone.localtime(datetime.fromisoformat(value))
+    except (ValueError, TypeError):
+        return value
+    return f"{at.day} {at:%b %Y, %H:%M} {at.tzname() or ''}".strip()
+
+
 def _detail_pairs(details: dict, usernames: dict[int, str] | None = None) -> list[tuple[str, str]]:
     """An event's details as readable ``key: value`` pairs (empty values left out; user ids as usernames)."""
     pairs = []
@@ -599,6 +608,8 @@ def _detail_pairs(details: dict, usernames: dict[int, str] | None = None) -> lis
             continue
         if key in USER_ID_DETAILS and isinstance(value, list):
             value = [usernames.get(item, f"user #{item}") if isinstance(item, int) else item for item in value]
+        if key.endswith("_at") and isinstance(value, str):
+            value = _readable_time(value)
         if isinstance(value, bool):
             value = "yes" if value else "no"
         elif isinstance(value, (list, tuple)):
