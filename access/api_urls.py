@@ -14,6 +14,7 @@ urlpatterns = [
     path("access/requests/<int:pk>/cancel/", apis.RequestCancelApi.as_view(), name="request-cancel"),
     path("access/approvals/", apis.ApprovalQueueApi.as_view(), name="approval-queue"),
     path("access/grants/", apis.GrantListApi.as_view(), name="grant-list"),
+    path("access/grants/export.csv", apis.GrantExportCsvApi.as_view(), name="grant-export-csv"),
     path("access/grants/<int:pk>/", apis.GrantDetailApi.as_view(), name="grant-detail"),
     path("access/grants/<int:pk>/revoke/", apis.GrantRevokeApi.as_view(), name="grant-revoke"),
     path("access/grants/<int:pk>/extend/", apis.GrantExtendApi.as_view(), name="grant-extend"),

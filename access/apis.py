@@ -10,7 +10,6 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Q
 from django.http import Http404
 from django.shortcuts import get_object_or_404
-from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, generics, status
@@ -20,12 +19,12 @@ from rest_framework.views import APIView
 
 from access import decisions, enforcement, grants, policies, proposals, selectors
 from access.audit import client_address
-from access.exports import audit_export_response
+from access.exports import audit_export_response, grants_export_response
+from access.filtersets import GrantFilterSet
 from access.models import (
     AccessRequest,
     AuditEvent,
     Grant,
-    GrantStatus,
     MetadataProposal,
     ProposalStatus,
     RequestStatus,
@@ -242,34 +241,6 @@ class ApprovalQueueApi(generics.ListAPIView):
 # Grants --------------------------------------------------------------------------------------
 
 
-class GrantFilterSet(django_filters.FilterSet):
-    user = django_filters.CharFilter(method="filter_user", help_text='A username, or "me".')
-    live = django_filters.BooleanFilter(method="filter_live", help_text="true: gives access now; false: does not.")
-    status = django_filters.ChoiceFilter(choices=GrantStatus.choices, help_text="The stored status.")
-    dataset = django_filters.NumberFilter(field_name="dataset_id", help_text="Dataset id.")
-    breakGlass = django_filters.BooleanFilter(field_name="is_break_glass")
-    awaitingReview = django_filters.BooleanFilter(
-        method="filter_awaiting_review", help_text="true: break-glass grants still waiting for their after-the-fact review."
-    )
-
-    class Meta:
-        model = Grant
-        fields = ["user", "live", "status", "dataset", "breakGlass", "awaitingReview"]
-
-    def filter_awaiting_review(self, queryset, name, value):
-        return queryset.filter(selectors.AWAITING_REVIEW) if value else queryset.exclude(selectors.AWAITING_REVIEW)
-
-    def filter_user(self, queryset, name, value):
-        if value == "me":
-            return queryset.filter(user=self.request.user)
-        return queryset.filter(user__username=value)
-
-    def filter_live(self, queryset, name, value):
-        now = timezone.now()
-        live = {"status__in": decisions.LIVE_STATUSES, "starts_at__lte": now, "ends_at__gt": now}
-        return queryset.filter(**live) if value else queryset.exclude(**live)
-
-
 def _grant_get(user, pk) -> Grant:
     return get_object_or_404(selectors.grant_visible(user=user), pk=pk)
 
@@ -284,6 +255,23 @@ class GrantListApi(generics.ListAPIView):
 
     def get_queryset(self):
         return selectors.grant_visible(user=self.request.user)
+
+
+class GrantExportCsvApi(APIView):
+    @extend_schema(
+        parameters=[OpenApiParameter(name, str) for name in GrantFilterSet.base_filters],
+        responses={(200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="One row per grant.")},
+        description="The grants the caller may see, with the list's filters, as CSV (newest first). "
+                    "Audited as `grant.exported` with the filters used.",
+    )
+    def get(self, request):
+        filterset = GrantFilterSet(request.query_params, queryset=selectors.grant_visible(user=request.user),
+                                   request=request)
+        if not filterset.is_valid():
+            raise exceptions.ValidationError(filterset.errors)
+        grants.grants_exported(principal=request.user, filters=request.query_params.dict(),
+                               remote_addr=client_address(request))
+        return grants_export_response(filterset.qs)
 
 
 class GrantDetailApi(generics.RetrieveAPIView):
@@ -417,6 +405,14 @@ class AuditFilterSet(django_filters.FilterSet):
         model = AuditEvent
         fields = ["action", "actor", "dataset", "since", "until"]
 
+    def is_valid(self):
+        valid = super().is_valid()
+        since, until = (self.form.cleaned_data.get(name) for name in ("since", "until")) if valid else (None, None)
+        if since and until and since >= until:
+            self.form.add_error("since", "since is not before until: nothing can match.")
+            return False
+        return valid
+
     def filter_action(self, queryset, name, value):
         return selectors.audit_action_filter(queryset, value)
 
@@ -506,7 +502,8 @@ class AuditVerifyApi(APIView):
 def _reviewed_dataset(user, dataset_id):
     dataset = catalog_selectors.dataset_get(user=user, pk=dataset_id)
     if not policies.can_review_dataset_access(user, dataset):
-        raise PermissionDenied("The dataset's owners and stewards (and admins) review its access.")
+        raise PermissionDenied("The dataset's owners and stewards, admins, and security engineers from Sensitive up "
+                               "review its access.")
     return dataset
 
 
@@ -517,7 +514,8 @@ def _last_confirmation(dataset):
 class DatasetAccessReviewApi(APIView):
     @extend_schema(
         responses=DatasetAccessReviewSerializer,
-        description="Standing (company roles with read or write) and live just-in-time access to a dataset, for its owners.",
+        description="Standing (company roles with read or write) and live just-in-time access to a dataset, for its owners "
+                    "and stewards, admins, and security engineers (datasets at or above Sensitive).",
     )
     def get(self, request, dataset_id):
         dataset = _reviewed_dataset(request.user, dataset_id)

@@ -123,6 +123,15 @@ def dataset_tier(dataset) -> int:
     return dataset.sensitivity if dataset.classified else unclassified_tier()
 
 
+def tier_at_least_filter(tier: int, field: str = "") -> Q:
+    """``dataset_tier(dataset) >= tier`` as a filter on Dataset (or on a dataset foreign key,
+    ``field="dataset__"``): an unclassified dataset counts at the default tier, read now."""
+    classified = Q(**{f"{field}classified": True, f"{field}sensitivity__gte": tier})
+    if unclassified_tier() >= tier:
+        return classified | Q(**{f"{field}classified": False})
+    return classified
+
+
 def scope_sensitivity(dataset, columns=None) -> int:
     """The tier of what a scope shows: the dataset's, or the highest of the named columns. An
     unclassified dataset is its default tier whatever its columns say (nobody declared them)."""

@@ -1,9 +1,12 @@
 from django import forms
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.core.validators import MaxValueValidator
 from django.template.defaultfilters import pluralize
 
-from access.models import AccessLevel
+from django.conf import settings
+
+from access.models import TEXT_MAX_LENGTH, AccessLevel
 
 
 class LoginForm(AuthenticationForm):
@@ -57,7 +60,7 @@ class AccessRequestForm(AccessFormMixin, forms.Form):
         help_text="Leave all unticked for the whole dataset.",
     )
     duration = forms.IntegerField(min_value=1, label="Duration (hours)")
-    justification = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), label="Justification",
+    justification = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), label="Justification", max_length=TEXT_MAX_LENGTH,
                                     help_text="What you need it for; the approvers read this.")
     ticket = forms.CharField(required=False, max_length=128, label="Ticket",
                              help_text="A change or incident reference, e.g. SEC-1234.")
@@ -76,17 +79,18 @@ class AccessRequestForm(AccessFormMixin, forms.Form):
 
 class GrantExtendForm(AccessFormMixin, forms.Form):
     duration = forms.IntegerField(min_value=1, label="Extra hours")
-    justification = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), label="Why longer")
+    justification = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), label="Why longer", max_length=TEXT_MAX_LENGTH)
     ticket = forms.CharField(required=False, max_length=128, label="Ticket")
 
 
 class GrantRevokeForm(AccessFormMixin, forms.Form):
-    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), label="Reason to end it now")
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), label="Reason to end it now",
+                             max_length=TEXT_MAX_LENGTH)
 
 
 class ReviewForm(AccessFormMixin, forms.Form):
     decision = forms.ChoiceField(choices=[("approve", "Approve"), ("deny", "Deny")])
-    reason = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}), label="Reason",
+    reason = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}), label="Reason", max_length=TEXT_MAX_LENGTH,
                              help_text="Required to deny.")
 
     def clean(self):
@@ -97,13 +101,13 @@ class ReviewForm(AccessFormMixin, forms.Form):
 
 
 class BreakGlassReviewForm(AccessFormMixin, forms.Form):
-    note = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), label="Review note",
+    note = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), label="Review note", max_length=TEXT_MAX_LENGTH,
                            help_text="What you checked and found.")
 
 
 class BreakGlassForm(AccessFormMixin, forms.Form):
     level = forms.ChoiceField(choices=LEVEL_CHOICES, initial="read", widget=forms.RadioSelect, label="Access")
-    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), label="Emergency",
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), label="Emergency", max_length=TEXT_MAX_LENGTH,
                              help_text="The incident and why it cannot wait for an approval.")
     minutes = forms.IntegerField(min_value=1, label="Minutes")
 
@@ -117,7 +121,7 @@ class BreakGlassForm(AccessFormMixin, forms.Form):
 
 
 class AccessReviewConfirmForm(AccessFormMixin, forms.Form):
-    note = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}), label="Note",
+    note = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}), label="Note", max_length=TEXT_MAX_LENGTH,
                            help_text="Anything you changed or want on record.")
 
 
@@ -138,6 +142,16 @@ class RolePermissionForm(AccessFormMixin, forms.Form):
     aggregated_only = forms.BooleanField(required=False, label="Standing covers aggregated datasets only")
     jit_level = forms.TypedChoiceField(choices=AccessLevel.choices, coerce=int, label="Just in time up to")
     jit_max_hours = forms.IntegerField(min_value=0, label="JIT maximum hours")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        limit = settings.ACCESS_JIT_MAX_HOURS  # read now: an operator may change it
+        field = self.fields["jit_max_hours"]
+        field.max_value = limit
+        field.validators.append(MaxValueValidator(limit, message=f"At most {limit:,} hours (ACCESS_JIT_MAX_HOURS)."))
+        field.widget.attrs["max"] = limit
+        field.help_text = f"At most {limit:,} hours. Break-glass is capped separately at " \
+                          f"{settings.ACCESS_BREAK_GLASS_MAX_MINUTES} minutes."
     approvals_required = forms.IntegerField(min_value=1, max_value=3, label="Approvals required")
     security_approval_required = forms.BooleanField(required=False, label="A security engineer must approve")
     ticket_required = forms.BooleanField(required=False, label="A ticket is required")
@@ -147,9 +161,30 @@ class RolePermissionForm(AccessFormMixin, forms.Form):
 AUDIT_EXPORT_FORMATS = ("csv", "json")
 
 
+IMPOSSIBLE_RANGE = "From is after To: nothing can match."
+
+
 class AuditFilterForm(forms.Form):
-    action = forms.CharField(required=False, label="Action", help_text="grant.revoked, or a family: grant")
+    action = forms.CharField(required=False, label="Action", widget=forms.Select,
+                             help_text="One action, or a whole family (grant.*).")
     actor = forms.CharField(required=False, label="Actor (username)")
     dataset = forms.CharField(required=False, label="Dataset (qualified name)")
     since = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
     until = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
+
+    def __init__(self, *args, **kwargs):
+        from access.audit_actions import audit_action_choices
+
+        super().__init__(*args, **kwargs)
+        choices = audit_action_choices()
+        chosen = (self.data.get("action") or "").strip() if self.is_bound else ""
+        known = {value for _, group in choices[1:] for value, _ in group} | {""}
+        if chosen and chosen not in known:  # an older action or a family spelt "grant.": keep it selected
+            choices.append(("Other", [(chosen, chosen)]))
+        self.fields["action"].widget.choices = choices
+
+    def clean(self):
+        data = super().clean()
+        if data.get("since") and data.get("until") and data["since"] > data["until"]:
+            self.add_error("since", IMPOSSIBLE_RANGE)
+        return data

@@ -32,12 +32,14 @@ from access.models import (
     RequestStatus,
     ReviewDecision,
     RolePermission,
+    text_length_errors,
 )
 from catalog.models import Dataset, DatasetStatus
 from catalog.vocabulary import Sensitivity
 
 REQUESTABLE = (AccessLevel.READ, AccessLevel.WRITE)
 MIN_JUSTIFICATION = 10
+TICKET_MAX_LENGTH = AccessRequest._meta.get_field("ticket").max_length
 
 
 def _after_commit(callback) -> None:
@@ -139,6 +141,9 @@ def access_request_create(
     ticket = (ticket or "").strip()
     if len(justification) < MIN_JUSTIFICATION:
         errors["justification"] = [f"Say why you need it (at least {MIN_JUSTIFICATION} characters)."]
+    errors.update(text_length_errors(justification=justification))
+    if len(ticket) > TICKET_MAX_LENGTH:
+        errors["ticket"] = [f"At most {TICKET_MAX_LENGTH} characters: a reference such as SEC-1234."]
     try:
         duration = _duration(duration)
     except ValidationError as exc:
@@ -210,6 +215,8 @@ def access_request_review(*, principal, request: AccessRequest, approve: bool, r
     """One approver's decision. Enough approvals (with a security engineer's where needed)
     approve the request and make its grant; one denial denies it."""
     reason = (reason or "").strip()
+    if errors := text_length_errors(reason=reason):
+        raise ValidationError(errors)
     now = timezone.now()
     with transaction.atomic():
         request = _locked_request(request)
@@ -365,6 +372,8 @@ def grant_revoke(*, principal, grant: Grant, reason: str, remote_addr: str = "")
     reason = (reason or "").strip()
     if not reason:
         raise ValidationError({"reason": ["Say why the grant ends early."]})
+    if errors := text_length_errors(reason=reason):
+        raise ValidationError(errors)
     now = timezone.now()
     with transaction.atomic():
         grant = _locked_grant(grant)
@@ -522,6 +531,7 @@ def break_glass_activate(
     reason = (reason or "").strip()
     if len(reason) < MIN_JUSTIFICATION:
         errors["reason"] = [f"Say what the emergency is (at least {MIN_JUSTIFICATION} characters)."]
+    errors.update(text_length_errors(reason=reason))
     cap = settings.ACCESS_BREAK_GLASS_MAX_MINUTES
     try:
         minutes = int(minutes) if minutes not in (None, "") else cap
@@ -558,14 +568,17 @@ def break_glass_review(*, principal, grant: Grant, note: str, remote_addr: str =
     note = (note or "").strip()
     if not note:
         raise ValidationError({"note": ["Say what you found."]})
+    if errors := text_length_errors(note=note):
+        raise ValidationError(errors)
     with transaction.atomic():
         grant = _locked_grant(grant)
         if not grant.is_break_glass or not grant.review_required:
             raise ValidationError({"grant": ["This grant needs no review."]})
         if grant.reviewed_at is not None:
             raise ValidationError({"grant": ["Already reviewed."]})
-        if grant.user_id == principal.pk or not policies.can_review_request(principal, grant.request):
-            raise PermissionDenied("An approver of this dataset other than the grant's user reviews it.")
+        if not policies.can_review_break_glass(principal, grant):
+            raise PermissionDenied("An approver of this dataset, a security engineer or an admin other than the "
+                                   "grant's user reviews it.")
         grant.reviewed_by, grant.reviewed_at, grant.review_note = principal, timezone.now(), note
         grant.save(update_fields=["reviewed_by", "reviewed_at", "review_note"])
         audit_record(actor=principal, action="break_glass.reviewed", obj=grant, dataset=grant.dataset, reason=note,
@@ -595,6 +608,11 @@ def role_permission_update(*, principal, cell: RolePermission, remote_addr: str 
             setattr(cell, name, value)
         if cell.jit_level and cell.jit_max_hours == 0:
             raise ValidationError({"jit_max_hours": ["Give a maximum duration for just-in-time access."]})
+        if cell.jit_max_hours > settings.ACCESS_JIT_MAX_HOURS:
+            raise ValidationError({"jit_max_hours": [
+                f"At most {settings.ACCESS_JIT_MAX_HOURS:,} hours (ACCESS_JIT_MAX_HOURS); break-glass is capped "
+                f"separately at {settings.ACCESS_BREAK_GLASS_MAX_MINUTES} minutes."
+            ]})
         if cell.break_glass and not cell.jit_level:
             raise ValidationError({"break_glass": ["Break-glass needs a just-in-time level."]})
         cell.full_clean()
@@ -658,6 +676,13 @@ def audit_exported(*, principal, fmt: str, filters: dict, remote_addr: str = "")
                      details={"format": fmt, "filters": {k: v for k, v in filters.items() if v not in ("", None)}})
 
 
+def grants_exported(*, principal, filters: dict, remote_addr: str = "") -> None:
+    """Record that someone exported the grants list, with the filters they used."""
+    with transaction.atomic():
+        audit_record(actor=principal, action="grant.exported", remote_addr=remote_addr,
+                     details={"format": "csv", "filters": {k: v for k, v in filters.items() if v not in ("", None)}})
+
+
 def approvers_for(request: AccessRequest):
     """Who may review a request: the dataset's owners and stewards (users, and members of steward
     groups), security engineers for Restricted data
@@ -678,11 +703,15 @@ def approvers_for(request: AccessRequest):
 def dataset_access_review_confirm(*, principal, dataset: Dataset, note: str = "", remote_addr: str = "") -> None:
     """An owner's or steward's periodic access review of a dataset: they confirm the access it lists now."""
     if not policies.can_review_dataset_access(principal, dataset):
-        raise PermissionDenied("The dataset's owners and stewards (or an admin) review its access.")
+        raise PermissionDenied("The dataset's owners and stewards, admins, and security engineers from Sensitive up "
+                               "review its access.")
+    note = (note or "").strip()
+    if errors := text_length_errors(note=note):
+        raise ValidationError(errors)
     live = list(Grant.objects.filter(dataset=dataset, status__in=decisions.LIVE_STATUSES).values_list("pk", flat=True))
     with transaction.atomic():
         audit_record(actor=principal, action="access_review.confirmed", obj=dataset, dataset=dataset,
-                     reason=(note or "").strip(), remote_addr=remote_addr, details={"live_grants": live})
+                     reason=note, remote_addr=remote_addr, details={"live_grants": live})
 
 
 # Stewards ------------------------------------------------------------------------------------

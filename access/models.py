@@ -89,6 +89,20 @@ class ServiceToken(models.Model):
         return f"{self.user.username} ({self.prefix}…)"
 
 
+# Justifications, reasons and notes people write (requests, reviews, break-glass, revocations,
+# access reviews, proposals): room for an incident summary, short enough that an approver reads
+# it and the approval queue stays a list. Forms, serializers and services all check it.
+TEXT_MAX_LENGTH = 2000
+
+
+def text_length_errors(**texts) -> dict:
+    """``{field: [message]}`` for each text longer than ``TEXT_MAX_LENGTH`` (empty when all fit)."""
+    return {
+        name: [f"At most {TEXT_MAX_LENGTH:,} characters (this has {len(text):,})."]
+        for name, text in texts.items() if text and len(text) > TEXT_MAX_LENGTH
+    }
+
+
 # Role matrix -------------------------------------------------------------------------------
 
 

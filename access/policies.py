@@ -5,6 +5,10 @@ decides on its own. Roles are read once per request and cached on the user objec
 """
 
 from access.models import Role, RolePermission
+from catalog.vocabulary import Sensitivity
+
+# Security engineers run the access review of every dataset at or above this tier.
+REVIEWED_BY_SECURITY_FROM = Sensitivity.SENSITIVE
 
 
 def is_owner(user, dataset) -> bool:
@@ -111,6 +115,15 @@ def can_review_request(user, request) -> bool:
     return (request.sensitivity >= 3 or request.security_approval_required) and _is_security_engineer(user)
 
 
+def can_review_break_glass(user, grant) -> bool:
+    """The after-the-fact review of a break-glass grant: whoever may review its request, and every
+    security engineer and admin whatever the data's tier (break-glass skipped their approval).
+    Never the grant's holder or a service account."""
+    if not can_read_metadata(user) or getattr(user, "is_service_account", False) or grant.user_id == user.pk:
+        return False
+    return _is_security_engineer(user) or can_review_request(user, grant.request)
+
+
 def can_revoke_grant(user, grant) -> bool:
     """The grant's holder, the dataset's owners and stewards, security engineers and admins end a grant early."""
     if not can_read_metadata(user):
@@ -140,9 +153,22 @@ def classifies_every_dataset(user) -> bool:
     return can_read_metadata(user) and (user.is_superuser or _is_security_engineer(user))
 
 
+def can_read_grants_everywhere(user) -> bool:
+    """Security engineers and admins oversee the grants of every dataset (the grants list, its export)."""
+    return can_read_audit(user)
+
+
 def can_review_dataset_access(user, dataset) -> bool:
-    """Owners and stewards (and admins) run the periodic access review of their dataset."""
-    return can_read_metadata(user) and (user.is_superuser or is_steward(user, dataset))
+    """Owners and stewards (and admins) run the periodic access review of their dataset; security
+    engineers that of every dataset at or above Sensitive (``selectors.access_review_candidates``
+    says the same in SQL)."""
+    if not can_read_metadata(user):
+        return False
+    if user.is_superuser or is_steward(user, dataset):
+        return True
+    from access import decisions
+
+    return _is_security_engineer(user) and decisions.dataset_tier(dataset) >= REVIEWED_BY_SECURITY_FROM
 
 
 class SystemPrincipal:

@@ -29,6 +29,7 @@ from access.models import (
     Role,
     RolePermission,
     User,
+    text_length_errors,
 )
 from catalog.models import Dataset, DataStore, Environment, StoreKind
 from catalog.vocabulary import Protection, Sensitivity
@@ -394,6 +395,8 @@ def proposal_review(*, principal, proposal: MetadataProposal, approve: bool, rea
     """One reviewer's decision. Enough approvals (with a security engineer's where needed) apply the
     change; one rejection rejects it. Nobody reviews their own proposal."""
     reason = (reason or "").strip()
+    if errors := text_length_errors(reason=reason):
+        raise ValidationError(errors)
     with transaction.atomic():
         # The subject first, as registration and store changes lock it: one lock order.
         subject = proposal.dataset_id and Dataset.objects.select_for_update(of=("self",)).filter(pk=proposal.dataset_id).first()

@@ -1,6 +1,10 @@
 """Reads of access data that have rules: who sees which requests, grants and audit events."""
 
-from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import Count, Exists, F, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from access import decisions, policies
@@ -86,7 +90,8 @@ def break_glass_pending_review(*, user) -> QuerySet[Grant]:
     if not policies.can_read_metadata(user) or getattr(user, "is_service_account", False):
         return Grant.objects.none()
     grants = grant_visible(user=user).filter(AWAITING_REVIEW)
-    if not user.is_superuser:
+    # ``policies.can_review_break_glass``: security engineers and admins review every one.
+    if not (user.is_superuser or decisions.is_security_engineer(user)):
         grants = grants.filter(_reviewable(user, "request__"))
     return grants.select_related("request__dataset").exclude(user=user).order_by("starts_at", "pk")
 
@@ -135,6 +140,45 @@ def dataset_access_review(*, user, dataset) -> dict:
         .order_by("starts_at")
     )
     return {"roles": roles, "grants": grants, "security_role": SECURITY_ROLE, "status_active": GrantStatus.ACTIVE}
+
+
+def _access_reviewable(user) -> Q | None:
+    """``policies.can_review_dataset_access`` as a filter on Dataset (None: every dataset)."""
+    if user.is_superuser:
+        return None
+    condition = decisions.stewarded_filter(user)
+    if decisions.is_security_engineer(user):
+        condition |= decisions.tier_at_least_filter(policies.REVIEWED_BY_SECURITY_FROM)
+    return condition
+
+
+def access_review_list(*, user, due_only: bool = False):
+    """Datasets whose access review this user may run, each with ``last_reviewed_at`` (the last
+    ``access_review.confirmed``), ``live_grant_count`` and ``is_due`` (never reviewed, or not within
+    ``ACCESS_REVIEW_INTERVAL_DAYS``); never reviewed first, then the longest ago. One query per page."""
+    from catalog.models import Dataset
+    from catalog.selectors import dataset_visible  # the catalog's one visibility rule
+
+    if not policies.can_read_metadata(user) or getattr(user, "is_service_account", False):
+        return Dataset.objects.none()
+    datasets = dataset_visible(user=user)
+    reviewable = _access_reviewable(user)
+    if reviewable is not None:
+        datasets = datasets.filter(reviewable)
+    now = timezone.now()
+    last = AuditEvent.objects.filter(dataset=OuterRef("pk"), action="access_review.confirmed").order_by("-id")
+    live = Grant.objects.filter(
+        dataset=OuterRef("pk"), status__in=decisions.LIVE_STATUSES, ends_at__gt=now
+    ).order_by().values("dataset").annotate(n=Count("pk")).values("n")
+    datasets = datasets.select_related("store").annotate(
+        last_reviewed_at=Subquery(last.values("at")[:1]),
+        last_reviewed_by=Subquery(last.values("actor_name")[:1]),
+        live_grant_count=Coalesce(Subquery(live, output_field=IntegerField()), 0),
+    )
+    due_since = now - timedelta(days=settings.ACCESS_REVIEW_INTERVAL_DAYS)
+    if due_only:
+        datasets = datasets.filter(Q(last_reviewed_at__isnull=True) | Q(last_reviewed_at__lt=due_since))
+    return datasets.order_by(F("last_reviewed_at").asc(nulls_first=True), "qualified_name")
 
 
 def dataset_stewards(*, dataset) -> dict:

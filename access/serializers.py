@@ -6,11 +6,12 @@ their label ("Public" ... "Restricted"), never by their stored numbers.
 
 from collections.abc import Mapping
 
+from django.conf import settings
 from django.utils import timezone
 from rest_framework import serializers
 
 from access.decisions import LIVE_STATUSES
-from access.models import AccessLevel, AccessRequest, AuditEvent, Grant, GrantStatus, RolePermission
+from access.models import TEXT_MAX_LENGTH, AccessLevel, AccessRequest, AuditEvent, Grant, GrantStatus, RolePermission
 from catalog.serializers import DatasetRefSerializer
 from catalog.vocabulary import Sensitivity
 
@@ -18,6 +19,7 @@ LEVEL_NAMES = {AccessLevel.NONE: "none", AccessLevel.METADATA: "metadata", Acces
 LEVELS_BY_NAME = {name: level for level, name in LEVEL_NAMES.items()}
 LEVEL_NAME_CHOICES = list(LEVELS_BY_NAME)
 REQUESTABLE_LEVELS = ["read", "write"]
+TICKET_MAX_LENGTH = AccessRequest._meta.get_field("ticket").max_length
 
 
 def level_name(level) -> str:
@@ -72,7 +74,10 @@ class MatrixCellSerializer(serializers.ModelSerializer):
         source="aggregated_only", help_text="Standing access covers only datasets tagged 'aggregated'."
     )
     jitLevel = LevelField(source="jit_level", help_text="The most that may be asked for just in time.")
-    jitMaxHours = serializers.IntegerField(source="jit_max_hours", min_value=0)
+    jitMaxHours = serializers.IntegerField(
+        source="jit_max_hours", min_value=0,
+        help_text="Hours; at most ACCESS_JIT_MAX_HOURS (720 by default, see docs/access.md).",
+    )
     approvalsRequired = serializers.IntegerField(source="approvals_required", min_value=1, max_value=3)
     securityApprovalRequired = serializers.BooleanField(source="security_approval_required")
     ticketRequired = serializers.BooleanField(source="ticket_required")
@@ -89,6 +94,12 @@ class MatrixCellSerializer(serializers.ModelSerializer):
 
 class MatrixCellUpdateSerializer(RejectUnknownFieldsMixin, MatrixCellSerializer):
     """The editable fields of a cell; send only those that change."""
+
+    def validate_jitMaxHours(self, value):
+        limit = settings.ACCESS_JIT_MAX_HOURS
+        if value > limit:
+            raise serializers.ValidationError(f"At most {limit:,} hours (ACCESS_JIT_MAX_HOURS).")
+        return value
 
     class Meta(MatrixCellSerializer.Meta):
         fields = [
@@ -161,16 +172,18 @@ class AccessRequestCreateSerializer(RejectUnknownFieldsMixin, serializers.Serial
         child=serializers.CharField(), required=False, default=list, help_text="Column names; empty: the whole dataset."
     )
     durationHours = serializers.FloatField(source="duration", help_text="Up to the matrix's maximum for the scope.")
-    justification = serializers.CharField(help_text="Why you need it (at least 10 characters).")
-    ticket = serializers.CharField(required=False, allow_blank=True, default="", help_text="Required where the matrix asks.")
+    justification = serializers.CharField(max_length=TEXT_MAX_LENGTH,
+                                          help_text="Why you need it (at least 10 characters).")
+    ticket = serializers.CharField(required=False, allow_blank=True, default="", max_length=TICKET_MAX_LENGTH,
+                                   help_text="Required where the matrix asks.")
 
 
 class ReasonSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
-    reason = serializers.CharField(required=False, allow_blank=True, default="")
+    reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=TEXT_MAX_LENGTH)
 
 
 class NoteSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
-    note = serializers.CharField(required=False, allow_blank=True, default="")
+    note = serializers.CharField(required=False, allow_blank=True, default="", max_length=TEXT_MAX_LENGTH)
 
 
 # Grants --------------------------------------------------------------------------------------
@@ -235,14 +248,14 @@ class GrantSerializer(serializers.ModelSerializer):
 
 class GrantExtendSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
     durationHours = serializers.FloatField(source="duration")
-    justification = serializers.CharField()
-    ticket = serializers.CharField(required=False, allow_blank=True, default="")
+    justification = serializers.CharField(max_length=TEXT_MAX_LENGTH)
+    ticket = serializers.CharField(required=False, allow_blank=True, default="", max_length=TICKET_MAX_LENGTH)
 
 
 class BreakGlassSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
     dataset = serializers.IntegerField(help_text="Dataset id.")
     level = serializers.ChoiceField(choices=REQUESTABLE_LEVELS)
-    reason = serializers.CharField(help_text="What the emergency is (at least 10 characters).")
+    reason = serializers.CharField(max_length=TEXT_MAX_LENGTH, help_text="What the emergency is (at least 10 characters).")
     minutes = serializers.IntegerField(required=False, allow_null=True, help_text="Default and maximum: the break-glass cap.")
     columns = serializers.ListField(child=serializers.CharField(), required=False, default=list)
 

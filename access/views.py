@@ -26,8 +26,11 @@ from django.views.decorators.http import require_http_methods
 
 from access import decisions, enforcement, grants, policies, proposals, selectors
 from access.audit import audit_verify, client_address
-from access.exports import audit_export_response
+from access.exports import audit_export_response, grants_export_response
+from access.filtersets import FAILED_ENFORCEMENT, GrantFilterSet
+from access.audit_actions import USER_ID_DETAILS
 from access.forms import (
+    IMPOSSIBLE_RANGE,
     AccessRequestForm,
     AccessReviewConfirmForm,
     AuditFilterForm,
@@ -42,6 +45,7 @@ from access.forms import (
 )
 from access.models import AccessLevel, AuditEvent, ProposalStatus, RequestStatus, ReviewDecision, RolePermission
 from access.roles import ENVIRONMENTS, TIERS
+from access.serializers import grant_effective_status
 from catalog import selectors as catalog_selectors
 from catalog.models import Dataset
 from catalog.vocabulary import Sensitivity
@@ -358,12 +362,58 @@ def approval_queue(request):
 
 @login_required
 def approval_count(request):
-    """The pending count for the nav link, fetched by htmx after the page loads."""
-    count = selectors.approval_queue(user=request.user).count() + selectors.proposal_queue(user=request.user).count()
+    """The count for the nav link, fetched by htmx after the page loads: pending requests and
+    proposals, and break-glass use waiting for its review."""
+    count = (selectors.approval_queue(user=request.user).count() + selectors.proposal_queue(user=request.user).count()
+             + selectors.break_glass_pending_review(user=request.user).count())
     return render(request, "access/partials/approval_count.html", {"pending_count": count})
 
 
 # Grants --------------------------------------------------------------------------------------
+
+
+GRANTS_PAGE_SIZE = 50
+
+
+def _grants_filtered(request) -> GrantFilterSet:
+    """The grants list's filters over every grant (security engineers and admins; 404 for anyone else)."""
+    if not policies.can_read_grants_everywhere(request.user):
+        raise Http404("No such page.")
+    return GrantFilterSet(request.GET, queryset=selectors.grant_visible(user=request.user), request=request)
+
+
+@login_required
+def grant_list(request):
+    """Grants across all datasets, filtered in the URL (status, dataset, user, store, environment,
+    end dates), newest first, paged: a constant number of queries."""
+    filterset = _grants_filtered(request)
+    valid = filterset.is_valid()
+    grants_found = filterset.qs if valid else selectors.grant_visible(user=request.user).none()
+    paginator = Paginator(grants_found.order_by("-starts_at", "-pk"), GRANTS_PAGE_SIZE)
+    page = paginator.get_page(request.GET.get("page"))
+    now = timezone.now()
+    for grant in page.object_list:
+        grant.effective_status = grant_effective_status(grant, now)
+        grant.failed = grant.enforcement in FAILED_ENFORCEMENT
+        grant.awaiting_review = grant.is_break_glass and grant.review_required and grant.reviewed_at is None
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(request, "access/grant_list.html", {
+        "filterset": filterset, "form": filterset.form, "page": page, "grants": page.object_list,
+        "query_string": query.urlencode(), "filtered": any(value for key, value in query.items()),
+        "page_numbers": list(paginator.get_elided_page_range(page.number, on_each_side=2, on_ends=1)),
+        "ellipsis": Paginator.ELLIPSIS,
+    }, status=200 if valid else 400)
+
+
+@login_required
+def grant_export(request):
+    """The filtered grants list as CSV, audited (``grant.exported``) like the audit trail's exports."""
+    filterset = _grants_filtered(request)
+    if not filterset.is_valid():
+        return grant_list(request)
+    grants.grants_exported(principal=request.user, filters=request.GET.dict(), remote_addr=client_address(request))
+    return grants_export_response(filterset.qs)
 
 
 @login_required
@@ -372,8 +422,8 @@ def grant_detail(request, pk, revoke_form=None, extend_form=None, break_glass_fo
     live = grant.status in decisions.LIVE_STATUSES and grant.ends_at > timezone.now()
     holder = grant.user_id == request.user.pk
     can_review_break_glass = (
-        grant.is_break_glass and grant.review_required and grant.reviewed_at is None and not holder
-        and policies.can_review_request(request.user, grant.request)
+        grant.is_break_glass and grant.review_required and grant.reviewed_at is None
+        and policies.can_review_break_glass(request.user, grant)
     )
     extension_pending = holder and grant.extension_requests.filter(status=RequestStatus.PENDING).exists()
     return render(request, "access/grant_detail.html", {
@@ -503,7 +553,7 @@ def _audit_filtered(request, form: AuditFilterForm):
     so the page query runs on the (actor, id) and (dataset, id) indexes."""
     events = selectors.audit_list(user=request.user)
     if not form.is_valid():
-        return events
+        return events.none()  # an impossible range or a bad date matches nothing (the page says why)
     data = form.cleaned_data
     if data["action"]:
         events = selectors.audit_action_filter(events, data["action"])
@@ -530,12 +580,37 @@ def _int_param(request, name) -> int | None:
 OBJECT_NAMES = {"accessrequest": "request", "rolepermission": "matrix cell", "datastore": "store"}
 
 
-def _detail_pairs(details: dict) -> list[tuple[str, str]]:
-    """An event's details as readable ``key: value`` pairs (empty values left out)."""
+def _usernames_in_details(events) -> dict[int, str]:
+    """Usernames of the user ids that events' details hold (``approvals: [8, 3]``), in one query."""
+    ids = {
+        value for event in events for key in USER_ID_DETAILS if isinstance(event.details, dict)
+        for value in (event.details.get(key) or []) if isinstance(value, int)
+    }
+    if not ids:
+        return {}
+    return dict(get_user_model().objects.filter(pk__in=ids).values_list("pk", "username"))
+
+
+def _readable_time(value: str) -> str:
+    """An ISO time from an event's details as "7 Dec 2026, 14:05 UTC" (as written when it is not one)."""
+    try:
+        at = timezone.localtime(datetime.fromisoformat(value))
+    except (ValueError, TypeError):
+        return value
+    return f"{at.day} {at:%b %Y, %H:%M} {at.tzname() or ''}".strip()
+
+
+def _detail_pairs(details: dict, usernames: dict[int, str] | None = None) -> list[tuple[str, str]]:
+    """An event's details as readable ``key: value`` pairs (empty values left out; user ids as usernames)."""
     pairs = []
+    usernames = usernames or {}
     for key, value in sorted(details.items()):
         if value in (None, "", [], {}):
             continue
+        if key in USER_ID_DETAILS and isinstance(value, list):
+            value = [usernames.get(item, f"user #{item}") if isinstance(item, int) else item for item in value]
+        if key.endswith("_at") and isinstance(value, str):
+            value = _readable_time(value)
         if isinstance(value, bool):
             value = "yes" if value else "no"
         elif isinstance(value, (list, tuple)):
@@ -573,10 +648,11 @@ def audit_list(request):
         has_older = len(rows) > AUDIT_PAGE_SIZE
         rows = rows[:AUDIT_PAGE_SIZE]
         has_newer = before is not None and bool(rows)
+    usernames = _usernames_in_details(rows)
     for event in rows:
         event.link = _link_of(event)
         event.object_name = OBJECT_NAMES.get(event.object_type, event.object_type)
-        event.detail_pairs = _detail_pairs(event.details)
+        event.detail_pairs = _detail_pairs(event.details, usernames)
     query = request.GET.copy()
     for name in ("before", "after"):
         query.pop(name, None)
@@ -585,14 +661,18 @@ def audit_list(request):
         "older": rows[-1].pk if rows and has_older else None,
         "newer": rows[0].pk if rows and has_newer else None,
         "filtered": any(value for key, value in query.items()),
-    })
+        "impossible_range": IMPOSSIBLE_RANGE in form.errors.get("since", []),
+    }, status=200 if form.is_valid() else 400)
 
 
 @login_required
 def audit_export(request, fmt):
     """The filtered trail as CSV or JSON, streamed oldest first (a million events never sit in memory)."""
     _require_audit_reader(request)
-    events = _audit_filtered(request, AuditFilterForm(request.GET))
+    form = AuditFilterForm(request.GET)
+    if not form.is_valid():
+        return audit_list(request)  # the page, with the filters' errors (400)
+    events = _audit_filtered(request, form)
     grants.audit_exported(principal=request.user, fmt=fmt, filters=request.GET.dict(), remote_addr=client_address(request))
     return audit_export_response(events, fmt)
 
@@ -607,6 +687,30 @@ def audit_chain_verify(request):
 
 
 # Periodic access review ----------------------------------------------------------------------
+
+REVIEWS_PAGE_SIZE = 50
+
+
+@login_required
+def access_review_index(request):
+    """The datasets whose access review the reader may run: due ones (never reviewed, or not within
+    ``ACCESS_REVIEW_INTERVAL_DAYS``) by default, ``?show=all`` for every one; never reviewed first."""
+    show_all = request.GET.get("show") == "all"
+    datasets = selectors.access_review_list(user=request.user, due_only=not show_all)
+    paginator = Paginator(datasets, REVIEWS_PAGE_SIZE)
+    page = paginator.get_page(request.GET.get("page"))
+    due_since = timezone.now() - timedelta(days=settings.ACCESS_REVIEW_INTERVAL_DAYS)
+    for dataset in page.object_list:
+        dataset.is_due = dataset.last_reviewed_at is None or dataset.last_reviewed_at < due_since
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(request, "access/access_review_index.html", {
+        "page": page, "datasets": page.object_list, "show_all": show_all,
+        "interval_days": settings.ACCESS_REVIEW_INTERVAL_DAYS, "query_string": query.urlencode(),
+        "page_numbers": list(paginator.get_elided_page_range(page.number, on_each_side=2, on_ends=1)),
+        "ellipsis": Paginator.ELLIPSIS,
+    })
+
 
 
 def _access_review_page(request, dataset, *, form=None, steward_form=None, status=200):

@@ -202,6 +202,10 @@ EMAIL_PORT = env_int("EMAIL_PORT", 25)
 # Access: pending requests expire after this long; break-glass grants last at most this long.
 ACCESS_REQUEST_TTL_HOURS = env_int("ACCESS_REQUEST_TTL_HOURS", 72)
 ACCESS_BREAK_GLASS_MAX_MINUTES = env_int("ACCESS_BREAK_GLASS_MAX_MINUTES", 60)
+# The longest a role matrix cell may let anyone ask for just-in-time access (hours), and how
+# often each dataset's access should be reviewed (days; older reviews are listed as due).
+ACCESS_JIT_MAX_HOURS = env_int("ACCESS_JIT_MAX_HOURS", 720, minimum=1)
+ACCESS_REVIEW_INTERVAL_DAYS = env_int("ACCESS_REVIEW_INTERVAL_DAYS", 90, minimum=1)
 # How many reverse proxies in front of the app append to X-Forwarded-For. The audit trail's
 # "from where" is the address the outermost of them saw; 0 means REMOTE_ADDR (no proxy).
 AUDIT_TRUSTED_PROXIES = env_int("AUDIT_TRUSTED_PROXIES", 0, minimum=0)

@@ -6,10 +6,12 @@ import json
 from datetime import timedelta
 
 import pytest
+from django.core.exceptions import PermissionDenied
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
+from rest_framework.test import APIClient
 
 from access import grants
 from access.audit import audit_record
@@ -351,6 +353,65 @@ def test_owner_confirms_an_access_review(client, reader, owner, orders):
     assert web(client, reader).get(reverse("access:access-review", args=[orders.pk])).status_code == 404
 
 
+
+def test_security_engineer_reviews_access_to_datasets_they_do_not_own_from_sensitive_up(client, registrar, prod,
+                                                                                        orders, owner):
+    security = UserFactory(username="sec", roles=["security_engineer"])
+    regular = dataset_create(principal=registrar, store=prod, name="sales.regions", columns=[column_payload("region")])
+    web(client, security)
+    assert client.get(reverse("access:access-review", args=[orders.pk])).status_code == 200  # Sensitive, not theirs
+    assert client.get(reverse("access:access-review", args=[regular.pk])).status_code == 404  # Regular
+    response = client.post(reverse("access:access-review", args=[orders.pk]), {"note": "Checked with security"})
+    assert response.status_code == 302
+    assert AuditEvent.objects.get(action="access_review.confirmed").actor == security
+    api = APIClient()
+    api.force_login(security)
+    assert api.get(f"/api/v1/access/reviews/{orders.pk}/").status_code == 200
+    assert api.get(f"/api/v1/access/reviews/{regular.pk}/").status_code == 403
+
+
+def test_access_review_index_lists_what_is_due_for_the_reader(client, registrar, prod, orders, owner, reader):
+    security = UserFactory(username="sec", roles=["security_engineer"])
+    regular = dataset_create(principal=registrar, store=prod, name="sales.regions", columns=[column_payload("region")])
+    regular.owners.add(owner)
+    restricted = dataset_create(principal=registrar, store=prod, name="hr.people",
+                                columns=[column_payload("ssn", sensitivity="Restricted")])
+    web(client, security)
+    page = client.get(reverse("access:access-review-index"))
+    assert page.status_code == 200
+    assert [d.qualified_name for d in page.context["datasets"]] == [restricted.qualified_name, orders.qualified_name]
+    assert reverse("access:access-review", args=[restricted.pk]) in page.text
+    grants.dataset_access_review_confirm(principal=security, dataset=restricted)
+    page = client.get(reverse("access:access-review-index"))
+    assert [d.qualified_name for d in page.context["datasets"]] == [orders.qualified_name]  # reviewed: not due
+    everything = client.get(reverse("access:access-review-index"), {"show": "all"}).context["datasets"]
+    assert [d.qualified_name for d in everything] == [orders.qualified_name, restricted.qualified_name]
+    assert everything[1].last_reviewed_by == "sec" and not everything[1].is_due
+    # The owner reviews their own datasets, whatever the tier; someone else reviews nothing.
+    owned = web(client, owner).get(reverse("access:access-review-index")).context["datasets"]
+    assert {d.qualified_name for d in owned} == {orders.qualified_name, regular.qualified_name}
+    assert list(web(client, reader).get(reverse("access:access-review-index")).context["datasets"]) == []
+
+
+def test_access_review_index_queries_do_not_grow_with_datasets(client, registrar, prod):
+    security = UserFactory(username="sec", roles=["security_engineer"])
+
+    def fill(count, start):
+        for index in range(start, start + count):
+            dataset = dataset_create(principal=registrar, store=prod, name=f"hr.t{index}",
+                                     columns=[column_payload("ssn", sensitivity="Restricted")])
+            ask(UserFactory(username=f"asker{index}", roles=["data_scientist"]), dataset)
+
+    web(client, security)
+    fill(2, 0)
+    with CaptureQueriesContext(connection) as few:
+        assert len(client.get(reverse("access:access-review-index")).context["datasets"]) == 2
+    fill(8, 2)
+    with CaptureQueriesContext(connection) as many:
+        assert len(client.get(reverse("access:access-review-index")).context["datasets"]) == 10
+    assert len(many) == len(few)
+
+
 # Audit ---------------------------------------------------------------------------------------
 
 
@@ -514,6 +575,44 @@ def test_break_glass_waiting_for_review_lists_only_what_the_reader_may_review(cl
     page = web(client, owner).get(reverse("access:approval-queue"))
     assert len(page.context["break_glass"]) == 2 and page.context["break_glass_total"] == 3
     assert "The oldest 2 are listed" in page.content.decode()
-    # A security engineer sees every grant but reviews break-glass only where a security approval is asked.
+    # A security engineer reviews every break-glass use, whatever the data's tier.
     page = web(client, security).get(reverse("access:approval-queue"))
-    assert page.context["break_glass"] == [] and page.context["break_glass_total"] == 0
+    assert len(page.context["break_glass"]) == 2 and page.context["break_glass_total"] == 3
+
+
+def test_security_engineer_reviews_break_glass_on_data_that_is_not_restricted(client, orders, owner):
+    on_call = UserFactory(username="eve", roles=["software_engineer"])
+    security = UserFactory(username="sam", roles=["security_engineer"])
+    analyst = UserFactory(username="ann", roles=["data_analyst"])
+    grant = grants.break_glass_activate(principal=on_call, dataset=orders, level="read", minutes=15,
+                                        reason="INC-9: checkout is failing for everyone")
+    assert grant.request.sensitivity < 3  # Sensitive: before, only the owner saw it
+    count = web(client, security).get(reverse("access:approval-count"))
+    assert ">1<" in count.text  # the navigation counts it
+    page = client.get(reverse("access:approval-queue"))
+    assert [g.pk for g in page.context["break_glass"]] == [grant.pk]
+    assert "Record review" in client.get(reverse("access:grant-detail", args=[grant.pk])).text
+    response = client.post(reverse("access:break-glass-review", args=[grant.pk]),
+                           {"note": "Read the query log: only the failing orders.", "next": reverse("access:approval-queue")})
+    assert response.status_code == 302
+    grant.refresh_from_db()
+    assert grant.reviewed_by == security
+    assert AuditEvent.objects.filter(action="break_glass.reviewed", actor=security, object_id=str(grant.pk)).exists()
+    assert ">0<" not in web(client, security).get(reverse("access:approval-count")).text
+    # Someone who neither owns the dataset nor is a security engineer still may not.
+    other = grants.break_glass_activate(principal=on_call, dataset=orders, level="read", minutes=15,
+                                        reason="INC-10: checkout is failing again")
+    assert web(client, analyst).get(reverse("access:approval-queue")).context["break_glass"] == []
+    assert client.post(reverse("access:break-glass-review", args=[other.pk]), {"note": "fine"}).status_code == 404
+    # Nor the holder, even a security engineer holding it.
+    with pytest.raises(PermissionDenied):
+        grants.break_glass_review(principal=on_call, grant=other, note="I checked myself")
+
+
+def test_navigation_count_includes_break_glass_waiting_for_the_owner(client, orders, owner):
+    on_call = UserFactory(username="eve", roles=["software_engineer"])
+    web(client, owner)
+    assert "nav-count" not in client.get(reverse("access:approval-count")).text
+    grants.break_glass_activate(principal=on_call, dataset=orders, level="read", minutes=15,
+                                reason="INC-9: checkout is failing for everyone")
+    assert ">1<" in client.get(reverse("access:approval-count")).text

@@ -67,7 +67,7 @@ def test_break_glass_is_reviewed_audited_verified_and_reviewed_again(live_server
     # The security engineer filters the trail to break-glass events, then verifies the chain.
     log_in(page, live_server, "sven")
     page.get_by_role("link", name="Audit").click()
-    page.get_by_label("Action").fill("break_glass")
+    page.get_by_label("Action").select_option("break_glass")
     page.get_by_role("button", name="Filter").click()
     expect(page).to_have_url(f"{live_server.url}/access/audit/?action=break_glass&actor=&dataset=&since=&until=")
     table = page.locator(".audit-table")

@@ -1,0 +1,54 @@
+"""Every action the audit trail records, by family: the one list the audit page's action filter is
+built from (tests/access/test_audit_actions.py checks that the code records exactly these)."""
+
+FAMILY_LABELS = {
+    "request": "Access requests",
+    "grant": "Grants",
+    "break_glass": "Break-glass",
+    "access_review": "Access reviews",
+    "matrix": "Role matrix",
+    "proposal": "Proposals",
+    "dataset": "Datasets",
+    "steward": "Stewards",
+    "store": "Stores",
+    "connection": "Connections",
+    "metadata": "Restricted metadata views",
+    "reconcile": "Warehouse reconciler",
+    "audit": "Audit trail",
+    "signin": "Sign-in",
+}
+
+AUDIT_ACTIONS = (
+    "request.created", "request.reviewed", "request.approved", "request.denied", "request.cancelled",
+    "request.expired", "request.rules_tightened",
+    "grant.activated", "grant.scheduled", "grant.expired", "grant.revoked", "grant.applied", "grant.unapplied",
+    "grant.apply_failed", "grant.unapply_failed", "grant.enforcement_retried", "grant.exported",
+    "break_glass.activated", "break_glass.reviewed",
+    "access_review.confirmed",
+    "matrix.changed",
+    "proposal.created", "proposal.reviewed", "proposal.applied", "proposal.rejected", "proposal.stale",
+    "proposal.cancelled",
+    "dataset.classified", "dataset.classification_changed", "dataset.owners_changed", "dataset.tags_changed",
+    "steward.added", "steward.removed",
+    "store.created", "store.changed",
+    "connection.saved", "connection.removed", "connection.tested",
+    "metadata.restricted_viewed",
+    "reconcile.unexpected_privilege",
+    "audit.exported",
+    "signin.failed", "signin.locked_out",
+)
+
+# Details keys whose values are user ids (the audit page shows their usernames).
+USER_ID_DETAILS = frozenset({"approvals"})
+
+
+def audit_action_choices() -> list:
+    """Grouped choices for a <select>: per family, the whole family (``grant``) then each action."""
+    families: dict[str, list[str]] = {}
+    for action in AUDIT_ACTIONS:
+        families.setdefault(action.split(".", 1)[0], []).append(action)
+    groups = []
+    for family, actions in families.items():
+        label = FAMILY_LABELS.get(family, family)
+        groups.append((label, [(family, f"{family}.* (all {label.lower()})")] + [(a, a) for a in sorted(actions)]))
+    return [("", "Any action"), *groups]
