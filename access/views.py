@@ -23,7 +23,7 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods
 
-from access import decisions, enforcement, grants, policies, proposals, selectors
+from access import decisions, enforcement, grants, policies, proposals, requester, selectors
 from access.audit import audit_verify, client_address
 from access.exports import audit_export_response
 from access.forms import (
@@ -79,19 +79,13 @@ def _level_label(value) -> str:
 
 
 def dataset_access_actions(*, user, dataset) -> dict:
-    """What the dataset page offers: "Request access" where the matrix lets the user ask for
-    more than they have, "Break-glass" where it allows break-glass for the dataset's tier."""
-    environment, tier = dataset.store.environment, decisions.dataset_tier(dataset)
-    # Standing level from the matrix cached on the user: no query on the dataset page.
-    standing = decisions.standing_level(user, environment, tier, decisions.is_aggregated(dataset))
-    can_request = False
-    for level in (AccessLevel.READ, AccessLevel.WRITE):
-        if standing >= level:
-            continue
-        if any(decisions.cell_for_request(user, environment, lower, level) for lower in range(tier + 1)):
-            can_request = True
+    """What the dataset page offers and tells: the reader's own access (``own_access``: standing,
+    live grants, pending requests and who they wait for), "Request access" where the matrix lets
+    them ask for more than they hold (never to an owner), "Break-glass" where the matrix allows it."""
+    own = requester.dataset_own_access(user=user, dataset=dataset)
     return {
-        "can_request_access": can_request and not getattr(user, "is_service_account", False),
+        "own_access": own,
+        "can_request_access": own.can_request,
         "can_break_glass": bool(_break_glass_levels(user, dataset)),
         "can_review_access": policies.can_review_dataset_access(user, dataset),
     }

@@ -83,7 +83,7 @@ class DatasetListRegisterApi(generics.ListAPIView):
         proposal = dataset.pending_proposal
         dataset = selectors.dataset_get(user=request.user, pk=dataset.pk)
         return Response(
-            {**DatasetDetailSerializer(dataset).data, "pendingProposal": _proposal_ref(proposal)},
+            {**DatasetDetailSerializer(dataset, context={"request": request}).data, "pendingProposal": _proposal_ref(proposal)},
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
         )
 
