@@ -176,7 +176,8 @@ def request_create(request, dataset_pk):
         ticket_required=bool(cell and cell.ticket_required),
         initial={"level": allowed[0]["level"] if allowed else "read", "duration": min(max_hours or 8, 8)},
     )
-    if request.method == "POST" and form.is_valid():
+    previewing = request.method == "POST" and "preview" in request.POST  # without JavaScript: show, do not send
+    if request.method == "POST" and not previewing and form.is_valid():
         data = form.cleaned_data
         try:
             access_request = grants.access_request_create(
@@ -198,11 +199,34 @@ def request_create(request, dataset_pk):
     # The form lists every column with its sensitivity: reading Restricted ones is audited, as on the dataset page.
     grants.restricted_metadata_viewed(principal=request.user, dataset=dataset, remote_addr=client_address(request),
                                       via="page:request")
+    if previewing:
+        form = AccessRequestForm(  # unbound again: a preview marks no field as wrong
+            initial={**request.POST.dict(), "columns": request.POST.getlist("columns")}, columns=columns,
+            max_hours=max_hours, ticket_required=bool(cell and cell.ticket_required),
+        )
+        column_rows = [{**row, "widget": widget} for row, widget in zip(column_rows, form["columns"], strict=False)]
+    chosen_level = (request.POST.get("level") if request.method == "POST" else None) or form["level"].value()
+    chosen_columns = request.POST.getlist("columns") if request.method == "POST" else []
     return render(request, "access/request_form.html", {
         "dataset": dataset, "form": form, "options": options, "allowed": allowed, "column_rows": column_rows,
         "max_hours": max_hours, "tier": dataset.sensitivity_label,
         "any_ticket": any(o["cell"].ticket_required for o in allowed),
+        "rules": requester.request_rules(user=request.user, dataset=dataset, level=chosen_level, columns=chosen_columns),
     })
+
+
+@login_required
+@require_http_methods(["GET"])
+def request_rules(request, dataset_pk):
+    """The request form's "for your choice" summary of one scope (``?level=read&columns=email``):
+    approvals, security approval, maximum duration, ticket and who decides. htmx swaps it in as
+    columns are ticked; the form shows the same without JavaScript, and the service decides."""
+    dataset = _dataset(request, dataset_pk)
+    rules = requester.request_rules(
+        user=request.user, dataset=dataset, level=request.GET.get("level", "read"), columns=request.GET.getlist("columns"),
+    )
+    # The duration's help follows the choice too (an out-of-band swap).
+    return render(request, "access/partials/request_rules.html", {"dataset": dataset, "rules": rules, "oob": True})
 
 
 def _present_request(access_request) -> None:
@@ -250,6 +274,7 @@ def request_detail(request, pk, review_form=None):
         "can_review": can_review,
         "review_form": review_form or (ReviewForm() if can_review else None),
         "can_cancel": pending and access_request.requester_id == request.user.pk,
+        "waits_for": requester.request_waits_for(access_request) if pending else None,
     }, status=400 if review_form is not None else 200)
 
 
