@@ -1,6 +1,6 @@
 """Every read of the catalog that has rules: who may see what, and how lists are loaded."""
 
-from django.db.models import Case, CharField, Count, F, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery, Value, When
+from django.db.models import Case, CharField, Count, Exists, F, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery, Value, When
 from django.http import Http404
 
 from access import policies
@@ -16,6 +16,7 @@ from catalog.models import (
     SyncRunEvent,
     SyncStatus,
 )
+from catalog.vocabulary import Sensitivity
 
 
 class SubqueryCount(Subquery):
@@ -164,6 +165,28 @@ def sync_run_event_tallies(*, user, run: SyncRun) -> tuple[dict[str, int], int]:
 def suggestion_visible(*, user) -> QuerySet[ColumnSuggestion]:
     """Classification suggestions on datasets the user may see."""
     return ColumnSuggestion.objects.filter(dataset__in=dataset_visible(user=user))
+
+
+def dataset_unowned_condition() -> Q:
+    """Datasets nobody owns or stewards: requests to them only security engineers and admins may
+    approve (``access.grants.approvers_for``)."""
+    from access.models import STEWARD_PERMISSION, DatasetGroupObjectPermission, DatasetUserObjectPermission
+
+    owned = Dataset.owners.through.objects.filter(dataset=OuterRef("pk"))
+    stewarded = DatasetUserObjectPermission.objects.filter(content_object=OuterRef("pk"), permission__codename=STEWARD_PERMISSION)
+    team = DatasetGroupObjectPermission.objects.filter(content_object=OuterRef("pk"), permission__codename=STEWARD_PERMISSION)
+    return ~Exists(owned) & ~Exists(stewarded) & ~Exists(team)
+
+
+def dataset_restricted_unowned_list(*, user) -> QuerySet[Dataset]:
+    """Restricted datasets nobody owns or stewards, for security engineers and admins (the only
+    ones who may decide their access requests) to give them an owner; nothing for anyone else."""
+    if not policies.classifies_every_dataset(user):
+        return Dataset.objects.none()
+    return (
+        dataset_visible(user=user).filter(dataset_unowned_condition(), classified=True, sensitivity__gte=Sensitivity.RESTRICTED)
+        .select_related("store").order_by("qualified_name")
+    )
 
 
 def dataset_unclassified_list(*, user) -> QuerySet[Dataset]:

@@ -752,6 +752,8 @@ def suggestion_list(request):
         "unclassified_total": unclassified.count() if len(unclassified_shown) == UNCLASSIFIED_SHOWN else len(unclassified_shown),
         "unclassified_tier": unclassified_tier().label,
         "classifies_every_dataset": policies.classifies_every_dataset(request.user),
+        # Restricted datasets nobody owns: only security engineers and admins decide their requests.
+        "restricted_unowned": list(selectors.dataset_restricted_unowned_list(user=request.user)[:UNCLASSIFIED_SHOWN]),
     })
     context.update({
         "suggestions": context["page"].object_list,

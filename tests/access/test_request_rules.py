@@ -103,3 +103,38 @@ def test_request_page_says_who_it_waits_for(client, reader, customers):
     client.force_login(reader)
     page = client.get(reverse("access:request-detail", args=[request.pk]))
     assert "Waits for 1 approval from olga (owner)." in page.text
+
+
+# Restricted datasets nobody owns -------------------------------------------------------------
+
+
+def test_restricted_dataset_without_owner_is_listed_for_security_engineers(client, reader, registrar, prod, customers):
+    orphan = dataset_create(principal=registrar, store=prod, name="hr.passports",
+                            columns=[column_payload("passport", sensitivity="Restricted")])
+    orphan.owners.clear()
+    stewarded = dataset_create(principal=registrar, store=prod, name="hr.visas",
+                               columns=[column_payload("visa", sensitivity="Restricted")])
+    grants.dataset_steward_add(principal=registrar, dataset=stewarded, user=reader)  # by its owner, at once
+    stewarded.owners.clear()
+    security = UserFactory(username="sam", roles=["security_engineer"])
+    client.force_login(security)
+    page = client.get(reverse("catalog:suggestion-list"))
+    section = page.text.split('id="restricted-unowned"')[1].split("</section>")[0]
+    assert "warehouse.hr.passports" in section
+    assert "hr.visas" not in section and "crm.customers" not in section  # a steward decides; olga owns it
+    client.force_login(reader)
+    assert 'id="restricted-unowned"' not in client.get(reverse("catalog:suggestion-list")).text
+
+
+def test_owner_none_filter_lists_datasets_without_an_owner(registrar, reader, prod, customers):
+    from rest_framework.test import APIClient
+
+    orphan = dataset_create(principal=registrar, store=prod, name="hr.passports",
+                            columns=[column_payload("passport", sensitivity="Restricted")])
+    orphan.owners.clear()
+    api = APIClient()
+    api.force_login(UserFactory(username="sam", roles=["security_engineer"]))
+    names = [row["qualifiedName"] for row in api.get("/api/v1/datasets/", {"owner": "none"}).json()["results"]]
+    assert names == [orphan.qualified_name]
+    names = [row["qualifiedName"] for row in api.get("/api/v1/datasets/", {"owner": "olga"}).json()["results"]]
+    assert names == [customers.qualified_name]
