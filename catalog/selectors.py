@@ -52,6 +52,29 @@ def dataset_list(*, user) -> QuerySet[Dataset]:
     )
 
 
+def dataset_search_matches(*, datasets, query: str) -> dict[int, dict]:
+    """Why each of ``datasets`` (a page of them) matched the search ``query`` of
+    ``DatasetFilterSet.filter_search``: ``{"name": bool, "description": bool, "columns": [names]}``
+    by dataset id. One query for the whole page (the matching column names)."""
+    query = (query or "").strip()
+    datasets = list(datasets)
+    if not query or not datasets:
+        return {}
+    needle = query.lower()
+    matches = {
+        dataset.pk: {
+            "name": needle in dataset.qualified_name.lower(),
+            "description": needle in (dataset.description or "").lower(),
+            "columns": [],
+        }
+        for dataset in datasets
+    }
+    columns = Column.objects.filter(dataset_id__in=list(matches), name__icontains=query).order_by("dataset_id", "position")
+    for dataset_id, name in columns.values_list("dataset_id", "name"):
+        matches[dataset_id]["columns"].append(name)
+    return matches
+
+
 def dataset_get(*, user, pk) -> Dataset:
     """One dataset with what its detail page needs; 404 if the user may not see it."""
     dataset = (

@@ -78,6 +78,12 @@ CLASSIFIED_HELP = (
 )
 
 
+class SearchMatchSerializer(serializers.Serializer):
+    name = serializers.BooleanField(help_text="The qualified name contains the search.")
+    description = serializers.BooleanField(help_text="The description contains the search.")
+    columns = serializers.ListField(child=serializers.CharField(), help_text="Column names that contain the search.")
+
+
 class DatasetSummarySerializer(serializers.ModelSerializer):
     qualifiedName = serializers.CharField(source="qualified_name")
     name = serializers.CharField(source="registration_name")
@@ -90,16 +96,24 @@ class DatasetSummarySerializer(serializers.ModelSerializer):
     versionNumber = serializers.IntegerField(source="current_version.number", allow_null=True)
     columnCount = serializers.IntegerField(source="column_count")
     updatedAt = serializers.DateTimeField(source="updated_at")
+    matched = serializers.SerializerMethodField(
+        help_text="With `q`: what the search matched (the name, the description, column names); null without `q`."
+    )
 
     class Meta:
         model = Dataset
         fields = [
             "id", "qualifiedName", "name", "store", "storeKind", "environment", "description", "status",
-            "sensitivity", "classified", "owners", "versionNumber", "columnCount", "tags", "updatedAt",
+            "sensitivity", "classified", "owners", "versionNumber", "columnCount", "tags", "updatedAt", "matched",
         ]
 
     def get_owners(self, dataset) -> list[str]:
         return _usernames(dataset)
+
+    @extend_schema_field(SearchMatchSerializer(allow_null=True))
+    def get_matched(self, dataset) -> dict | None:
+        matches = self.context.get("search_matches")
+        return matches.get(dataset.pk) if matches else None
 
 
 ACCESS_LEVEL_NAMES = ["none", "metadata", "read", "write"]  # as access.serializers.LEVEL_NAMES spells them
