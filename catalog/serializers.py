@@ -182,7 +182,8 @@ class MyAccessSerializer(serializers.Serializer):
     """The reader's own access to the dataset (``access.requester.dataset_own_access``)."""
 
     level = serializers.ChoiceField(choices=ACCESS_LEVEL_NAMES, help_text="What the access decision gives on the whole dataset now.")
-    relation = serializers.ChoiceField(choices=["owner", "steward"], allow_null=True)
+    # The same values as an approver's ``as``; a plain string, so the schema has one enum of them.
+    relation = serializers.CharField(allow_null=True, help_text="`owner` or `steward` when the caller is one, else null.")
     standing = MyAccessStandingSerializer()
     grants = MyAccessGrantSerializer(many=True, help_text="Live grants (active or scheduled), soonest end first.")
     pendingRequests = MyAccessRequestSerializer(many=True)
