@@ -8,6 +8,7 @@ urlpatterns = [
     path("roles/", views.role_matrix, name="role-matrix"),
     path("roles/<int:pk>/edit/", views.role_cell_edit, name="role-cell-edit"),
     path("request/<int:dataset_pk>/", views.request_create, name="request-create"),
+    path("request/<int:dataset_pk>/rules/", views.request_rules, name="request-rules"),
     path("mine/", views.my_access, name="my-access"),
     path("approvals/", views.approval_queue, name="approval-queue"),
     path("approvals/count/", views.approval_count, name="approval-count"),

@@ -24,7 +24,7 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods
 
-from access import decisions, enforcement, grants, policies, proposals, selectors
+from access import decisions, enforcement, grants, policies, proposals, requester, selectors
 from access.audit import audit_verify, client_address
 from access.exports import audit_export_response, grants_export_response
 from access.filtersets import FAILED_ENFORCEMENT, GrantFilterSet
@@ -84,19 +84,13 @@ def _level_label(value) -> str:
 
 
 def dataset_access_actions(*, user, dataset) -> dict:
-    """What the dataset page offers: "Request access" where the matrix lets the user ask for
-    more than they have, "Break-glass" where it allows break-glass for the dataset's tier."""
-    environment, tier = dataset.store.environment, decisions.dataset_tier(dataset)
-    # Standing level from the matrix cached on the user: no query on the dataset page.
-    standing = decisions.standing_level(user, environment, tier, decisions.is_aggregated(dataset))
-    can_request = False
-    for level in (AccessLevel.READ, AccessLevel.WRITE):
-        if standing >= level:
-            continue
-        if any(decisions.cell_for_request(user, environment, lower, level) for lower in range(tier + 1)):
-            can_request = True
+    """What the dataset page offers and tells: the reader's own access (``own_access``: standing,
+    live grants, pending requests and who they wait for), "Request access" where the matrix lets
+    them ask for more than they hold (never to an owner), "Break-glass" where the matrix allows it."""
+    own = requester.dataset_own_access(user=user, dataset=dataset)
     return {
-        "can_request_access": can_request and not getattr(user, "is_service_account", False),
+        "own_access": own,
+        "can_request_access": own.can_request,
         "can_break_glass": bool(_break_glass_levels(user, dataset)),
         "can_review_access": policies.can_review_dataset_access(user, dataset),
     }
@@ -187,7 +181,8 @@ def request_create(request, dataset_pk):
         ticket_required=bool(cell and cell.ticket_required),
         initial={"level": allowed[0]["level"] if allowed else "read", "duration": min(max_hours or 8, 8)},
     )
-    if request.method == "POST" and form.is_valid():
+    previewing = request.method == "POST" and "preview" in request.POST  # without JavaScript: show, do not send
+    if request.method == "POST" and not previewing and form.is_valid():
         data = form.cleaned_data
         try:
             access_request = grants.access_request_create(
@@ -209,11 +204,34 @@ def request_create(request, dataset_pk):
     # The form lists every column with its sensitivity: reading Restricted ones is audited, as on the dataset page.
     grants.restricted_metadata_viewed(principal=request.user, dataset=dataset, remote_addr=client_address(request),
                                       via="page:request")
+    if previewing:
+        form = AccessRequestForm(  # unbound again: a preview marks no field as wrong
+            initial={**request.POST.dict(), "columns": request.POST.getlist("columns")}, columns=columns,
+            max_hours=max_hours, ticket_required=bool(cell and cell.ticket_required),
+        )
+        column_rows = [{**row, "widget": widget} for row, widget in zip(column_rows, form["columns"], strict=False)]
+    chosen_level = (request.POST.get("level") if request.method == "POST" else None) or form["level"].value()
+    chosen_columns = request.POST.getlist("columns") if request.method == "POST" else []
     return render(request, "access/request_form.html", {
         "dataset": dataset, "form": form, "options": options, "allowed": allowed, "column_rows": column_rows,
         "max_hours": max_hours, "tier": dataset.sensitivity_label,
         "any_ticket": any(o["cell"].ticket_required for o in allowed),
+        "rules": requester.request_rules(user=request.user, dataset=dataset, level=chosen_level, columns=chosen_columns),
     })
+
+
+@login_required
+@require_http_methods(["GET"])
+def request_rules(request, dataset_pk):
+    """The request form's "for your choice" summary of one scope (``?level=read&columns=email``):
+    approvals, security approval, maximum duration, ticket and who decides. htmx swaps it in as
+    columns are ticked; the form shows the same without JavaScript, and the service decides."""
+    dataset = _dataset(request, dataset_pk)
+    rules = requester.request_rules(
+        user=request.user, dataset=dataset, level=request.GET.get("level", "read"), columns=request.GET.getlist("columns"),
+    )
+    # The duration's help follows the choice too (an out-of-band swap).
+    return render(request, "access/partials/request_rules.html", {"dataset": dataset, "rules": rules, "oob": True})
 
 
 def _present_request(access_request) -> None:
@@ -261,6 +279,7 @@ def request_detail(request, pk, review_form=None):
         "can_review": can_review,
         "review_form": review_form or (ReviewForm() if can_review else None),
         "can_cancel": pending and access_request.requester_id == request.user.pk,
+        "waits_for": requester.request_waits_for(access_request) if pending else None,
     }, status=400 if review_form is not None else 200)
 
 

@@ -66,6 +66,16 @@ class DatasetListRegisterApi(generics.ListAPIView):
     def get_queryset(self):
         return selectors.dataset_list(user=self.request.user)
 
+    def paginate_queryset(self, queryset):
+        page = super().paginate_queryset(queryset)
+        # What ``q`` matched, for the page's rows only: one query, whatever the page size.
+        query = self.request.query_params.get("q", "")
+        self.search_matches = selectors.dataset_search_matches(datasets=page if page is not None else queryset, query=query)
+        return page
+
+    def get_serializer_context(self):
+        return {**super().get_serializer_context(), "search_matches": getattr(self, "search_matches", None)}
+
     @extend_schema(
         request=DatasetRegistrationSerializer,
         responses={201: DatasetDetailSerializer, 200: DatasetDetailSerializer},
@@ -83,7 +93,7 @@ class DatasetListRegisterApi(generics.ListAPIView):
         proposal = dataset.pending_proposal
         dataset = selectors.dataset_get(user=request.user, pk=dataset.pk)
         return Response(
-            {**DatasetDetailSerializer(dataset).data, "pendingProposal": _proposal_ref(proposal)},
+            {**DatasetDetailSerializer(dataset, context={"request": request}).data, "pendingProposal": _proposal_ref(proposal)},
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
         )
 

@@ -6,6 +6,9 @@ from catalog.models import Column, Dataset, DatasetStatus, Environment, StoreKin
 from catalog.vocabulary import UNCLASSIFIED_LABEL, Protection, Sensitivity
 
 
+NO_OWNER = "none"  # ?owner=none: datasets nobody owns
+
+
 def _label_choices(choices):
     """Filters take the canonical labels in the URL (?sensitivity=Restricted)."""
     return [(label, label) for _, label in choices]
@@ -30,7 +33,9 @@ class DatasetFilterSet(django_filters.FilterSet):
     residency = django_filters.CharFilter(field_name="store__residency", lookup_expr="iexact", label="Residency")
     line_of_business = django_filters.CharFilter(field_name="store__line_of_business", lookup_expr="iexact")
     customer = django_filters.CharFilter(field_name="store__customer", lookup_expr="iexact")
-    owner = django_filters.CharFilter(method="filter_owner", label="Owner")
+    owner = django_filters.CharFilter(
+        method="filter_owner", label="Owner", help_text="An owner's username, or `none` for datasets without any owner."
+    )
     status = django_filters.ChoiceFilter(choices=DatasetStatus.choices)
 
     class Meta:
@@ -62,5 +67,8 @@ class DatasetFilterSet(django_filters.FilterSet):
         return queryset.filter(Exists(protected))
 
     def filter_owner(self, queryset, name, value):
+        """By an owner's username; ``none``: datasets without any owner."""
+        if value.strip().lower() == NO_OWNER:
+            return queryset.filter(~Exists(Dataset.owners.through.objects.filter(dataset=OuterRef("pk"))))
         owned = Dataset.owners.through.objects.filter(dataset=OuterRef("pk"), user__username=value.strip())
         return queryset.filter(Exists(owned))

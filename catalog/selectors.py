@@ -1,6 +1,6 @@
 """Every read of the catalog that has rules: who may see what, and how lists are loaded."""
 
-from django.db.models import Case, CharField, Count, F, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery, Value, When
+from django.db.models import Case, CharField, Count, Exists, F, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery, Value, When
 from django.http import Http404
 
 from access import policies
@@ -16,6 +16,7 @@ from catalog.models import (
     SyncRunEvent,
     SyncStatus,
 )
+from catalog.vocabulary import Sensitivity
 
 
 class SubqueryCount(Subquery):
@@ -49,6 +50,29 @@ def dataset_list(*, user) -> QuerySet[Dataset]:
         .annotate(column_count=SubqueryCount(columns))
         .order_by("qualified_name")
     )
+
+
+def dataset_search_matches(*, datasets, query: str) -> dict[int, dict]:
+    """Why each of ``datasets`` (a page of them) matched the search ``query`` of
+    ``DatasetFilterSet.filter_search``: ``{"name": bool, "description": bool, "columns": [names]}``
+    by dataset id. One query for the whole page (the matching column names)."""
+    query = (query or "").strip()
+    datasets = list(datasets)
+    if not query or not datasets:
+        return {}
+    needle = query.lower()
+    matches = {
+        dataset.pk: {
+            "name": needle in dataset.qualified_name.lower(),
+            "description": needle in (dataset.description or "").lower(),
+            "columns": [],
+        }
+        for dataset in datasets
+    }
+    columns = Column.objects.filter(dataset_id__in=list(matches), name__icontains=query).order_by("dataset_id", "position")
+    for dataset_id, name in columns.values_list("dataset_id", "name"):
+        matches[dataset_id]["columns"].append(name)
+    return matches
 
 
 def dataset_get(*, user, pk) -> Dataset:
@@ -164,6 +188,28 @@ def sync_run_event_tallies(*, user, run: SyncRun) -> tuple[dict[str, int], int]:
 def suggestion_visible(*, user) -> QuerySet[ColumnSuggestion]:
     """Classification suggestions on datasets the user may see."""
     return ColumnSuggestion.objects.filter(dataset__in=dataset_visible(user=user))
+
+
+def dataset_unowned_condition() -> Q:
+    """Datasets nobody owns or stewards: requests to them only security engineers and admins may
+    approve (``access.grants.approvers_for``)."""
+    from access.models import STEWARD_PERMISSION, DatasetGroupObjectPermission, DatasetUserObjectPermission
+
+    owned = Dataset.owners.through.objects.filter(dataset=OuterRef("pk"))
+    stewarded = DatasetUserObjectPermission.objects.filter(content_object=OuterRef("pk"), permission__codename=STEWARD_PERMISSION)
+    team = DatasetGroupObjectPermission.objects.filter(content_object=OuterRef("pk"), permission__codename=STEWARD_PERMISSION)
+    return ~Exists(owned) & ~Exists(stewarded) & ~Exists(team)
+
+
+def dataset_restricted_unowned_list(*, user) -> QuerySet[Dataset]:
+    """Restricted datasets nobody owns or stewards, for security engineers and admins (the only
+    ones who may decide their access requests) to give them an owner; nothing for anyone else."""
+    if not policies.classifies_every_dataset(user):
+        return Dataset.objects.none()
+    return (
+        dataset_visible(user=user).filter(dataset_unowned_condition(), classified=True, sensitivity__gte=Sensitivity.RESTRICTED)
+        .select_related("store").order_by("qualified_name")
+    )
 
 
 def dataset_unclassified_list(*, user) -> QuerySet[Dataset]:

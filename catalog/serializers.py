@@ -2,6 +2,7 @@
 
 from collections.abc import Mapping
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from catalog.connectors import CONNECTORS
@@ -77,6 +78,12 @@ CLASSIFIED_HELP = (
 )
 
 
+class SearchMatchSerializer(serializers.Serializer):
+    name = serializers.BooleanField(help_text="The qualified name contains the search.")
+    description = serializers.BooleanField(help_text="The description contains the search.")
+    columns = serializers.ListField(child=serializers.CharField(), help_text="Column names that contain the search.")
+
+
 class DatasetSummarySerializer(serializers.ModelSerializer):
     qualifiedName = serializers.CharField(source="qualified_name")
     name = serializers.CharField(source="registration_name")
@@ -89,16 +96,100 @@ class DatasetSummarySerializer(serializers.ModelSerializer):
     versionNumber = serializers.IntegerField(source="current_version.number", allow_null=True)
     columnCount = serializers.IntegerField(source="column_count")
     updatedAt = serializers.DateTimeField(source="updated_at")
+    matched = serializers.SerializerMethodField(
+        help_text="With `q`: what the search matched (the name, the description, column names); null without `q`."
+    )
 
     class Meta:
         model = Dataset
         fields = [
             "id", "qualifiedName", "name", "store", "storeKind", "environment", "description", "status",
-            "sensitivity", "classified", "owners", "versionNumber", "columnCount", "tags", "updatedAt",
+            "sensitivity", "classified", "owners", "versionNumber", "columnCount", "tags", "updatedAt", "matched",
         ]
 
     def get_owners(self, dataset) -> list[str]:
         return _usernames(dataset)
+
+    @extend_schema_field(SearchMatchSerializer(allow_null=True))
+    def get_matched(self, dataset) -> dict | None:
+        matches = self.context.get("search_matches")
+        return matches.get(dataset.pk) if matches else None
+
+
+ACCESS_LEVEL_NAMES = ["none", "metadata", "read", "write"]  # as access.serializers.LEVEL_NAMES spells them
+
+
+class MyAccessApproverSerializer(serializers.Serializer):
+    username = serializers.CharField()
+    name = serializers.CharField()
+    # ``as`` is a Python keyword: the field is declared under another name and renamed below.
+    as_ = serializers.ChoiceField(choices=["owner", "steward"], help_text="Why they may approve.")
+
+    def get_fields(self):
+        fields = super().get_fields()
+        fields["as"] = fields.pop("as_")
+        return fields
+
+
+class MyAccessWaitingForSerializer(serializers.Serializer):
+    approvalsNeeded = serializers.IntegerField(min_value=1, help_text="Approvals still missing.")
+    securityApprovalNeeded = serializers.BooleanField(help_text="One of them must come from a security engineer.")
+    approvers = MyAccessApproverSerializer(many=True, help_text="The dataset's owners and stewards who may still approve.")
+    approverRoles = serializers.ListField(
+        child=serializers.ChoiceField(choices=["security engineer", "admin"]),
+        help_text="Others who may approve, by role. Only these when nobody owns or stewards the dataset.",
+    )
+    summary = serializers.CharField(help_text="The same in one sentence, as the dataset page says it.")
+
+
+class MyAccessStandingColumnSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    level = serializers.ChoiceField(choices=ACCESS_LEVEL_NAMES)
+
+
+class MyAccessStandingSerializer(serializers.Serializer):
+    level = serializers.ChoiceField(choices=ACCESS_LEVEL_NAMES, help_text="What the role matrix gives on the whole dataset.")
+    roles = serializers.ListField(child=serializers.CharField(), help_text="The reader's company roles.")
+    columns = MyAccessStandingColumnSerializer(
+        many=True, help_text="Columns of a lower tier the matrix gives more on than the whole dataset."
+    )
+
+
+class MyAccessGrantSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    level = serializers.ChoiceField(choices=ACCESS_LEVEL_NAMES)
+    columns = serializers.ListField(child=serializers.CharField(), allow_null=True, help_text="null: the whole dataset.")
+    status = serializers.ChoiceField(choices=["scheduled", "active"])
+    startsAt = serializers.DateTimeField()
+    endsAt = serializers.DateTimeField()
+    breakGlass = serializers.BooleanField()
+    outgrown = serializers.BooleanField(
+        help_text="The data became more sensitive than its approvers saw: the grant no longer gives access."
+    )
+
+
+class MyAccessRequestSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    level = serializers.ChoiceField(choices=ACCESS_LEVEL_NAMES)
+    columns = serializers.ListField(child=serializers.CharField(), allow_null=True, help_text="null: the whole dataset.")
+    createdAt = serializers.DateTimeField()
+    expiresAt = serializers.DateTimeField(help_text="Expires then if nobody decides.")
+    extendsGrant = serializers.IntegerField(allow_null=True)
+    waitingFor = MyAccessWaitingForSerializer()
+
+
+class MyAccessSerializer(serializers.Serializer):
+    """The reader's own access to the dataset (``access.requester.dataset_own_access``)."""
+
+    level = serializers.ChoiceField(choices=ACCESS_LEVEL_NAMES, help_text="What the access decision gives on the whole dataset now.")
+    # The same values as an approver's ``as``; a plain string, so the schema has one enum of them.
+    relation = serializers.CharField(allow_null=True, help_text="`owner` or `steward` when the caller is one, else null.")
+    standing = MyAccessStandingSerializer()
+    grants = MyAccessGrantSerializer(many=True, help_text="Live grants (active or scheduled), soonest end first.")
+    pendingRequests = MyAccessRequestSerializer(many=True)
+    canRequestAccess = serializers.BooleanField(
+        help_text="The role matrix lets the reader ask for more than they hold (never for an owner)."
+    )
 
 
 class DatasetDetailSerializer(serializers.ModelSerializer):
@@ -118,6 +209,9 @@ class DatasetDetailSerializer(serializers.ModelSerializer):
     segmentation = SegmentationSerializer(source="store")
     columns = ColumnSnapshotSerializer(source="current_version.columns", many=True, allow_null=True)
     needsReview = serializers.BooleanField(source="needs_review")
+    myAccess = serializers.SerializerMethodField(
+        help_text="The caller's own access: standing, live grants, pending requests and who they wait for."
+    )
     createdAt = serializers.DateTimeField(source="created_at")
     updatedAt = serializers.DateTimeField(source="updated_at")
 
@@ -127,8 +221,17 @@ class DatasetDetailSerializer(serializers.ModelSerializer):
             "id", "qualifiedName", "name", "store", "registrationTime", "registeredBy", "registeredByPrincipal",
             "description", "version", "versionNumber", "status", "needsReview", "sensitivity", "classified", "owners",
             "tags",
-            "segmentation", "columns", "createdAt", "updatedAt",
+            "segmentation", "columns", "myAccess", "createdAt", "updatedAt",
         ]
+
+    @extend_schema_field(MyAccessSerializer)
+    def get_myAccess(self, dataset) -> dict | None:
+        from access.requester import dataset_own_access  # access builds on the catalog
+
+        request = self.context.get("request")
+        if request is None:
+            return None
+        return dataset_own_access(user=request.user, dataset=dataset).as_json()
 
     def to_representation(self, dataset):
         data = super().to_representation(dataset)

@@ -72,12 +72,17 @@ def dataset_list(request):
         field.empty_label = "Any"
         field.choices = choices  # rebinds the widget's choices to this field's empty label
     active_filters = any(value for key, value in request.GET.lists() if key != "page" and any(value))
+    search = (filterset.form.cleaned_data.get("q") or "").strip() if filterset.is_bound and filterset.is_valid() else ""
+    matches = selectors.dataset_search_matches(datasets=page.object_list, query=search)
+    for dataset in page.object_list:
+        dataset.matched = matches.get(dataset.pk)
     context = {
         "filterset": filterset,
         "page": page,
         "page_numbers": list(paginator.get_elided_page_range(page.number, on_each_side=2, on_ends=1)),
         "ellipsis": Paginator.ELLIPSIS,
         "datasets": page.object_list,
+        "search": search,
         "result_count": paginator.count,
         "query_string": query.urlencode(),
         "active_filters": active_filters,
@@ -767,6 +772,8 @@ def suggestion_list(request):
         "unclassified_total": unclassified.count() if len(unclassified_shown) == UNCLASSIFIED_SHOWN else len(unclassified_shown),
         "unclassified_tier": unclassified_tier().label,
         "classifies_every_dataset": policies.classifies_every_dataset(request.user),
+        # Restricted datasets nobody owns: only security engineers and admins decide their requests.
+        "restricted_unowned": list(selectors.dataset_restricted_unowned_list(user=request.user)[:UNCLASSIFIED_SHOWN]),
     })
     context.update({
         "suggestions": context["page"].object_list,

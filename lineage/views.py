@@ -133,6 +133,10 @@ def column_impact(request, pk, column_id):
     for entry in impact["datasets"]:
         entry["owners"] = sorted(entry["owners"], key=lambda owner: owner.username)
         entry["columns"] = sorted(entry["columns"], key=lambda column: (column.depth, column.name.lower()))
+    # What the page measures is column-level lineage; the dataset-level downstream beside it (edges
+    # that say a job read the dataset, not which columns) keeps "nothing downstream" from misleading.
+    dataset_node = selectors.lineage_dataset_node(user=request.user, dataset=dataset)
+    dataset_impact = selectors.lineage_impact(user=request.user, starts=[dataset_node], depth=selectors.MAX_DEPTH)
     return render(
         request,
         "lineage/column_impact.html",
@@ -143,6 +147,7 @@ def column_impact(request, pk, column_id):
             "effective": sensitivity_label(node.effective_sensitivity),
             "impact": impact,
             "affected_columns": affected_columns,
+            "dataset_impact": dataset_impact,
             "max_depth": selectors.MAX_DEPTH,
         },
     )

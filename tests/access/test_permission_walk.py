@@ -170,6 +170,7 @@ EXPECTED = {
     "access:role-matrix": rule(SIGNED_IN),
     "access:role-cell-edit": rule(ADMIN),
     "access:request-create": rule(SEES_DATASET, post=MAY_REQUEST - {REQUESTER} | {"admin"}),
+    "access:request-rules": rule(SEES_DATASET, post=NOBODY, note="the request form's summary (GET only)"),
     "access:my-access": rule(SIGNED_IN),
     "access:approval-queue": rule(SIGNED_IN),
     "access:approval-count": rule(SIGNED_IN),
