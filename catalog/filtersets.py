@@ -2,8 +2,22 @@ import django_filters
 from django import forms
 from django.db.models import Exists, OuterRef, Q
 
+from catalog.api_support import ID_RANGE
 from catalog.models import Column, Dataset, DatasetStatus, Environment, StoreKind
 from catalog.vocabulary import UNCLASSIFIED_LABEL, Protection, Sensitivity
+
+
+class IdFilter(django_filters.NumberFilter):
+    """An id in a query parameter (``?dataset=31``): a whole number from 1 to 2^63-1, or a 400
+    naming the parameter (``1e3``, ``-1.09e166`` or an id past the column's range are not ids).
+    The schema hook (``config.schema``) gives integer query parameters this range."""
+
+    field_class = forms.IntegerField
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("min_value", ID_RANGE[0])
+        kwargs.setdefault("max_value", ID_RANGE[1])
+        super().__init__(*args, **kwargs)
 
 
 def _label_choices(choices):
