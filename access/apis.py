@@ -53,7 +53,7 @@ from access.serializers import (
 )
 from catalog import selectors as catalog_selectors
 from catalog.api_support import ID_RANGE, CursorPagination, errors_named_as_in, int_parameter, query_int
-from catalog.filtersets import IdFilter
+from catalog.filtersets import IdFilter, UtcDateTimeFilter
 
 
 
@@ -411,8 +411,8 @@ class AuditFilterSet(django_filters.FilterSet):
     action = django_filters.CharFilter(help_text="An action (`grant.revoked`) or a family of them (`grant`).", method="filter_action")
     actor = django_filters.CharFilter(field_name="actor_name", help_text="Username (or `system`).")
     dataset = IdFilter(field_name="dataset_id", help_text="Dataset id.")
-    since = django_filters.IsoDateTimeFilter(field_name="at", lookup_expr="gte", help_text="ISO 8601, inclusive.")
-    until = django_filters.IsoDateTimeFilter(field_name="at", lookup_expr="lt", help_text="ISO 8601, exclusive.")
+    since = UtcDateTimeFilter(field_name="at", lookup_expr="gte", help_text="ISO 8601, inclusive.")
+    until = UtcDateTimeFilter(field_name="at", lookup_expr="lt", help_text="ISO 8601, exclusive.")
 
     class Meta:
         model = AuditEvent

@@ -14,7 +14,6 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from rest_framework import exceptions, pagination, parsers, status
 from rest_framework.response import Response
-from rest_framework.views import exception_handler as drf_exception_handler
 
 from catalog.errors import ApplicationError
 
@@ -86,13 +85,19 @@ def int_parameter(name: str, *, low: int, high: int, required: bool = False, des
 class ApiParameterMiddleware:
     """Checks what the URL carries before any API view runs: integer path parameters are in
     their range (ids 1..2^63-1, version numbers 1..2^31-1) and no path or query parameter holds
-    a control character. Anything else is a 400 naming the parameter, as the schema says."""
+    a control character. Anything else is a 400 naming the parameter, as the schema says.
+    A path under /api/ that names no endpoint (``/api/v1/datasets/abc/``) is a JSON 404, like
+    every other answer of the API, not the site's HTML page."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
-        return self.get_response(request)
+        response = self.get_response(request)
+        if (request.path.startswith("/api/") and response.status_code == status.HTTP_404_NOT_FOUND
+                and getattr(request, "resolver_match", None) is None):
+            return JsonResponse({"detail": "Not found."}, status=status.HTTP_404_NOT_FOUND)
+        return response
 
     def process_view(self, request, view_func, view_args, view_kwargs):
         if not request.path.startswith("/api/"):
@@ -253,6 +258,9 @@ def exception_handler(exc, context):
         exc = exceptions.NotFound(str(exc) or None)
     if isinstance(exc, exceptions.ValidationError):
         return _invalid(_flatten(exc.detail))
+    # Imported here: rest_framework.views reads DEFAULT_PARSER_CLASSES, which names this module.
+    from rest_framework.views import exception_handler as drf_exception_handler
+
     return drf_exception_handler(exc, context)
 
 

@@ -1,3 +1,5 @@
+import datetime as dt
+
 import django_filters
 from django import forms
 from django.db.models import Exists, OuterRef, Q
@@ -18,6 +20,26 @@ class IdFilter(django_filters.NumberFilter):
         kwargs.setdefault("min_value", ID_RANGE[0])
         kwargs.setdefault("max_value", ID_RANGE[1])
         super().__init__(*args, **kwargs)
+
+
+class UtcDateTimeField(django_filters.fields.IsoDateTimeField):
+    """ISO 8601 read as the instant it names, in UTC: PostgreSQL refuses offsets past +-15:59
+    that RFC 3339 allows (``+16:00``), and an instant before the year 1 in UTC is no date."""
+
+    def to_python(self, value):
+        parsed = super().to_python(value)
+        if parsed is None:
+            return None
+        try:
+            return parsed.astimezone(dt.timezone.utc)
+        except OverflowError:
+            raise forms.ValidationError("Out of range: a date-time from the year 1 to 9999 in UTC.") from None
+
+
+class UtcDateTimeFilter(django_filters.IsoDateTimeFilter):
+    """An ISO 8601 date-time in a query parameter (``?since=2026-01-01T00:00:00+16:00``)."""
+
+    field_class = UtcDateTimeField
 
 
 def _label_choices(choices):
