@@ -3,6 +3,7 @@ import datetime as dt
 import django_filters
 from django import forms
 from django.db.models import Exists, OuterRef, Q
+from drf_spectacular.utils import extend_schema_field
 
 from catalog.api_support import ID_RANGE
 from catalog.models import Column, Dataset, DatasetStatus, Environment, StoreKind
@@ -11,8 +12,7 @@ from catalog.vocabulary import UNCLASSIFIED_LABEL, Protection, Sensitivity
 
 class IdFilter(django_filters.NumberFilter):
     """An id in a query parameter (``?dataset=31``): a whole number from 1 to 2^63-1, or a 400
-    naming the parameter (``1e3``, ``-1.09e166`` or an id past the column's range are not ids).
-    The schema hook (``config.schema``) gives integer query parameters this range."""
+    naming the parameter (``1e3``, ``-1.09e166`` or an id past the column's range are not ids)."""
 
     field_class = forms.IntegerField
 
@@ -20,6 +20,12 @@ class IdFilter(django_filters.NumberFilter):
         kwargs.setdefault("min_value", ID_RANGE[0])
         kwargs.setdefault("max_value", ID_RANGE[1])
         super().__init__(*args, **kwargs)
+        # The schema of this parameter (per instance, to keep its help text): drf-spectacular
+        # would call a NumberFilter on a foreign key a "number".
+        extend_schema_field({
+            "type": "integer", "format": "int64", "minimum": ID_RANGE[0], "maximum": ID_RANGE[1],
+            "description": str(self.extra.get("help_text") or "An id."),
+        })(self)
 
 
 class UtcDateTimeField(django_filters.fields.IsoDateTimeField):

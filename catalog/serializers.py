@@ -82,7 +82,10 @@ class DatasetRegistrationSerializer(serializers.Serializer):
     version = serializers.CharField(
         required=False, allow_blank=True, help_text="The producer's own version label (a string or an integer; kept to 64 characters)."
     )
-    columns = RegistrationColumnSerializer(many=True, min_length=1, max_length=settings.CATALOG_MAX_COLUMNS)
+    columns = serializers.ListField(
+        child=RegistrationColumnSerializer(), min_length=1, max_length=settings.CATALOG_MAX_COLUMNS,
+        help_text="Column names are unique in the dataset, case-insensitively.",
+    )
     owners = serializers.ListField(child=serializers.CharField(allow_blank=True), required=False, help_text="Usernames.")
     tags = serializers.ListField(child=serializers.CharField(allow_blank=True), required=False)
 
