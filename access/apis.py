@@ -13,7 +13,6 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, generics, status
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -52,7 +51,8 @@ from access.serializers import (
     level_name,
 )
 from catalog import selectors as catalog_selectors
-from catalog.api_support import errors_named_as_in
+from catalog.api_support import ID_RANGE, CursorPagination, errors_named_as_in, int_parameter, query_int
+from catalog.filtersets import IdFilter, UtcDateTimeFilter
 
 
 
@@ -125,7 +125,7 @@ class MatrixCellApi(APIView):
 
 class RequestFilterSet(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(choices=RequestStatus.choices)
-    dataset = django_filters.NumberFilter(field_name="dataset_id", help_text="Dataset id.")
+    dataset = IdFilter(field_name="dataset_id", help_text="Dataset id.")
     requester = django_filters.CharFilter(method="filter_requester", help_text='A username, or "me".')
 
     class Meta:
@@ -359,7 +359,7 @@ class BreakGlassApi(APIView):
 class DecideApi(APIView):
     @extend_schema(
         parameters=[
-            OpenApiParameter("dataset", int, required=True, description="Dataset id."),
+            int_parameter("dataset", low=ID_RANGE[0], high=ID_RANGE[1], required=True, description="Dataset id."),
             OpenApiParameter("action", str, enum=list(decisions.ACTIONS), required=True),
             OpenApiParameter("columns", str, description="Comma-separated column names; default the whole dataset."),
         ],
@@ -368,16 +368,17 @@ class DecideApi(APIView):
     )
     def get(self, request):
         errors = {}
-        raw_dataset = request.query_params.get("dataset", "")
-        if not raw_dataset.isdigit():
-            errors["dataset"] = ["Required: a dataset id."]
+        try:
+            dataset_id = query_int(request, "dataset", low=ID_RANGE[0], high=ID_RANGE[1], required=True)
+        except exceptions.ValidationError as exc:
+            errors.update(exc.detail)
         action = request.query_params.get("action", "")
         if action not in decisions.ACTIONS:
             errors["action"] = [f"One of {', '.join(decisions.ACTIONS)}."]
         columns = [name.strip() for name in request.query_params.get("columns", "").split(",") if name.strip()]
         if errors:
             raise exceptions.ValidationError(errors)
-        dataset = catalog_selectors.dataset_get(user=request.user, pk=int(raw_dataset))
+        dataset = catalog_selectors.dataset_get(user=request.user, pk=dataset_id)
         if columns:
             known = {column.name.lower() for column in dataset.columns.all()}
             unknown = [name for name in columns if name.lower() not in known]
@@ -397,9 +398,9 @@ class DecideApi(APIView):
 class AuditFilterSet(django_filters.FilterSet):
     action = django_filters.CharFilter(help_text="An action (`grant.revoked`) or a family of them (`grant`).", method="filter_action")
     actor = django_filters.CharFilter(field_name="actor_name", help_text="Username (or `system`).")
-    dataset = django_filters.NumberFilter(field_name="dataset_id", help_text="Dataset id.")
-    since = django_filters.IsoDateTimeFilter(field_name="at", lookup_expr="gte", help_text="ISO 8601, inclusive.")
-    until = django_filters.IsoDateTimeFilter(field_name="at", lookup_expr="lt", help_text="ISO 8601, exclusive.")
+    dataset = IdFilter(field_name="dataset_id", help_text="Dataset id.")
+    since = UtcDateTimeFilter(field_name="at", lookup_expr="gte", help_text="ISO 8601, inclusive.")
+    until = UtcDateTimeFilter(field_name="at", lookup_expr="lt", help_text="ISO 8601, exclusive.")
 
     class Meta:
         model = AuditEvent
@@ -610,7 +611,7 @@ class DatasetStewardApi(APIView):
 
 class ProposalFilterSet(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(choices=ProposalStatus.choices)
-    dataset = django_filters.NumberFilter(field_name="dataset_id", help_text="Dataset id.")
+    dataset = IdFilter(field_name="dataset_id", help_text="Dataset id.")
     store = django_filters.CharFilter(method="filter_store", help_text="Store name (its own proposals and its datasets').")
     mine = django_filters.BooleanFilter(method="filter_mine", help_text="Only proposals waiting for my review.")
 

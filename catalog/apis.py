@@ -5,16 +5,21 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, generics, permissions, status
-from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from access import policies
 from access.audit import client_address
 from catalog import selectors, services
-from catalog.api_support import errors_named_as_in
+from catalog.api_support import (
+    VERSION_NUMBER_RANGE,
+    CursorPagination,
+    errors_named_as_in,
+    int_parameter,
+    query_ints,
+)
 from catalog.connections import CONNECTION_FIELDS, connection_delete, connection_save, connection_test
-from catalog.filtersets import DatasetFilterSet
+from catalog.filtersets import DatasetFilterSet, IdFilter
 from catalog.models import (
     ColumnSuggestion,
     Connection,
@@ -150,22 +155,15 @@ class DatasetVersionDetailApi(generics.RetrieveAPIView):
 class DatasetDiffApi(APIView):
     @extend_schema(
         parameters=[
-            OpenApiParameter("from", int, required=True, description="Version number to compare from."),
-            OpenApiParameter("to", int, required=True, description="Version number to compare to."),
+            int_parameter("from", low=VERSION_NUMBER_RANGE[0], high=VERSION_NUMBER_RANGE[1], required=True,
+                          description="Version number to compare from."),
+            int_parameter("to", low=VERSION_NUMBER_RANGE[0], high=VERSION_NUMBER_RANGE[1], required=True,
+                          description="Version number to compare to."),
         ],
         responses=DatasetDiffSerializer,
     )
     def get(self, request, pk):
-        errors = {}
-        numbers = {}
-        for key in ("from", "to"):
-            raw = request.query_params.get(key, "")
-            if not raw.isdigit():
-                errors[key] = ["Required: a version number."]
-            else:
-                numbers[key] = int(raw)
-        if errors:
-            raise exceptions.ValidationError(errors)
+        numbers = query_ints(request, {"from": VERSION_NUMBER_RANGE, "to": VERSION_NUMBER_RANGE})
         dataset = selectors.dataset_get(user=request.user, pk=pk)
         old, new = selectors.dataset_version_pair(dataset=dataset, from_number=numbers["from"], to_number=numbers["to"])
         from access.grants import restricted_metadata_viewed  # access builds on the catalog
@@ -385,8 +383,8 @@ class SyncRunEventListApi(generics.ListAPIView):
 class SuggestionFilterSet(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(choices=SuggestionStatus.choices)
     store = django_filters.CharFilter(field_name="dataset__store__name", help_text="Store name.")
-    dataset = django_filters.NumberFilter(field_name="dataset_id", help_text="Dataset id.")
-    run = django_filters.NumberFilter(field_name="run_id", help_text="Sync run id.")
+    dataset = IdFilter(field_name="dataset_id", help_text="Dataset id.")
+    run = IdFilter(field_name="run_id", help_text="Sync run id.")
 
     class Meta:
         model = ColumnSuggestion

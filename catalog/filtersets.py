@@ -1,9 +1,51 @@
+import datetime as dt
+
 import django_filters
 from django import forms
 from django.db.models import Exists, OuterRef, Q
+from drf_spectacular.utils import extend_schema_field
 
+from catalog.api_support import ID_RANGE
 from catalog.models import Column, Dataset, DatasetStatus, Environment, StoreKind
 from catalog.vocabulary import UNCLASSIFIED_LABEL, Protection, Sensitivity
+
+
+class IdFilter(django_filters.NumberFilter):
+    """An id in a query parameter (``?dataset=31``): a whole number from 1 to 2^63-1, or a 400
+    naming the parameter (``1e3``, ``-1.09e166`` or an id past the column's range are not ids)."""
+
+    field_class = forms.IntegerField
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("min_value", ID_RANGE[0])
+        kwargs.setdefault("max_value", ID_RANGE[1])
+        super().__init__(*args, **kwargs)
+        # The schema of this parameter (per instance, to keep its help text): drf-spectacular
+        # would call a NumberFilter on a foreign key a "number".
+        extend_schema_field({
+            "type": "integer", "format": "int64", "minimum": ID_RANGE[0], "maximum": ID_RANGE[1],
+            "description": str(self.extra.get("help_text") or "An id."),
+        })(self)
+
+
+class UtcDateTimeField(django_filters.fields.IsoDateTimeField):
+    """ISO 8601 read as the instant it names, in UTC: PostgreSQL refuses offsets past +-15:59
+    that RFC 3339 allows (``+16:00``), and an instant before the year 1 in UTC is no date."""
+
+    def to_python(self, value):
+        parsed = super().to_python(value)
+        if parsed is None:
+            return None
+        try:
+            return parsed.astimezone(dt.timezone.utc)
+        except OverflowError:
+            raise forms.ValidationError("Out of range: a date-time from the year 1 to 9999 in UTC.") from None
+
+
+class UtcDateTimeFilter(django_filters.IsoDateTimeFilter):
+    """An ISO 8601 date-time in a query parameter (``?since=2026-01-01T00:00:00+16:00``)."""
+
+    field_class = UtcDateTimeField
 
 
 NO_OWNER = "none"  # ?owner=none: datasets nobody owns

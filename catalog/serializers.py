@@ -2,11 +2,14 @@
 
 from collections.abc import Mapping
 
+from django.conf import settings
+from django.core.validators import RegexValidator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from catalog.connectors import CONNECTORS
 from catalog.models import ColumnSuggestion, Dataset, DatasetVersion, DataStore, SyncRun, SyncRunEvent
+from catalog.registration import DATASET_NAME_RE, MAX_EPOCH_SECONDS
 from catalog.vocabulary import UNCLASSIFIED_LABEL, ColumnMode, Protection, Sensitivity
 
 
@@ -17,6 +20,25 @@ def _usernames(dataset) -> list[str]:
     return sorted(user.username for user in owners)
 
 
+# What catalog.registration.registration_parse enforces, said in the schema (lengths, the name's
+# pattern, the number of columns). Sensitivity, protection and mode stay enums of the canonical
+# spellings although synonyms are accepted: clients are told the spelling answers use.
+NOT_DISGUISED_PATTERN = (  # no control or invisible format characters (registration._disguised)
+    r"^[^\u0000-\u001f\u007f-\u009f\u00ad\u0600-\u0605\u061c\u06dd\u070f\u180e"
+    r"\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb]*$"
+)
+
+
+@extend_schema_field({
+    "oneOf": [
+        {"type": "integer", "minimum": 0, "maximum": MAX_EPOCH_SECONDS, "description": "Epoch seconds."},
+        {"type": "string", "description": "Epoch seconds as digits, or an ISO 8601 date-time."},
+    ],
+})
+class RegistrationTimeField(serializers.CharField):
+    """Epoch seconds (a number or a digit string, as the guidance's example) or ISO 8601."""
+
+
 class RegistrationColumnSerializer(serializers.Serializer):
     """Describes a column in the registration body (for the OpenAPI schema).
 
@@ -24,11 +46,17 @@ class RegistrationColumnSerializer(serializers.Serializer):
     browser form; a test keeps the two lists of fields equal.
     """
 
-    name = serializers.CharField()
-    description = serializers.CharField(required=False)
+    name = serializers.CharField(
+        max_length=255, validators=[RegexValidator(NOT_DISGUISED_PATTERN)],
+        help_text="Unique in the dataset (case-insensitively); no invisible or look-alike (full-width) characters.",
+    )
+    description = serializers.CharField(required=False, allow_blank=True)
     mode = serializers.ChoiceField(choices=ColumnMode.labels, required=False, help_text="Default NULLABLE.")
-    type = serializers.CharField()
-    originatingSource = serializers.CharField(required=False, help_text="<kind>:<name>, e.g. transactional:Reviews")
+    type = serializers.CharField(max_length=128)
+    originatingSource = serializers.CharField(
+        required=False, allow_blank=True, validators=[RegexValidator(r"^[^:]+:.+$")],
+        help_text="<kind>:<name>, e.g. transactional:Reviews",
+    )
     sensitivity = serializers.ChoiceField(
         choices=Sensitivity.labels, help_text="Case-insensitive; synonyms such as internal are accepted."
     )
@@ -41,17 +69,25 @@ class RegistrationColumnSerializer(serializers.Serializer):
 class DatasetRegistrationSerializer(serializers.Serializer):
     """Describes the registration body: the security guidance's JSON plus ``name`` and ``store``."""
 
-    name = serializers.CharField(help_text="<schema>.<name>, or just <name> for stores without schemas.")
-    store = serializers.CharField(help_text="Name of a registered store.")
-    registrationTime = serializers.CharField(
-        required=False, help_text="Epoch seconds (number or string) or ISO 8601. Default: now."
+    name = serializers.CharField(
+        max_length=500, validators=[RegexValidator(DATASET_NAME_RE.pattern)],
+        help_text="<schema>.<name>, or just <name> for stores without schemas.",
     )
-    registeredBy = serializers.CharField(required=False, help_text="Kept as given, beside the real principal.")
-    description = serializers.CharField(required=False)
-    version = serializers.CharField(required=False, help_text="The producer's own version label.")
-    columns = RegistrationColumnSerializer(many=True)
-    owners = serializers.ListField(child=serializers.CharField(), required=False, help_text="Usernames.")
-    tags = serializers.ListField(child=serializers.CharField(), required=False)
+    store = serializers.CharField(max_length=64, help_text="Name of a registered store.")
+    registrationTime = RegistrationTimeField(required=False, help_text="Epoch seconds (number or string) or ISO 8601. Default: now.")
+    registeredBy = serializers.CharField(
+        required=False, allow_blank=True, max_length=255, help_text="Kept as given, beside the real principal."
+    )
+    description = serializers.CharField(required=False, allow_blank=True)
+    version = serializers.CharField(
+        required=False, allow_blank=True, help_text="The producer's own version label (a string or an integer; kept to 64 characters)."
+    )
+    columns = serializers.ListField(
+        child=RegistrationColumnSerializer(), min_length=1, max_length=settings.CATALOG_MAX_COLUMNS,
+        help_text="Column names are unique in the dataset, case-insensitively.",
+    )
+    owners = serializers.ListField(child=serializers.CharField(allow_blank=True), required=False, help_text="Usernames.")
+    tags = serializers.ListField(child=serializers.CharField(allow_blank=True), required=False)
 
 
 class ColumnSnapshotSerializer(serializers.Serializer):

@@ -6,12 +6,11 @@ import zlib
 from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, OpenApiTypes, extend_schema, extend_schema_view
 from rest_framework import exceptions, generics, status
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from catalog.api_support import PayloadTooLarge
+from catalog.api_support import LimitOffsetPagination, PayloadTooLarge, int_parameter
 from catalog.selectors import dataset_get
 from lineage import selectors
 from lineage.models import EdgeLevel
@@ -78,10 +77,10 @@ class OpenLineageSlashApi(OpenLineageApi):
 
 WALK_PARAMETERS = [
     OpenApiParameter("direction", str, enum=list(selectors.DIRECTIONS), description="Default: both."),
-    OpenApiParameter("depth", int, description=f"Hops to follow, 1 to {selectors.MAX_DEPTH} (default {selectors.DEFAULT_DEPTH})."),
-    OpenApiParameter(
-        "limit", int, description=f"Most nodes per direction, 1 to {selectors.MAX_LIMIT} (default {selectors.DEFAULT_LIMIT})."
-    ),
+    int_parameter("depth", low=1, high=selectors.MAX_DEPTH,
+                  description=f"Hops to follow, 1 to {selectors.MAX_DEPTH} (default {selectors.DEFAULT_DEPTH})."),
+    int_parameter("limit", low=1, high=selectors.MAX_LIMIT,
+                  description=f"Most nodes per direction, 1 to {selectors.MAX_LIMIT} (default {selectors.DEFAULT_LIMIT})."),
 ]
 
 

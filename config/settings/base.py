@@ -53,6 +53,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # The catalog's 405 page for views that answer 405 with no body (require_http_methods).
     "config.errors.MethodNotAllowedPage",
+    # A bad path or query parameter of the API is a 400 naming it, before any view runs.
+    "catalog.api_support.ApiParameterMiddleware",
     # Last, as django-axes asks: turns a locked-out sign-in into the lockout page.
     "axes.middleware.AxesMiddleware",
 ]
@@ -131,7 +133,8 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # DRF's JSON parser that also refuses control characters in strings (catalog.api_support).
+    "DEFAULT_PARSER_CLASSES": ["catalog.api_support.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
@@ -153,6 +156,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Error responses, parameter ranges and the control-character rule on every operation.
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "config.schema.api_contract_hook"],
     # Datasets, sync runs and suggestions each have a "status" with its own choices.
     "ENUM_NAME_OVERRIDES": {
         "DatasetStatusEnum": "catalog.models.DatasetStatus",

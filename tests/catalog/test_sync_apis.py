@@ -785,7 +785,8 @@ def test_openapi_schema_describes_connections_syncs_and_suggestions(api_client):
     assert set(paths["/api/v1/stores/{id}/connection/"]) == {"get", "put", "patch", "delete"}
     assert "post" in paths["/api/v1/stores/{id}/connection/test/"]
     assert set(paths["/api/v1/stores/{id}/syncs/"]) == {"get", "post"}
-    assert set(paths["/api/v1/stores/{id}/syncs/"]["post"]["responses"]) == {"200", "202"}
+    # 202 queued, 200 already running; and the errors (400 without a connection, 403 for others).
+    assert {"200", "202", "400", "403", "404"} <= set(paths["/api/v1/stores/{id}/syncs/"]["post"]["responses"])
     for path in ("/api/v1/syncs/{id}/", "/api/v1/syncs/{id}/events/", "/api/v1/suggestions/"):
         assert "get" in paths[path], path
     for path in ("/api/v1/suggestions/{id}/accept/", "/api/v1/suggestions/{id}/reject/"):
