@@ -1,5 +1,6 @@
 """Filters of access lists, one FilterSet per list, used by its page and its endpoint alike."""
 
+import re
 from datetime import datetime, time, timedelta
 
 import django_filters
@@ -46,6 +47,9 @@ def grant_status_filter(status: str, now=None) -> Q:
     return Q(status=GrantStatus.REVOKED)
 
 
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
 class GrantFilterSet(django_filters.FilterSet):
     """Filters of ``GET /api/v1/access/grants/`` and of the grants page (``/access/grants/``)."""
 
@@ -87,6 +91,11 @@ class GrantFilterSet(django_filters.FilterSet):
             after, before = self.form.cleaned_data.get("endsAfter"), self.form.cleaned_data.get("endsBefore")
             if after and before and after >= before:
                 self.form.add_error("endsAfter", "Ends from is not before Ends before: nothing can match.")
+                return False
+            dataset = (self.form.cleaned_data.get("dataset") or "").strip()
+            if _NUMBER.fullmatch(dataset) and not (dataset.isdigit() and 1 <= int(dataset) <= LARGEST_ID):
+                # A number that is no id (1e3, 0, -1.09e166, past the column's range) is not a name either.
+                self.form.add_error("dataset", f"A dataset id from 1 to {LARGEST_ID}, or a qualified name.")
                 return False
         return valid
 

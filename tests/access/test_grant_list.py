@@ -170,7 +170,8 @@ def test_grants_api_takes_the_same_filters_and_exports(cast, assorted):
     assert response.status_code == 400 and "endsAfter" in str(response.json())
     response = api.get(API, {"status": "sideways"})
     assert response.status_code == 400 and "status" in str(response.json())
-    assert api.get(API, {"dataset": "9" * 40}).json()["results"] == []  # out of range: no match, no 500
+    out_of_range = api.get(API, {"dataset": "9" * 40})  # a number that is no id: a 400 naming it, no 500
+    assert out_of_range.status_code == 400 and "dataset" in out_of_range.json()["errors"]
     export = api.get(API + "export.csv", {"status": "revoked"})
     rows = list(csv.DictReader(io.StringIO(b"".join(export.streaming_content).decode())))
     assert [int(row["id"]) for row in rows] == [assorted["revoked"].pk] and rows[0]["revokedBy"] == "olga"
