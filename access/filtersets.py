@@ -2,6 +2,7 @@
 
 import re
 from datetime import datetime, time, timedelta
+from datetime import timezone as dt_timezone
 
 import django_filters
 from django import forms
@@ -47,6 +48,24 @@ def grant_status_filter(status: str, now=None) -> Q:
     return Q(status=GrantStatus.REVOKED)
 
 
+class UtcDateOrTimeField(forms.DateTimeField):
+    """A date (its midnight, catalog time zone) or a date-time, read as the instant it names in
+    UTC; an instant outside the years 1 to 9999 in UTC is a field error, not a database error."""
+
+    def to_python(self, value):
+        parsed = super().to_python(value)
+        if parsed is None:
+            return None
+        try:
+            return parsed.astimezone(dt_timezone.utc)
+        except OverflowError:
+            raise forms.ValidationError("Out of range: a date or date-time from the year 1 to 9999 in UTC.") from None
+
+
+class UtcDateOrTimeFilter(django_filters.DateTimeFilter):
+    field_class = UtcDateOrTimeField
+
+
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
@@ -66,11 +85,11 @@ class GrantFilterSet(django_filters.FilterSet):
                                       help_text="Store name (any case).")
     environment = django_filters.ChoiceFilter(field_name="dataset__store__environment", choices=Environment.choices,
                                               empty_label="Any environment", label="Environment")
-    endsAfter = django_filters.DateTimeFilter(
+    endsAfter = UtcDateOrTimeFilter(
         field_name="ends_at", lookup_expr="gte", label="Ends from", widget=forms.DateInput(attrs={"type": "date"}),
         help_text="ISO 8601 date or date-time, inclusive (a date is its midnight, catalog time zone).",
     )
-    endsBefore = django_filters.DateTimeFilter(
+    endsBefore = UtcDateOrTimeFilter(
         field_name="ends_at", lookup_expr="lt", label="Ends before", widget=forms.DateInput(attrs={"type": "date"}),
         help_text="ISO 8601 date or date-time, exclusive (a date is its midnight, catalog time zone).",
     )

@@ -7,7 +7,7 @@ an action. An object outside the user's scope is a 404.
 """
 
 import json
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 
 from django.conf import settings
 from django.contrib import messages
@@ -586,7 +586,7 @@ def _audit_filtered(request, form: AuditFilterForm):
     zone = timezone.get_current_timezone()
     if data["since"]:
         events = events.filter(at__gte=datetime.combine(data["since"], time.min, tzinfo=zone))
-    if data["until"]:
+    if data["until"] and data["until"] < date.max:  # up to 9999-12-31: no upper bound at all
         events = events.filter(at__lt=datetime.combine(data["until"] + timedelta(days=1), time.min, tzinfo=zone))
     return events
 
@@ -725,6 +725,7 @@ def access_review_index(request):
     query.pop("page", None)
     return render(request, "access/access_review_index.html", {
         "page": page, "datasets": page.object_list, "show_all": show_all,
+        "as_security_engineer": decisions.is_security_engineer(request.user),
         "interval_days": settings.ACCESS_REVIEW_INTERVAL_DAYS, "query_string": query.urlencode(),
         "page_numbers": list(paginator.get_elided_page_range(page.number, on_each_side=2, on_ends=1)),
         "ellipsis": Paginator.ELLIPSIS,

@@ -7,11 +7,10 @@ import re
 from contextlib import contextmanager
 
 from django.conf import settings
-from django.http import JsonResponse
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import Http404
+from django.http import Http404, JsonResponse
 from rest_framework import exceptions, pagination, parsers, status
 from rest_framework.response import Response
 
@@ -101,6 +100,12 @@ class ApiParameterMiddleware:
 
     def process_view(self, request, view_func, view_args, view_kwargs):
         if not request.path.startswith("/api/"):
+            # A page whose id no row can have names nothing: the catalog's 404, not a database error.
+            for name, value in view_kwargs.items():
+                if isinstance(value, int) and not isinstance(value, bool):
+                    low, high = PATH_PARAMETER_RANGES.get(name, ID_RANGE)
+                    if not low <= value <= high:
+                        raise Http404(f"No such {name}.")
             return None
         errors: dict[str, list[str]] = {}
         for name, value in view_kwargs.items():

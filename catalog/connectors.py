@@ -211,7 +211,7 @@ class Connector:
                 engine.dispose()
         label = Platform(self.platform).label if self.platform in Platform.values else self.platform
         shown = ", ".join(schemas[:12]) + (f" and {len(schemas) - 12} more" if len(schemas) > 12 else "")
-        return f"Connected to {label} {version}".strip() + f"; {len(schemas)} schema(s) to sync" + (
+        return f"Connected to {label} {version}".strip() + f"; {len(schemas)} schema{'' if len(schemas) == 1 else 's'} to sync" + (
             f": {shown}." if schemas else " (check the include and exclude patterns)."
         )
 

@@ -258,7 +258,7 @@ def _execute(run: SyncRun) -> None:
     run.refresh_from_db()
     errors = run.failed_count + view_errors
     status = SyncStatus.PARTIAL if errors else SyncStatus.SUCCEEDED
-    message = f"{errors} object(s) could not be synced; see the errors below." if errors else ""
+    message = (f"{errors} object{'' if errors == 1 else 's'} could not be synced; see the errors below." if errors else "")
     _finish(run, status, message, timer.timings)
 
 

@@ -87,21 +87,24 @@ def dataset_list(request):
         "query_string": query.urlencode(),
         "active_filters": active_filters,
         "store_names": list(selectors.store_visible(user=request.user).values_list("name", flat=True)),
-        "owner_names": _owner_usernames(),
+        "owner_names": _owner_usernames(request.user),
         "sensitivity_labels": Sensitivity.labels,
         "protection_labels": Protection.labels,
     }
     if not paginator.count and not active_filters:
         context["catalog_empty"] = not selectors.dataset_visible(user=request.user).exists()
+        # Registered datasets the reader may not see: say so, not "the catalog is empty".
+        context["nothing_visible"] = context["catalog_empty"] and Dataset.objects.exists()
     # htmx live search asks for this same page and swaps in only #results (hx-select).
     return render(request, "catalog/dataset_list.html", context)
 
 
-def _owner_usernames() -> list[str]:
-    """Usernames that own at least one dataset, for the owner filter."""
+def _owner_usernames(user) -> list[str]:
+    """Usernames that own at least one dataset the reader may see, for the owner filter (owners of
+    hidden datasets would say that those datasets exist)."""
     return list(
         get_user_model()
-        .objects.filter(owned_datasets__isnull=False)
+        .objects.filter(owned_datasets__in=selectors.dataset_visible(user=user).values("pk"))
         .distinct()
         .order_by("username")
         .values_list("username", flat=True)

@@ -182,3 +182,21 @@ def test_grants_api_takes_the_same_filters_and_exports(cast, assorted):
     export = analyst.get(API + "export.csv")
     rows = list(csv.DictReader(io.StringIO(b"".join(export.streaming_content).decode())))
     assert [int(row["id"]) for row in rows] == [assorted["live"].pk]
+
+
+# Found by a walk through the demo ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("parameter, value", [
+    ("endsAfter", "0001-01-01T00:00:00+01:00"), ("endsBefore", "9999-12-31T23:59:59-01:00"),
+])
+def test_a_date_no_database_can_hold_is_a_400_naming_it(cast, client, parameter, value):
+    api = APIClient()
+    api.force_authenticate(cast["security"])
+    response = api.get(API, {parameter: value})
+    assert response.status_code == 400 and parameter in response.json()["errors"]
+    exported = api.get(API + "export.csv", {parameter: value})
+    assert exported.status_code == 400  # never a 200 with only the header row
+    client.force_login(cast["security"])
+    assert client.get(reverse("access:grant-list"), {parameter: value}).status_code == 400
+    assert not AuditEvent.objects.filter(action="grant.exported").exists()
