@@ -16,6 +16,7 @@ urlpatterns = [
     path("", include(("catalog.urls", "catalog"), namespace="catalog")),
     path("", include(("lineage.urls", "lineage"), namespace="lineage")),
     path("access/", include(("access.urls", "access"), namespace="access")),
+    path("", include(("identity.urls", "identity"), namespace="identity")),
 ]
 
 # The catalog's own error pages (with DEBUG off, as in make run and production); 405 is

@@ -1,0 +1,3 @@
+"""Routes of the identity app's oidc part."""
+
+urlpatterns: list = []
