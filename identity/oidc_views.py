@@ -55,8 +55,8 @@ def _refused(request, reason: str, *, status: int = 400):
 
 def _reason(error: Exception) -> str:
     # An error's name and description only: Authlib's messages never carry the tokens themselves.
-    description = getattr(error, "description", "") or getattr(error, "error", "") or ""
-    return f"{type(error).__name__}: {description}".strip().rstrip(":")
+    parts = [type(error).__name__, getattr(error, "error", "") or "", getattr(error, "description", "") or ""]
+    return ": ".join(dict.fromkeys(str(part) for part in parts if part))
 
 
 @never_cache

@@ -299,5 +299,7 @@ LOGGING = {
     "loggers": {
         "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "django.db.backends": {"level": "WARNING"},
+        # Authlib logs the PKCE code verifier at DEBUG: never below INFO, whatever LOG_LEVEL says.
+        "authlib": {"level": "INFO"},
     },
 }

@@ -140,7 +140,9 @@ server.listen(0, '127.0.0.1', () => {
     pkce: { required: () => true },
     scopes: ['openid', 'email', 'profile', 'groups', 'api:read', 'api:write'],
     claims: {
-      openid: ['sub'],
+      acr: null, sid: null, auth_time: null, iss: null,
+      // amr with every ID token: the catalog counts a second factor done here.
+      openid: ['sub', 'amr'],
       email: ['email', 'email_verified'],
       profile: ['name', 'preferred_username'],
       groups: ['groups'],
