@@ -9,7 +9,7 @@
 import crypto from 'node:crypto';
 import http from 'node:http';
 
-import Provider from 'oidc-provider';
+import Provider, { errors } from 'oidc-provider';
 
 const env = (name, fallback) => process.env[name] || fallback;
 const list = (value) => value.split(',').map((item) => item.trim()).filter(Boolean);
@@ -184,7 +184,7 @@ server.listen(0, '127.0.0.1', () => {
         defaultResource: async () => API_RESOURCE,
         useGrantedResource: async () => true,
         getResourceServerInfo: async (ctx, resourceIndicator) => {
-          if (resourceIndicator !== API_RESOURCE) throw new Provider.errors.InvalidTarget();
+          if (resourceIndicator !== API_RESOURCE) throw new errors.InvalidTarget();
           return {
             scope: 'api:read api:write',
             audience: resourceIndicator,
