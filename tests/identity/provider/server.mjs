@@ -64,10 +64,12 @@ function flipSignatureByte(jwt) {
 
 async function handle(req, res) {
   const url = new URL(req.url, 'http://127.0.0.1');
-  const testUser = url.pathname.match(/^\/__test\/users\/([a-z]+)$/);
+  const testUser = url.pathname.match(/^\/__test\/users\/([a-z0-9-]+)$/);
   if (testUser && req.method === 'POST') {
-    const user = users[testUser[1]];
-    if (!user) { res.statusCode = 404; return res.end(); }
+    // Changes a user, or adds one (the benchmark signs in many).
+    const name = testUser[1];
+    users[name] ||= { name, email: `${name}@example.test`, groups: [], amr: ['pwd'] };
+    const user = users[name];
     Object.assign(user, await readForm(req));
     res.setHeader('content-type', 'application/json');
     return res.end(JSON.stringify(user));
