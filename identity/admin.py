@@ -1,6 +1,9 @@
+from django import forms
 from django.contrib import admin
+from django.contrib.admin.forms import AdminAuthenticationForm
 
 from access.audit import client_address
+from identity.local_login import local_login_allowed, local_login_refusal
 from identity.mappings import group_role_mapping_save, group_role_mappings_delete
 from identity.models import DirectoryGroup, GroupRoleMapping
 
@@ -38,3 +41,15 @@ class DirectoryGroupAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class AdminSignInForm(AdminAuthenticationForm):
+    """The admin's own password form obeys LOCAL_LOGIN like the catalog's."""
+
+    def confirm_login_allowed(self, user):
+        super().confirm_login_allowed(user)
+        if not local_login_allowed(user):
+            raise forms.ValidationError(local_login_refusal(), code="local_login")
+
+
+admin.site.login_form = AdminSignInForm

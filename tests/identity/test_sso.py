@@ -116,6 +116,17 @@ def test_local_login_users_names_the_only_admins_who_may(client, settings):
     assert sign_in(client, "breakglass").status_code == 302
 
 
+def test_the_admin_sign_in_page_obeys_local_login(client, settings):
+    settings.LOCAL_LOGIN = "admins"
+    settings.LOCAL_LOGIN_USERS = ["breakglass"]
+    UserFactory(username="root", is_superuser=True, is_staff=True)
+
+    response = client.post("/admin/login/?next=/admin/", {"username": "root", "password": PASSWORD})
+
+    assert "administrators only" in response.content.decode()
+    assert "_auth_user_id" not in client.session
+
+
 def test_local_login_none_hides_the_form_and_refuses_every_password(client, settings):
     settings.LOCAL_LOGIN = "none"
     settings.OIDC_ISSUER, settings.OIDC_CLIENT_ID, settings.OIDC_PROVIDER_NAME = ISSUER, "catalog", "Okta"
