@@ -171,3 +171,23 @@ def test_directory_groups_are_read_only_in_the_admin(client, admin_user):
     assert client.get("/admin/identity/directorygroup/add/").status_code == 403
     response = client.post(f"/admin/identity/directorygroup/{group.pk}/change/", {"display_name": "x"})
     assert response.status_code == 403 or DirectoryGroup.objects.get().display_name == "staff"
+
+
+def test_an_unreachable_provider_is_a_clear_page_and_audited(client, settings):
+    settings.OIDC_ISSUER, settings.OIDC_CLIENT_ID, settings.OIDC_PROVIDER_NAME = "http://127.0.0.1:9", "catalog", "Okta"
+    settings.OIDC_HTTP_TIMEOUT = 1
+
+    response = client.get("/oidc/login/")
+
+    assert response.status_code == 502
+    assert "could not verify your sign-in with Okta" in response.content.decode()
+    assert AuditEvent.objects.get(action="signin.failed").details["reason"].startswith("provider unreachable")
+
+
+def test_a_callback_without_a_sign_in_started_is_refused(client, settings):
+    settings.OIDC_ISSUER, settings.OIDC_CLIENT_ID = "http://127.0.0.1:9", "catalog"
+
+    response = client.get("/oidc/callback/?code=abc&state=forged")
+
+    assert response.status_code == 400
+    assert "MismatchingStateError" in AuditEvent.objects.get(action="signin.failed").details["reason"]
