@@ -114,7 +114,7 @@ def oidc_user_sign_in(*, claims, remote_addr: str = ""):
     user.directory_groups.set(groups)
     identity.last_login_at = timezone.now()
     identity.save(update_fields=["last_login_at"])
-    added, removed = directory_roles_apply(user, actor=user, remote_addr=remote_addr, via="oidc")
+    directory_roles_apply(user, actor=user, remote_addr=remote_addr, via="oidc")
     audit_record(actor=user, action="signin.succeeded", obj=user, remote_addr=remote_addr,
                  details={"via": "oidc", "issuer": issuer, "groups": [g.display_name for g in groups]})
     return user
