@@ -174,3 +174,20 @@ def test_a_replayed_code_is_refused_and_audited(live_server, page, oidc_settings
     assert "invalid_grant" in AuditEvent.objects.get(action="signin.failed").details["reason"]
     assert AuditEvent.objects.filter(action="signin.succeeded").count() == 1
     assert_no_token_leaked(caplog)
+
+
+def test_a_token_signed_with_a_key_not_in_the_cached_jwks_fetches_the_keys_again(live_server, page, oidc_settings):
+    from joserfc.jwk import RSAKey
+
+    from identity.oidc import oidc_client
+
+    client = oidc_client()
+    client.load_server_metadata()
+    # The catalog's cached keys are an old set (the provider rotated its key since).
+    retired = RSAKey.generate_key(2048, parameters={"kid": "retired", "use": "sig", "alg": "RS256"})
+    client.server_metadata["jwks"] = {"keys": [retired.as_dict(private=False)]}
+
+    sso_sign_in(page, live_server, "carol")
+
+    assert [key["kid"] for key in client.server_metadata["jwks"]["keys"]] != ["retired"]
+    assert AuditEvent.objects.filter(action="signin.succeeded").count() == 1
