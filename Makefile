@@ -36,4 +36,5 @@ test: export REDIS_URL ?= redis://127.0.0.1:6379/11
 test: $(VENV)/.dev
 	scripts/ensure-services.sh
 	scripts/ensure-chromium.sh
+	scripts/ensure-identity-provider.sh
 	$(BIN)/pytest $(PYTEST_ARGS)

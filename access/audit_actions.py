@@ -16,6 +16,7 @@ FAMILY_LABELS = {
     "reconcile": "Warehouse reconciler",
     "audit": "Audit trail",
     "signin": "Sign-in",
+    "identity": "Identity",
 }
 
 AUDIT_ACTIONS = (
@@ -36,6 +37,7 @@ AUDIT_ACTIONS = (
     "reconcile.unexpected_privilege",
     "audit.exported",
     "signin.failed", "signin.locked_out",
+    "signin.succeeded", "identity.roles_changed", "identity.mapping_changed",
 )
 
 # Details keys whose values are user ids (the audit page shows their usernames).

@@ -16,6 +16,18 @@ class LoginForm(AuthenticationForm):
         super().confirm_login_allowed(user)
         if user.is_service_account:
             raise forms.ValidationError("Service accounts cannot sign in to the browser.", code="service_account")
+        from identity.local_login import local_login_allowed, local_login_refusal
+
+        if not local_login_allowed(user):
+            raise forms.ValidationError(local_login_refusal(), code="local_login")
+
+    def clean(self):
+        # LOCAL_LOGIN=none: no password is even checked.
+        from identity.local_login import local_login_mode, local_login_refusal
+
+        if local_login_mode() == "none":
+            raise forms.ValidationError(local_login_refusal(), code="local_login")
+        return super().clean()
 
 
 # Access pages --------------------------------------------------------------------------------

@@ -1,14 +1,13 @@
 from django.contrib import admin
-from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from access.forms import LoginForm
+from identity.oidc_views import SignInView, SignOutView
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("login/", auth_views.LoginView.as_view(authentication_form=LoginForm), name="login"),
-    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("login/", SignInView.as_view(), name="login"),
+    path("logout/", SignOutView.as_view(), name="logout"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/v1/", include(("catalog.api_urls", "api"), namespace="api")),
@@ -16,6 +15,7 @@ urlpatterns = [
     path("", include(("catalog.urls", "catalog"), namespace="catalog")),
     path("", include(("lineage.urls", "lineage"), namespace="lineage")),
     path("access/", include(("access.urls", "access"), namespace="access")),
+    path("", include(("identity.urls", "identity"), namespace="identity")),
 ]
 
 # The catalog's own error pages (with DEBUG off, as in make run and production); 405 is

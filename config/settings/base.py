@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "access",
     "catalog",
     "lineage",
+    "identity",
 ]
 
 MIDDLEWARE = [
@@ -233,6 +234,32 @@ AXES_LOCKOUT_CALLABLE = "access.signin.signin_lockout_response"
 AXES_HTTP_RESPONSE_CODE = 429
 AXES_VERBOSE = False
 
+# Identity (docs/identity.md). With none of the OIDC_* variables set the catalog signs people in
+# with local passwords only, as before.
+OIDC_ISSUER = env_str("OIDC_ISSUER").rstrip("/")
+OIDC_CLIENT_ID = env_str("OIDC_CLIENT_ID")
+OIDC_CLIENT_SECRET = env_str("OIDC_CLIENT_SECRET")
+OIDC_PROVIDER_NAME = env_str("OIDC_PROVIDER_NAME", "single sign-on")
+OIDC_SCOPES = env_str("OIDC_SCOPES", "openid email profile groups")
+OIDC_GROUPS_CLAIM = env_str("OIDC_GROUPS_CLAIM", "groups")
+# "security-engineers=security_engineer,data-engineers=data_engineer": directory group -> company role
+# slug (the admin's group mappings add to these).
+OIDC_GROUP_ROLES = env_list("OIDC_GROUP_ROLES")
+OIDC_API_AUDIENCE = env_str("OIDC_API_AUDIENCE")  # the aud API access tokens (JWT) must carry
+OIDC_SERVICE_CLIENTS = env_list("OIDC_SERVICE_CLIENTS")  # "pipeline=data_engineer": client id -> role slug
+# ID token amr values and acr values that count as a second factor done at the provider.
+OIDC_MFA_AMR = env_list("OIDC_MFA_AMR", ["mfa", "otp", "hwk", "swk", "sc", "fido", "totp"])
+OIDC_MFA_ACR = env_list("OIDC_MFA_ACR")
+OIDC_HTTP_TIMEOUT = env_int("OIDC_HTTP_TIMEOUT", 5, minimum=1)
+# Who may sign in with a local password: all, admins (superusers, or only LOCAL_LOGIN_USERS when
+# set: the named break-glass admins), none.
+LOCAL_LOGIN = env_str("LOCAL_LOGIN", "all")
+LOCAL_LOGIN_USERS = env_list("LOCAL_LOGIN_USERS")
+# Step-up: privileged actions need a second factor proved within this many seconds.
+STEP_UP_WINDOW_SECONDS = env_int("STEP_UP_WINDOW_SECONDS", 600, minimum=30)
+# Company roles whose members must enrol a second factor (slugs; "admin" for superusers).
+MFA_REQUIRED_ROLES = env_list("MFA_REQUIRED_ROLES", [])
+
 # Warehouse sync.
 # A running sync writes a heartbeat at least this often; a run silent for longer is taken over.
 SYNC_STALE_SECONDS = env_int("SYNC_STALE_SECONDS", 300)
@@ -272,5 +299,7 @@ LOGGING = {
     "loggers": {
         "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "django.db.backends": {"level": "WARNING"},
+        # Authlib logs the PKCE code verifier at DEBUG: never below INFO, whatever LOG_LEVEL says.
+        "authlib": {"level": "INFO"},
     },
 }

@@ -1,0 +1,75 @@
+"""Directory groups give company roles: the mapping from group names (``OIDC_GROUP_ROLES`` and
+the admin's ``GroupRoleMapping`` rows) applied to users the directory manages.
+
+A user the directory manages (a ``DirectoryAccount``) holds exactly the company roles their
+directory groups map to: one in no mapped group holds none. Users the directory does not manage
+(local accounts, the demo's) keep the roles an admin gave them."""
+
+from django.conf import settings
+from django.db import transaction
+
+from access.models import Role
+
+from identity.models import DirectoryAccount, GroupRoleMapping
+
+
+def settings_mapping() -> dict[str, set[str]]:
+    """``OIDC_GROUP_ROLES`` as ``{group name (lower case): {role slug, ...}}``."""
+    mapping: dict[str, set[str]] = {}
+    for item in settings.OIDC_GROUP_ROLES:
+        group, _, slug = item.partition("=")
+        if group.strip() and slug.strip():
+            mapping.setdefault(group.strip().lower(), set()).add(slug.strip())
+    return mapping
+
+
+def role_slugs_for_groups(group_names) -> set[str]:
+    """The company role slugs the directory groups ``group_names`` map to (any case)."""
+    names = {name.strip().lower() for name in group_names if name and name.strip()}
+    if not names:
+        return set()
+    from_settings = settings_mapping()
+    slugs = {slug for name in names for slug in from_settings.get(name, ())}
+    for group_name, slug in GroupRoleMapping.objects.values_list("group_name", "role__slug"):
+        if group_name.strip().lower() in names:
+            slugs.add(slug)
+    return slugs
+
+
+def is_managed(user) -> bool:
+    return DirectoryAccount.objects.filter(user_id=user.pk).exists()
+
+
+@transaction.atomic
+def directory_roles_apply(user, *, actor, remote_addr: str = "", via: str = "") -> tuple[set[str], set[str]]:
+    """Make a managed user's company roles exactly those their directory groups map to; audited
+    when anything changes. Returns ``(added, removed)`` role slugs (both empty for unmanaged users)."""
+    from access.audit import audit_record
+
+    if not is_managed(user):
+        return set(), set()
+    wanted = role_slugs_for_groups(user.directory_groups.values_list("display_name", flat=True))
+    roles = {role.slug: role for role in Role.objects.select_related("group")}
+    wanted &= set(roles)
+    held = set(Role.objects.filter(group__user=user).values_list("slug", flat=True))
+    added, removed = wanted - held, held - wanted
+    for slug in added:
+        user.groups.add(roles[slug].group)
+    for slug in removed:
+        user.groups.remove(roles[slug].group)
+    if added or removed:
+        audit_record(actor=actor, action="identity.roles_changed", obj=user, remote_addr=remote_addr,
+                     details={"user": user.username, "added": sorted(added), "removed": sorted(removed),
+                              "via": via})
+    return added, removed
+
+
+def directory_roles_apply_all(*, actor, remote_addr: str = "", via: str = "mapping") -> int:
+    """Re-evaluate every managed user (after the mapping changed); returns how many changed."""
+    from access.models import User
+
+    changed = 0
+    for user in User.objects.filter(directory_account__isnull=False).iterator(chunk_size=500):
+        added, removed = directory_roles_apply(user, actor=actor, remote_addr=remote_addr, via=via)
+        changed += bool(added or removed)
+    return changed

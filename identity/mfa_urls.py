@@ -1,0 +1,3 @@
+"""Routes of the identity app's mfa part."""
+
+urlpatterns: list = []
