@@ -1,0 +1,204 @@
+"""SCIM 2.0 through DRF's APIClient: tokens, errors with scimType, filters, pagination, group PATCH."""
+
+import pytest
+from django.core.management import call_command
+from rest_framework.test import APIClient
+
+from access.models import AuditEvent, Role
+from access.services import role_ensure_defaults
+from identity.models import DirectoryGroup, ScimToken
+from identity.scim_tokens import scim_token_create
+from tests.factories import UserFactory, service_account_with_key
+
+pytestmark = pytest.mark.django_db
+SCIM = "application/scim+json"
+PATCH = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+USER = "urn:ietf:params:scim:schemas:core:2.0:User"
+
+
+@pytest.fixture
+def scim():
+    _, key = scim_token_create(name="okta")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    return client
+
+
+def post(client, path, body):
+    return client.post(f"/scim/v2/{path}", body, format="json")
+
+
+def patch(client, path, *operations):
+    return client.patch(f"/scim/v2/{path}", {"schemas": [PATCH], "Operations": list(operations)}, format="json")
+
+
+def make_user(client, user_name, **extra):
+    response = post(client, "Users", {"schemas": [USER], "userName": user_name,
+                                      "emails": [{"value": f"{user_name}@example.com", "primary": True}], **extra})
+    assert response.status_code == 201, response.content
+    return response.json()
+
+
+def test_create_read_and_list_a_user_in_scim_json(scim):
+    created = make_user(scim, "bjensen", externalId="00u1", name={"givenName": "Barbara", "familyName": "Jensen"})
+
+    assert created["userName"] == "bjensen" and created["externalId"] == "00u1" and created["active"] is True
+    assert created["meta"]["location"].endswith(f"/scim/v2/Users/{created['id']}")
+    read = scim.get(f"/scim/v2/Users/{created['id']}")
+    assert read["Content-Type"].startswith(SCIM)
+    assert read.json()["name"]["givenName"] == "Barbara" and read.json()["emails"][0]["value"] == "bjensen@example.com"
+    event = AuditEvent.objects.get(action="identity.user_provisioned")
+    assert event.actor_name == "scim:okta" and event.details["client"] == "okta"
+
+
+@pytest.mark.parametrize("flt, expected", [
+    ('userName eq "BJENSEN"', ["bjensen"]),
+    ('userName sw "b"', ["bjensen", "bob"]),
+    ('emails.value co "alice@"', ["alice"]),
+    ('emails[value co "alice@"]', ["alice"]),
+    ('externalId eq "x-2"', ["bob"]),
+    ('active eq false', ["alice"]),
+    ('userName sw "b" and active eq true', ["bjensen", "bob"]),
+    ('userName eq "alice" or (externalId eq "x-2" and not (active eq false))', ["alice", "bob"]),
+])
+def test_user_filters(scim, flt, expected):
+    make_user(scim, "bjensen", externalId="x-1")
+    make_user(scim, "bob", externalId="x-2")
+    make_user(scim, "alice", externalId="x-3", active=False)
+
+    response = scim.get("/scim/v2/Users", {"filter": flt})
+
+    assert response.status_code == 200, response.content
+    assert sorted(r["userName"] for r in response.json()["Resources"]) == expected
+    assert response.json()["totalResults"] == len(expected)
+
+
+@pytest.mark.parametrize("flt", ['userName eq', 'userName xx "a"', 'password eq "a"', '(userName eq "a"', 'active eq "yes"'])
+def test_a_bad_filter_is_a_400_invalid_filter(scim, flt):
+    response = scim.get("/scim/v2/Users", {"filter": flt})
+
+    assert response.status_code == 400
+    body = response.json()
+    assert body["scimType"] == "invalidFilter" and body["status"] == "400"
+    assert body["schemas"] == ["urn:ietf:params:scim:api:messages:2.0:Error"] and "filter" in body["detail"]
+
+
+def test_pagination_with_start_index_and_count(scim):
+    for number in range(5):
+        make_user(scim, f"user{number}")
+
+    page = scim.get("/scim/v2/Users", {"startIndex": 2, "count": 2}).json()
+
+    assert page["totalResults"] == 5 and page["startIndex"] == 2 and page["itemsPerPage"] == 2
+    assert [r["userName"] for r in page["Resources"]] == ["user1", "user2"]
+    assert scim.get("/scim/v2/Users", {"count": 0}).json()["Resources"] == []
+    assert scim.get("/scim/v2/Users", {"count": "many"}).json()["detail"] == "'count' must be a whole number."
+
+
+def test_user_list_queries_do_not_grow_with_users(scim, django_assert_max_num_queries):
+    group = DirectoryGroup.objects.create(display_name="staff")
+    for number in range(6):
+        group.members.add(int(make_user(scim, f"user{number}")["id"]))
+
+    with django_assert_max_num_queries(6):
+        assert len(scim.get("/scim/v2/Users").json()["Resources"]) == 6
+
+
+def test_errors_name_the_attribute_and_write_nothing(scim):
+    missing = post(scim, "Users", {"schemas": [USER], "emails": [{"value": "x@example.com"}]})
+    bad_email = post(scim, "Users", {"schemas": [USER], "userName": "x", "emails": [{"value": "not-mail"}]})
+    make_user(scim, "taken")
+    clash = post(scim, "Users", {"schemas": [USER], "userName": "TAKEN"})
+
+    assert missing.status_code == 400 and missing.json()["scimType"] == "invalidValue"
+    assert "userName" in missing.json()["detail"]
+    assert bad_email.status_code == 400 and "emails.value" in bad_email.json()["detail"]
+    assert clash.status_code == 409 and clash.json()["scimType"] == "uniqueness"
+    assert scim.get("/scim/v2/Users").json()["totalResults"] == 1
+    assert scim.get("/scim/v2/Users/999999").status_code == 404
+    assert scim.get("/scim/v2/Users/999999").json()["status"] == "404"
+    bad_patch = patch(scim, "Users/1", {"op": "move", "path": "active", "value": False})
+    assert bad_patch.status_code in (400, 404)
+
+
+def test_patch_of_a_user_takes_entra_style_strings(scim):
+    user = make_user(scim, "carol")
+
+    response = patch(scim, f"Users/{user['id']}", {"op": "Replace", "path": "active", "value": "False"},
+                     {"op": "replace", "path": "name.givenName", "value": "Carol"},
+                     {"op": "replace", "path": 'emails[type eq "work"].value', "value": "carol@corp.example"})
+
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["active"] is False and body["name"]["givenName"] == "Carol"
+    assert body["emails"][0]["value"] == "carol@corp.example"
+    wrong = patch(scim, f"Users/{user['id']}", {"op": "replace", "path": "nickName", "value": "c"})
+    assert wrong.status_code == 400 and wrong.json()["scimType"] == "invalidPath"
+
+
+def test_group_members_patch_add_and_remove_with_a_value_filter_moves_roles(scim, settings):
+    settings.OIDC_GROUP_ROLES = ["Data Engineers=data_engineer"]
+    role_ensure_defaults()
+    ann, ben = make_user(scim, "ann"), make_user(scim, "ben")
+    group = post(scim, "Groups", {"displayName": "Data Engineers", "members": [{"value": ann["id"]}]}).json()
+    engineers = Role.objects.get(slug="data_engineer").group
+
+    added = patch(scim, f"Groups/{group['id']}", {"op": "add", "path": "members", "value": [{"value": ben["id"]}]})
+    assert added.status_code == 204
+    assert set(engineers.user_set.values_list("username", flat=True)) == {"ann", "ben"}
+
+    removed = patch(scim, f"Groups/{group['id']}", {"op": "remove", "path": f'members[value eq "{ann["id"]}"]'})
+    assert removed.status_code == 204
+    members = scim.get(f"/scim/v2/Groups/{group['id']}").json()["members"]
+    assert [m["value"] for m in members] == [ben["id"]]
+    assert set(engineers.user_set.values_list("username", flat=True)) == {"ben"}
+    assert scim.get("/scim/v2/Groups", {"filter": 'displayName eq "data engineers"'}).json()["totalResults"] == 1
+    unknown = patch(scim, f"Groups/{group['id']}", {"op": "add", "path": "members", "value": [{"value": "424242"}]})
+    assert unknown.status_code == 400 and "members.value" in unknown.json()["detail"]
+
+
+def test_discovery_endpoints(scim):
+    config = scim.get("/scim/v2/ServiceProviderConfig").json()
+    types = scim.get("/scim/v2/ResourceTypes").json()
+    schemas = scim.get("/scim/v2/Schemas").json()
+
+    assert config["patch"]["supported"] is True and config["filter"]["supported"] is True
+    assert {r["endpoint"] for r in types["Resources"]} == {"/Users", "/Groups"}
+    assert {s["id"] for s in schemas["Resources"]} == {USER, "urn:ietf:params:scim:schemas:core:2.0:Group"}
+
+
+def test_the_scim_token_cannot_call_the_api_and_api_tokens_cannot_call_scim(scim):
+    _, api_key = service_account_with_key()
+    api_token = APIClient()
+    api_token.credentials(HTTP_AUTHORIZATION=f"Token {api_key}")
+    api_bearer = APIClient()
+    api_bearer.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key}")
+
+    assert scim.get("/api/v1/datasets/").status_code == 401
+    assert api_token.get("/scim/v2/Users").status_code == 401
+    assert api_bearer.get("/scim/v2/Users").status_code == 401
+    assert api_bearer.get("/scim/v2/Users").json()["schemas"] == ["urn:ietf:params:scim:api:messages:2.0:Error"]
+    assert api_token.get("/api/v1/datasets/").status_code == 200
+
+
+def test_a_signed_in_admin_cannot_call_scim():
+    admin = UserFactory(username="root", is_superuser=True, is_staff=True)
+    client = APIClient()
+    client.force_login(admin)
+
+    assert client.get("/scim/v2/Users").status_code == 401
+
+
+def test_scim_token_command_prints_once_and_revokes(capsys):
+    call_command("scim_token", "azure")
+    key = capsys.readouterr().out.strip()
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    assert client.get("/scim/v2/Users").status_code == 200
+    token = ScimToken.objects.get(name="azure")
+    assert token.digest != key and key not in token.prefix + token.digest and token.last_used_at is not None
+
+    call_command("scim_token", "azure", "--revoke")
+
+    assert client.get("/scim/v2/Users").status_code == 401
+    assert not AuditEvent.objects.filter(details__icontains=key).exists()
