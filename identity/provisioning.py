@@ -16,8 +16,8 @@ from django.utils import timezone
 
 from access.audit import audit_record
 from access.models import User
-from access.offboarding import user_access_end, user_access_trim
-from identity.directory import directory_roles_apply
+from access.offboarding import user_access_end, user_access_trim, users_with_open_access
+from identity.directory import directory_roles_apply, directory_roles_apply_many
 from identity.models import DirectoryAccount, DirectoryGroup, ScimProvisioning
 
 
@@ -246,12 +246,13 @@ def _members_changed(group: DirectoryGroup, *, client, added, removed, remote_ad
 
 
 def _roles_apply(user_ids, *, client, remote_addr: str) -> None:
-    for user in User.objects.filter(pk__in=user_ids).order_by("pk"):
-        _, lost = directory_roles_apply(user, actor=client, remote_addr=remote_addr, via="scim")
-        if lost:
-            user_access_trim(user=user, actor=client, remote_addr=remote_addr,
-                             reason=f"Lost the role{'s' if len(lost) > 1 else ''} {', '.join(sorted(lost))} "
-                                    "through a directory group change.")
+    changes = directory_roles_apply_many(user_ids, actor=client, remote_addr=remote_addr, via="scim")
+    lost_any = [user_id for user_id, (_, lost) in changes.items() if lost]
+    for user in User.objects.filter(pk__in=users_with_open_access(lost_any)).order_by("pk"):
+        lost = changes[user.pk][1]
+        user_access_trim(user=user, actor=client, remote_addr=remote_addr,
+                         reason=f"Lost the role{'s' if len(lost) > 1 else ''} {', '.join(sorted(lost))} "
+                                "through a directory group change.")
 
 
 def scim_group_create(*, client, fields: GroupFields, remote_addr: str = "") -> DirectoryGroup:
