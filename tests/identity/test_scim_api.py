@@ -202,3 +202,23 @@ def test_scim_token_command_prints_once_and_revokes(capsys):
 
     assert client.get("/scim/v2/Users").status_code == 401
     assert not AuditEvent.objects.filter(details__icontains=key).exists()
+
+
+def test_a_group_patch_costs_the_same_queries_for_3_or_30_members(scim, settings, django_assert_max_num_queries):
+    settings.OIDC_GROUP_ROLES = ["Small=data_analyst", "Big=data_analyst"]
+    role_ensure_defaults()
+    few = [make_user(scim, f"few{n}")["id"] for n in range(3)]
+    many = [make_user(scim, f"many{n}")["id"] for n in range(30)]
+    small = post(scim, "Groups", {"displayName": "Small"}).json()["id"]
+    big = post(scim, "Groups", {"displayName": "Big"}).json()["id"]
+
+    def add(group, ids):
+        return patch(scim, f"Groups/{group}", {"op": "add", "path": "members", "value": [{"value": i} for i in ids]})
+
+    with django_assert_max_num_queries(30) as small_run:
+        assert add(small, few).status_code == 204
+    with django_assert_max_num_queries(len(small_run.captured_queries)):
+        assert add(big, many).status_code == 204
+    analysts = Role.objects.get(slug="data_analyst").group
+    assert analysts.user_set.count() == 33
+    assert AuditEvent.objects.filter(action="identity.roles_changed").count() == 33
