@@ -117,8 +117,15 @@ def test_errors_name_the_attribute_and_write_nothing(scim):
     assert scim.get("/scim/v2/Users").json()["totalResults"] == 1
     assert scim.get("/scim/v2/Users/999999").status_code == 404
     assert scim.get("/scim/v2/Users/999999").json()["status"] == "404"
-    bad_patch = patch(scim, "Users/1", {"op": "move", "path": "active", "value": False})
-    assert bad_patch.status_code in (400, 404)
+    taken = scim.get("/scim/v2/Users", {"filter": 'userName eq "taken"'}).json()["Resources"][0]["id"]
+    bad_patch = patch(scim, f"Users/{taken}", {"op": "move", "path": "active", "value": False})
+    assert bad_patch.status_code == 400 and bad_patch.json()["scimType"] == "invalidSyntax"
+    assert "op" in bad_patch.json()["detail"]
+    not_json = scim.generic("POST", "/scim/v2/Users", "{not json", content_type=SCIM)
+    assert not_json.status_code == 400 and not_json.json()["scimType"] == "invalidSyntax"
+    no_target = patch(scim, f"Users/{taken}", {"op": "remove"})
+    assert no_target.status_code == 400 and no_target.json()["scimType"] == "noTarget"
+    assert scim.get(f"/scim/v2/Users/{taken}").json()["active"] is True
 
 
 def test_patch_of_a_user_takes_entra_style_strings(scim):
@@ -222,3 +229,21 @@ def test_a_group_patch_costs_the_same_queries_for_3_or_30_members(scim, settings
     analysts = Role.objects.get(slug="data_analyst").group
     assert analysts.user_set.count() == 33
     assert AuditEvent.objects.filter(action="identity.roles_changed").count() == 33
+
+
+def test_group_replace_and_delete_take_the_role_away(scim, settings):
+    settings.OIDC_GROUP_ROLES = ["Ops=ops_engineer"]
+    role_ensure_defaults()
+    ivy = make_user(scim, "ivy")
+    group = post(scim, "Groups", {"displayName": "Ops", "externalId": "g-1", "members": [{"value": ivy["id"]}]}).json()
+    ops = Role.objects.get(slug="ops_engineer").group
+    assert list(ops.user_set.values_list("username", flat=True)) == ["ivy"]
+
+    renamed = scim.put(f"/scim/v2/Groups/{group['id']}", {"displayName": "Former Ops", "members": [{"value": ivy["id"]}]},
+                       format="json")
+    assert renamed.status_code == 200 and renamed.json()["displayName"] == "Former Ops"
+    assert not ops.user_set.exists()  # the new name maps to nothing
+
+    assert scim.delete(f"/scim/v2/Groups/{group['id']}").status_code == 204
+    assert scim.get(f"/scim/v2/Groups/{group['id']}").status_code == 404
+    assert scim.get(f"/scim/v2/Users/{ivy['id']}").json()["groups"] == []
