@@ -78,7 +78,7 @@ def user_access_end(*, user, actor, reason: str, remote_addr: str = "") -> dict:
             voided.append(review.request_id)
             audit_record(actor=actor, action="request.approval_voided", obj=review.request, dataset=review.request.dataset,
                          reason=reason, remote_addr=remote_addr, details={"reviewer": user.username})
-        audit_record(actor=actor, action="user.access_ended", obj=user, reason=reason, remote_addr=remote_addr,
+        audit_record(actor=actor, action="identity.access_ended", obj=user, reason=reason, remote_addr=remote_addr,
                      details={"user": user.username, "sessions_ended": len(session_keys), "tokens_revoked": len(tokens),
                               "approvals_voided": voided})
     grants = _grants_revoke(_live_grants(user), actor=actor, reason=reason, remote_addr=remote_addr)

@@ -472,7 +472,6 @@ class ServiceProviderConfigApi(ScimApi):
     def get(self, request):
         return self.scim({
             "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
-            "documentationUri": request.build_absolute_uri("/docs/identity.md"),
             "patch": {"supported": True},
             "bulk": {"supported": False, "maxOperations": 0, "maxPayloadSize": 0},
             "filter": {"supported": True, "maxResults": MAX_COUNT},
