@@ -30,7 +30,7 @@ DEFAULT_COUNT, MAX_COUNT = 100, 500
 
 USER_FILTERS = {
     "id": Field("pk", "id"), "userName": Field("username"), "externalId": Field("directory_account__external_id"),
-    "displayName": Field("username"), "emails": Field("email"), "emails.value": Field("email"),
+    "emails": Field("email"), "emails.value": Field("email"),
     "name.givenName": Field("first_name"), "name.familyName": Field("last_name"), "active": Field("is_active", "bool"),
 }
 GROUP_FILTERS = {

@@ -247,3 +247,19 @@ def test_group_replace_and_delete_take_the_role_away(scim, settings):
     assert scim.delete(f"/scim/v2/Groups/{group['id']}").status_code == 204
     assert scim.get(f"/scim/v2/Groups/{group['id']}").status_code == 404
     assert scim.get(f"/scim/v2/Users/{ivy['id']}").json()["groups"] == []
+
+
+def test_scim_is_not_part_of_the_rest_api_schema(reader_client):
+    schema = reader_client.get("/api/schema/", HTTP_ACCEPT="application/json").json()
+
+    assert not [path for path in schema["paths"] if "scim" in path.lower()]
+
+
+def test_a_local_accounts_user_name_is_never_taken_over(scim):
+    local = UserFactory(username="mia", roles=["data_analyst"])
+
+    clash = post(scim, "Users", {"schemas": [USER], "userName": "Mia", "active": False})
+
+    assert clash.status_code == 409 and clash.json()["scimType"] == "uniqueness"
+    local.refresh_from_db()
+    assert local.is_active and scim.get("/scim/v2/Users").json()["totalResults"] == 0
