@@ -4,6 +4,7 @@ resources. Thin views: parse, call ``identity.provisioning``, render. Only a SCI
 
 import hashlib
 
+from django.core.exceptions import RequestDataTooBig
 from django.db.models import Prefetch
 from django.http import Http404
 from drf_spectacular.utils import extend_schema
@@ -61,6 +62,8 @@ def scim_exception_handler(exc, context):
         status, detail, scim_type = exc.status, exc.detail, exc.scim_type
     elif isinstance(exc, Http404):
         status, detail, scim_type = 404, "No such resource.", ""
+    elif isinstance(exc, RequestDataTooBig):
+        status, detail, scim_type = 413, "The body is larger than the catalog accepts.", ""
     elif isinstance(exc, exceptions.ParseError):
         status, detail, scim_type = 400, f"The body is not valid JSON: {exc.detail}", "invalidSyntax"
     elif isinstance(exc, exceptions.ValidationError):  # the parser's control-character rule
@@ -100,6 +103,9 @@ class ScimApi(APIView):
         raise exceptions.NotAuthenticated("A SCIM bearer token is required.")
 
     def scim(self, body, status=200, headers=None):
+        version = body.get("meta", {}).get("version") if isinstance(body, dict) else None
+        if version:  # one resource: its version as the ETag header too (RFC 7644 §3.14)
+            headers = {**(headers or {}), "ETag": version}
         return Response(body, status=status, headers=headers, content_type=SCIM_MEDIA_TYPE)
 
     def location(self, kind: str, pk) -> str:

@@ -45,7 +45,7 @@ def test_create_read_and_list_a_user_in_scim_json(scim):
     assert created["userName"] == "bjensen" and created["externalId"] == "00u1" and created["active"] is True
     assert created["meta"]["location"].endswith(f"/scim/v2/Users/{created['id']}")
     read = scim.get(f"/scim/v2/Users/{created['id']}")
-    assert read["Content-Type"].startswith(SCIM)
+    assert read["Content-Type"].startswith(SCIM) and read["ETag"] == created["meta"]["version"]
     assert read.json()["name"]["givenName"] == "Barbara" and read.json()["emails"][0]["value"] == "bjensen@example.com"
     event = AuditEvent.objects.get(action="identity.user_provisioned")
     assert event.actor_name == "scim:okta" and event.details["client"] == "okta"
@@ -263,3 +263,12 @@ def test_a_local_accounts_user_name_is_never_taken_over(scim):
     assert clash.status_code == 409 and clash.json()["scimType"] == "uniqueness"
     local.refresh_from_db()
     assert local.is_active and scim.get("/scim/v2/Users").json()["totalResults"] == 0
+
+
+def test_a_body_over_the_limit_is_a_scim_413(scim, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+
+    response = post(scim, "Users", {"schemas": [USER], "userName": "big", "name": {"givenName": "x" * 2000}})
+
+    assert response.status_code == 413 and response.json()["status"] == "413"
+    assert scim.get("/scim/v2/Users").json()["totalResults"] == 0
