@@ -272,3 +272,15 @@ def test_a_body_over_the_limit_is_a_scim_413(scim, settings):
 
     assert response.status_code == 413 and response.json()["status"] == "413"
     assert scim.get("/scim/v2/Users").json()["totalResults"] == 0
+
+
+def test_delete_hides_the_user_and_a_new_post_brings_the_same_person_back(scim):
+    first = make_user(scim, "zoe")
+
+    assert scim.delete(f"/scim/v2/Users/{first['id']}").status_code == 204
+    assert scim.get(f"/scim/v2/Users/{first['id']}").status_code == 404
+    assert scim.delete(f"/scim/v2/Users/{first['id']}").status_code == 404
+    again = make_user(scim, "zoe")
+
+    assert again["id"] == first["id"] and again["active"] is True
+    assert AuditEvent.objects.get(action="identity.user_provisioned", details__returning=True).actor_name == "scim:okta"
