@@ -90,8 +90,9 @@ def user_access_end(*, user, actor, reason: str, remote_addr: str = "") -> dict:
 
 def users_with_open_access(user_ids) -> set[int]:
     """Which of ``user_ids`` hold a live grant or a pending request (the ones a lost role may trim)."""
-    with_grants = Grant.objects.filter(user_id__in=user_ids, status__in=decisions.LIVE_STATUSES).values_list("user_id", flat=True)
-    with_requests = AccessRequest.objects.filter(requester_id__in=user_ids, status=RequestStatus.PENDING).values_list(
+    with_grants = Grant.objects.filter(user_id__in=user_ids, status__in=decisions.LIVE_STATUSES).order_by().values_list(
+        "user_id", flat=True)
+    with_requests = AccessRequest.objects.filter(requester_id__in=user_ids, status=RequestStatus.PENDING).order_by().values_list(
         "requester_id", flat=True)
     return set(with_grants.union(with_requests))
 
