@@ -16,7 +16,7 @@ FAMILY_LABELS = {
     "reconcile": "Warehouse reconciler",
     "audit": "Audit trail",
     "signin": "Sign-in",
-    "identity": "Identity",
+    "identity": "Identity (sign-in, directory, SCIM)",
 }
 
 AUDIT_ACTIONS = (
@@ -37,7 +37,12 @@ AUDIT_ACTIONS = (
     "reconcile.unexpected_privilege",
     "audit.exported",
     "signin.failed", "signin.locked_out",
-    "signin.succeeded", "identity.roles_changed", "identity.mapping_changed",
+    "signin.succeeded", "identity.mapping_changed",
+    "identity.roles_changed",
+    # SCIM provisioning (identity/provisioning.py, identity/scim_tokens.py) and what deactivation ends
+    "identity.user_provisioned", "identity.user_updated", "identity.user_deprovisioned", "identity.group_provisioned",
+    "identity.group_members_changed", "identity.group_renamed", "identity.group_deleted", "identity.scim_token_created",
+    "identity.scim_token_revoked", "identity.access_ended", "request.approval_voided",
 )
 
 # Details keys whose values are user ids (the audit page shows their usernames).

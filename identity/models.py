@@ -68,3 +68,30 @@ class GroupRoleMapping(models.Model):
 
     def __str__(self) -> str:
         return f"{self.group_name} → {self.role}"
+
+
+class ScimToken(models.Model):
+    """The bearer token of a SCIM provisioning client (the identity provider's connector). Only
+    the SHA-256 digest of the key is stored; the key is printed once by ``manage.py scim_token``.
+    It opens ``/scim/v2/`` and nothing else."""
+
+    name = models.CharField(max_length=100, unique=True, help_text="Which provisioning client holds it.")
+    digest = models.CharField(max_length=64, unique=True)
+    prefix = models.CharField(max_length=8, help_text="First characters of the key, to tell tokens apart.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"SCIM client {self.name} ({self.prefix}…)"
+
+
+class ScimProvisioning(models.Model):
+    """What SCIM keeps about a user it provisions beyond the user row: when it was deprovisioned
+    (a SCIM DELETE: the user is deactivated and no longer listed; nothing else is deleted)."""
+
+    account = models.OneToOneField(DirectoryAccount, on_delete=models.CASCADE, related_name="scim")
+    deprovisioned_at = models.DateTimeField(null=True, blank=True)
