@@ -16,6 +16,8 @@ FAMILY_LABELS = {
     "reconcile": "Warehouse reconciler",
     "audit": "Audit trail",
     "signin": "Sign-in",
+    "token": "Service tokens",
+    "service_account": "Service accounts",
 }
 
 AUDIT_ACTIONS = (
@@ -36,6 +38,8 @@ AUDIT_ACTIONS = (
     "reconcile.unexpected_privilege",
     "audit.exported",
     "signin.failed", "signin.locked_out",
+    "token.created", "token.revoked", "token.new_address",
+    "service_account.created", "service_account.role_changed",
 )
 
 # Details keys whose values are user ids (the audit page shows their usernames).
