@@ -23,10 +23,7 @@ def service_token_create(*, user: User, actor=None, days: int | None = None, rem
     one is revoked. Returns the token row and the key, which is not stored."""
     days = settings.SERVICE_TOKEN_TTL_DAYS if days is None else days
     if days < 1 or days > settings.SERVICE_TOKEN_TTL_DAYS:
-        raise ApplicationError(
-            f"A token lives from 1 to {settings.SERVICE_TOKEN_TTL_DAYS} days.", extra={"expires_in_days": [
-                f"Between 1 and {settings.SERVICE_TOKEN_TTL_DAYS}."]},
-        )
+        raise ApplicationError(f"A token lives from 1 to {settings.SERVICE_TOKEN_TTL_DAYS} days.")
     key = secrets.token_hex(20)
     with transaction.atomic():
         token = ServiceToken.objects.create(
