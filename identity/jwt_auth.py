@@ -19,6 +19,7 @@ import urllib.request
 import jwt
 from django.conf import settings
 from django.db import transaction
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 
@@ -235,3 +236,16 @@ class OAuthAccessTokenAuthentication(BaseAuthentication):
 
     def authenticate_header(self, request):
         return 'Bearer realm="api"'
+
+
+class OAuthAccessTokenScheme(OpenApiAuthenticationExtension):
+    """The OpenAPI security scheme of the authentication above (a bearer JWT)."""
+
+    target_class = "identity.jwt_auth.OAuthAccessTokenAuthentication"
+    name = "oauthAccessToken"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+            "description": "An OAuth 2.0 access token (client credentials grant) of the configured identity provider.",
+        }
