@@ -143,7 +143,8 @@ def access_token_claims(token: str) -> dict:
     try:
         return jwt.decode(
             token, key=key.key, algorithms=[algorithm], audience=settings.OIDC_API_AUDIENCE,
-            issuer=settings.OIDC_ISSUER, leeway=settings.OIDC_JWT_LEEWAY_SECONDS,
+            # OIDC_ISSUER is kept without its trailing slash; some providers (Auth0) put one in iss.
+            issuer=[settings.OIDC_ISSUER, f"{settings.OIDC_ISSUER}/"], leeway=settings.OIDC_JWT_LEEWAY_SECONDS,
             options={"require": ["exp", "iss", "aud"]},
         )
     except jwt.ExpiredSignatureError:

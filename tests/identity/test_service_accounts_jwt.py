@@ -150,6 +150,11 @@ def test_a_token_from_another_issuer_is_refused(provider, signing_key):
     _refused(sign(claims_for(provider, iss="https://elsewhere.example"), signing_key), "configured provider")
 
 
+def test_an_issuer_with_a_trailing_slash_is_the_same_issuer(provider, signing_key):
+    token = sign(claims_for(provider, iss=f"{provider.issuer}/"), signing_key)
+    assert bearer(token).get("/api/v1/datasets/").status_code == 200
+
+
 def test_a_token_not_valid_yet_is_refused(provider, signing_key):
     now = int(time.time())
     _refused(sign(claims_for(provider, nbf=now + 3600, iat=now + 3600), signing_key), "not valid yet")
