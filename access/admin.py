@@ -24,8 +24,9 @@ class RoleAdmin(admin.ModelAdmin):
 class ServiceTokenAdmin(admin.ModelAdmin):
     """Only digests are stored; keys are shown once, by create_service_account."""
 
-    list_display = ["user", "prefix", "created_at", "last_used_at", "revoked_at"]
-    readonly_fields = ["user", "digest", "prefix", "created_at", "last_used_at"]
+    list_display = ["user", "prefix", "created_at", "expires_at", "last_used_at", "last_used_address", "revoked_at"]
+    readonly_fields = ["user", "digest", "prefix", "created_at", "created_by", "last_used_at", "last_used_address",
+                       "revoked_by"]
 
     def has_add_permission(self, request):
         return False

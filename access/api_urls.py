@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from access import apis
+from access import apis, service_account_apis
 
 urlpatterns = [
     path("access/matrix/", apis.MatrixListApi.as_view(), name="matrix-list"),
@@ -33,6 +33,11 @@ urlpatterns = [
     path("access/proposals/<int:pk>/approve/", apis.ProposalApproveApi.as_view(), name="proposal-approve"),
     path("access/proposals/<int:pk>/reject/", apis.ProposalRejectApi.as_view(), name="proposal-reject"),
     path("access/proposals/<int:pk>/cancel/", apis.ProposalCancelApi.as_view(), name="proposal-cancel"),
+    path("service-accounts/", service_account_apis.ServiceAccountListApi.as_view(), name="service-account-list"),
+    path("service-accounts/<int:pk>/tokens/", service_account_apis.ServiceTokenListCreateApi.as_view(),
+         name="service-token-list"),
+    path("service-accounts/<int:pk>/tokens/<int:token_pk>/revoke/", service_account_apis.ServiceTokenRevokeApi.as_view(),
+         name="service-token-revoke"),
     path("datasets/<int:pk>/stewards/", apis.DatasetStewardListApi.as_view(), name="dataset-steward-list"),
     path("datasets/<int:pk>/stewards/users/<str:name>/", apis.DatasetStewardApi.as_view(), {"kind": "user"},
          name="dataset-steward-user"),

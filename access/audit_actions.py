@@ -17,6 +17,8 @@ FAMILY_LABELS = {
     "audit": "Audit trail",
     "signin": "Sign-in",
     "identity": "Identity (sign-in, directory, SCIM)",
+    "token": "Service tokens",
+    "service_account": "Service accounts",
 }
 
 AUDIT_ACTIONS = (
@@ -43,6 +45,8 @@ AUDIT_ACTIONS = (
     "identity.user_provisioned", "identity.user_updated", "identity.user_deprovisioned", "identity.group_provisioned",
     "identity.group_members_changed", "identity.group_renamed", "identity.group_deleted", "identity.scim_token_created",
     "identity.scim_token_revoked", "identity.access_ended", "request.approval_voided",
+    "token.created", "token.revoked", "token.new_address",
+    "service_account.created", "service_account.role_changed",
 )
 
 # Details keys whose values are user ids (the audit page shows their usernames).

@@ -1,19 +1,21 @@
-import datetime as dt
-
-from django.db.models import Q
 from django.utils import timezone
 from rest_framework import exceptions
 from rest_framework.authentication import TokenAuthentication, get_authorization_header
 
+from access.audit import client_address
 from access.models import ServiceToken, token_digest
+from access.service_tokens import service_token_used
 
 
-LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
+def looks_like_jwt(value: bytes) -> bool:
+    """A JSON Web Token (three dot-separated parts); the catalog's own keys are hex, never dotted."""
+    return value.count(b".") == 2
 
 
 class ServiceTokenAuthentication(TokenAuthentication):
     """``Authorization: Token <key>`` (or ``Bearer <key>``, as OpenLineage clients send it),
-    checked against the stored digest of the key."""
+    checked against the stored digest of the key. A bearer JWT is left to the OAuth access
+    token authentication (identity.jwt_auth)."""
 
     keyword = "Token"
     keywords = (b"token", b"bearer")
@@ -24,24 +26,25 @@ class ServiceTokenAuthentication(TokenAuthentication):
             return None
         if len(auth) != 2:
             raise exceptions.AuthenticationFailed("Invalid token header: use 'Token <key>'.")
+        if auth[0].lower() == b"bearer" and looks_like_jwt(auth[1]):
+            return None
         try:
             key = auth[1].decode()
         except UnicodeError:
             raise exceptions.AuthenticationFailed("Invalid token header: the key has invalid characters.")
-        return self.authenticate_credentials(key)
+        user, token = self.authenticate_credentials(key)
+        service_token_used(token=token, address=client_address(request))
+        return user, token
 
     def authenticate_credentials(self, key):
-        token = (
-            ServiceToken.objects.select_related("user")
-            .filter(digest=token_digest(key), revoked_at__isnull=True)
-            .first()
-        )
+        token = ServiceToken.objects.select_related("user").filter(digest=token_digest(key)).first()
         if token is None or not token.user.is_active:
             raise exceptions.AuthenticationFailed("Invalid or revoked token.")
-        # Record use at most once a minute, so a busy pipeline does not write on every call.
-        now = timezone.now()
-        if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
-            ServiceToken.objects.filter(pk=token.pk).filter(
-                Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - LAST_USED_RESOLUTION)
-            ).update(last_used_at=now)
+        if token.revoked_at is not None:
+            raise exceptions.AuthenticationFailed("This token was revoked; use the account's current token.")
+        if token.is_expired(timezone.now()):
+            raise exceptions.AuthenticationFailed(
+                f"This token expired at {token.expires_at:%Y-%m-%d %H:%M} UTC; an admin makes a new one "
+                "on the service account's page (or POST /api/v1/service-accounts/<id>/tokens/)."
+            )
         return token.user, token

@@ -79,14 +79,44 @@ class ServiceToken(models.Model):
     digest = models.CharField(max_length=64, unique=True)
     prefix = models.CharField(max_length=8, help_text="First characters of the key, to tell tokens apart.")
     created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="Who made the token (empty when made on the command line).",
+    )
+    expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="After this the token is refused (SERVICE_TOKEN_TTL_DAYS from creation).",
+    )
     last_used_at = models.DateTimeField(null=True, blank=True)
+    last_used_address = models.GenericIPAddressField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
 
     class Meta:
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
         return f"{self.user.username} ({self.prefix}…)"
+
+    def is_expired(self, now) -> bool:
+        return self.expires_at is not None and self.expires_at <= now
+
+    def state(self, now) -> str:
+        """revoked, expired or active, as the token list shows it."""
+        if self.revoked_at is not None:
+            return "revoked"
+        return "expired" if self.is_expired(now) else "active"
+
+
+class ServiceTokenAddress(models.Model):
+    """An address a token has been used from: the first use from an address not listed here is
+    an audit event (``token.new_address``)."""
+
+    token = models.ForeignKey(ServiceToken, on_delete=models.CASCADE, related_name="addresses")
+    address = models.GenericIPAddressField()
+    first_seen_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["token", "address"], name="uniq_service_token_address")]
 
 
 # Justifications, reasons and notes people write (requests, reviews, break-glass, revocations,

@@ -171,6 +171,12 @@ def can_review_dataset_access(user, dataset) -> bool:
     return _is_security_engineer(user) and decisions.dataset_tier(dataset) >= REVIEWED_BY_SECURITY_FROM
 
 
+def can_manage_service_accounts(user) -> bool:
+    """See service accounts and their tokens, make new tokens and revoke them: admins (people,
+    never a service account, so a leaked token cannot mint itself a successor)."""
+    return bool(getattr(user, "is_superuser", False)) and not getattr(user, "is_service_account", False)
+
+
 class SystemPrincipal:
     """Who background jobs act as when no person asked for the work (a scheduled sync, a
     notification). It has an admin's rights (``is_superuser``); only code holds it, never a

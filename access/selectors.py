@@ -3,7 +3,7 @@
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Count, Exists, F, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models import Count, Exists, F, IntegerField, Max, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -249,3 +249,29 @@ def proposal_queue(*, user):
     return pending.exclude(Exists(ProposalReview.objects.filter(proposal=OuterRef("pk"), reviewer=user))).order_by(
         "created_at", "pk"
     )
+
+
+def service_account_list(*, user):
+    """Service accounts with their token counts, for those who manage them (nobody else sees any)."""
+    from access.models import User
+
+    if not policies.can_manage_service_accounts(user):
+        return User.objects.none()
+    live = Q(service_tokens__revoked_at__isnull=True) & (
+        Q(service_tokens__expires_at__isnull=True) | Q(service_tokens__expires_at__gt=timezone.now())
+    )
+    return (
+        User.objects.filter(is_service_account=True)
+        .annotate(live_tokens=Count("service_tokens", filter=live), last_used_at=Max("service_tokens__last_used_at"))
+        .prefetch_related("groups__company_role")
+        .order_by("username")
+    )
+
+
+def service_token_list(*, user, account):
+    """An account's tokens, newest first, for those who manage service accounts."""
+    from access.models import ServiceToken
+
+    if not policies.can_manage_service_accounts(user):
+        return ServiceToken.objects.none()
+    return ServiceToken.objects.filter(user=account).select_related("created_by", "revoked_by").order_by("-created_at", "-pk")

@@ -1,10 +1,9 @@
-import secrets
-
 from django.contrib.auth.models import Group
 from django.db import transaction
 
-from access.models import Role, RolePermission, ServiceToken, User, token_digest
+from access.models import Role, RolePermission, User
 from access.roles import COMPANY_ROLES, ENVIRONMENTS, TIERS, default_cell
+from access.service_tokens import service_token_create
 from catalog.errors import ApplicationError
 
 
@@ -39,13 +38,6 @@ def _matrix_row_ensure(role: Role) -> None:
 def user_role_assign(*, user: User, role: Role) -> None:
     """Give a user a company role (by putting them in the role's group)."""
     user.groups.add(role.group)
-
-
-def service_token_create(*, user: User) -> tuple[ServiceToken, str]:
-    """Create a token for a user. Returns the token row and the key, which is not stored."""
-    key = secrets.token_hex(20)
-    token = ServiceToken.objects.create(user=user, digest=token_digest(key), prefix=key[:8])
-    return token, key
 
 
 @transaction.atomic

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from access import views
+from access import service_account_views, views
 
 urlpatterns = [
     path("roles/", views.role_matrix, name="role-matrix"),
@@ -31,6 +31,11 @@ urlpatterns = [
     path("audit/export.csv", views.audit_export, {"fmt": "csv"}, name="audit-export-csv"),
     path("audit/export.json", views.audit_export, {"fmt": "json"}, name="audit-export-json"),
     path("audit/verify/", views.audit_chain_verify, name="audit-verify"),
+    path("service-accounts/", service_account_views.service_account_list, name="service-account-list"),
+    path("service-accounts/<int:pk>/", service_account_views.service_account_detail, name="service-account-detail"),
+    path("service-accounts/<int:pk>/tokens/", service_account_views.service_token_create, name="service-token-create"),
+    path("service-accounts/<int:pk>/tokens/<int:token_pk>/revoke/", service_account_views.service_token_revoke,
+         name="service-token-revoke"),
     path("reviews/", views.access_review_index, name="access-review-index"),
     path("reviews/<int:dataset_pk>/", views.access_review, name="access-review"),
     path("reviews/<int:dataset_pk>/stewards/add/", views.steward_add, name="steward-add"),

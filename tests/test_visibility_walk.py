@@ -30,7 +30,7 @@ from lineage.models import EdgeKind, EdgeLevel
 from lineage.sensitivity import sensitivity_refresh
 from lineage.services import EdgeSpec, column_nodes_ensure, dataset_nodes_ensure, job_ensure, lineage_edges_upsert
 from tests.access.test_permission_walk import QUERIES, fill, url_patterns
-from tests.factories import StoreFactory, UserFactory, column_payload, dataset_create
+from tests.factories import StoreFactory, UserFactory, column_payload, dataset_create, service_account_with_key
 
 pytestmark = pytest.mark.django_db
 
@@ -166,8 +166,10 @@ def scene(db):
         access_notify(kind, grant_id=grant.pk)
 
     cell = RolePermission.objects.get(role__slug="data_scientist", environment="prod", sensitivity=3)
+    service_account, _ = service_account_with_key(username="vis_pipeline")
     return {
         "users": users, "store": store, "hidden": hidden, "visible": visible, "run": run, "suggestion": suggestion,
+        "service_account": service_account, "service_token": service_account.service_tokens.get(),
         "request": request, "grant": grant, "cell": cell, "steward": steward, "steward_group": steward_group,
         "proposal": proposal, "mail": list(mail.outbox),
     }

@@ -131,6 +131,7 @@ CATALOG_UNCLASSIFIED_TIER = env_sensitivity("CATALOG_UNCLASSIFIED_TIER", "Sensit
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "access.authentication.ServiceTokenAuthentication",
+        "identity.jwt_auth.OAuthAccessTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -259,6 +260,12 @@ LOCAL_LOGIN_USERS = env_list("LOCAL_LOGIN_USERS")
 STEP_UP_WINDOW_SECONDS = env_int("STEP_UP_WINDOW_SECONDS", 600, minimum=30)
 # Company roles whose members must enrol a second factor (slugs; "admin" for superusers).
 MFA_REQUIRED_ROLES = env_list("MFA_REQUIRED_ROLES", [])
+# Service accounts: the catalog's own tokens expire this many days after creation (a rotation
+# makes the next one while the old one still works); OAuth JWT access tokens are accepted with
+# this much clock skew on exp/nbf/iat, and the provider's keys are kept this long between fetches.
+SERVICE_TOKEN_TTL_DAYS = env_int("SERVICE_TOKEN_TTL_DAYS", 90, minimum=1)
+OIDC_JWT_LEEWAY_SECONDS = env_int("OIDC_JWT_LEEWAY_SECONDS", 60, minimum=0)
+OIDC_JWKS_CACHE_SECONDS = env_int("OIDC_JWKS_CACHE_SECONDS", 3600, minimum=60)
 
 # Warehouse sync.
 # A running sync writes a heartbeat at least this often; a run silent for longer is taken over.

@@ -29,7 +29,14 @@ from access.models import AuditEvent, MetadataProposal, RolePermission
 from access.roles import COMPANY_ROLES
 from catalog.models import ColumnSuggestion, Connection, SyncRun
 from catalog.services import dataset_register
-from tests.factories import StoreFactory, UserFactory, column_payload, dataset_create, registration_payload
+from tests.factories import (
+    StoreFactory,
+    UserFactory,
+    column_payload,
+    dataset_create,
+    registration_payload,
+    service_account_with_key,
+)
 
 ROLES = [slug for slug, *_ in COMPANY_ROLES]
 PRINCIPALS = ROLES + ["admin", "no_role", "anonymous"]
@@ -143,6 +150,9 @@ EXPECTED = {
     "access-api:dataset-steward-list": rule(SEES_DATASET, post=STEWARD_EDITORS),
     "access-api:dataset-steward-user": rule(NOBODY, post=STEWARD_EDITORS),
     "access-api:dataset-steward-group": rule(NOBODY, post=STEWARD_EDITORS),
+    "access-api:service-account-list": rule(SIGNED_IN, note="an empty list for all but admins"),
+    "access-api:service-token-list": rule(ADMIN, note="POST makes a new token"),
+    "access-api:service-token-revoke": rule(NOBODY, post=ADMIN),
     # Catalog pages.
     "catalog:dataset-list": rule(SIGNED_IN),
     "catalog:dataset-create": rule(REGISTRARS),
@@ -198,6 +208,10 @@ EXPECTED = {
                                    note="an empty form is shown again (400) to everyone who sees the proposal"),
     "access:proposal-cancel": rule(NOBODY, post={OWNER}),
     "access:steward-remove": rule(NOBODY, post=STEWARD_PAGE_EDITORS),
+    "access:service-account-list": rule(ADMIN),
+    "access:service-account-detail": rule(ADMIN),
+    "access:service-token-create": rule(NOBODY, post=ADMIN, note="an empty form is shown again (400)"),
+    "access:service-token-revoke": rule(NOBODY, post=ADMIN),
 }
 
 
@@ -271,6 +285,8 @@ def fill(route, scene):
         ("user", "id"): scene["users"]["admin"].pk,
         ("users", "name"): scene["steward"].username,
         ("groups", "name"): scene["steward_group"].name,
+        ("service-accounts", "pk"): scene["service_account"].pk,
+        ("tokens", "token_pk"): scene["service_token"].pk,
     }
     missing = []
 
@@ -329,7 +345,8 @@ def scene(db):
     dataset_register(principal=users[OWNER], payload=registration_payload(
         store=store, name="sales.orders", columns=[column_payload("order_id"), column_payload("email", sensitivity="Public")]))
     proposal = MetadataProposal.objects.get(dataset=dataset)
-    return {"users": users, "store": store, "dataset": dataset, "column": column, "run": run, "suggestion": suggestion,
+    service_account, _ = service_account_with_key(username="walk_pipeline")
+    return {"service_account": service_account, "service_token": service_account.service_tokens.get(), "users": users, "store": store, "dataset": dataset, "column": column, "run": run, "suggestion": suggestion,
             "request": request, "grant": grant, "cell": cell, "steward": steward, "steward_group": steward_group,
             "proposal": proposal}
 

@@ -8,6 +8,7 @@ import pytest
 from django.core.management import call_command
 from playwright.sync_api import expect
 
+from access.models import User
 from catalog.demo import DEMO_PASSWORD
 from catalog.models import ColumnSuggestion, Dataset, DataStore, SuggestionStatus
 
@@ -52,6 +53,8 @@ def main_pages() -> dict[str, str]:
         "suggestions": "/suggestions/",
         "my-access": "/access/mine/",
         "roles": "/access/roles/",
+        "service-accounts": "/access/service-accounts/",
+        "service-account": f"/access/service-accounts/{User.objects.get(username='marketing-pipeline').pk}/",
         "not-found": "/no/such/page/",
     } | {"column-impact-digest": f"/datasets/{digest.pk}/columns/{email.pk}/impact/"}
 
