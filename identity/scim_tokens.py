@@ -9,7 +9,7 @@ from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 
 from access.audit import audit_record
-from access.authentication import LAST_USED_RESOLUTION
+from access.service_tokens import LAST_USED_RESOLUTION
 from access.models import token_digest
 from access.policies import SystemPrincipal
 from catalog.errors import ApplicationError
