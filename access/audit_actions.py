@@ -16,6 +16,7 @@ FAMILY_LABELS = {
     "reconcile": "Warehouse reconciler",
     "audit": "Audit trail",
     "signin": "Sign-in",
+    "mfa": "Second factors",
 }
 
 AUDIT_ACTIONS = (
@@ -36,6 +37,7 @@ AUDIT_ACTIONS = (
     "reconcile.unexpected_privilege",
     "audit.exported",
     "signin.failed", "signin.locked_out",
+    "mfa.enrolled", "mfa.removed", "mfa.recovery_codes_generated", "mfa.verified", "mfa.verify_failed",
 )
 
 # Details keys whose values are user ids (the audit page shows their usernames).
