@@ -108,7 +108,8 @@ def totp_enrol_confirm(*, request, user, device: TOTPDevice, code: str) -> TOTPD
 
 def recovery_codes_generate(*, request, user) -> list[str]:
     """New single-use recovery codes (the old ones stop working), returned once to show once."""
-    codes = [f"{secrets.token_hex(4)}-{secrets.token_hex(4)}" for _ in range(RECOVERY_CODE_COUNT)]
+    # 10 hex digits (40 bits) as xxxxx-xxxxx: fits django-otp's 16-character static token.
+    codes = [f"{secrets.token_hex(5)[:5]}-{secrets.token_hex(5)[:5]}" for _ in range(RECOVERY_CODE_COUNT)]
     with transaction.atomic():
         StaticDevice.objects.filter(user=user).delete()
         device = StaticDevice.objects.create(user=user, name="Recovery codes", confirmed=True)
