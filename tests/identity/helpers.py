@@ -27,3 +27,17 @@ def totp_code(device, *, steps_ahead: int = 0) -> str:
     a second code when django-otp refuses to accept the same window twice)."""
     code = totp(device.bin_key, step=device.step, t0=device.t0, digits=device.digits, drift=steps_ahead)
     return f"{code:0{device.digits}d}"
+
+
+def browser_step_up(page) -> None:
+    """The signed-in browser's session proved a second factor now (its session row, marked as
+    the verify page would mark it), for browser tests of approvals that are not about MFA."""
+    from importlib import import_module
+
+    from django.conf import settings
+
+    cookie = next(c for c in page.context.cookies() if c["name"] == settings.SESSION_COOKIE_NAME)
+    session = import_module(settings.SESSION_ENGINE).SessionStore(cookie["value"])
+    session[stepup.SESSION_KEY] = int(time.time())
+    session[stepup.METHOD_KEY] = "test"
+    session.save()
