@@ -118,7 +118,7 @@ def test_a_security_key_registers_and_verifies_a_step_up(live_server, page, scre
     log_in(page, live_server, "olga", step_up=False)
     page.goto(f"{live_server.url}/account/security/")
     page.get_by_role("button", name="Register a security key or passkey").click()
-    expect(page.get_by_role("cell", name="Security key or passkey")).to_be_visible()
+    expect(page.get_by_role("cell", name="Security key or passkey", exact=True)).to_be_visible()
     screenshot("mfa-03-factors")
     assert AuditEvent.objects.filter(action="mfa.enrolled", details__factor="webauthn").exists()
 
