@@ -25,10 +25,14 @@ class SecondFactorMiddleware:
         session = getattr(request, "session", None)
         user = getattr(request, "user", None)
         if session is not None and user is not None and user.is_authenticated and not request.path.startswith(OPEN_PREFIXES):
-            if session.get(mfa.PENDING_KEY):
+            # A factor the session proved (the verify page, or single sign-on whether it records
+            # the provider's MFA before or after login()) finishes signing in; the provider's MFA
+            # also stands in for enrolment.
+            proved = session.get(stepup.SESSION_KEY) is not None
+            if session.get(mfa.PENDING_KEY) and not proved:
                 return self._held(request, "second_factor_required", "Verify your second factor to finish signing in.",
                                   stepup.verify_url(request.get_full_path()))
-            if session.get(mfa.ENROL_KEY):
+            if session.get(mfa.ENROL_KEY) and session.get(stepup.METHOD_KEY) != "idp":
                 return self._held(request, "mfa_enrolment_required", "Your role needs a second factor: enrol one first.",
                                   reverse("identity:mfa-home"))
         return self.get_response(request)

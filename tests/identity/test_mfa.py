@@ -233,3 +233,14 @@ def test_roles_not_named_are_not_sent_to_enrol(cast):
     client = Client()
     client.post("/login/", {"username": "sam", "password": PASSWORD})
     assert client.get("/").status_code == 200
+
+
+@override_settings(MFA_REQUIRED_ROLES=["security_engineer"])
+def test_a_single_sign_on_with_the_providers_mfa_is_not_sent_to_enrol(cast):
+    UserFactory(username="sec", roles=["security_engineer"])
+    client = Client()
+    client.post("/login/", {"username": "sec", "password": PASSWORD})
+    session = client.session
+    session[stepup.SESSION_KEY], session[stepup.METHOD_KEY] = 2_000_000_000, "idp"
+    session.save()
+    assert client.get("/").status_code == 200
