@@ -244,3 +244,12 @@ def test_a_single_sign_on_with_the_providers_mfa_is_not_sent_to_enrol(cast):
     session[stepup.SESSION_KEY], session[stepup.METHOD_KEY] = 2_000_000_000, "idp"
     session.save()
     assert client.get("/").status_code == 200
+
+
+def test_a_platform_pipeline_changes_a_connection_with_its_token_without_a_factor(cast):
+    _, key = service_account_with_key(username="terraform", roles=("platform_engineer",))
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    store = cast["dataset"].store
+    response = client.put(f"/api/v1/stores/{store.pk}/connection/", {"host": "db", "database": "x"}, format="json")
+    assert response.status_code != 403, response.json()
