@@ -8,13 +8,12 @@ secret, code or assertion is ever written to the audit trail or a log.
 import base64
 import secrets
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 import segno
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django_otp import devices_for_user, login as otp_login
+from django_otp import login as otp_login
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from django_otp_webauthn import helpers as webauthn_helpers

@@ -5,8 +5,8 @@ import pytest
 from playwright.sync_api import expect
 
 from access.models import AccessRequest, Grant, GrantStatus, RequestStatus
-from tests.identity.helpers import browser_step_up
 from tests.factories import StoreFactory, UserFactory, column_payload, dataset_create
+from tests.identity.helpers import browser_step_up
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

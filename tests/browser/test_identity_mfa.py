@@ -12,9 +12,9 @@ from django_otp.oath import totp
 from playwright.sync_api import expect
 
 from access import grants
-from access.models import AccessRequest, AuditEvent, RequestStatus
+from access.models import AuditEvent, RequestStatus
 from identity import stepup
-from tests.browser.test_access_ui import log_in, log_out
+from tests.browser.test_access_ui import log_in
 from tests.factories import StoreFactory, UserFactory, column_payload, dataset_create
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

@@ -11,8 +11,8 @@ from catalog.models import ColumnSuggestion, Connection, SuggestionStatus, SyncR
 from catalog.sync import sync_run_execute, sync_run_request
 from catalog.vocabulary import Sensitivity
 from tests.catalog.test_sync_views import make_warehouse
-from tests.identity.helpers import browser_step_up
 from tests.factories import StoreFactory, UserFactory
+from tests.identity.helpers import browser_step_up
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

@@ -8,7 +8,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from rest_framework.test import APIClient
 
 from access import grants
-from access.models import AccessRequest, AuditEvent, RequestStatus, RolePermission
+from access.models import AuditEvent, RequestStatus, RolePermission
 from identity import mfa, stepup
 from tests.factories import StoreFactory, UserFactory, column_payload, dataset_create, service_account_with_key
 from tests.identity.helpers import session_step_up, totp_code
