@@ -100,6 +100,26 @@ def step_up_required(view=None, *, methods=None):
     return decorate(view) if view is not None else decorate
 
 
+class StepUpAdminMixin:
+    """Django admin pages of privileged settings (the group-to-role mapping): saving, deleting
+    and bulk actions need a fresh factor; the verify page comes back to the same admin page."""
+
+    def _step_up_redirect(self, request):
+        if request.method not in SAFE_METHODS and not step_up_satisfied(request):
+            messages.info(request, "Confirm it is you with your second factor, then save again.")
+            return redirect(verify_url(request.get_full_path()))
+        return None
+
+    def changeform_view(self, request, *args, **kwargs):
+        return self._step_up_redirect(request) or super().changeform_view(request, *args, **kwargs)
+
+    def delete_view(self, request, *args, **kwargs):
+        return self._step_up_redirect(request) or super().delete_view(request, *args, **kwargs)
+
+    def changelist_view(self, request, *args, **kwargs):
+        return self._step_up_redirect(request) or super().changelist_view(request, *args, **kwargs)
+
+
 class StepUpRequired(APIException):
     """403 with a body a client can act on: go to ``verifyUrl``, then retry."""
 

@@ -253,3 +253,24 @@ def test_a_platform_pipeline_changes_a_connection_with_its_token_without_a_facto
     store = cast["dataset"].store
     response = client.put(f"/api/v1/stores/{store.pk}/connection/", {"host": "db", "database": "x"}, format="json")
     assert response.status_code != 403, response.json()
+
+
+def test_the_group_mapping_admin_asks_for_a_step_up_before_saving(cast):
+    from django.contrib import admin
+    from django.contrib.messages.storage.fallback import FallbackStorage
+    from django.test import RequestFactory
+
+    from identity.models import GroupRoleMapping
+
+    class MappingAdmin(stepup.StepUpAdminMixin, admin.ModelAdmin):
+        pass
+
+    model_admin = MappingAdmin(GroupRoleMapping, admin.site)
+    request = RequestFactory().post("/admin/identity/grouprolemapping/add/", {"group_name": "Data"})
+    request.user = cast["admin"]
+    request.session = Client().session
+    request._messages = FallbackStorage(request)
+    response = model_admin.changeform_view(request)
+    assert response.status_code == 302
+    assert response["Location"] == "/account/security/verify/?next=%2Fadmin%2Fidentity%2Fgrouprolemapping%2Fadd%2F"
+    assert not GroupRoleMapping.objects.exists()
