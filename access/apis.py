@@ -12,7 +12,7 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import exceptions, generics, status
+from rest_framework import exceptions, generics, permissions, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -53,6 +53,7 @@ from access.serializers import (
 from catalog import selectors as catalog_selectors
 from catalog.api_support import ID_RANGE, CursorPagination, errors_named_as_in, int_parameter, query_int
 from catalog.filtersets import IdFilter, UtcDateTimeFilter
+from identity.stepup import STEP_UP_OPENAPI, StepUpFresh
 
 
 
@@ -97,6 +98,8 @@ class MatrixListApi(generics.ListAPIView):
 
 
 class MatrixCellApi(APIView):
+    permission_classes = [permissions.IsAuthenticated, StepUpFresh]
+
     @extend_schema(responses=MatrixCellSerializer)
     def get(self, request, pk):
         cell = next((c for c in selectors.role_matrix(user=request.user) if c.pk == pk), None)
@@ -106,7 +109,7 @@ class MatrixCellApi(APIView):
 
     @extend_schema(
         request=MatrixCellUpdateSerializer,
-        responses=MatrixCellSerializer,
+        responses={200: MatrixCellSerializer, 403: STEP_UP_OPENAPI},
         description="Change one cell (admins only); send only the fields that change. Audited with before and after.",
     )
     def patch(self, request, pk):
@@ -188,10 +191,11 @@ class RequestDetailApi(generics.RetrieveAPIView):
 
 class RequestReviewApi(APIView):
     approve = True
+    permission_classes = [permissions.IsAuthenticated, StepUpFresh]
 
     @extend_schema(
         request=ReasonSerializer,
-        responses=AccessRequestSerializer,
+        responses={200: AccessRequestSerializer, 403: STEP_UP_OPENAPI},
         description=(
             "Approve: the request is approved (and its grant made) once enough approvers agreed, with a "
             "security engineer's approval where the matrix asks. Nobody approves their own request (403); "
@@ -213,7 +217,7 @@ class RequestDenyApi(RequestReviewApi):
 
     @extend_schema(
         request=ReasonSerializer,
-        responses=AccessRequestSerializer,
+        responses={200: AccessRequestSerializer, 403: STEP_UP_OPENAPI},
         description="Deny with a `reason` (required); one denial denies the request.",
     )
     def post(self, request, pk):
@@ -337,9 +341,11 @@ class GrantReviewApi(APIView):
 
 
 class BreakGlassApi(APIView):
+    permission_classes = [permissions.IsAuthenticated, StepUpFresh]
+
     @extend_schema(
         request=BreakGlassSerializer,
-        responses={201: GrantSerializer},
+        responses={201: GrantSerializer, 403: STEP_UP_OPENAPI},
         description=(
             "Access at once for an emergency, where the matrix allows break-glass for the scope: capped at "
             "`minutes` (at most the configured cap); every approver is told and a review after the fact is required."

@@ -19,6 +19,7 @@ FAMILY_LABELS = {
     "identity": "Identity (sign-in, directory, SCIM)",
     "token": "Service tokens",
     "service_account": "Service accounts",
+    "mfa": "Second factors",
 }
 
 AUDIT_ACTIONS = (
@@ -47,6 +48,7 @@ AUDIT_ACTIONS = (
     "identity.scim_token_revoked", "identity.access_ended", "request.approval_voided",
     "token.created", "token.revoked", "token.new_address",
     "service_account.created", "service_account.role_changed",
+    "mfa.enrolled", "mfa.removed", "mfa.recovery_codes_generated", "mfa.verified", "mfa.verify_failed",
 )
 
 # Details keys whose values are user ids (the audit page shows their usernames).

@@ -49,6 +49,7 @@ from access.serializers import grant_effective_status
 from catalog import selectors as catalog_selectors
 from catalog.models import Dataset
 from catalog.vocabulary import Sensitivity
+from identity.stepup import step_up_required
 from lineage import selectors as lineage_selectors
 
 QUEUE_PAGE_SIZE = 20
@@ -133,6 +134,7 @@ def role_matrix(request):
 
 @login_required
 @require_http_methods(["GET", "POST"])
+@step_up_required
 def role_cell_edit(request, pk):
     """Edit one cell (admins); everyone else may only read the matrix."""
     if not policies.can_edit_role_matrix(request.user):
@@ -285,6 +287,7 @@ def request_detail(request, pk, review_form=None):
 
 @login_required
 @require_http_methods(["POST"])
+@step_up_required
 def request_review(request, pk):
     """Approve or deny (a denial needs a reason); back to the queue, or the request on errors."""
     access_request = get_object_or_404(selectors.request_visible(user=request.user), pk=pk)
@@ -534,6 +537,7 @@ def break_glass_review(request, pk):
 
 @login_required
 @require_http_methods(["GET", "POST"])
+@step_up_required
 def break_glass(request, dataset_pk):
     """Access at once in an emergency, where the user's matrix allows it."""
     dataset = _dataset(request, dataset_pk)

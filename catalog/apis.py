@@ -45,6 +45,7 @@ from catalog.serializers import (
     SyncRunSerializer,
 )
 from catalog.sync import sync_run_request
+from identity.stepup import STEP_UP_OPENAPI, StepUpFresh
 
 
 class NameCursorPagination(CursorPagination):
@@ -246,7 +247,7 @@ def _connection_get(*, store: DataStore) -> Connection:
 class StoreConnectionApi(APIView):
     """A store's warehouse connection. The password is write-only and never sent back."""
 
-    permission_classes = [permissions.IsAuthenticated, ManagesStores]
+    permission_classes = [permissions.IsAuthenticated, ManagesStores, StepUpFresh]
 
     @extend_schema(responses={200: ConnectionSerializer, 404: OpenApiResponse(description="The store has no connection.")})
     def get(self, request, pk):
@@ -255,7 +256,7 @@ class StoreConnectionApi(APIView):
 
     @extend_schema(
         request=ConnectionSerializer,
-        responses={201: ConnectionSerializer, 200: ConnectionSerializer},
+        responses={201: ConnectionSerializer, 200: ConnectionSerializer, 403: STEP_UP_OPENAPI},
         description=(
             "Create (201) or replace (200) the connection: fields left out take their defaults, except "
             "`password`, which is kept when absent, removed when \"\" and replaced otherwise."
@@ -269,7 +270,7 @@ class StoreConnectionApi(APIView):
 
     @extend_schema(
         request=ConnectionSerializer,
-        responses={200: ConnectionSerializer},
+        responses={200: ConnectionSerializer, 403: STEP_UP_OPENAPI},
         description="Change only the fields sent (`password` as for PUT).",
     )
     def patch(self, request, pk):
@@ -277,7 +278,7 @@ class StoreConnectionApi(APIView):
         _connection_get(store=store)
         return Response(ConnectionSerializer(self._save(request, store, partial=True)).data)
 
-    @extend_schema(responses={204: None}, description="Remove the connection, its password and its schedule; datasets stay.")
+    @extend_schema(responses={204: None, 403: STEP_UP_OPENAPI}, description="Remove the connection, its password and its schedule; datasets stay.")
     def delete(self, request, pk):
         store = _store_get(user=request.user, pk=pk)
         _connection_get(store=store)

@@ -51,6 +51,7 @@ from catalog.models import (
 )
 from catalog.sync import sync_run_request
 from catalog.vocabulary import Protection, Sensitivity, unclassified_tier
+from identity.stepup import step_up_required
 from lineage import selectors as lineage_selectors
 from lineage import views as lineage_views
 
@@ -532,6 +533,7 @@ def store_detail(request, pk):
 @sensitive_post_parameters("password")
 @login_required
 @require_http_methods(["GET", "POST"])
+@step_up_required
 def connection_edit(request, pk):
     """Add or change a store's connection through ``connection_save``; the password is write-only."""
     _require_store_manager(request)
@@ -564,6 +566,7 @@ def connection_edit(request, pk):
 
 @login_required
 @require_http_methods(["POST"])
+@step_up_required
 def connection_remove(request, pk):
     """Remove the connection, its sealed password and its schedule; datasets stay."""
     _require_store_manager(request)

@@ -6,10 +6,11 @@ from access.audit import client_address
 from identity.local_login import local_login_allowed, local_login_refusal
 from identity.mappings import group_role_mapping_save, group_role_mappings_delete
 from identity.models import DirectoryGroup, GroupRoleMapping
+from identity.stepup import StepUpAdminMixin
 
 
 @admin.register(GroupRoleMapping)
-class GroupRoleMappingAdmin(admin.ModelAdmin):
+class GroupRoleMappingAdmin(StepUpAdminMixin, admin.ModelAdmin):
     """Directory group -> company role. Saving or deleting re-evaluates every managed user at once."""
 
     list_display = ["group_name", "role", "created_at"]

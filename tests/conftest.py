@@ -67,6 +67,34 @@ def token_client(service_account):
     return client
 
 
+@pytest.fixture(autouse=True)
+def second_factor_for_test_sessions(request, monkeypatch):
+    """Step-up is on in every test. People that tests sign in with force_login/force_authenticate
+    have just proved a second factor, as an approver at work would have, so tests of approvals and
+    connections test those; tests of step-up itself opt out with @pytest.mark.no_second_factor.
+    Browser tests sign in through the form and verify for real."""
+    if request.node.get_closest_marker("no_second_factor"):
+        return
+    from django.test import Client
+    from rest_framework.test import APIClient as DrfClient
+
+    from tests.identity.helpers import session_step_up
+
+    force_login, force_authenticate = Client.force_login, DrfClient.force_authenticate
+
+    def login_with_factor(self, user, backend=None):
+        force_login(self, user, backend)
+        session_step_up(self)
+
+    def authenticate_with_factor(self, user=None, token=None):
+        force_authenticate(self, user, token)
+        if user is not None and token is None:
+            session_step_up(self)
+
+    monkeypatch.setattr(Client, "force_login", login_with_factor)
+    monkeypatch.setattr(DrfClient, "force_authenticate", authenticate_with_factor)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def file_stores_in_pytest_tmp(tmp_path_factory):
     """SQLite and DuckDB warehouses of the tests live in pytest's temporary directories: allow

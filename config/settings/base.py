@@ -41,6 +41,11 @@ INSTALLED_APPS = [
     "catalog",
     "lineage",
     "identity",
+    # Second factors (identity's MFA part): TOTP, recovery codes, WebAuthn/passkeys.
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
+    "django_otp_webauthn",
 ]
 
 MIDDLEWARE = [
@@ -51,6 +56,10 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # Second factors: a password session of a person with a factor waits for it; people in
+    # MFA_REQUIRED_ROLES without one are sent to enrol (identity.middleware).
+    "django_otp.middleware.OTPMiddleware",
+    "identity.middleware.SecondFactorMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # The catalog's 405 page for views that answer 405 with no body (require_http_methods).
     "config.errors.MethodNotAllowedPage",
@@ -266,6 +275,18 @@ MFA_REQUIRED_ROLES = env_list("MFA_REQUIRED_ROLES", [])
 SERVICE_TOKEN_TTL_DAYS = env_int("SERVICE_TOKEN_TTL_DAYS", 90, minimum=1)
 OIDC_JWT_LEEWAY_SECONDS = env_int("OIDC_JWT_LEEWAY_SECONDS", 60, minimum=0)
 OIDC_JWKS_CACHE_SECONDS = env_int("OIDC_JWKS_CACHE_SECONDS", 3600, minimum=60)
+# TOTP and WebAuthn name the catalog in authenticator apps and passkey prompts.
+OTP_TOTP_ISSUER = env_str("MFA_ISSUER", "Governance catalog")
+OTP_WEBAUTHN_RP_NAME = env_str("MFA_ISSUER", "Governance catalog")
+# The WebAuthn relying party is the host the browser sees; origins allowed to assert for it.
+# Empty origins: the request's own origin (its host is checked against ALLOWED_HOSTS).
+OTP_WEBAUTHN_HELPER_CLASS = "identity.mfa.WebAuthnHelper"
+OTP_WEBAUTHN_ALLOWED_ORIGINS = env_list("WEBAUTHN_ALLOWED_ORIGINS", [])
+# Passkeys are a second factor here; signing in is a password or single sign-on.
+OTP_WEBAUTHN_ALLOW_PASSWORDLESS_LOGIN = False
+# identity.mfa.WebAuthnHelper gives the relying party ID and origins per request (the host
+# ALLOWED_HOSTS accepted), so the package's checks for fixed values do not apply.
+SILENCED_SYSTEM_CHECKS = ["otp_webauthn.E010", "otp_webauthn.E030"]
 
 # Warehouse sync.
 # A running sync writes a heartbeat at least this often; a run silent for longer is taken over.

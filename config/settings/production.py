@@ -3,7 +3,7 @@
 from django.core.exceptions import ImproperlyConfigured
 
 from .base import *  # noqa: F401,F403
-from .base import CATALOG_MASTER_KEYS, SECRET_KEY, STORAGES, env_bool, env_int
+from .base import CATALOG_MASTER_KEYS, SECRET_KEY, STORAGES, env_bool, env_int, env_list
 
 if not SECRET_KEY or len(SECRET_KEY) < 50:
     raise ImproperlyConfigured("SECRET_KEY must be set to a random string of at least 50 characters.")
@@ -14,6 +14,9 @@ if not CATALOG_MASTER_KEYS:
     )
 
 DEBUG = False
+# Who must enrol a second factor before anything else: security engineers, admins (superusers)
+# and dataset owners, who approve access (docs/identity.md, "MFA and step-up").
+MFA_REQUIRED_ROLES = env_list("MFA_REQUIRED_ROLES", ["security_engineer", "admin", "owner"])
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
 SESSION_COOKIE_SECURE = True

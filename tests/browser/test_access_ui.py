@@ -6,18 +6,24 @@ from playwright.sync_api import expect
 
 from access.models import AccessRequest, Grant, GrantStatus, RequestStatus
 from tests.factories import StoreFactory, UserFactory, column_payload, dataset_create
+from tests.identity.helpers import browser_step_up
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 PASSWORD = "pw-for-tests"  # UserFactory's
 
 
-def log_in(page, live_server, username):
+def log_in(page, live_server, username, *, step_up=True):
+    """Sign in through the form; ``step_up``: the session has also proved a second factor (the
+    approvals and connections these tests make ask for one; tests/browser/test_identity_mfa.py
+    goes through the verify page for real)."""
     page.goto(f"{live_server.url}/login/")
     page.get_by_label("Username").fill(username)
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_label("Password").press("Enter")
     expect(page).to_have_url(f"{live_server.url}/")
+    if step_up:
+        browser_step_up(page)
 
 
 def log_out(page):
