@@ -212,6 +212,24 @@ EXPECTED = {
     "access:service-account-detail": rule(ADMIN),
     "access:service-token-create": rule(NOBODY, post=ADMIN, note="an empty form is shown again (400)"),
     "access:service-token-revoke": rule(NOBODY, post=ADMIN),
+    # Identity: single sign-on (no provider is configured in the walk), SCIM (the provisioning
+    # client's bearer token only: sessions and API tokens get 401), second factors.
+    "identity:oidc-login": rule(NOBODY, note="404 while no provider is configured"),
+    "identity:oidc-callback": rule(NOBODY, note="refused without a sign-in started"),
+    "identity:scim-*": rule(NOBODY, note="the SCIM token only"),
+    "identity:mfa-home": rule(SIGNED_IN),
+    "identity:mfa-verify": rule(SIGNED_IN),
+    "identity:mfa-totp": rule(SIGNED_IN, note="an empty confirmation is shown again (400)"),
+    "identity:mfa-recovery-codes": rule(NOBODY, post=SIGNED_IN, note="POST only: new codes for oneself"),
+    "identity:mfa-factor-remove": rule(NOBODY, post=SIGNED_IN, only_refusals=True,
+                                       note="each person removes only their own factors (another's: no such factor)"),
+    "identity:webauthn-registration-begin": rule(NOBODY, post=SIGNED_IN),
+    "identity:webauthn-registration-complete": rule(NOBODY, post=SIGNED_IN, only_refusals=True,
+                                                     note="an empty assertion is refused (400)"),
+    "identity:webauthn-authentication-begin": rule(NOBODY, post=SIGNED_IN, only_refusals=True),
+    "identity:webauthn-authentication-complete": rule(NOBODY, post=SIGNED_IN, only_refusals=True,
+                                                       note="an empty assertion is refused (400)"),
+    "identity:webauthn-jsi18n": rule(ANYONE, post=NOBODY, note="the WebAuthn script's translations"),
 }
 
 
@@ -247,6 +265,8 @@ def url_patterns():
 def rule_for(key):
     if key in EXPECTED:
         return EXPECTED[key]
+    if key.startswith("identity:scim-"):
+        return EXPECTED["identity:scim-*"]
     if key.startswith("admin:") or key.startswith("admin/"):
         return EXPECTED["admin:*"]
     return None
@@ -260,6 +280,14 @@ def _admin_object_id(route):
     model = apps.get_model(match.group(1), match.group(2))
     obj = model._default_manager.order_by("pk").first()
     return str(obj.pk) if obj else "0"  # a missing object: the admin redirects staff to its index
+
+
+def _totp_device(scene):
+    """A confirmed authenticator of the steward (no principal of the walk), for the admin's pages
+    of TOTP devices (django-otp's config and QR code pages need one that exists)."""
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    return TOTPDevice.objects.get_or_create(user=scene["steward"], name="walk", defaults={"confirmed": True})[0]
 
 
 def fill(route, scene):
@@ -287,6 +315,13 @@ def fill(route, scene):
         ("groups", "name"): scene["steward_group"].name,
         ("service-accounts", "pk"): scene["service_account"].pk,
         ("tokens", "token_pk"): scene["service_token"].pk,
+        ("Users", "pk"): scene["users"]["admin"].pk,
+        ("Groups", "pk"): 1,
+        ("Schemas", "schema_id"): "urn:ietf:params:scim:schemas:core:2.0:User",
+        ("ResourceTypes", "name"): "User",
+        ("factors", "kind"): "totp",
+        ("<str:kind>", "pk"): 1,
+        ("totpdevice", "pk"): _totp_device(scene).pk,
     }
     missing = []
 
@@ -443,7 +478,8 @@ def test_walk_every_url(scene, principal):
 def test_anonymous_gets_nothing_but_sign_in_schema_and_docs():
     checked = {key: entry for key, entry in EXPECTED.items() if entry["checked"]}
     assert set(EXPECTED) - set(checked) == {"logout", "admin:logout"}
-    assert {key for key, entry in checked.items() if "anonymous" in entry["get"]} == {"login", "schema", "api-docs", "admin:login"}
+    assert {key for key, entry in checked.items() if "anonymous" in entry["get"]} == {"login", "schema", "api-docs", "admin:login",
+                                                                                           "identity:webauthn-jsi18n"}
     assert {key for key, entry in checked.items() if "anonymous" in entry["post"]} == {"login", "admin:login"}
 
 
