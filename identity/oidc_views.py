@@ -8,6 +8,7 @@ from authlib.common.errors import AuthlibBaseError
 from django.conf import settings
 from django.contrib.auth import login
 from django.contrib.auth.views import LoginView, LogoutView
+from django.db import transaction
 from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import render, resolve_url
 from django.urls import reverse
@@ -15,7 +16,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from joserfc.errors import JoseError
 
-from access.audit import client_address
+from access.audit import audit_record, client_address
 from access.forms import LoginForm
 from identity import oidc
 from identity.stepup import second_factor_record
@@ -92,6 +93,13 @@ class SignInView(LoginView):
     unless ``LOCAL_LOGIN`` is none."""
 
     authentication_form = LoginForm
+
+    def form_valid(self, form):
+        response = super().form_valid(form)
+        with transaction.atomic():  # a password sign-in is audited as a single sign-on is
+            audit_record(actor=form.get_user(), action="signin.succeeded", obj=form.get_user(),
+                         remote_addr=client_address(self.request), details={"via": "local"})
+        return response
 
     def get_context_data(self, **kwargs):
         context = super().get_context_data(**kwargs)

@@ -247,3 +247,13 @@ def test_malformed_signin_settings_are_refused_at_start_up(name, raw):
     )
     assert result.returncode != 0
     assert "ImproperlyConfigured" in result.stderr and name in result.stderr
+
+
+def test_a_password_sign_in_is_audited_without_the_password(client, reader):
+    response = sign_in(client, reader.username, RIGHT)
+
+    assert signed_in(client), response.status_code
+    event = AuditEvent.objects.get(action="signin.succeeded")
+    assert event.actor == reader and event.details == {"via": "local"}
+    assert event.remote_addr == ATTACKER
+    assert RIGHT not in json.dumps(event.details)
