@@ -672,6 +672,7 @@ class ProposalDetailApi(generics.RetrieveAPIView):
 
 
 class ProposalApproveApi(APIView):
+    permission_classes = [permissions.IsAuthenticated, StepUpFresh]  # a proposal changes who gets access
     approve = True
 
     @extend_schema(

@@ -20,6 +20,7 @@ FAMILY_LABELS = {
     "token": "Service tokens",
     "service_account": "Service accounts",
     "mfa": "Second factors",
+    "user": "Users (admin)",
 }
 
 AUDIT_ACTIONS = (
@@ -40,7 +41,7 @@ AUDIT_ACTIONS = (
     "reconcile.unexpected_privilege",
     "audit.exported",
     "signin.failed", "signin.locked_out",
-    "signin.succeeded", "identity.mapping_changed",
+    "signin.succeeded", "identity.mapping_changed", "user.changed_in_admin",
     "identity.roles_changed",
     # SCIM provisioning (identity/provisioning.py, identity/scim_tokens.py) and what deactivation ends
     "identity.user_provisioned", "identity.user_updated", "identity.user_deprovisioned", "identity.group_provisioned",

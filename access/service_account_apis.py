@@ -6,7 +6,7 @@ from django.conf import settings
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
-from rest_framework import serializers, status
+from rest_framework import permissions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -15,6 +15,7 @@ from access.audit import client_address
 from access.models import ServiceToken, User
 from access.serializers import RejectUnknownFieldsMixin
 from catalog.errors import ApplicationError
+from identity.stepup import StepUpFresh
 
 
 class ServiceTokenSerializer(serializers.ModelSerializer):
@@ -81,6 +82,7 @@ class ServiceAccountListApi(APIView):
 
 
 class ServiceTokenListCreateApi(APIView):
+    permission_classes = [permissions.IsAuthenticated, StepUpFresh]  # a new key is a new credential
     @extend_schema(responses=ServiceTokenSerializer(many=True),
                    description="The account's tokens, newest first: prefix, created, expires, last used, revoked.")
     def get(self, request, pk):
@@ -107,6 +109,7 @@ class ServiceTokenListCreateApi(APIView):
 
 
 class ServiceTokenRevokeApi(APIView):
+    permission_classes = [permissions.IsAuthenticated, StepUpFresh]
     @extend_schema(request=None, responses=ServiceTokenSerializer,
                    description="Revoke the token at once; it is refused from the next request.")
     def post(self, request, pk, token_pk):

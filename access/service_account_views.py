@@ -15,6 +15,7 @@ from django.views.decorators.http import require_http_methods
 from access import policies, selectors, service_tokens
 from access.audit import client_address
 from catalog.errors import ApplicationError
+from identity.stepup import step_up_required
 
 
 class ServiceTokenCreateForm(forms.Form):
@@ -60,6 +61,7 @@ def service_account_detail(request, pk):
 
 @login_required
 @require_http_methods(["POST"])
+@step_up_required
 def service_token_create(request, pk):
     account = _account(request, pk)
     form = ServiceTokenCreateForm(request.POST)
@@ -81,6 +83,7 @@ def service_token_create(request, pk):
 
 @login_required
 @require_http_methods(["POST"])
+@step_up_required
 def service_token_revoke(request, pk, token_pk):
     account = _account(request, pk)
     token = get_object_or_404(selectors.service_token_list(user=request.user, account=account), pk=token_pk)

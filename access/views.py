@@ -890,6 +890,7 @@ def proposal_detail(request, pk, review_form=None):
 
 @login_required
 @require_http_methods(["POST"])
+@step_up_required
 def proposal_review(request, pk):
     """Approve or reject a proposal (a rejection needs a reason)."""
     proposal = get_object_or_404(selectors.proposal_visible(user=request.user), pk=pk)

@@ -4,10 +4,11 @@ from django.db import transaction
 from access.audit import client_address
 from catalog.connections import connection_remove_for_store
 from catalog.models import Column, ColumnSuggestion, Connection, Dataset, DatasetVersion, DataStore, SyncRun, SyncRunEvent
+from identity.stepup import StepUpAdminMixin
 
 
 @admin.register(DataStore)
-class DataStoreAdmin(admin.ModelAdmin):
+class DataStoreAdmin(StepUpAdminMixin, admin.ModelAdmin):
     list_display = ["name", "kind", "platform", "environment", "residency", "line_of_business", "customer"]
     list_filter = ["kind", "platform", "environment", "residency"]
     search_fields = ["name", "description"]
@@ -91,6 +92,9 @@ class ConnectionAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # removed on the store page or the API: audited, its schedule and secrets with it
 
 
 class SyncRunEventInline(admin.TabularInline):

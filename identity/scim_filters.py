@@ -177,4 +177,7 @@ def scim_filter_q(text: str, fields: dict[str, Field]) -> Q:
     """The ``Q`` that ``text`` (a SCIM filter) means over ``fields``; ``FilterError`` when it cannot."""
     if len(text) > 2000:
         raise FilterError("The filter is longer than 2,000 characters.")
-    return _Parser(text, fields).parse()
+    try:
+        return _Parser(text, fields).parse()
+    except RecursionError:  # parentheses nested hundreds deep
+        raise FilterError("The filter nests too deeply.") from None

@@ -274,3 +274,78 @@ def test_the_group_mapping_admin_asks_for_a_step_up_before_saving(cast):
     assert response.status_code == 302
     assert response["Location"] == "/account/security/verify/?next=%2Fadmin%2Fidentity%2Fgrouprolemapping%2Fadd%2F"
     assert not GroupRoleMapping.objects.exists()
+
+
+# Found by an insider pass: admin paths and privileged actions around the step-up ----------------
+
+
+def test_admin_user_changes_need_a_fresh_factor_and_are_audited(cast):
+    from access.models import Role, User
+
+    pete = UserFactory(username="pete", roles=["product_manager"])
+    client = signed_in(cast["admin"])
+    url = f"/admin/access/user/{pete.pk}/change/"
+    security = Role.objects.get(slug="security_engineer").group
+    data = {"username": "pete", "is_active": "on", "is_staff": "on", "is_superuser": "on",
+            "groups": [security.pk], "date_joined_0": "2026-01-01", "date_joined_1": "00:00:00",
+            "warehouse_role": ""}
+
+    held = client.post(url, data)
+    assert held.status_code == 302 and "/account/security/verify/" in held["Location"]
+    assert not User.objects.get(pk=pete.pk).is_superuser
+
+    session_step_up(client)
+    saved = client.post(url, data)
+    assert saved.status_code == 302 and "/verify/" not in saved["Location"]
+    pete.refresh_from_db()
+    assert pete.is_superuser and pete.groups.filter(pk=security.pk).exists()
+    event = AuditEvent.objects.get(action="user.changed_in_admin")
+    assert event.actor == cast["admin"]
+    assert {"is_staff", "is_superuser", "groups"} <= set(event.details["changed"])
+    assert event.details["groups"] == [security.name]
+
+
+def test_the_admin_cannot_unrevoke_a_token_nor_delete_a_connection(cast):
+    from access.models import ServiceToken
+    from access.service_tokens import service_token_revoke
+    from catalog.connections import connection_save
+    from catalog.models import Connection
+
+    account, key = service_account_with_key(username="etl")
+    token = ServiceToken.objects.get(user=account)
+    service_token_revoke(token=token, actor=cast["admin"])
+    client = signed_in(cast["admin"])
+    session_step_up(client)
+
+    response = client.post(f"/admin/access/servicetoken/{token.pk}/change/",
+                           {"revoked_at_0": "", "revoked_at_1": "", "expires_at_0": "2030-01-01", "expires_at_1": "00:00:00"})
+    assert response.status_code in (302, 403)
+    token.refresh_from_db()
+    assert token.revoked_at is not None
+    assert APIClient(HTTP_AUTHORIZATION=f"Token {key}").get(f"{API}/requests/").status_code == 401
+
+    store = StoreFactory(name="shop", platform="postgresql")
+    engineer = UserFactory(username="pia", roles=["platform_engineer"])
+    connection_save(principal=engineer, store=store, host="127.0.0.1", database="postgres", username="reader")
+    connection = Connection.objects.get(store=store)
+    deleted = client.post(f"/admin/catalog/connection/{connection.pk}/delete/", {"post": "yes"})
+    assert deleted.status_code == 403
+    assert Connection.objects.filter(pk=connection.pk).exists()
+
+
+def test_approving_a_proposal_and_minting_a_token_need_a_fresh_factor(cast):
+    account, _ = service_account_with_key(username="etl")
+    client = signed_in(cast["admin"], APIClient)
+    minted = client.post(f"/api/v1/service-accounts/{account.pk}/tokens/", {}, format="json")
+    assert minted.status_code == 403 and minted.json()["code"] == "step_up_required"
+    proposal = client.post("/api/v1/access/proposals/999999/approve/", {}, format="json")
+    assert proposal.status_code == 403 and proposal.json()["code"] == "step_up_required"
+    session_step_up(client)
+    assert client.post(f"/api/v1/service-accounts/{account.pk}/tokens/", {}, format="json").status_code == 201
+
+
+def test_a_scim_filter_nested_too_deep_is_an_invalid_filter():
+    from identity.scim_filters import FilterError, scim_filter_q
+
+    with pytest.raises(FilterError, match="nests too deeply"):
+        scim_filter_q("(" * 400 + 'userName eq "x"' + ")" * 400, {})
