@@ -79,7 +79,7 @@ class DatasetVersionAdmin(admin.ModelAdmin):
 
 
 @admin.register(Connection)
-class ConnectionAdmin(admin.ModelAdmin):
+class ConnectionAdmin(StepUpAdminMixin, admin.ModelAdmin):
     """Read-only here: connections change through the store page or the API, which seal the
     password. The secret itself is never shown."""
 
@@ -93,8 +93,15 @@ class ConnectionAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None):
         return False
 
-    def has_delete_permission(self, request, obj=None):
-        return False  # removed on the store page or the API: audited, its schedule and secrets with it
+    # Removing one here is removing it on the store page: audited, its sealed secrets and its
+    # schedule with it, after a fresh second factor (StepUpAdminMixin).
+    def delete_model(self, request, obj):
+        connection_remove_for_store(obj.store, actor=request.user, remote_addr=client_address(request))
+
+    def delete_queryset(self, request, queryset):
+        with transaction.atomic():
+            for connection in queryset.select_related("store"):
+                connection_remove_for_store(connection.store, actor=request.user, remote_addr=client_address(request))
 
 
 class SyncRunEventInline(admin.TabularInline):

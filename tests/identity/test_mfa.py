@@ -328,9 +328,14 @@ def test_the_admin_cannot_unrevoke_a_token_nor_delete_a_connection(cast):
     engineer = UserFactory(username="pia", roles=["platform_engineer"])
     connection_save(principal=engineer, store=store, host="127.0.0.1", database="postgres", username="reader")
     connection = Connection.objects.get(store=store)
-    deleted = client.post(f"/admin/catalog/connection/{connection.pk}/delete/", {"post": "yes"})
-    assert deleted.status_code == 403
+    stale = signed_in(cast["admin"])  # no fresh factor: sent to verify, nothing removed
+    held = stale.post(f"/admin/catalog/connection/{connection.pk}/delete/", {"post": "yes"})
+    assert held.status_code == 302 and "/account/security/verify/" in held["Location"]
     assert Connection.objects.filter(pk=connection.pk).exists()
+    deleted = client.post(f"/admin/catalog/connection/{connection.pk}/delete/", {"post": "yes"})
+    assert deleted.status_code == 302
+    assert not Connection.objects.filter(pk=connection.pk).exists()
+    assert AuditEvent.objects.filter(action="connection.removed", actor=cast["admin"]).exists()
 
 
 def test_approving_a_proposal_and_minting_a_token_need_a_fresh_factor(cast):
