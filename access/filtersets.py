@@ -11,10 +11,11 @@ from django.utils import timezone
 
 from access import decisions, selectors
 from access.models import Enforcement, Grant, GrantStatus
+from catalog.api_support import ID_RANGE
 from catalog.models import Environment
 
 FAILED_ENFORCEMENT = (Enforcement.APPLY_FAILED, Enforcement.REVOKE_FAILED)
-LARGEST_ID = 2**63 - 1
+LARGEST_ID = ID_RANGE[1]
 
 GRANT_STATUS_CHOICES = [
     ("live", "Live (gives access now)"),
