@@ -49,26 +49,25 @@ _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
 _string = json.encoder.encode_basestring_ascii
 
 
+_CANONICAL = (
+    '{"action":%s,"actor":%s,"actor_name":%s,"at":"%s","dataset":%s,"details":%s,"id":%d,"object_id":%s,'
+    '"object_type":%s,"reason":%s,"remote_addr":%s}'
+)
+
+
 def _canonical_text(pk, at, actor_id, actor_name, action, object_type, object_id, dataset_id, remote_addr, reason,
                     details) -> str:
-    """``details`` is a dict, or the JSON text the database returns for it."""
+    """``at`` is an aware datetime in UTC or its ISO text (microseconds, ``+00:00``); ``details``
+    a dict, or the JSON text the database returns for it."""
     if isinstance(details, str):
         details = "{}" if details == "{}" else _ENCODER.encode(json.loads(details))
     else:
         details = _ENCODER.encode(details)
-    return (
-        '{"action":' + _string(action)
-        + ',"actor":' + ("null" if actor_id is None else str(actor_id))
-        + ',"actor_name":' + _string(actor_name)
-        + ',"at":"' + at.isoformat(timespec="microseconds")
-        + '","dataset":' + ("null" if dataset_id is None else str(dataset_id))
-        + ',"details":' + details
-        + ',"id":' + str(pk)
-        + ',"object_id":' + _string(object_id)
-        + ',"object_type":' + _string(object_type)
-        + ',"reason":' + _string(reason)
-        + ',"remote_addr":' + _string(remote_addr)
-        + "}"
+    return _CANONICAL % (
+        _string(action), "null" if actor_id is None else actor_id, _string(actor_name),
+        at if isinstance(at, str) else at.isoformat(timespec="microseconds"),
+        "null" if dataset_id is None else dataset_id, details, pk, _string(object_id), _string(object_type),
+        _string(reason), _string(remote_addr),
     )
 
 
@@ -162,7 +161,6 @@ class ChainReport:
     full: bool = True  # a full check (from the first event), else incremental from a checkpoint
     from_id: int = 1  # the first event this check read
     checkpoint_id: int | None = None  # the checkpoint an incremental check started from
-    checkpoints_checked: int = 0
 
 
 # The columns a check reads, in _canonical_text's order, then the two hashes.
@@ -198,33 +196,50 @@ def _verify(*, full: bool, batch_size: int) -> ChainReport:
     start = None if full else _checkpoint_start()
     if isinstance(start, ChainReport):
         return start
-    if start is None:
-        checkpoint, previous_hash, expected_id = None, GENESIS, 1
-    else:
-        checkpoint = start
-        previous_hash, expected_id = checkpoint.event_hash, checkpoint.event_id + 1
+    checkpoint = start
     report = ChainReport(True, 0, head_id=head_id, head_hash=head_hash, full=checkpoint is None,
-                         from_id=expected_id, checkpoint_id=checkpoint.pk if checkpoint else None)
+                         from_id=checkpoint.event_id + 1 if checkpoint else 1,
+                         checkpoint_id=checkpoint.pk if checkpoint else None)
     announced = {}  # checkpoint id -> hash, from the audit.verified events walked
-    rows = (
-        AuditEvent.objects.filter(pk__gte=expected_id, pk__lte=head_id)
-        .annotate(details_text=Cast("details", TextField()))
-        .order_by("pk")
-        .values_list(*_EVENT_COLUMNS)
-        .iterator(chunk_size=batch_size)
-    )
-    sha256, checked = hashlib.sha256, 0
+    rows = _event_rows(report.from_id, head_id, batch_size)
+    try:
+        broken = _walk(report, rows, checkpoint.event_hash if checkpoint else GENESIS, announced)
+    finally:
+        rows.close()
+    if broken:
+        return report
+    beyond = AuditEvent.objects.filter(pk__gt=head_id).aggregate(last=Max("pk"))["last"]
+    if beyond is not None:
+        head = AuditChainHead.objects.filter(pk=1).first()  # read after the events: covers them if they are real
+        covered = head.last_id if head is not None else 0
+        if covered < beyond:
+            first = AuditEvent.objects.filter(pk__gt=covered).order_by("pk").values_list("pk", flat=True).first()
+            return _broken(report, report.checked, first,
+                           f"event #{first} was added after the chain's last event #{covered} (inserted?)")
+    problem = _checkpoints_problem(checkpoint, announced, head_id)
+    if problem:
+        report.intact, report.problem = False, problem
+    return report
+
+
+def _walk(report: ChainReport, rows, previous_hash: str, announced: dict) -> bool:
+    """Check each row against the one before; True (and ``report`` says why) at the first that
+    does not fit, or if the walk ends anywhere but at the head."""
+    expected_id, checked, sha256, canonical = report.from_id, 0, hashlib.sha256, _canonical_text
     for pk, at, actor, actor_name, action, object_type, object_id, dataset, remote_addr, reason, details, \
             previous, stored in rows:
         if pk != expected_id:
-            return _broken(report, checked, expected_id if pk > expected_id else pk,
-                           f"event #{expected_id} is missing (deleted?); the next one is #{pk}")
+            _broken(report, checked, expected_id if pk > expected_id else pk,
+                    f"event #{expected_id} is missing (deleted?); the next one is #{pk}")
+            return True
         if previous != previous_hash:
-            return _broken(report, checked, pk, f"event #{pk} does not follow #{pk - 1}")
-        text = _canonical_text(pk, at, actor, actor_name, action, object_type, object_id, dataset, remote_addr,
-                               reason, details)
+            _broken(report, checked, pk, f"event #{pk} does not follow #{pk - 1}")
+            return True
+        text = canonical(pk, at, actor, actor_name, action, object_type, object_id, dataset, remote_addr, reason,
+                         details)
         if sha256((previous_hash + text).encode()).hexdigest() != stored:
-            return _broken(report, checked, pk, f"event #{pk} was altered after it was written")
+            _broken(report, checked, pk, f"event #{pk} was altered after it was written")
+            return True
         if action == VERIFIED_ACTION:
             announcement = json.loads(details)
             announced[announcement.get("checkpoint")] = announcement.get("hash")
@@ -233,23 +248,42 @@ def _verify(*, full: bool, batch_size: int) -> ChainReport:
     # The head catches what the links cannot: events deleted from the end, and events added at
     # the end with well-forged hashes.
     last = expected_id - 1
-    if last < head_id:
-        return _broken(report, checked, expected_id,
-                       f"the chain ends at #{last} but its head says #{head_id} (events deleted at the end?)")
-    if head_hash != previous_hash:
-        return _broken(report, checked - 1, last, f"event #{last} does not match the chain's head (rewritten?)")
-    beyond = AuditEvent.objects.filter(pk__gt=head_id).aggregate(last=Max("pk"))["last"]
-    if beyond is not None:
-        head = AuditChainHead.objects.filter(pk=1).first()  # read after the events: covers them if they are real
-        covered = head.last_id if head is not None else 0
-        if covered < beyond:
-            first = AuditEvent.objects.filter(pk__gt=covered).order_by("pk").values_list("pk", flat=True).first()
-            return _broken(report, checked, first,
-                           f"event #{first} was added after the chain's last event #{covered} (inserted?)")
-    problem = _checkpoints_problem(checkpoint, announced, head_id)
-    if problem:
-        report.intact, report.problem = False, problem
-    return report
+    if last < report.head_id:
+        _broken(report, checked, expected_id,
+                f"the chain ends at #{last} but its head says #{report.head_id} (events deleted at the end?)")
+        return True
+    if report.head_hash != previous_hash:
+        _broken(report, checked - 1, last, f"event #{last} does not match the chain's head (rewritten?)")
+        return True
+    return False
+
+
+# On PostgreSQL the walk reads text where Python would parse and print again: the time as the ISO
+# text the hash is over (Django's time zone loader parses in Python) and details as JSON text.
+_EVENT_ROWS_SQL = """
+    SELECT id, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'), actor_id, actor_name, action,
+           object_type, object_id, dataset_id, remote_addr, reason, details::text, previous_hash, hash
+    FROM access_auditevent WHERE id >= %s AND id <= %s ORDER BY id
+"""
+
+
+def _event_rows(first_id: int, last_id: int, batch_size: int):
+    """The events from ``first_id`` to ``last_id`` as tuples in _EVENT_COLUMNS' order, streamed
+    (a server-side cursor on PostgreSQL, ``batch_size`` rows a fetch)."""
+    connection = transaction.get_connection()
+    if connection.vendor != "postgresql":
+        yield from (
+            AuditEvent.objects.filter(pk__gte=first_id, pk__lte=last_id)
+            .annotate(details_text=Cast("details", TextField()))
+            .order_by("pk")
+            .values_list(*_EVENT_COLUMNS)
+            .iterator(chunk_size=batch_size)
+        )
+        return
+    with connection.chunked_cursor() as cursor:
+        cursor.execute(_EVENT_ROWS_SQL, [first_id, last_id])
+        while rows := cursor.fetchmany(batch_size):
+            yield from rows
 
 
 def _broken(report: ChainReport, checked: int, first_bad_id: int, problem: str) -> ChainReport:
