@@ -9,6 +9,7 @@ chain and names the first event that does not fit (edited, deleted or inserted).
 import hashlib
 import ipaddress
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -280,9 +281,14 @@ def _event_rows(first_id: int, last_id: int, batch_size: int):
             .iterator(chunk_size=batch_size)
         )
         return
-    with connection.chunked_cursor() as cursor:
+    with connection.chunked_cursor() as cursor, ThreadPoolExecutor(1, thread_name_prefix="audit-verify") as fetcher:
         cursor.execute(_EVENT_ROWS_SQL, [first_id, last_id])
-        while rows := cursor.fetchmany(batch_size):
+        # The next batch is fetched while this one is hashed, so PostgreSQL's work and Python's
+        # overlap (psycopg releases the GIL while it waits, and serialises use of the connection).
+        fetch = cursor.cursor.fetchmany
+        pending = fetcher.submit(fetch, batch_size)
+        while rows := pending.result():
+            pending = fetcher.submit(fetch, batch_size)
             yield from rows
 
 
