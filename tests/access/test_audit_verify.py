@@ -112,7 +112,7 @@ def test_the_incremental_check_reads_only_the_events_after_the_checkpoint(busy_t
     # The five new events and the checkpoint's own audit.verified event, nothing before.
     assert report.checked == 6 and report.from_id == checkpoint.event_id + 1
     walk = [q["sql"] for q in queries.captured_queries if "details" in q["sql"] and "ORDER BY" in q["sql"]]
-    assert len(walk) == 1 and walk[0].endswith(f"WHERE id >= {checkpoint.event_id + 1} AND id <= {report.head_id} ORDER BY id")
+    assert len(walk) == 1 and walk[0].rstrip().endswith(f"WHERE id >= {checkpoint.event_id + 1} AND id <= {report.head_id} ORDER BY id")
 
 
 def test_the_incremental_check_costs_the_same_queries_however_many_new_events(busy_trail):
