@@ -384,3 +384,24 @@ def event_column_kinds_apply(*, event, job: Job | None) -> None:
     kinds = sql_column_kinds(sql.query, sql.dialect)
     for ref in event.outputs:
         ref.column_lineage = column_lineage_with_sql_kinds(ref.column_lineage, kinds)
+
+
+def sql_table_names(query: str, dialect: str = "") -> list[tuple[str, str]] | None:
+    """``[(schema, table)]`` the SQL reads or names (CTEs left out), lower-cased; None when it
+    cannot be parsed."""
+    try:
+        Dialect.get_or_raise(dialect or None)
+    except ValueError:
+        dialect = ""
+    try:
+        statement = _select_of(query, dialect)
+    except SQLLineageError:
+        return None
+    ctes = {cte.alias_or_name.lower() for cte in statement.find_all(exp.CTE)}
+    names = []
+    for table in statement.find_all(exp.Table):
+        key = ((table.db or "").lower(), table.name.lower())
+        is_cte = not table.db and key[1] in ctes  # "reviews" may be a CTE and "public"."reviews" a table
+        if table.name and not is_cte and key not in names:
+            names.append(key)
+    return names

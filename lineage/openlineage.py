@@ -22,7 +22,7 @@ from catalog.registration import registration_parse
 from catalog.services import dataset_discover, dataset_register, store_discover
 from catalog.validation import FieldErrors, string_field
 from catalog.vocabulary import unclassified_tier
-from lineage import facets
+from lineage import facets as lineage_facets  # the facets pipelines send (not a local "facets" dict)
 from lineage.models import TERMINAL_RUN_STATES, EdgeKind, EdgeLevel, LineageEvent, Node, NodeKind, Run, RunState
 from lineage.sensitivity import sensitivity_refresh
 from lineage.services import EdgeSpec, column_nodes_ensure, dataset_nodes_ensure, job_ensure, lineage_edges_upsert
@@ -73,9 +73,9 @@ class ParsedEvent:
     outputs: list[DatasetRef] = field(default_factory=list)
     # Facets lineage.facets reads (ownership, jobType, sql, parent).
     job_owners: list[str] | None = None
-    job_type: facets.JobType | None = None
-    job_sql: facets.JobSQL | None = None
-    parent: facets.ParentRun | None = None
+    job_type: lineage_facets.JobType | None = None
+    job_sql: lineage_facets.JobSQL | None = None
+    parent: lineage_facets.ParentRun | None = None
 
 
 def _object(errors, container, key, path) -> dict:
@@ -158,7 +158,7 @@ def _dataset_ref(errors, raw, path, *, is_output: bool) -> DatasetRef | None:
     documentation = _object(errors, facets, "documentation", f"{path}.facets.documentation")
     if documentation.get("description"):
         ref.description = str(documentation["description"])
-    ref.owners = facets.ownership_parse(errors, facets, f"{path}.facets")  # [facets]
+    ref.owners = lineage_facets.ownership_parse(errors, facets, f"{path}.facets")  # [facets]
     lineage = _object(errors, facets, "columnLineage", f"{path}.facets.columnLineage")
     if lineage and not is_output:
         return ref  # column lineage describes how an output was made; on an input it says nothing
@@ -212,9 +212,9 @@ def openlineage_parse(payload) -> ParsedEvent:
             if documentation.get("description"):
                 event.job_description = str(documentation["description"])
             # [facets] ownership, jobType and sql of the job (lineage.facets)
-            event.job_owners = facets.ownership_parse(errors, job_facets, "job.facets")
-            event.job_type = facets.job_type_parse(errors, job_facets)
-            event.job_sql = facets.job_sql_parse(errors, job_facets)
+            event.job_owners = lineage_facets.ownership_parse(errors, job_facets, "job.facets")
+            event.job_type = lineage_facets.job_type_parse(errors, job_facets)
+            event.job_sql = lineage_facets.job_sql_parse(errors, job_facets)
         if "run" in payload:
             run = payload.get("run")
             raw_id = run.get("runId") if isinstance(run, dict) else None
@@ -228,7 +228,7 @@ def openlineage_parse(payload) -> ParsedEvent:
             error_facet = run_facets.get("errorMessage")
             if isinstance(error_facet, dict) and error_facet.get("message"):
                 event.error_message = str(error_facet["message"])[:2000]
-            event.parent = facets.parent_run_parse(errors, run_facets)  # [facets]
+            event.parent = lineage_facets.parent_run_parse(errors, run_facets)  # [facets]
             if not event.event_type:
                 event.event_type = RunState.OTHER
         for key, is_output in (("inputs", False), ("outputs", True)):
@@ -432,16 +432,16 @@ def _ingest(principal, event: ParsedEvent, payload, digest) -> IngestResult:
     # [facets] jobType and sql kept on the job, the run nested under its parent, untyped column
     # edges typed from the SQL (lineage.facets; a batched fold calls the same functions).
     if job:
-        facets.job_facets_apply(job=job, job_type=event.job_type, sql=event.job_sql, event_time=event.event_time)
+        lineage_facets.job_facets_apply(job=job, job_type=event.job_type, sql=event.job_sql, event_time=event.event_time)
     if run:
-        facets.run_parent_link(run=run, parent=event.parent)
-    facets.event_column_kinds_apply(event=event, job=job)
+        lineage_facets.run_parent_link(run=run, parent=event.parent)
+    lineage_facets.event_column_kinds_apply(event=event, job=job)
 
     stores, found = {}, {}
     inputs = [_dataset_for(principal, ref, stores, found) for ref in event.inputs]
     outputs = [_dataset_for(principal, ref, stores, found) for ref in event.outputs]
     # [facets] owners for datasets that have none; other owners proposed for review.
-    facets.dataset_owners_apply(principal=principal, run=run, owners_by_dataset=facets.event_owners(
+    lineage_facets.dataset_owners_apply(principal=principal, run=run, owners_by_dataset=lineage_facets.event_owners(
         event=event, inputs=inputs, outputs=outputs))
     wanted_columns: dict[int, set[str]] = {}
     for ref, dataset in zip(event.outputs, outputs):
