@@ -385,8 +385,12 @@ def job_list(*, user):
         visible = visible.values("pk")
         hidden_end = (Q(source__dataset__isnull=False) & ~Q(source__dataset__in=visible)) | (
             Q(target__dataset__isnull=False) & ~Q(target__dataset__in=visible))
-        jobs = jobs.filter(Exists(Edge.objects.filter(job=OuterRef("pk")))).exclude(
-            Exists(Edge.objects.filter(hidden_end, job=OuterRef("pk"))))
+        touches_hidden = Exists(Edge.objects.filter(hidden_end, job=OuterRef("pk")))
+        shown = Job.objects.filter(Exists(Edge.objects.filter(job=OuterRef("pk")))).exclude(touches_hidden)
+        # A job that reads and writes nothing itself (a dbt run, an Airflow DAG) is listed when it
+        # ran a job the reader sees (the parent run facet): it is known by what it ran.
+        runs_shown = Exists(Run.objects.filter(job=OuterRef("pk"), children__job__in=shown.values("pk")))
+        jobs = jobs.filter(Q(Exists(Edge.objects.filter(job=OuterRef("pk")))) | Q(runs_shown)).exclude(touches_hidden)
     return jobs.prefetch_related(
         Prefetch("runs", queryset=Run.objects.order_by("-last_event_time")[:1], to_attr="latest_runs")
     ).order_by("namespace", "name")
