@@ -48,7 +48,7 @@ def test_jobs_filtered_by_type_then_a_models_sql_and_its_dbt_run(page, live_serv
     expect(page.locator("#job-outputs")).to_contain_text("warehouse.bookshop.analytics.book_stats")
     screenshot("job-detail-sql")
 
-    page.locator("#run-table").get_by_role("link", name="run of the parent job").click()
+    page.locator("#run-table a.parent-run").click()
     expect(page).to_have_url(f"{live_server.url}/lineage/runs/{reported['dbt']}/")
     children = page.locator("#child-runs tbody tr")
     expect(children).to_have_count(2)
