@@ -7,6 +7,8 @@ urlpatterns = [
     path("lineage", apis.OpenLineageApi.as_view(), name="openlineage"),
     path("lineage/", apis.OpenLineageSlashApi.as_view()),
     path("lineage/violations/", apis.ViolationListApi.as_view(), name="lineage-violation-list"),
+    path("lineage/events/", apis.LineageEventListApi.as_view(), name="lineage-event-list"),
+    path("lineage/runs/<uuid:run_id>/", apis.RunEventsApi.as_view(), name="lineage-run-events"),
     path("lineage/jobs/", apis.JobListApi.as_view(), name="lineage-job-list"),
     path("datasets/<int:pk>/lineage/", apis.DatasetLineageApi.as_view(), name="dataset-lineage"),
     path(
