@@ -22,7 +22,7 @@ from tests.lineage.test_openlineage import run_event
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-EVENTS = 120
+EVENTS = 60
 COLUMNS = [f"c{i}" for i in range(13)]
 
 
