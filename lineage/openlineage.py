@@ -8,6 +8,7 @@ The same event sent twice is recognised by its digest and changes nothing.
 """
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import re
@@ -310,12 +311,23 @@ def openlineage_schema_check(event: ParsedEvent) -> None:
     for ref in [*event.inputs, *event.outputs]:
         if not ref.schema:
             continue
-        try:
-            registration_parse(_registration_payload(ref, "store"))
-        except ValidationError as exc:
-            errors.update(_schema_errors(ref, exc))
+        problems = _schema_problems(tuple(ref.schema), ref.description)
+        if problems:
+            errors.update(_schema_errors(ref, ValidationError(problems)))
     if errors:
         raise ValidationError(errors)
+
+
+@functools.lru_cache(maxsize=2048)
+def _schema_problems(schema: tuple, description: str | None) -> dict | None:
+    """The registration's errors for a schema facet (pipelines send the same schemas again and
+    again: remembered per process). The dataset's name is checked by the parser already."""
+    ref = DatasetRef(namespace="", name="dataset", path="", schema=list(schema), description=description)
+    try:
+        registration_parse(_registration_payload(ref, "store"))
+    except ValidationError as exc:
+        return getattr(exc, "message_dict", None) or {"": exc.messages}
+    return None
 
 
 @dataclass
