@@ -77,6 +77,8 @@ from bench.register import (  # noqa: E402 - the shared server and report helper
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/catalog_bench_lineage"
 DEFAULT_PORT = 8031
+DEFAULT_INGEST_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/catalog_bench_ingest"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/1"
 
 LAYERS = 20
 # Each layer is this much larger than the one before: a few raw tables feed many derived ones.
@@ -1082,6 +1084,11 @@ def arguments():
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port for gunicorn (default {DEFAULT_PORT})")
     parser.add_argument("--seed", type=int, default=SEED, help="seed of the graph and the starts")
     parser.add_argument("--markdown", action="store_true", help="also print the results as a markdown section")
+    parser.add_argument("--ingest", action="store_true",
+                        help="only the OpenLineage ingestion benchmark (bench/lineage_ingest.py): --events per phase "
+                             "with the openlineage-python client, 1 and 8 threads, and a real Celery worker")
+    parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL,
+                        help=f"Redis of the worker's broker with --ingest (default {DEFAULT_REDIS_URL})")
     parser.add_argument("--explain", action="store_true",
                         help="print EXPLAIN ANALYZE of both walk queries from the largest depth-10 walk")
     args = parser.parse_args()
@@ -1112,8 +1119,62 @@ def progress(message: str):
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
+def ingest_main(args) -> int:
+    """``--ingest``: the OpenLineage ingestion benchmark, printed next to the goals of issue 17."""
+    from bench import lineage_ingest
+
+    database_url = args.database_url if args.database_url != DEFAULT_DATABASE_URL else DEFAULT_INGEST_DATABASE_URL
+    config = parse_database_url(database_url)
+    load_before = os.getloadavg()[0]
+    if not port_is_free(args.port):
+        raise BenchmarkError(f"Port {args.port} on {HOST} is already in use.")
+    with tempfile.TemporaryDirectory(prefix="catalog-bench-ingest-") as var_dir:
+        environment = server_environment(database_url, var_dir)
+        environment["REDIS_URL"] = args.redis_url
+        Path(environment["STATIC_ROOT"]).mkdir()
+        os.environ.update(environment)
+        progress(f"recreating database {config['NAME']}")
+        postgres_version = database_recreate(config)
+        import django
+
+        django.setup()
+        from django.db import connections
+
+        _, key, _, _, _ = catalog_prepare()
+        connections.close_all()
+        command = gunicorn_command(args.port, "gthread")
+        command[command.index("--threads") + 1] = str(lineage_ingest.GUNICORN_THREADS)
+        server = Server(command, environment, Path(var_dir) / "gunicorn.log")
+        try:
+            server.start()
+            server.wait_until_ready(args.port, key)
+            result = lineage_ingest.ingest_benchmark(
+                events=args.events, port=args.port, key=key, environment=environment, var_dir=var_dir,
+                event_for=openlineage_event,
+            )
+        except BaseException:
+            progress(f"gunicorn log (last lines):\n{server.log_tail()}")
+            worker_log = Path(var_dir) / "worker.log"
+            if worker_log.exists():
+                progress(f"worker log (end):\n{worker_log.read_text(errors='replace')[-3000:]}")
+            raise
+        finally:
+            server.stop()
+    table = lineage_ingest.rows(result["figures"], result["queries"])
+    print(f"OpenLineage ingestion, {args.events} events per phase; {result['date']}, commit {git_commit()}")
+    print(f"{os.cpu_count()} cores, PostgreSQL {postgres_version}; gunicorn {GUNICORN_WORKERS} gthread workers x "
+          f"{lineage_ingest.GUNICORN_THREADS} threads, one Celery worker (concurrency 1), production settings")
+    print(f"load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after")
+    print(plain_table(lineage_ingest.HEADERS, table))
+    if args.markdown:
+        print("\n" + markdown_table(lineage_ingest.HEADERS, table, text_columns=1))
+    return 0
+
+
 def main() -> int:
     args = arguments()
+    if args.ingest:
+        return ingest_main(args)
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, lambda signum, frame: sys.exit(128 + signum))
 
@@ -1156,9 +1217,9 @@ def main() -> int:
         hidden_walks: list[HiddenFigures] = []
         phases = [
             IngestPhase("first run", "each job's first event: a new output dataset and its column edges; "
-                        f"the first {min(args.events, OL_ORDER_TABLES)} also discover their input tables (201)", 201, 0),
+                        f"the first {min(args.events, OL_ORDER_TABLES)} also discover their input tables (202)", 202, 0),
             IngestPhase("next run", "the same jobs' next run: a new run id and event time, edges already known, "
-                        "their last_seen moved (201)", 201, 1),
+                        "their last_seen moved (202)", 202, 1),
             IngestPhase("resend", "the first-run events sent again: recognised by their digest, nothing written (200)",
                         200, 0),
         ]

@@ -37,8 +37,8 @@ class RunAdmin(admin.ModelAdmin):
 class LineageEventAdmin(admin.ModelAdmin):
     """Received events, for looking into what a pipeline sent; they are never edited."""
 
-    list_display = ["event_type", "event_time", "job", "producer", "received_by", "received_at"]
-    list_filter = ["event_type"]
+    list_display = ["event_type", "event_time", "job", "status", "producer", "received_by", "received_at"]
+    list_filter = ["status", "event_type"]
     list_select_related = ["job", "received_by"]
 
     def has_change_permission(self, request, obj=None):

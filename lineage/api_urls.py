@@ -7,6 +7,8 @@ urlpatterns = [
     path("lineage", apis.OpenLineageApi.as_view(), name="openlineage"),
     path("lineage/", apis.OpenLineageSlashApi.as_view()),
     path("lineage/violations/", apis.ViolationListApi.as_view(), name="lineage-violation-list"),
+    path("lineage/events/", apis.LineageEventListApi.as_view(), name="lineage-event-list"),
+    path("lineage/runs/<uuid:run_id>/events/", apis.RunEventsApi.as_view(), name="lineage-run-events"),
     path("lineage/jobs/", apis.JobListApi.as_view(), name="lineage-job-list"),
     path("lineage/jobs/<int:pk>/", apis.JobDetailApi.as_view(), name="lineage-job-detail"),
     path("lineage/runs/<uuid:run_id>/", apis.RunDetailApi.as_view(), name="lineage-run-detail"),

@@ -4,6 +4,7 @@ import io
 import zlib
 
 from django.conf import settings
+from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, OpenApiTypes, extend_schema, extend_schema_view
 from rest_framework import exceptions, generics, status
 from rest_framework.parsers import JSONParser
@@ -14,14 +15,17 @@ from catalog.api_support import LimitOffsetPagination, PayloadTooLarge, int_para
 from catalog.selectors import dataset_get
 from lineage import selectors
 from lineage.models import EdgeLevel
-from lineage.openlineage import openlineage_ingest
 from lineage.filtersets import JobFilterSet
+from lineage.ingestion import lineage_event_accept
+from lineage.models import EventStatus, Run
 from lineage.serializers import (
     IngestResultSerializer,
     JobDetailSerializer,
     JobSerializer,
+    LineageEventSerializer,
     LineageGraphSerializer,
     RunSerializer,
+    RunEventsSerializer,
     ViolationSerializer,
 )
 from lineage.views import restricted_columns_audit
@@ -58,18 +62,24 @@ class OpenLineageApi(APIView):
 
     @extend_schema(
         request=OpenApiTypes.OBJECT,
-        responses={201: IngestResultSerializer, 200: IngestResultSerializer},
+        responses={202: IngestResultSerializer, 200: IngestResultSerializer},
         description=(
             "An OpenLineage RunEvent (or JobEvent, DatasetEvent) as the openlineage-python HTTP transport sends it. "
-            "201 when recorded; 200 when the same event was already received (nothing changes). "
+            "202 when the event is stored (`status` pending): a worker folds it into the graph within seconds; "
+            "`GET statusUrl` (the run's events) tells when it is applied, or why it failed. "
+            "200 when the same event was already received (nothing changes). A malformed event is a 400 at once. "
             "Unknown namespaces and datasets are created and flagged for review; the column lineage facet "
             "becomes column edges."
         ),
     )
     def post(self, request):
-        result = openlineage_ingest(principal=request.user, payload=request.data)
+        result = lineage_event_accept(principal=request.user, payload=request.data)
+        headers = {}
+        if result.event.run_uuid is not None:
+            headers["Location"] = reverse("api:lineage-run-events", args=[result.event.run_uuid])
         return Response(
-            IngestResultSerializer(result).data, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
+            IngestResultSerializer(result).data, headers=headers,
+            status=status.HTTP_202_ACCEPTED if result.created else status.HTTP_200_OK,
         )
 
 
@@ -159,6 +169,42 @@ class ViolationListApi(generics.ListAPIView):
         restricted_columns_audit(self.request, [step for path in self._paths.values() for step in path],
                                   via="api:violations")
         return page
+
+
+class RunEventsApi(APIView):
+    """Whether each event of a run was applied: pending, applied, or failed with the error.
+
+    A pipeline sees the events it sent (an admin every event); a run none of whose events the
+    caller may see is a 404."""
+
+    @extend_schema(responses=RunEventsSerializer)
+    def get(self, request, run_id):
+        events = list(selectors.lineage_event_list(user=request.user, run_uuid=run_id).order_by("event_time", "id"))
+        if not events:
+            raise exceptions.NotFound("No such run among the events you sent.")
+        run = Run.objects.filter(run_id=run_id).only("state").first() if any(e.run_id for e in events) else None
+        counts = {value: sum(1 for event in events if event.status == value) for value in EventStatus.values}
+        return Response(RunEventsSerializer({
+            "runId": run_id, "state": run.state if run else None, **counts, "events": events,
+        }).data)
+
+
+class LineageEventListApi(generics.ListAPIView):
+    """The OpenLineage events the caller sent (an admin: every event), newest first; ``?status=failed``
+    lists what could not be applied, with the reason."""
+
+    serializer_class = LineageEventSerializer
+    pagination_class = LimitPagination
+
+    @extend_schema(parameters=[OpenApiParameter("status", str, enum=list(EventStatus.values))])
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self):
+        wanted = self.request.query_params.get("status") or None
+        if wanted is not None and wanted not in EventStatus.values:
+            raise exceptions.ValidationError({"status": [f"Use one of: {', '.join(EventStatus.values)}."]})
+        return selectors.lineage_event_list(user=self.request.user, status=wanted)
 
 
 class JobListApi(generics.ListAPIView):

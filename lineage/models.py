@@ -202,12 +202,28 @@ class Edge(models.Model):
         return f"{self.source_id} -> {self.target_id} ({self.kind})"
 
 
+class EventStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    APPLIED = "applied", "Applied"
+    FAILED = "failed", "Failed"
+
+
 class LineageEvent(models.Model):
-    """An OpenLineage event as received, kept once (by its digest) so a resend changes nothing."""
+    """An OpenLineage event as received, kept once (by its digest) so a resend changes nothing.
+
+    The endpoint stores it ``pending`` in one INSERT; ``lineage.ingestion`` folds pending events
+    into jobs, runs, datasets and edges in batches and marks each ``applied``, or ``failed`` with
+    the reason, in the same transaction as the batch's writes.
+    """
 
     digest = models.CharField(max_length=64, unique=True)
     event_type = models.CharField(max_length=16, blank=True)
     event_time = models.DateTimeField()
+    # The run's id as the event names it, known before the run row exists (the status endpoint
+    # and the per-run ordering of the fold read it).
+    run_uuid = models.UUIDField(null=True, blank=True)
+    # The job's namespace (a dataset event's dataset's): what the queue can be partitioned by.
+    namespace = models.CharField(max_length=255, blank=True)
     run = models.ForeignKey(Run, on_delete=models.SET_NULL, null=True, blank=True, related_name="events")
     job = models.ForeignKey(Job, on_delete=models.SET_NULL, null=True, blank=True, related_name="events")
     producer = models.CharField(max_length=500, blank=True)
@@ -216,9 +232,18 @@ class LineageEvent(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     received_at = models.DateTimeField(auto_now_add=True)
+    status = models.CharField(max_length=8, choices=EventStatus.choices, default=EventStatus.PENDING)
+    error = models.JSONField(null=True, blank=True, help_text="Why the event could not be applied (failed only).")
+    applied_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-received_at"]
+        indexes = [
+            # The queue: pending events in the order the fold takes them.
+            models.Index(fields=["event_time", "id"], condition=Q(status="pending"), name="lineage_event_pending"),
+            models.Index(fields=["run_uuid", "event_time"], name="lineage_event_run"),
+            models.Index(fields=["received_by", "-received_at"], name="lineage_event_sender"),
+        ]
 
     def __str__(self) -> str:
-        return f"{self.event_type} {self.event_time:%Y-%m-%d %H:%M:%S}"
+        return f"{self.event_type} {self.event_time:%Y-%m-%d %H:%M:%S} ({self.status})"

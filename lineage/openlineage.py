@@ -1,4 +1,5 @@
-"""OpenLineage events: parsed and checked here, then written as jobs, runs, datasets and edges.
+"""OpenLineage events: parsed and checked here; ``openlineage_apply`` writes one as jobs, runs,
+datasets and nodes and gives its edges (``lineage.ingestion`` accepts events and folds them in batches).
 
 ``POST /api/v1/lineage`` takes run events (and the newer job and dataset events) exactly
 as the openlineage-python client's HTTP transport sends them. Each problem is reported
@@ -7,6 +8,7 @@ The same event sent twice is recognised by its digest and changes nothing.
 """
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import re
@@ -14,7 +16,6 @@ import uuid
 from dataclasses import dataclass, field
 
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import IntegrityError, transaction
 
 from access import policies
 from catalog.models import Dataset, DataStore
@@ -23,9 +24,8 @@ from catalog.services import dataset_discover, dataset_register, store_discover
 from catalog.validation import FieldErrors, string_field
 from catalog.vocabulary import unclassified_tier
 from lineage import facets as lineage_facets  # the facets pipelines send (not a local "facets" dict)
-from lineage.models import TERMINAL_RUN_STATES, EdgeKind, EdgeLevel, LineageEvent, Node, NodeKind, Run, RunState
-from lineage.sensitivity import sensitivity_refresh
-from lineage.services import EdgeSpec, column_nodes_ensure, dataset_nodes_ensure, job_ensure, lineage_edges_upsert
+from lineage.models import TERMINAL_RUN_STATES, EdgeKind, EdgeLevel, Node, NodeKind, Run, RunState
+from lineage.services import EdgeSpec, column_nodes_ensure, dataset_nodes_ensure, job_ensure
 
 EVENT_TYPES = {state.value for state in RunState}
 MAX_NAME = 500
@@ -304,30 +304,89 @@ def _schema_changed(dataset: Dataset, payload: dict) -> bool:
     )
 
 
-def _dataset_for(principal, ref: DatasetRef, stores: dict, found: dict) -> Dataset:
+def _registration_payload(ref: DatasetRef, store_name: str) -> dict:
+    """The registration JSON a schema facet stands for (how a discovered dataset follows its facet)."""
+    payload = {
+        "name": _registration_name(ref.name),
+        "store": store_name,
+        "registeredBy": "OpenLineage",
+        "columns": [
+            {"name": col, "type": col_type[:128], "description": desc, "sensitivity": "Regular", "protection": "None"}
+            for col, col_type, desc in ref.schema or []
+        ],
+    }
+    if ref.description is not None:
+        payload["description"] = ref.description
+    return payload
+
+
+def openlineage_schema_check(event: ParsedEvent) -> None:
+    """Check, without the database, that every schema facet is one the catalog could register
+    (names, types, duplicate columns), so a bad facet is a 400 when the event is posted rather
+    than a failure found later by the fold. Raises ``ValidationError`` under the event's paths."""
+    errors = {}
+    for ref in [*event.inputs, *event.outputs]:
+        if not ref.schema:
+            continue
+        problems = _schema_problems(tuple(ref.schema), ref.description)
+        if problems:
+            errors.update(_schema_errors(ref, ValidationError(problems)))
+    if errors:
+        raise ValidationError(errors)
+
+
+@functools.lru_cache(maxsize=2048)
+def _schema_problems(schema: tuple, description: str | None) -> dict | None:
+    """The registration's errors for a schema facet (pipelines send the same schemas again and
+    again: remembered per process). The dataset's name is checked by the parser already."""
+    ref = DatasetRef(namespace="", name="dataset", path="", schema=list(schema), description=description)
+    try:
+        registration_parse(_registration_payload(ref, "store"))
+    except ValidationError as exc:
+        return getattr(exc, "message_dict", None) or {"": exc.messages}
+    return None
+
+
+@dataclass
+class FoldState:
+    """What one batch of the fold has looked up or written already, so the events of a batch
+    share their stores, datasets, nodes and jobs instead of asking for them again.
+
+    ``reset`` forgets everything: after an event's savepoint is rolled back, what it created is gone.
+    """
+
+    stores: dict = field(default_factory=dict)
+    datasets: dict = field(default_factory=dict)  # (namespace, name) -> Dataset
+    schemas_seen: set = field(default_factory=set)  # (namespace, name, schema, description) already followed
+    dataset_nodes: dict = field(default_factory=dict)  # dataset id -> Node
+    column_nodes: dict = field(default_factory=dict)  # dataset id -> {lower name: Node}
+    jobs: dict = field(default_factory=dict)  # (namespace, name, description) -> Job
+    touched: set = field(default_factory=set)  # node ids whose sensitivity the batch must refresh
+
+    def reset(self) -> None:
+        for cache in (self.stores, self.datasets, self.schemas_seen, self.dataset_nodes, self.column_nodes, self.jobs):
+            cache.clear()
+
+    def forget_dataset(self, dataset_id: int) -> None:
+        self.column_nodes.pop(dataset_id, None)
+
+
+def _dataset_for(principal, ref: DatasetRef, fold: FoldState, touched: set) -> Dataset:
     """The catalog dataset an OpenLineage dataset names, discovered (and flagged) if unknown.
 
     Discovered datasets follow the schema facet; registered ones keep their registered schema.
     """
-    if ref.key in found and ref.schema is None:
-        return found[ref.key]
-    store = _store_for(ref.namespace, stores)
+    schema_key = (ref.namespace, ref.name, tuple(ref.schema or ()), ref.description)
+    if ref.key in fold.datasets and (ref.schema is None or schema_key in fold.schemas_seen):
+        return fold.datasets[ref.key]
+    store = _store_for(ref.namespace, fold.stores)
     name = _registration_name(ref.name)
     dataset = Dataset.objects.filter(qualified_name=f"{store.name}.{name}").select_related("current_version").first()
     if (dataset is None or dataset.needs_review) and ref.schema:
-        payload = {
-            "name": name,
-            "store": store.name,
-            "registeredBy": "OpenLineage",
-            "columns": [
-                {"name": col, "type": col_type[:128], "description": desc, "sensitivity": "Regular", "protection": "None"}
-                for col, col_type, desc in ref.schema
-            ],
-        }
-        if ref.description is not None:
-            payload["description"] = ref.description
+        payload = _registration_payload(ref, store.name)
         if dataset is not None and not _schema_changed(dataset, payload):
-            found[ref.key] = dataset
+            fold.datasets[ref.key] = dataset
+            fold.schemas_seen.add(schema_key)
             return dataset  # the same schema again: nothing to write
         # The facet names columns, not their sensitivity (the "Regular" above is a placeholder): a
         # dataset nobody has classified stays unclassified, decided as the default tier, never lower.
@@ -336,6 +395,7 @@ def _dataset_for(principal, ref: DatasetRef, stores: dict, found: dict) -> Datas
             dataset, _ = dataset_register(principal=principal, payload=payload)
         except ValidationError as exc:
             raise ValidationError(_schema_errors(ref, exc)) from exc
+        fold.forget_dataset(dataset.pk)  # the registration relinked its column nodes
         updates = {} if dataset.needs_review else {"needs_review": True}
         if unclassified and dataset.classified:
             updates.update(classified=False, sensitivity=unclassified_tier())
@@ -344,10 +404,12 @@ def _dataset_for(principal, ref: DatasetRef, stores: dict, found: dict) -> Datas
             for attribute, value in updates.items():
                 setattr(dataset, attribute, value)
         if "classified" in updates:  # the registration counted its columns as declared: count them again
-            sensitivity_refresh(node_ids=Node.objects.filter(dataset=dataset, kind=NodeKind.COLUMN).values_list("pk", flat=True))
+            touched.update(Node.objects.filter(dataset=dataset, kind=NodeKind.COLUMN).values_list("pk", flat=True))
     elif dataset is None:
         dataset = dataset_discover(store=store, name=name, description=ref.description or "")
-    found[ref.key] = dataset
+    fold.datasets[ref.key] = dataset
+    if ref.schema is not None:
+        fold.schemas_seen.add(schema_key)
     return dataset
 
 
@@ -373,46 +435,12 @@ def _run_record(event: ParsedEvent, job) -> Run | None:
     return run
 
 
-@dataclass
-class IngestResult:
-    event: LineageEvent
-    created: bool
-    datasets: list[Dataset] = field(default_factory=list)
-    edges: int = 0
-
-
-def openlineage_ingest(*, principal, payload) -> IngestResult:
-    """Record an OpenLineage event: its job and run, the datasets it names (discovering
-    unknown ones), dataset edges from every input to every output, and column edges from
-    the column lineage facet. Everything is written in one transaction, or nothing.
-    """
-    if not policies.can_emit_lineage(principal):
-        raise PermissionDenied("Sending lineage needs a registrar role (e.g. data engineer) or a service account with one.")
-    event = openlineage_parse(payload)
-    digest = event_digest(payload)
-    existing = LineageEvent.objects.filter(digest=digest).first()
-    if existing is not None:
-        return IngestResult(event=existing, created=False)
-    for attempt in range(2):
-        try:
-            with transaction.atomic():
-                return _ingest(principal, event, payload, digest)
-        except IntegrityError:
-            # The same event, or a store or dataset it discovers, was written meanwhile by a
-            # concurrent request: a duplicate changes nothing, anything else is tried again.
-            existing = LineageEvent.objects.filter(digest=digest).first()
-            if existing is not None:
-                return IngestResult(event=existing, created=False)
-            if attempt:
-                raise
-    raise AssertionError("unreachable")
-
-
 # Run facets that may carry credentials (environment variables, spark properties) are not kept.
 UNKEPT_RUN_FACETS = {"environmentVariables", "environment-properties", "spark_properties", "spark.logicalPlan"}
 
 
-def _kept_payload(payload: dict) -> dict:
+def kept_payload(payload: dict) -> dict:
+    """The event as stored: without run facets that may carry credentials."""
     run = payload.get("run")
     if not isinstance(run, dict) or not isinstance(run.get("facets"), dict):
         return payload
@@ -420,41 +448,79 @@ def _kept_payload(payload: dict) -> dict:
     return {**payload, "run": {**run, "facets": facets}}
 
 
-def _ingest(principal, event: ParsedEvent, payload, digest) -> IngestResult:
-    record = LineageEvent.objects.create(
-        digest=digest, event_type=event.event_type, event_time=event.event_time, producer=event.producer[:500],
-        payload=_kept_payload(payload), received_by=principal if getattr(principal, "pk", None) else None,
-    )
-    job = job_ensure(namespace=event.job[0], name=event.job[1], description=event.job_description) if event.job else None
+def _job_for(event: ParsedEvent, fold: FoldState):
+    key = (*event.job, event.job_description)
+    if key not in fold.jobs:
+        fold.jobs[key] = job_ensure(namespace=event.job[0], name=event.job[1], description=event.job_description)
+    return fold.jobs[key]
+
+
+def _dataset_nodes(datasets, fold: FoldState) -> dict:
+    missing = [dataset for dataset in datasets if dataset.pk not in fold.dataset_nodes]
+    if missing:
+        fold.dataset_nodes.update(dataset_nodes_ensure(missing))
+    return fold.dataset_nodes
+
+
+def _column_nodes(dataset: Dataset, names: set[str], fold: FoldState) -> dict:
+    known = fold.column_nodes.get(dataset.pk, {})
+    if any(name.lower() not in known for name in names):
+        known = {**known, **column_nodes_ensure(dataset, names)}
+        fold.column_nodes[dataset.pk] = known
+    return known
+
+
+@dataclass
+class AppliedEvent:
+    job_id: int | None
+    run_id: int | None
+    edges: list[EdgeSpec]
+    touched: set[int]
+
+
+def openlineage_apply(*, principal, event: ParsedEvent, fold: FoldState) -> AppliedEvent:
+    """Write what one event says: its job and run, the datasets it names (discovering unknown
+    ones), and return the dataset and column edges it gives (the fold writes every edge of a
+    batch at once, then refreshes sensitivity once).
+
+    The principal's right to send lineage is checked again (it may have been taken away since
+    the event was accepted), and the registration checks it for each dataset it changes.
+    Raises ``PermissionDenied`` or ``ValidationError``; the caller rolls the event back.
+    """
+    if not policies.can_emit_lineage(principal):
+        raise PermissionDenied("The sender may no longer send lineage (it needs a registrar role).")
+    touched: set[int] = set()
+    job = _job_for(event, fold) if event.job else None
     run = _run_record(event, job) if job else None
-    record.job, record.run = job, run
-    record.save(update_fields=["job", "run"])
     # [facets] jobType and sql kept on the job, the run nested under its parent, untyped column
-    # edges typed from the SQL (lineage.facets; a batched fold calls the same functions).
+    # edges typed from the SQL (lineage.facets).
     if job:
         lineage_facets.job_facets_apply(job=job, job_type=event.job_type, sql=event.job_sql, event_time=event.event_time)
     if run:
         lineage_facets.run_parent_link(run=run, parent=event.parent)
     lineage_facets.event_column_kinds_apply(event=event, job=job)
 
-    stores, found = {}, {}
-    inputs = [_dataset_for(principal, ref, stores, found) for ref in event.inputs]
-    outputs = [_dataset_for(principal, ref, stores, found) for ref in event.outputs]
+    inputs = [_dataset_for(principal, ref, fold, touched) for ref in event.inputs]
+    outputs = [_dataset_for(principal, ref, fold, touched) for ref in event.outputs]
     # [facets] owners for datasets that have none; other owners proposed for review.
     lineage_facets.dataset_owners_apply(principal=principal, run=run, owners_by_dataset=lineage_facets.event_owners(
         event=event, inputs=inputs, outputs=outputs))
+    named = {dataset.pk: dataset for dataset in [*inputs, *outputs]}
     wanted_columns: dict[int, set[str]] = {}
+    sources: dict[tuple[str, str], Dataset] = {}
     for ref, dataset in zip(event.outputs, outputs):
         for field_name, field_inputs in ref.column_lineage.items():
             wanted_columns.setdefault(dataset.pk, set()).add(field_name)
             for item in field_inputs:
-                source = found.get((item.namespace, item.name)) or _dataset_for(
-                    principal, DatasetRef(item.namespace, item.name, ref.path), stores, found
-                )
-                wanted_columns.setdefault(source.pk, set()).add(item.field)
-    datasets = {dataset.pk: dataset for dataset in found.values()}
-    dataset_nodes = dataset_nodes_ensure(datasets.values())
-    column_nodes = {pk: column_nodes_ensure(datasets[pk], names) for pk, names in wanted_columns.items()}
+                key = (item.namespace, item.name)
+                if key not in sources:
+                    sources[key] = fold.datasets.get(key) or _dataset_for(
+                        principal, DatasetRef(item.namespace, item.name, ref.path), fold, touched
+                    )
+                named[sources[key].pk] = sources[key]
+                wanted_columns.setdefault(sources[key].pk, set()).add(item.field)
+    dataset_nodes = _dataset_nodes(named.values(), fold)
+    column_nodes = {pk: _column_nodes(named[pk], names, fold) for pk, names in wanted_columns.items()}
 
     job_id = job.pk if job else None
     specs = []
@@ -465,14 +531,10 @@ def _ingest(principal, event: ParsedEvent, payload, digest) -> IngestResult:
         for field_name, field_inputs in ref.column_lineage.items():
             target_node = column_nodes[target.pk][field_name.lower()]
             for item in field_inputs:
-                source = found[(item.namespace, item.name)]
+                source = sources[(item.namespace, item.name)]
                 specs.append(EdgeSpec(
                     column_nodes[source.pk][item.field.lower()].pk, target_node.pk, EdgeLevel.COLUMN, item.kind,
                     direct=item.direct, masking=item.masking, description=item.description, job_id=job_id,
                 ))
                 specs.append(EdgeSpec(dataset_nodes[source.pk].pk, dataset_nodes[target.pk].pk, EdgeLevel.DATASET, EdgeKind.JOB, job_id=job_id))
-    touched = lineage_edges_upsert(specs, seen_at=event.event_time)
-    sensitivity_refresh(node_ids=touched)
-    return IngestResult(event=record, created=True, datasets=list(datasets.values()), edges=len({
-        (spec.source_id, spec.target_id, spec.kind) for spec in specs
-    }))
+    return AppliedEvent(job_id=job_id, run_id=run.pk if run else None, edges=specs, touched=touched)

@@ -25,7 +25,7 @@ from access.decisions import dataset_visibility_filter
 from catalog.models import Dataset
 from catalog.selectors import dataset_visible
 from catalog.vocabulary import Sensitivity
-from lineage.models import Edge, EdgeLevel, Job, Node, NodeKind, Run
+from lineage.models import Edge, EdgeLevel, Job, LineageEvent, Node, NodeKind, Run
 
 DEFAULT_DEPTH = 3
 MAX_DEPTH = 20
@@ -495,3 +495,19 @@ def run_family(*, user, run: Run) -> dict:
         "children": [child for child in children if child.job_id in shown],
         "hidden_children": sum(1 for child in children if child.job_id not in shown),
     }
+
+
+def lineage_event_list(*, user, run_uuid=None, status=None):
+    """OpenLineage events the user may follow: those they sent (a pipeline sees its own events,
+    pending, applied or failed with the error), every event for an admin. An event names the
+    datasets and the error of its sender, so nobody else sees it."""
+    if not policies.can_read_metadata(user):
+        return LineageEvent.objects.none()
+    events = LineageEvent.objects.all()
+    if not user.is_superuser:
+        events = events.filter(received_by=user)
+    if run_uuid is not None:
+        events = events.filter(run_uuid=run_uuid)
+    if status:
+        events = events.filter(status=status)
+    return events.defer("payload").order_by("-received_at", "-id")

@@ -5,7 +5,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from catalog.vocabulary import UNCLASSIFIED_LABEL, Protection, Sensitivity, sensitivity_label
-from lineage.models import Job, NodeKind, RunState
+from lineage.models import EventStatus, Job, NodeKind, RunState
 from lineage.selectors import dataset_effective_sensitivities
 
 
@@ -280,14 +280,44 @@ class RunSerializer(serializers.Serializer):
         return self.context["family"]["hidden_children"]
 
 
+class LineageEventSerializer(serializers.Serializer):
+    eventId = serializers.IntegerField(source="pk")
+    eventType = serializers.CharField(source="event_type")
+    eventTime = serializers.DateTimeField(source="event_time")
+    runId = serializers.UUIDField(source="run_uuid", allow_null=True)
+    namespace = serializers.CharField()
+    status = serializers.ChoiceField(
+        choices=EventStatus.choices,
+        help_text="pending: stored, not yet folded into the graph; applied: in the graph; failed: see error.",
+    )
+    error = serializers.JSONField(
+        allow_null=True, help_text="Why a failed event could not be applied, by the path of the field where one applies."
+    )
+    receivedAt = serializers.DateTimeField(source="received_at")
+    appliedAt = serializers.DateTimeField(source="applied_at", allow_null=True)
+
+
 class IngestResultSerializer(serializers.Serializer):
     eventId = serializers.IntegerField(source="event.pk")
     duplicate = serializers.SerializerMethodField()
-    datasets = serializers.SerializerMethodField()
-    edges = serializers.IntegerField()
+    status = serializers.CharField(source="event.status", help_text="pending, applied or failed.")
+    error = serializers.JSONField(source="event.error", allow_null=True)
+    runId = serializers.UUIDField(source="event.run_uuid", allow_null=True)
+    statusUrl = serializers.SerializerMethodField(help_text="Where the run's events tell whether they were applied.")
 
     def get_duplicate(self, result) -> bool:
         return not result.created
 
-    def get_datasets(self, result) -> list[str]:
-        return sorted(dataset.qualified_name for dataset in result.datasets)
+    def get_statusUrl(self, result) -> str | None:
+        if result.event.run_uuid is None:
+            return None
+        return reverse("api:lineage-run-events", args=[result.event.run_uuid])
+
+
+class RunEventsSerializer(serializers.Serializer):
+    runId = serializers.UUIDField()
+    state = serializers.CharField(allow_null=True, help_text="The run's state once an event of it is applied.")
+    pending = serializers.IntegerField()
+    applied = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    events = LineageEventSerializer(many=True)

@@ -200,6 +200,7 @@ CELERY_TASK_ROUTES = {
     "catalog.store_sync_scheduled": {"queue": "sync"},
     "catalog.sync_runs_resume": {"queue": "catalog"},
     "access.*": {"queue": "catalog"},
+    "lineage.*": {"queue": "catalog"},
 }
 # Every fixed periodic job, in one place (per-store sync schedules live in django-celery-beat's tables).
 CELERY_BEAT_SCHEDULE = {
@@ -207,7 +208,20 @@ CELERY_BEAT_SCHEDULE = {
     "grants-expire": {"task": "access.grants_expire", "schedule": 30.0},
     "access-requests-expire": {"task": "access.requests_expire", "schedule": 300.0},
     "grants-reconcile": {"task": "access.grants_reconcile", "schedule": 600.0},
+    # The safety net of OpenLineage ingestion: every accept asks for a drain after commit.
+    "lineage-events-drain": {"task": "lineage.events_drain", "schedule": 30.0},
 }
+
+# OpenLineage ingestion (docs/lineage.md). The POST stores the event; a worker folds the queue in
+# batches of LINEAGE_DRAIN_BATCH events. LINEAGE_INGEST_INLINE folds each event in its own request
+# instead (the test settings; never in production: it gives up the batching).
+LINEAGE_INGEST_INLINE = env_bool("LINEAGE_INGEST_INLINE", False)
+LINEAGE_DRAIN_BATCH = env_int("LINEAGE_DRAIN_BATCH", 500, minimum=1)
+# One drain task runs this long at most, then queues the next (so a backlog does not pin a worker).
+LINEAGE_DRAIN_MAX_SECONDS = env_int("LINEAGE_DRAIN_MAX_SECONDS", 60, minimum=1)
+# The drain is queued this many seconds after the first accepted event (events of a burst share a batch).
+LINEAGE_DRAIN_COUNTDOWN = env_int("LINEAGE_DRAIN_DELAY_MS", 200, minimum=0) / 1000
+LINEAGE_DRAIN_FLAG_SECONDS = 30
 
 # Links in emails point here.
 CATALOG_BASE_URL = env_str("CATALOG_BASE_URL", "http://127.0.0.1:8000").rstrip("/")

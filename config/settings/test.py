@@ -7,6 +7,9 @@ SECRET_KEY = SECRET_KEY or "test-only-secret-key"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 CELERY_TASK_ALWAYS_EAGER = True
+# Each OpenLineage event is folded in its own request, so tests read the graph right after the POST;
+# the tests of the queue itself turn it off and drain explicitly (tests/lineage/test_ingestion.py).
+LINEAGE_INGEST_INLINE = True
 # A fixed key for tests only (tests of rotation add their own).
 CATALOG_MASTER_KEYS = CATALOG_MASTER_KEYS or ["test:" + "A" * 43]
 # As in the local settings, the demo's warehouse directory (tests load the demo); tests/conftest.py

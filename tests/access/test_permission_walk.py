@@ -14,6 +14,7 @@ anyone else must never get access, and must not write an audit event.
 """
 
 import re
+import uuid
 
 import pytest
 from django.apps import apps
@@ -22,6 +23,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
+from django.utils import timezone
 from rest_framework.views import APIView
 
 from access import grants
@@ -29,6 +31,7 @@ from access.models import AuditEvent, MetadataProposal, RolePermission
 from access.roles import COMPANY_ROLES
 from catalog.models import ColumnSuggestion, Connection, SyncRun
 from catalog.services import dataset_register
+from lineage.models import EventStatus, LineageEvent
 from tests.factories import (
     StoreFactory,
     UserFactory,
@@ -51,6 +54,7 @@ ADMIN = frozenset({"admin"})
 SEES_DATASET = frozenset(ROLES + ["admin"]) - {"product_manager", "executive"}
 REGISTRARS = frozenset({"data_engineer", "platform_engineer", "admin"})
 OWNER = "data_engineer"  # owns the dataset
+LINEAGE_SENDER = "data_engineer"  # sent the scene's OpenLineage event
 EDITS_DATASET = REGISTRARS  # registrars edit every dataset; the owner is one of them
 STORE_MANAGERS = frozenset({"platform_engineer", "admin"})
 AUDITORS = frozenset({"security_engineer", "admin"})
@@ -118,6 +122,8 @@ EXPECTED = {
     "api:lineage-job-list": rule(SIGNED_IN),
     "api:lineage-job-detail": rule(SEES_DATASET, note="a job touching the dataset: seen by who sees it"),
     "api:lineage-run-detail": rule(SEES_DATASET, note="a run of that job"),
+    "api:lineage-event-list": rule(SIGNED_IN, note="each sees the events they sent (an admin, all)"),
+    "api:lineage-run-events": rule(frozenset({LINEAGE_SENDER, "admin"}), note="the run's sender and admins"),
     "api:dataset-lineage": rule(SEES_DATASET),
     "api:column-lineage": rule(SEES_DATASET),
     # Access API.
@@ -409,7 +415,11 @@ def scene(db):
     proposal = MetadataProposal.objects.get(dataset=dataset)
     service_account, _ = service_account_with_key(username="walk_pipeline")
     job, lineage_run = lineage_job_touching(dataset, "order_id", "email", name="walk.orders_job")
-    return {"job": job, "lineage_run": lineage_run, "service_account": service_account, "service_token": service_account.service_tokens.get(), "users": users, "store": store, "dataset": dataset, "column": column, "run": run, "suggestion": suggestion,
+    lineage_event = LineageEvent.objects.create(
+        digest="walk", event_type="COMPLETE", event_time=timezone.now(), run_uuid=lineage_run.run_id, payload={},
+        received_by=users[LINEAGE_SENDER], status=EventStatus.APPLIED,
+    )
+    return {"lineage_event": lineage_event, "job": job, "lineage_run": lineage_run, "service_account": service_account, "service_token": service_account.service_tokens.get(), "users": users, "store": store, "dataset": dataset, "column": column, "run": run, "suggestion": suggestion,
             "request": request, "grant": grant, "cell": cell, "steward": steward, "steward_group": steward_group,
             "proposal": proposal}
 

@@ -332,7 +332,7 @@ def test_a_redefined_view_has_exactly_the_column_edges_of_its_new_sql(platform, 
                                            "transformations": [{"type": "DIRECT", "subtype": "IDENTITY"}]}]},
             }}}}],
         }
-        assert client.post("/api/v1/lineage", event, format="json").status_code == 201
+        assert client.post("/api/v1/lineage", event, format="json").status_code == 202
         columns = [
             {key: snapshot[key] for key in ("name", "type", "mode", "description", "sensitivity", "protection")}
             | ({"originatingSource": "transactional:crm.accounts"} if snapshot["name"] == "customer_id" else {})

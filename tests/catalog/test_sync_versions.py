@@ -113,7 +113,7 @@ def test_a_type_an_openlineage_facet_left_unknown_then_registered_is_not_breakin
     response = registrar_client.post(
         LINEAGE_URL, schema_event(store, "sales.events", [("id", None), ("kind", "")]), format="json"
     )
-    assert response.status_code == 201, response.content
+    assert response.status_code == 202, response.content
     discovered = Dataset.objects.get(qualified_name="shop.sales.events")
     assert [column["type"] for column in discovered.current_version.columns] == ["UNKNOWN", "UNKNOWN"]
 
@@ -135,7 +135,7 @@ def test_a_type_an_openlineage_facet_left_unknown_then_synced_is_not_breaking(
     connection_save(principal=platform_engineer, store=store, database=str(path))
     response = registrar_client.post(LINEAGE_URL, schema_event(store, "events", [("id", None), ("kind", None)]),
                                      format="json")
-    assert response.status_code == 201, response.content
+    assert response.status_code == 202, response.content
     discovered = Dataset.objects.get(qualified_name="shop.events")
     discovered.owners.add(registrar)  # someone a breaking change would mail
 

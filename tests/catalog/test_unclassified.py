@@ -60,7 +60,7 @@ def warehouse(db):
 def seed(token_client, warehouse) -> Dataset:
     """The dbt seed, discovered through the real OpenLineage endpoint."""
     response = token_client.post("/api/v1/lineage", dbt_event(), format="json")
-    assert response.status_code == 201, response.content
+    assert response.status_code == 202, response.content
     return Dataset.objects.get(qualified_name=f"warehouse.{SEED}")
 
 
@@ -125,7 +125,7 @@ def test_the_list_filters_by_unclassified_on_the_page_and_the_api(seed, registra
 
 def test_a_schema_facet_does_not_classify_a_discovered_dataset(token_client, warehouse, registrar_client):
     # Lineage names the output's columns, not their sensitivity: still nobody declared any.
-    assert token_client.post("/api/v1/lineage", dbt_event(output_schema=["country", "orders"]), format="json").status_code == 201
+    assert token_client.post("/api/v1/lineage", dbt_event(output_schema=["country", "orders"]), format="json").status_code == 202
     output = Dataset.objects.get(qualified_name="warehouse.marts.orders_by_country")
 
     detail = registrar_client.get(f"/api/v1/datasets/{output.pk}/").json()

@@ -176,7 +176,7 @@ def test_jobs_are_listed_with_their_latest_run(token_client, reader_client):
         "inputs": [{"namespace": "warehouse", "name": "raw.orders"}],
         "outputs": [{"namespace": "warehouse", "name": "marts.orders"}],
     }
-    assert token_client.post("/api/v1/lineage", event, format="json").status_code == 201
+    assert token_client.post("/api/v1/lineage", event, format="json").status_code == 202
     jobs = reader_client.get("/api/v1/lineage/jobs/").json()["results"]
     assert [(job["namespace"], job["name"], job["latestRun"]["state"]) for job in jobs] == [("dbt", "marts.orders", "COMPLETE")]
     # Datasets without a schema facet are discovered without a version and still render.

@@ -135,7 +135,7 @@ def event_json():
 
 def test_the_same_event_sent_twice_changes_nothing(token_client, event_json):
     first = token_client.post(URL, event_json, format="json")
-    assert first.status_code == 201, first.content
+    assert first.status_code == 202, first.content
     counts = (LineageEvent.objects.count(), Edge.objects.count(), Node.objects.count(), Dataset.objects.count())
     last_seen = sorted(Edge.objects.values_list("last_seen", flat=True))
 
@@ -148,13 +148,13 @@ def test_the_same_event_sent_twice_changes_nothing(token_client, event_json):
 
 
 def test_a_trailing_slash_is_accepted_too(token_client, event_json):
-    assert token_client.post(URL + "/", event_json, format="json").status_code == 201
+    assert token_client.post(URL + "/", event_json, format="json").status_code == 202
 
 
 def test_gzip_bodies_are_decompressed(token_client, event_json):
     body = gzip.compress(json.dumps(event_json).encode())
     response = token_client.generic("POST", URL, body, content_type="application/json", HTTP_CONTENT_ENCODING="gzip")
-    assert response.status_code == 201, response.content
+    assert response.status_code == 202, response.content
 
 
 def test_a_malformed_event_names_each_bad_field_and_writes_nothing(token_client, event_json):
@@ -205,7 +205,7 @@ def test_a_registered_dataset_keeps_its_schema_and_gets_its_columns_linked(token
     )
     before = users.current_version_id
 
-    assert token_client.post(URL, event_json, format="json").status_code == 201
+    assert token_client.post(URL, event_json, format="json").status_code == 202
 
     users.refresh_from_db()
     assert users.current_version_id == before and not users.needs_review
@@ -222,7 +222,7 @@ def test_column_lineage_naming_a_column_no_version_has_is_kept_not_dropped(token
     store = StoreFactory(name="appdb", kind="transactional", platform="postgresql", lineage_namespace=NAMESPACE)
     dataset_register(principal=registrar, payload=registration_payload(store=store, name="public.users", columns=[column_payload("email")]))
 
-    assert token_client.post(URL, event_json, format="json").status_code == 201
+    assert token_client.post(URL, event_json, format="json").status_code == 202
 
     ssn = column_node("appdb.public.users", "ssn")
     assert ssn.column is None
@@ -235,8 +235,8 @@ def test_a_late_start_does_not_reopen_a_finished_run(token_client):
     run_id = str(uuid.uuid4())
     complete = json.loads(Serde.to_json(run_event(RunState.FAIL, run_id, with_error=True)))
     start = json.loads(Serde.to_json(run_event(RunState.START, run_id, event_time="2026-11-22T09:00:00+00:00")))
-    assert token_client.post(URL, complete, format="json").status_code == 201
-    assert token_client.post(URL, start, format="json").status_code == 201
+    assert token_client.post(URL, complete, format="json").status_code == 202
+    assert token_client.post(URL, start, format="json").status_code == 202
     run = LineageRun.objects.get(run_id=run_id)
     assert run.state == "FAIL" and run.error_message == "disk full"
     assert run.started_at.isoformat().startswith("2026-11-22T09:00")
@@ -246,7 +246,7 @@ def test_a_job_event_without_a_run_records_static_lineage(token_client, event_js
     job_event = {key: event_json[key] for key in ("eventTime", "producer", "job", "inputs", "outputs")}
     job_event["schemaURL"] = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/JobEvent"
     response = token_client.post(URL, job_event, format="json")
-    assert response.status_code == 201, response.content
+    assert response.status_code == 202, response.content
     assert LineageJob.objects.filter(name="crm.export_contacts").exists()
     assert LineageRun.objects.count() == 0
     assert Edge.objects.filter(level=EdgeLevel.COLUMN).count() == 2
@@ -261,14 +261,14 @@ def test_ingestion_is_owned_by_nobody_and_flagged(token_client, event_json):
 
 def test_a_user_registrar_can_send_lineage_with_a_session(registrar_client, event_json):
     UserFactory(username="other")
-    assert registrar_client.post(URL, event_json, format="json").status_code == 201
+    assert registrar_client.post(URL, event_json, format="json").status_code == 202
 
 
 def test_run_facets_that_may_hold_credentials_are_not_kept(token_client, event_json):
     event_json["run"]["facets"]["environmentVariables"] = {
         "_producer": PRODUCER, "_schemaURL": "x", "environmentVariables": [{"name": "DB_PASSWORD", "value": "hunter2"}],
     }
-    assert token_client.post(URL, event_json, format="json").status_code == 201
+    assert token_client.post(URL, event_json, format="json").status_code == 202
     stored = LineageEvent.objects.get()
     assert "environmentVariables" not in stored.payload["run"]["facets"]
     assert "hunter2" not in json.dumps(stored.payload)
@@ -283,7 +283,7 @@ def test_a_store_mapped_to_a_namespace_receives_its_datasets(api_client, token_c
     )
     assert created.status_code == 201, created.content
     assert created.json()["lineageNamespace"] == NAMESPACE
-    assert token_client.post(URL, event_json, format="json").status_code == 201
+    assert token_client.post(URL, event_json, format="json").status_code == 202
     assert DataStore.objects.count() == 1
     assert set(Dataset.objects.values_list("qualified_name", flat=True)) == {"appdb.public.users", "appdb.marts.contacts"}
     duplicate = api_client.post(
@@ -294,18 +294,18 @@ def test_a_store_mapped_to_a_namespace_receives_its_datasets(api_client, token_c
 
 
 def test_a_discovered_dataset_with_the_same_schema_is_not_rewritten(token_client, event_json):
-    assert token_client.post(URL, event_json, format="json").status_code == 201
+    assert token_client.post(URL, event_json, format="json").status_code == 202
     contacts = Dataset.objects.get(name="contacts")
     later = copy.deepcopy(event_json)
     later["run"]["runId"] = str(uuid.uuid4())
     later["eventTime"] = "2026-11-23T10:00:00+00:00"
 
-    assert token_client.post(URL, later, format="json").status_code == 201
+    assert token_client.post(URL, later, format="json").status_code == 202
 
     refreshed = Dataset.objects.get(pk=contacts.pk)
     assert refreshed.updated_at == contacts.updated_at and refreshed.current_version_id == contacts.current_version_id
     changed = copy.deepcopy(later)
     changed["run"]["runId"] = str(uuid.uuid4())
     changed["outputs"][0]["facets"]["schema"]["fields"].append({"name": "phone", "type": "VARCHAR"})
-    assert token_client.post(URL, changed, format="json").status_code == 201
+    assert token_client.post(URL, changed, format="json").status_code == 202
     assert Dataset.objects.get(pk=contacts.pk).current_version.number == 2
