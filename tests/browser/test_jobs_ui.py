@@ -23,7 +23,7 @@ def reported(client):
     for event in events:
         response = client.post("/api/v1/lineage", dbt.as_json(event), content_type="application/json",
                                HTTP_AUTHORIZATION=f"Bearer {key}")
-        assert response.status_code == 201, response.content
+        assert response.status_code == 202, response.content
     Job.objects.create(namespace="airflow", name="nightly_export", job_type="TASK", integration="AIRFLOW",
                        processing_type="BATCH")
     return ids

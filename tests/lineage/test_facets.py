@@ -42,7 +42,7 @@ def warehouse(db):
 def send(client, events):
     for event in events:
         response = client.post(URL, event if isinstance(event, dict) else dbt.as_json(event), format="json")
-        assert response.status_code == 201, response.content
+        assert response.status_code == 202, response.content
 
 
 def column_edge(qualified_name, column):

@@ -160,7 +160,7 @@ def test_an_event_that_cannot_be_applied_is_kept_with_its_error_and_the_rest_goe
 def test_the_run_tells_its_sender_whether_each_event_was_applied(queued, token_client, service_account):
     run_id = str(uuid.uuid4())
     token_client.post(URL, event_json("START", run_id, "2026-11-22T09:59:00+00:00"), format="json")
-    status_url = f"{URL}/runs/{run_id}/"
+    status_url = f"{URL}/runs/{run_id}/events/"
     pending = token_client.get(status_url).json()
     assert (pending["pending"], pending["applied"], pending["state"]) == (1, 0, None)
 
@@ -180,7 +180,7 @@ def test_a_failed_event_is_visible_to_its_sender_only(queued, token_client, regi
     run_id = str(uuid.uuid4())
     token_client.post(URL, unmappable_event(run_id), format="json")
     lineage_events_drain()
-    status_url = f"{URL}/runs/{run_id}/"
+    status_url = f"{URL}/runs/{run_id}/events/"
     assert token_client.get(status_url).status_code == 200
     for other in (registrar_client, reader_client):  # another registrar, a reader: not theirs
         assert other.get(status_url).status_code == 404
