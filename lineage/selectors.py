@@ -13,16 +13,19 @@ but are marked ``hidden`` and show no name, columns, owners or sensitivity. So a
 name says what feeds a hidden dataset. Edges touching a hidden node show no job or description.
 """
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 
 from django.db import connection
 from django.db.models import Exists, Max, OuterRef, Prefetch, Q
+from django.db.models.expressions import RawSQL
 from django.http import Http404
 
 from access import policies
 from access.decisions import dataset_visibility_filter
-from catalog.models import Dataset
+from access.models import User
+from catalog.models import Column, Dataset
 from catalog.selectors import dataset_visible
 from catalog.vocabulary import Sensitivity
 from lineage.models import Edge, EdgeLevel, Job, Node, NodeKind, Run
@@ -403,3 +406,264 @@ def dataset_effective_sensitivities(nodes) -> dict[int, int]:
         .annotate(value=Max("effective_sensitivity"))
     )
     return {row["dataset_id"]: row["value"] for row in rows}
+
+
+# --- the graph: one statement per walk ---------------------------------------------------------
+#
+# ``lineage_graph`` is what the lineage API (and so the graph on a dataset's page) draws. It joins
+# the walk to the nodes, their dataset and column, owners, the datasets' effective sensitivity
+# and the edges between the nodes reached in ONE statement, with the start ids as one parameter,
+# and hands back plain rows: no model instance per node or edge. PostgreSQL and SQLite (the
+# embedded demo) run the same statement; only how a list parameter is read and how rows are
+# aggregated differ.
+
+
+@dataclass
+class Graph:
+    """A walk as the graph shows it: ``nodes`` and ``edges`` are dicts (see ``_node_row`` and
+    ``_edge_row``), starts first, then by depth (upstream negative), visible before hidden, by label."""
+
+    starts: list[int]
+    nodes: list[dict] = field(default_factory=list)
+    edges: list[dict] = field(default_factory=list)
+    partial: bool = False
+    depth: int = DEFAULT_DEPTH
+    level: str = EdgeLevel.DATASET
+
+
+@dataclass(frozen=True)
+class _Dialect:
+    in_list: str  # "x {in_list}" with one parameter holding every id
+    not_in_list: str
+    aggregate: str  # rows -> one JSON array
+    array: str  # a row as a JSON array
+    postgresql: bool
+
+    def ids(self, ids) -> object:
+        return list(ids) if self.postgresql else json.dumps(list(ids))
+
+
+_POSTGRESQL = _Dialect("= ANY(%s)", "<> ALL(%s)", "json_agg", "json_build_array", True)
+_SQLITE = _Dialect("IN (SELECT value FROM json_each(%s))", "NOT IN (SELECT value FROM json_each(%s))",
+                   "json_group_array", "json_array", False)
+
+
+def _dialect() -> _Dialect:
+    return _POSTGRESQL if connection.vendor == "postgresql" else _SQLITE
+
+
+def _side_ctes(name: str, *, downstream: bool, dialect: _Dialect, start_ids, level, depth, row_cap, limit):
+    """The recursive walk of one direction, cut at ``row_cap`` rows, each node once at its nearest
+    depth, ranked (depth, id): the statement keeps ranks up to ``limit`` and says ``partial`` when
+    the rows or the ranks went past their cap."""
+    near, far = ("source_id", "target_id") if downstream else ("target_id", "source_id")
+    sql = f"""
+{name}_walk(node_id, depth) AS (
+    SELECT id, 0 FROM {Node._meta.db_table} WHERE id {dialect.in_list}
+    UNION
+    SELECT e.{far}, w.depth + 1 FROM {name}_walk w JOIN {Edge._meta.db_table} e ON e.{near} = w.node_id
+    WHERE e.level = %s AND w.depth < %s
+),
+{name}_rows AS (SELECT node_id, depth FROM {name}_walk LIMIT %s),
+{name}_ranked AS (
+    SELECT node_id, depth, row_number() OVER (ORDER BY depth, node_id) AS rank FROM (
+        SELECT node_id, min(depth) AS depth FROM {name}_rows
+        WHERE depth > 0 AND node_id {dialect.not_in_list} GROUP BY node_id
+    ) nearest
+)"""
+    params = [dialect.ids(start_ids), level, depth, row_cap + 1, dialect.ids(start_ids)]
+    partial = f"(SELECT count(*) FROM {name}_rows) > %s OR (SELECT count(*) FROM {name}_ranked) > %s"
+    return sql, params, partial, [row_cap, limit]
+
+
+def _visibility_sql(user, *, reached: str):
+    """The reader's visibility as SQL over the nodes of the CTE ``reached(node_id, depth)``:
+    ``(ctes, params, hidden_expression)``, or None when the reader may see every dataset.
+
+    The rule is ``lineage_hide_invisible``'s: a dataset or column node is hidden when the reader
+    may not see its dataset (``access.decisions.dataset_visibility_filter``, compiled here rather
+    than written again), any other node when no edge connects it to a node of a dataset the
+    reader may see. Only the datasets that rule can touch are checked."""
+    condition = dataset_visibility_filter(user)
+    if condition is None:
+        return None
+    node, edge = Node._meta.db_table, Edge._meta.db_table
+    visible = Dataset.objects.filter(condition).filter(
+        pk__in=RawSQL("SELECT dataset_id FROM visibility_candidates", [])
+    ).values("pk")
+    visible_sql, visible_params = visible.query.sql_with_params()
+    ctes = f"""
+visibility_candidates(dataset_id) AS (
+    SELECT n.dataset_id FROM {reached} r JOIN {node} n ON n.id = r.node_id WHERE n.dataset_id IS NOT NULL
+    UNION
+    SELECT m.dataset_id FROM {reached} r JOIN {node} n ON n.id = r.node_id AND n.dataset_id IS NULL
+    JOIN {edge} e ON e.source_id = n.id JOIN {node} m ON m.id = e.target_id WHERE m.dataset_id IS NOT NULL
+    UNION
+    SELECT m.dataset_id FROM {reached} r JOIN {node} n ON n.id = r.node_id AND n.dataset_id IS NULL
+    JOIN {edge} e ON e.target_id = n.id JOIN {node} m ON m.id = e.source_id WHERE m.dataset_id IS NOT NULL
+),
+visible_datasets(id) AS ({visible_sql})"""
+    hidden = f"""CASE WHEN n.dataset_id IS NOT NULL THEN n.dataset_id NOT IN (SELECT id FROM visible_datasets)
+    ELSE NOT EXISTS (
+        SELECT 1 FROM {edge} e JOIN {node} m ON m.id = e.target_id
+        WHERE e.source_id = n.id AND m.dataset_id IN (SELECT id FROM visible_datasets)
+    ) AND NOT EXISTS (
+        SELECT 1 FROM {edge} e JOIN {node} m ON m.id = e.source_id
+        WHERE e.target_id = n.id AND m.dataset_id IN (SELECT id FROM visible_datasets)
+    ) END"""
+    return ctes, list(visible_params), hidden
+
+
+def _graph_sql(*, user, start_ids, direction, level, depth, limit):
+    dialect = _dialect()
+    row_cap = (limit + len(start_ids)) * ROWS_PER_NODE
+    ctes, params, partials, partial_params = [], [], [], []
+    sides = [(name, downstream) for name, downstream in (("up", False), ("down", True))
+             if direction == BOTH or direction == (DOWNSTREAM if downstream else UPSTREAM)]
+    for name, downstream in sides:
+        sql, side_params, partial, side_partial_params = _side_ctes(
+            name, downstream=downstream, dialect=dialect, start_ids=start_ids, level=level, depth=depth,
+            row_cap=row_cap, limit=limit,
+        )
+        ctes.append(sql)
+        params += side_params
+        partials.append(partial)
+        partial_params += side_partial_params
+    reached = [f"SELECT id, 0 FROM {Node._meta.db_table} WHERE id {dialect.in_list}"]
+    params.append(dialect.ids(start_ids))
+    if ("up", False) in sides:
+        reached.append("SELECT node_id, -depth FROM up_ranked WHERE rank <= %s")
+        params.append(limit)
+    if ("down", True) in sides:
+        # A node both upstream and downstream (a cycle through a start) shows once, upstream first.
+        also_up = " AND node_id NOT IN (SELECT node_id FROM up_ranked WHERE rank <= %s)" if ("up", False) in sides else ""
+        reached.append("SELECT node_id, depth FROM down_ranked WHERE rank <= %s" + also_up)
+        params += [limit, limit] if also_up else [limit]
+    ctes.append("reached(node_id, depth) AS (\n    " + "\n    UNION ALL ".join(reached) + "\n)")
+    visibility = _visibility_sql(user, reached="reached")
+    hidden = "0 = 1"
+    if visibility is not None:
+        visibility_ctes, visibility_params, hidden = visibility
+        ctes.append(visibility_ctes)
+        params += visibility_params
+    node, edge = Node._meta.db_table, Edge._meta.db_table
+    statement = f"""WITH RECURSIVE {",".join(ctes)}
+SELECT n.id, n.kind, n.name, n.source_kind, n.dataset_id, n.column_id, n.effective_sensitivity, n.is_violation,
+       r.depth, {hidden} AS hidden,
+       d.qualified_name, d.status, d.needs_review, d.classified, d.sensitivity,
+       c.type, c.sensitivity, c.protection,
+       CASE WHEN n.kind = 'dataset' THEN (
+           SELECT max(m.effective_sensitivity) FROM {node} m
+           WHERE m.kind = 'column' AND m.dataset_id = n.dataset_id AND m.column_id IS NOT NULL
+       ) END AS dataset_effective,
+       CASE WHEN n.dataset_id IS NOT NULL THEN (
+           SELECT {dialect.aggregate}(u.username) FROM catalog_dataset_owners o JOIN {User._meta.db_table} u ON u.id = o.user_id
+           WHERE o.dataset_id = n.dataset_id
+       ) END AS owners,
+       (
+           SELECT {dialect.aggregate}({dialect.array}(e.id, e.target_id, e.kind, e.direct, e.masking, e.description,
+                                                      j.namespace, j.name, e.first_seen, e.last_seen))
+           FROM {edge} e LEFT JOIN {Job._meta.db_table} j ON j.id = e.job_id
+           WHERE e.source_id = n.id AND e.level = %s AND e.target_id IN (SELECT node_id FROM reached)
+       ) AS out_edges,
+       ({" OR ".join(partials) if partials else "0 = 1"}) AS partial
+FROM reached r JOIN {node} n ON n.id = r.node_id
+LEFT JOIN {Dataset._meta.db_table} d ON d.id = n.dataset_id
+LEFT JOIN {Column._meta.db_table} c ON c.id = n.column_id"""
+    params += [level, *partial_params]
+    return statement, params, dialect
+
+
+def _json(value, dialect: _Dialect):
+    if value is None:
+        return []
+    return value if dialect.postgresql else json.loads(value)
+
+
+def _timestamp(value, dialect: _Dialect) -> str:
+    """ISO 8601 in UTC as the API writes datetimes (``Z`` for ``+00:00``)."""
+    if not dialect.postgresql:  # SQLite keeps "YYYY-MM-DD HH:MM:SS[.ffffff]" in UTC
+        return value.replace(" ", "T") + "Z"
+    return value[:-6] + "Z" if value.endswith("+00:00") else value
+
+
+def lineage_graph(*, user, starts, direction: str = BOTH, level: str = EdgeLevel.DATASET,
+                  depth: int | None = None, limit: int | None = None) -> Graph:
+    """The walk ``lineage_walk`` makes, loaded as the graph shows it: one statement whatever the
+    number of nodes, and dicts rather than model instances.
+
+    Each node: ``id, kind, name, source_kind, dataset_id, column_id, effective_sensitivity,
+    is_violation, depth, hidden, dataset`` (``qualified_name, status, needs_review, classified,
+    sensitivity, effective_sensitivity, owners`` or None) and ``column`` (``type, sensitivity,
+    protection`` or None). Each edge: ``id, source, target, level, kind, direct, masking,
+    description, job, first_seen, last_seen, touches_hidden``. Hidden nodes keep their place and
+    their kind, and show nothing else the reader may not see.
+    """
+    if not policies.can_read_metadata(user):
+        raise Http404("No such lineage.")
+    depth = _clamp(depth, low=1, high=MAX_DEPTH, default=DEFAULT_DEPTH)
+    limit = _clamp(limit, low=1, high=MAX_LIMIT, default=DEFAULT_LIMIT)
+    start_ids = [getattr(start, "pk", start) for start in starts]
+    graph = Graph(starts=start_ids, depth=depth, level=level)
+    if not start_ids:
+        return graph
+    statement, params, dialect = _graph_sql(
+        user=user, start_ids=start_ids, direction=direction, level=level, depth=depth, limit=limit,
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(statement, params)
+        rows = cursor.fetchall()
+    nodes, edges = [], []
+    for row in rows:
+        (pk, kind, name, source_kind, dataset_id, column_id, effective, violation, node_depth, hidden,
+         qualified_name, status, needs_review, classified, dataset_sensitivity,
+         column_type, column_sensitivity, protection, dataset_effective, owners, out_edges, partial) = row
+        hidden = bool(hidden)
+        graph.partial = graph.partial or bool(partial)
+        nodes.append({
+            "id": pk, "kind": kind, "name": name, "source_kind": source_kind, "dataset_id": dataset_id,
+            "column_id": column_id, "effective_sensitivity": effective, "is_violation": bool(violation),
+            "depth": node_depth, "hidden": hidden,
+            "label": (Node.HIDDEN_SOURCE_LABEL if kind == NodeKind.SOURCE else Node.HIDDEN_LABEL) if hidden
+            else f"{source_kind}:{name}" if kind == NodeKind.SOURCE else name,
+            "dataset": None if dataset_id is None else {
+                "qualified_name": qualified_name, "status": status, "needs_review": bool(needs_review),
+                "classified": bool(classified), "sensitivity": dataset_sensitivity,
+                "effective_sensitivity": dataset_effective, "owners": sorted(_json(owners, dialect)),
+            },
+            "column": None if column_id is None else {
+                "type": column_type, "sensitivity": column_sensitivity, "protection": protection,
+            },
+        })
+        for edge_id, target, edge_kind, direct, masking, description, job_namespace, job_name, first, last in _json(
+            out_edges, dialect
+        ):
+            edges.append({
+                "id": edge_id, "source": pk, "target": target, "level": level, "kind": edge_kind,
+                "direct": bool(direct), "masking": bool(masking), "description": description,
+                "job": None if job_name is None else f"{job_namespace}/{job_name}",
+                "first_seen": _timestamp(first, dialect), "last_seen": _timestamp(last, dialect),
+            })
+    order = {pk: index for index, pk in enumerate(start_ids)}
+    nodes.sort(key=lambda node: (node["depth"] != 0, order.get(node["id"], 0), node["depth"], node["hidden"],
+                                 node["label"].lower()))
+    hidden_ids = {node["id"] for node in nodes if node["hidden"]}
+    for edge in edges:
+        edge["touches_hidden"] = edge["source"] in hidden_ids or edge["target"] in hidden_ids
+    graph.nodes, graph.edges = nodes, edges
+    return graph
+
+
+def lineage_graph_restricted_columns(graph: Graph) -> list[tuple[Dataset, list[str]]]:
+    """``lineage_restricted_columns`` for a graph: the Restricted columns it shows the reader, by
+    dataset (loaded in one query, and only when there are some)."""
+    names: dict[int, set[str]] = {}
+    for node in graph.nodes:
+        column = node["column"]
+        if node["kind"] == NodeKind.COLUMN and not node["hidden"] and column is not None \
+                and column["sensitivity"] >= Sensitivity.RESTRICTED:
+            names.setdefault(node["dataset_id"], set()).add(node["name"])
+    if not names:
+        return []
+    datasets = Dataset.objects.in_bulk(list(names))
+    return [(datasets[pk], sorted(columns)) for pk, columns in names.items() if pk in datasets]

@@ -121,6 +121,13 @@ def restricted_columns_audit(request, nodes, *, via: str) -> None:
         restricted_columns_viewed(principal=request.user, shown=shown, remote_addr=client_address(request), via=via)
 
 
+def graph_restricted_columns_audit(request, graph, *, via: str) -> None:
+    """``restricted_columns_audit`` for a ``lineage.selectors.Graph`` (rows, not nodes)."""
+    shown = selectors.lineage_graph_restricted_columns(graph)
+    if shown:
+        restricted_columns_viewed(principal=request.user, shown=shown, remote_addr=client_address(request), via=via)
+
+
 @login_required
 def column_impact(request, pk, column_id):
     """Everything downstream of one column, grouped by dataset: who a change or a leak reaches."""
