@@ -408,20 +408,26 @@ def dataset_effective_sensitivities(nodes) -> dict[int, int]:
     return {row["dataset_id"]: row["value"] for row in rows}
 
 
-# --- the graph: one statement per walk ---------------------------------------------------------
+# --- the graph: two statements per walk -------------------------------------------------------
 #
-# ``lineage_graph`` is what the lineage API (and so the graph on a dataset's page) draws. It joins
-# the walk to the nodes, their dataset and column, owners, the datasets' effective sensitivity
-# and the edges between the nodes reached in ONE statement, with the start ids as one parameter,
-# and hands back plain rows: no model instance per node or edge. PostgreSQL and SQLite (the
-# embedded demo) run the same statement; only how a list parameter is read and how rows are
-# aggregated differ.
+# ``lineage_graph`` is what the lineage API (and so the graph on a dataset's page) draws. Whatever
+# the size of the walk it makes two statements: the walk itself (ids and depths, cut at the caps
+# in SQL), then everything the graph shows of those nodes (node, dataset, column, owners, the
+# datasets' effective sensitivity, whether the reader may see each) and the edges between them,
+# built as JSON in the database. The ids go as one array parameter each. Rows come back as plain
+# dicts: no model instance per node or edge.
+#
+# Why two and not one: PostgreSQL cannot estimate how many rows a recursive CTE yields (it guesses
+# a handful), so a single statement that joins the walk to nodes, owners and edges is planned as
+# nested loops over the whole walk, or as a sub-plan per node (measured: 4-5x the walk alone at
+# 1,600 nodes). Handed the ids as an array constant, the planner knows their number and hashes.
+# The embedded SQLite demo runs the same statements, reading the arrays with json_each.
 
 
 @dataclass
 class Graph:
-    """A walk as the graph shows it: ``nodes`` and ``edges`` are dicts (see ``_node_row`` and
-    ``_edge_row``), starts first, then by depth (upstream negative), visible before hidden, by label."""
+    """A walk as the graph shows it: ``nodes`` and ``edges`` are dicts (see ``lineage_graph``),
+    starts first, then by depth (upstream negative), visible before hidden, by label."""
 
     starts: list[int]
     nodes: list[dict] = field(default_factory=list)
@@ -433,29 +439,41 @@ class Graph:
 
 @dataclass(frozen=True)
 class _Dialect:
-    in_list: str  # "x {in_list}" with one parameter holding every id
+    in_list: str  # "x {in_list}": x is one of the ids in one parameter
     not_in_list: str
+    pairs: str  # (node_id, depth) rows from two parameters (PostgreSQL) or one (SQLite)
     aggregate: str  # rows -> one JSON array
     array: str  # a row as a JSON array
+    nested: str  # a JSON value built by ``aggregate`` placed inside ``array``
     postgresql: bool
 
     def ids(self, ids) -> object:
         return list(ids) if self.postgresql else json.dumps(list(ids))
 
+    def pair_params(self, reached: dict[int, int]) -> list:
+        if self.postgresql:
+            return [list(reached), list(reached.values())]
+        return [json.dumps(list(reached.items()))]
 
-_POSTGRESQL = _Dialect("= ANY(%s)", "<> ALL(%s)", "json_agg", "json_build_array", True)
-_SQLITE = _Dialect("IN (SELECT value FROM json_each(%s))", "NOT IN (SELECT value FROM json_each(%s))",
-                   "json_group_array", "json_array", False)
+
+_POSTGRESQL = _Dialect(
+    "= ANY(%s)", "<> ALL(%s)", "SELECT * FROM unnest(%s::bigint[], %s::int[])",
+    "json_agg", "json_build_array", "{}", True,
+)
+_SQLITE = _Dialect(
+    "IN (SELECT value FROM json_each(%s))", "NOT IN (SELECT value FROM json_each(%s))",
+    "SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(%s)",
+    "json_group_array", "json_array", "json({})", False,
+)
 
 
 def _dialect() -> _Dialect:
     return _POSTGRESQL if connection.vendor == "postgresql" else _SQLITE
 
 
-def _side_ctes(name: str, *, downstream: bool, dialect: _Dialect, start_ids, level, depth, row_cap, limit):
+def _side_ctes(name: str, *, downstream: bool, dialect: _Dialect, start_ids, level, depth, row_cap):
     """The recursive walk of one direction, cut at ``row_cap`` rows, each node once at its nearest
-    depth, ranked (depth, id): the statement keeps ranks up to ``limit`` and says ``partial`` when
-    the rows or the ranks went past their cap."""
+    depth, ranked by (depth, id)."""
     near, far = ("source_id", "target_id") if downstream else ("target_id", "source_id")
     sql = f"""
 {name}_walk(node_id, depth) AS (
@@ -471,9 +489,40 @@ def _side_ctes(name: str, *, downstream: bool, dialect: _Dialect, start_ids, lev
         WHERE depth > 0 AND node_id {dialect.not_in_list} GROUP BY node_id
     ) nearest
 )"""
-    params = [dialect.ids(start_ids), level, depth, row_cap + 1, dialect.ids(start_ids)]
-    partial = f"(SELECT count(*) FROM {name}_rows) > %s OR (SELECT count(*) FROM {name}_ranked) > %s"
-    return sql, params, partial, [row_cap, limit]
+    return sql, [dialect.ids(start_ids), level, depth, row_cap + 1, dialect.ids(start_ids)]
+
+
+def walk_sql_for(*, start_ids, direction, level, depth, limit, dialect: _Dialect | None = None):
+    """The walk statement: ``(node_id, depth, partial)`` rows, the starts at depth 0, upstream
+    depths negative, at most ``limit`` nodes a side (nearest first); ``partial`` says a cap cut it."""
+    dialect = dialect or _dialect()
+    row_cap = (limit + len(start_ids)) * ROWS_PER_NODE
+    ctes, params, partials, partial_params = [], [], [], []
+    sides = [name for name, downstream in (("up", False), ("down", True))
+             if direction == BOTH or direction == (DOWNSTREAM if downstream else UPSTREAM)]
+    for name in sides:
+        sql, side_params = _side_ctes(name, downstream=name == "down", dialect=dialect, start_ids=start_ids,
+                                      level=level, depth=depth, row_cap=row_cap)
+        ctes.append(sql)
+        params += side_params
+        partials.append(f"(SELECT count(*) FROM {name}_rows) > %s OR (SELECT count(*) FROM {name}_ranked) > %s")
+        partial_params += [row_cap, limit]
+    params += partial_params  # the SELECT list comes before the FROM
+    reached = [f"SELECT id, 0 FROM {Node._meta.db_table} WHERE id {dialect.in_list}"]
+    params.append(dialect.ids(start_ids))
+    if "up" in sides:
+        reached.append("SELECT node_id, -depth FROM up_ranked WHERE rank <= %s")
+        params.append(limit)
+    if "down" in sides:
+        # A node both upstream and downstream (a cycle through a start) shows once, upstream first.
+        also_up = " AND node_id NOT IN (SELECT node_id FROM up_ranked WHERE rank <= %s)" if "up" in sides else ""
+        reached.append("SELECT node_id, depth FROM down_ranked WHERE rank <= %s" + also_up)
+        params += [limit, limit] if also_up else [limit]
+    statement = (
+        f"WITH RECURSIVE {','.join(ctes)}\nSELECT node_id, depth, ({' OR '.join(partials)}) AS partial FROM (\n    "
+        + "\n    UNION ALL ".join(reached) + "\n) reached(node_id, depth)"
+    )
+    return statement, params
 
 
 def _visibility_sql(user, *, reached: str):
@@ -514,64 +563,57 @@ visible_datasets(id) AS ({visible_sql})"""
     return ctes, list(visible_params), hidden
 
 
-def _graph_sql(*, user, start_ids, direction, level, depth, limit):
-    dialect = _dialect()
-    row_cap = (limit + len(start_ids)) * ROWS_PER_NODE
-    ctes, params, partials, partial_params = [], [], [], []
-    sides = [(name, downstream) for name, downstream in (("up", False), ("down", True))
-             if direction == BOTH or direction == (DOWNSTREAM if downstream else UPSTREAM)]
-    for name, downstream in sides:
-        sql, side_params, partial, side_partial_params = _side_ctes(
-            name, downstream=downstream, dialect=dialect, start_ids=start_ids, level=level, depth=depth,
-            row_cap=row_cap, limit=limit,
-        )
-        ctes.append(sql)
-        params += side_params
-        partials.append(partial)
-        partial_params += side_partial_params
-    reached = [f"SELECT id, 0 FROM {Node._meta.db_table} WHERE id {dialect.in_list}"]
-    params.append(dialect.ids(start_ids))
-    if ("up", False) in sides:
-        reached.append("SELECT node_id, -depth FROM up_ranked WHERE rank <= %s")
-        params.append(limit)
-    if ("down", True) in sides:
-        # A node both upstream and downstream (a cycle through a start) shows once, upstream first.
-        also_up = " AND node_id NOT IN (SELECT node_id FROM up_ranked WHERE rank <= %s)" if ("up", False) in sides else ""
-        reached.append("SELECT node_id, depth FROM down_ranked WHERE rank <= %s" + also_up)
-        params += [limit, limit] if also_up else [limit]
-    ctes.append("reached(node_id, depth) AS (\n    " + "\n    UNION ALL ".join(reached) + "\n)")
-    visibility = _visibility_sql(user, reached="reached")
+def graph_sql_for(*, user, reached: dict[int, int], level, dialect: _Dialect | None = None):
+    """The statement that loads what the graph shows of the nodes ``reached`` ({id: depth}) and
+    the edges of ``level`` between them: one row of two JSON arrays (nodes, edges)."""
+    dialect = dialect or _dialect()
+    node, edge = Node._meta.db_table, Edge._meta.db_table
+    ctes = [f"reached(node_id, depth) AS ({dialect.pairs})"]
+    params = dialect.pair_params(reached)
     hidden = "0 = 1"
+    visibility = _visibility_sql(user, reached="reached")
     if visibility is not None:
         visibility_ctes, visibility_params, hidden = visibility
         ctes.append(visibility_ctes)
         params += visibility_params
-    node, edge = Node._meta.db_table, Edge._meta.db_table
-    statement = f"""WITH RECURSIVE {",".join(ctes)}
-SELECT n.id, n.kind, n.name, n.source_kind, n.dataset_id, n.column_id, n.effective_sensitivity, n.is_violation,
-       r.depth, {hidden} AS hidden,
-       d.qualified_name, d.status, d.needs_review, d.classified, d.sensitivity,
-       c.type, c.sensitivity, c.protection,
-       CASE WHEN n.kind = 'dataset' THEN (
-           SELECT max(m.effective_sensitivity) FROM {node} m
-           WHERE m.kind = 'column' AND m.dataset_id = n.dataset_id AND m.column_id IS NOT NULL
-       ) END AS dataset_effective,
-       CASE WHEN n.dataset_id IS NOT NULL THEN (
-           SELECT {dialect.aggregate}(u.username) FROM catalog_dataset_owners o JOIN {User._meta.db_table} u ON u.id = o.user_id
-           WHERE o.dataset_id = n.dataset_id
-       ) END AS owners,
-       (
-           SELECT {dialect.aggregate}({dialect.array}(e.id, e.target_id, e.kind, e.direct, e.masking, e.description,
-                                                      j.namespace, j.name, e.first_seen, e.last_seen))
-           FROM {edge} e LEFT JOIN {Job._meta.db_table} j ON j.id = e.job_id
-           WHERE e.source_id = n.id AND e.level = %s AND e.target_id IN (SELECT node_id FROM reached)
-       ) AS out_edges,
-       ({" OR ".join(partials) if partials else "0 = 1"}) AS partial
-FROM reached r JOIN {node} n ON n.id = r.node_id
-LEFT JOIN {Dataset._meta.db_table} d ON d.id = n.dataset_id
-LEFT JOIN {Column._meta.db_table} c ON c.id = n.column_id"""
-    params += [level, *partial_params]
-    return statement, params, dialect
+    ctes.append(f"""
+owner_names(dataset_id, names) AS (
+    SELECT o.dataset_id, {dialect.aggregate}(u.username) FROM catalog_dataset_owners o
+    JOIN {User._meta.db_table} u ON u.id = o.user_id
+    WHERE o.dataset_id IN (SELECT n.dataset_id FROM reached r JOIN {node} n ON n.id = r.node_id)
+    GROUP BY o.dataset_id
+),
+dataset_effective(dataset_id, value) AS (
+    SELECT m.dataset_id, max(m.effective_sensitivity) FROM {node} m
+    WHERE m.kind = 'column' AND m.column_id IS NOT NULL AND m.dataset_id IN (
+        SELECT n.dataset_id FROM reached r JOIN {node} n ON n.id = r.node_id WHERE n.kind = 'dataset'
+    )
+    GROUP BY m.dataset_id
+)""")
+    statement = f"""WITH {",".join(ctes)}
+SELECT (
+    SELECT {dialect.aggregate}({dialect.array}(
+        n.id, n.kind, n.name, n.source_kind, n.dataset_id, n.column_id, n.effective_sensitivity, n.is_violation,
+        r.depth, {hidden}, d.qualified_name, d.status, d.needs_review, d.classified, d.sensitivity,
+        c.type, c.sensitivity, c.protection, CASE WHEN n.kind = 'dataset' THEN de.value END,
+        {dialect.nested.format("ow.names")}
+    ))
+    FROM reached r JOIN {node} n ON n.id = r.node_id
+    LEFT JOIN {Dataset._meta.db_table} d ON d.id = n.dataset_id
+    LEFT JOIN {Column._meta.db_table} c ON c.id = n.column_id
+    LEFT JOIN dataset_effective de ON de.dataset_id = n.dataset_id
+    LEFT JOIN owner_names ow ON ow.dataset_id = n.dataset_id
+), (
+    SELECT {dialect.aggregate}({dialect.array}(
+        e.id, e.source_id, e.target_id, e.kind, e.direct, e.masking, e.description, j.namespace, j.name,
+        e.first_seen, e.last_seen
+    ))
+    FROM reached s JOIN {edge} e ON e.source_id = s.node_id AND e.level = %s
+    JOIN reached t ON t.node_id = e.target_id
+    LEFT JOIN {Job._meta.db_table} j ON j.id = e.job_id
+)"""
+    params.append(level)
+    return statement, params
 
 
 def _json(value, dialect: _Dialect):
@@ -589,15 +631,15 @@ def _timestamp(value, dialect: _Dialect) -> str:
 
 def lineage_graph(*, user, starts, direction: str = BOTH, level: str = EdgeLevel.DATASET,
                   depth: int | None = None, limit: int | None = None) -> Graph:
-    """The walk ``lineage_walk`` makes, loaded as the graph shows it: one statement whatever the
+    """The walk ``lineage_walk`` makes, loaded as the graph shows it: two statements whatever the
     number of nodes, and dicts rather than model instances.
 
-    Each node: ``id, kind, name, source_kind, dataset_id, column_id, effective_sensitivity,
+    Each node: ``id, kind, name, label, source_kind, dataset_id, column_id, effective_sensitivity,
     is_violation, depth, hidden, dataset`` (``qualified_name, status, needs_review, classified,
-    sensitivity, effective_sensitivity, owners`` or None) and ``column`` (``type, sensitivity,
-    protection`` or None). Each edge: ``id, source, target, level, kind, direct, masking,
-    description, job, first_seen, last_seen, touches_hidden``. Hidden nodes keep their place and
-    their kind, and show nothing else the reader may not see.
+    sensitivity, effective_sensitivity, owners``, or None) and ``column`` (``type, sensitivity,
+    protection``, or None). Each edge: ``id, source, target, level, kind, direct, masking,
+    description, job, first_seen, last_seen, touches_hidden``. A hidden node keeps its place and
+    kind; the API shows nothing else of it.
     """
     if not policies.can_read_metadata(user):
         raise Http404("No such lineage.")
@@ -607,50 +649,52 @@ def lineage_graph(*, user, starts, direction: str = BOTH, level: str = EdgeLevel
     graph = Graph(starts=start_ids, depth=depth, level=level)
     if not start_ids:
         return graph
-    statement, params, dialect = _graph_sql(
-        user=user, start_ids=start_ids, direction=direction, level=level, depth=depth, limit=limit,
-    )
+    dialect = _dialect()
     with connection.cursor() as cursor:
-        cursor.execute(statement, params)
-        rows = cursor.fetchall()
-    nodes, edges = [], []
-    for row in rows:
-        (pk, kind, name, source_kind, dataset_id, column_id, effective, violation, node_depth, hidden,
+        cursor.execute(*walk_sql_for(start_ids=start_ids, direction=direction, level=level, depth=depth,
+                                     limit=limit, dialect=dialect))
+        reached = {}
+        for node_id, node_depth, partial in cursor.fetchall():
+            reached[node_id] = node_depth
+            graph.partial = graph.partial or bool(partial)
+        cursor.execute(*graph_sql_for(user=user, reached=reached, level=level, dialect=dialect))
+        node_rows, edge_rows = cursor.fetchone()
+    nodes, hidden_ids = [], set()
+    for (pk, kind, name, source_kind, dataset_id, column_id, effective, violation, node_depth, hidden,
          qualified_name, status, needs_review, classified, dataset_sensitivity,
-         column_type, column_sensitivity, protection, dataset_effective, owners, out_edges, partial) = row
-        hidden = bool(hidden)
-        graph.partial = graph.partial or bool(partial)
+         column_type, column_sensitivity, protection, dataset_effective, owners) in _json(node_rows, dialect):
+        if hidden:
+            hidden_ids.add(pk)
         nodes.append({
             "id": pk, "kind": kind, "name": name, "source_kind": source_kind, "dataset_id": dataset_id,
             "column_id": column_id, "effective_sensitivity": effective, "is_violation": bool(violation),
-            "depth": node_depth, "hidden": hidden,
+            "depth": node_depth, "hidden": bool(hidden),
             "label": (Node.HIDDEN_SOURCE_LABEL if kind == NodeKind.SOURCE else Node.HIDDEN_LABEL) if hidden
             else f"{source_kind}:{name}" if kind == NodeKind.SOURCE else name,
             "dataset": None if dataset_id is None else {
                 "qualified_name": qualified_name, "status": status, "needs_review": bool(needs_review),
                 "classified": bool(classified), "sensitivity": dataset_sensitivity,
-                "effective_sensitivity": dataset_effective, "owners": sorted(_json(owners, dialect)),
+                "effective_sensitivity": dataset_effective, "owners": sorted(owners or ()),
             },
             "column": None if column_id is None else {
                 "type": column_type, "sensitivity": column_sensitivity, "protection": protection,
             },
         })
-        for edge_id, target, edge_kind, direct, masking, description, job_namespace, job_name, first, last in _json(
-            out_edges, dialect
-        ):
-            edges.append({
-                "id": edge_id, "source": pk, "target": target, "level": level, "kind": edge_kind,
-                "direct": bool(direct), "masking": bool(masking), "description": description,
-                "job": None if job_name is None else f"{job_namespace}/{job_name}",
-                "first_seen": _timestamp(first, dialect), "last_seen": _timestamp(last, dialect),
-            })
     order = {pk: index for index, pk in enumerate(start_ids)}
     nodes.sort(key=lambda node: (node["depth"] != 0, order.get(node["id"], 0), node["depth"], node["hidden"],
                                  node["label"].lower()))
-    hidden_ids = {node["id"] for node in nodes if node["hidden"]}
-    for edge in edges:
-        edge["touches_hidden"] = edge["source"] in hidden_ids or edge["target"] in hidden_ids
-    graph.nodes, graph.edges = nodes, edges
+    graph.nodes = nodes
+    graph.edges = [
+        {
+            "id": edge_id, "source": source, "target": target, "level": level, "kind": kind,
+            "direct": bool(direct), "masking": bool(masking), "description": description,
+            "job": None if job_name is None else f"{job_namespace}/{job_name}",
+            "first_seen": _timestamp(first, dialect), "last_seen": _timestamp(last, dialect),
+            "touches_hidden": source in hidden_ids or target in hidden_ids,
+        }
+        for edge_id, source, target, kind, direct, masking, description, job_namespace, job_name, first, last
+        in _json(edge_rows, dialect)
+    ]
     return graph
 
 
