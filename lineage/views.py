@@ -82,6 +82,8 @@ def dataset_lineage_context(*, user, dataset: Dataset, query) -> dict:
         "lineage_upstream": upstream,
         "lineage_downstream": downstream,
         "lineage_partial": walk.partial,
+        # The graph asks the API for up to this many nodes a side (the lists stay at the walk's default).
+        "lineage_graph_limit": selectors.MAX_LIMIT,
         "lineage_edge_count": len(walk.edges),
         "effective_sensitivity": sensitivity_label(own_effective),
         "effective_is_higher": own_effective is not None and own_effective > dataset_tier(dataset),
