@@ -508,7 +508,7 @@ def walk_sql_for(*, start_ids, direction, level, depth, limit, dialect: _Dialect
         partials.append(f"(SELECT count(*) FROM {name}_rows) > %s OR (SELECT count(*) FROM {name}_ranked) > %s")
         partial_params += [row_cap, limit]
     params += partial_params  # the SELECT list comes before the FROM
-    reached = [f"SELECT id, 0 FROM {Node._meta.db_table} WHERE id {dialect.in_list}"]
+    reached = [f"SELECT id AS node_id, 0 AS depth FROM {Node._meta.db_table} WHERE id {dialect.in_list}"]
     params.append(dialect.ids(start_ids))
     if "up" in sides:
         reached.append("SELECT node_id, -depth FROM up_ranked WHERE rank <= %s")
@@ -520,7 +520,7 @@ def walk_sql_for(*, start_ids, direction, level, depth, limit, dialect: _Dialect
         params += [limit, limit] if also_up else [limit]
     statement = (
         f"WITH RECURSIVE {','.join(ctes)}\nSELECT node_id, depth, ({' OR '.join(partials)}) AS partial FROM (\n    "
-        + "\n    UNION ALL ".join(reached) + "\n) reached(node_id, depth)"
+        + "\n    UNION ALL ".join(reached) + "\n) reached"
     )
     return statement, params
 
