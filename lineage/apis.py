@@ -28,7 +28,7 @@ from lineage.serializers import (
     RunEventsSerializer,
     ViolationSerializer,
 )
-from lineage.views import restricted_columns_audit
+from lineage.views import graph_restricted_columns_audit, restricted_columns_audit
 
 
 class LimitPagination(LimitOffsetPagination):
@@ -133,9 +133,9 @@ class DatasetLineageApi(APIView):
             starts = [selectors.lineage_dataset_node(user=request.user, dataset=dataset)]
         else:
             starts = selectors.lineage_dataset_column_nodes(dataset=dataset)
-        walk = selectors.lineage_walk(user=request.user, starts=starts, level=level, **options)
-        restricted_columns_audit(request, walk.nodes, via="api:lineage")
-        return Response(LineageGraphSerializer(walk).data)
+        graph = selectors.lineage_graph(user=request.user, starts=starts, level=level, **options)
+        graph_restricted_columns_audit(request, graph, via="api:lineage")
+        return Response(LineageGraphSerializer(graph).data)
 
 
 class ColumnLineageApi(APIView):
@@ -146,9 +146,9 @@ class ColumnLineageApi(APIView):
         options = walk_options(request.query_params)
         dataset = dataset_get(user=request.user, pk=pk)
         node = selectors.lineage_column_node_get(user=request.user, dataset=dataset, column_id=column_id)
-        walk = selectors.lineage_walk(user=request.user, starts=[node], level=EdgeLevel.COLUMN, **options)
-        restricted_columns_audit(request, walk.nodes, via="api:column-lineage")
-        return Response(LineageGraphSerializer(walk).data)
+        graph = selectors.lineage_graph(user=request.user, starts=[node], level=EdgeLevel.COLUMN, **options)
+        graph_restricted_columns_audit(request, graph, via="api:column-lineage")
+        return Response(LineageGraphSerializer(graph).data)
 
 
 class ViolationListApi(generics.ListAPIView):

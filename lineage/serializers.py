@@ -6,7 +6,6 @@ from rest_framework import serializers
 
 from catalog.vocabulary import UNCLASSIFIED_LABEL, Protection, Sensitivity, sensitivity_label
 from lineage.models import EventStatus, Job, NodeKind, RunState
-from lineage.selectors import dataset_effective_sensitivities
 
 
 class LineageNodeSerializer(serializers.Serializer):
@@ -118,6 +117,10 @@ class LineageEdgeSerializer(serializers.Serializer):
 
 
 class LineageGraphSerializer(serializers.Serializer):
+    """A ``lineage.selectors.Graph``: nodes and edges are built from its rows as plain dicts (the
+    shapes of ``LineageNodeSerializer`` and ``LineageEdgeSerializer``), not field by field, so a
+    graph of thousands of nodes costs what its JSON costs."""
+
     starts = serializers.SerializerMethodField()
     level = serializers.CharField()
     depth = serializers.IntegerField()
@@ -125,12 +128,101 @@ class LineageGraphSerializer(serializers.Serializer):
     nodes = serializers.SerializerMethodField()
     edges = LineageEdgeSerializer(many=True)
 
-    def get_starts(self, walk) -> list[int]:
-        return [node.pk for node in walk.starts]
+    def to_representation(self, graph):
+        dataset_url = _DatasetUrl()
+        return {
+            "starts": list(graph.starts),
+            "level": graph.level,
+            "depth": graph.depth,
+            "partial": graph.partial,
+            "nodes": [graph_node_representation(node, dataset_url) for node in graph.nodes],
+            "edges": [graph_edge_representation(edge) for edge in graph.edges],
+        }
 
-    def get_nodes(self, walk) -> list[dict]:
-        context = {"dataset_effective": dataset_effective_sensitivities(walk.nodes)}
-        return LineageNodeSerializer(walk.nodes, many=True, context=context).data
+    def get_starts(self, graph) -> list[int]:
+        return list(graph.starts)
+
+    def get_nodes(self, graph) -> list[dict]:
+        """Each node as ``LineageNodeSerializer`` describes it."""
+        dataset_url = _DatasetUrl()
+        return [graph_node_representation(node, dataset_url) for node in graph.nodes]
+
+
+class _DatasetUrl:
+    """A dataset page's URL from one ``reverse()`` rather than one per node."""
+
+    PLACEHOLDER = 987654321
+
+    def __init__(self):
+        self.template = reverse("catalog:dataset-detail", args=[self.PLACEHOLDER])
+
+    def __call__(self, pk: int) -> str:
+        return self.template.replace(str(self.PLACEHOLDER), str(pk))
+
+
+_PROTECTION_LABELS = dict(Protection.choices)
+
+
+def graph_node_representation(node: dict, dataset_url) -> dict:
+    """One node of a graph row as the API shows it (``LineageNodeSerializer``'s fields)."""
+    kind = node["kind"]
+    if node["hidden"]:
+        return {
+            "id": node["id"], "kind": kind, "label": node["label"], "depth": node["depth"], "dataset": None,
+            "column": None, "sourceKind": "", "placeholder": False, "sensitivity": None,
+            "effectiveSensitivity": None, "protection": None, "violation": False, "owners": [], "hidden": True,
+        }
+    dataset, column = node["dataset"], node["column"]
+    sensitivity = effective = protection = None
+    if kind == NodeKind.COLUMN:
+        if not dataset["classified"]:
+            sensitivity = UNCLASSIFIED_LABEL
+        elif column is not None:
+            sensitivity = sensitivity_label(column["sensitivity"])
+        effective = sensitivity_label(node["effective_sensitivity"])
+        if column is not None:
+            protection = _PROTECTION_LABELS[column["protection"]]
+    elif kind == NodeKind.DATASET:
+        sensitivity = sensitivity_label(dataset["sensitivity"]) if dataset["classified"] else UNCLASSIFIED_LABEL
+        effective = sensitivity_label(dataset["effective_sensitivity"])
+    return {
+        "id": node["id"],
+        "kind": kind,
+        "label": node["label"],
+        "depth": node["depth"],
+        "dataset": None if dataset is None else {
+            "id": node["dataset_id"],
+            "qualifiedName": dataset["qualified_name"],
+            "status": dataset["status"],
+            "needsReview": dataset["needs_review"],
+            "url": dataset_url(node["dataset_id"]),
+        },
+        "column": None if kind != NodeKind.COLUMN else {
+            "id": node["column_id"],
+            "name": node["name"],
+            "type": column["type"] if column else None,
+            "inCurrentVersion": column is not None,
+        },
+        "sourceKind": node["source_kind"],
+        "placeholder": kind == NodeKind.SOURCE,
+        "sensitivity": sensitivity,
+        "effectiveSensitivity": effective,
+        "protection": protection,
+        "violation": node["is_violation"],
+        "owners": dataset["owners"] if dataset is not None else [],
+        "hidden": False,
+    }
+
+
+def graph_edge_representation(edge: dict) -> dict:
+    """One edge of a graph as the API shows it (``LineageEdgeSerializer``'s fields)."""
+    hidden = edge["touches_hidden"]  # a job's name and its description can name what the reader may not see
+    return {
+        "id": edge["id"], "source": edge["source"], "target": edge["target"], "level": edge["level"],
+        "kind": edge["kind"], "direct": edge["direct"], "masking": edge["masking"],
+        "description": "" if hidden else edge["description"], "job": None if hidden else edge["job"],
+        "firstSeen": edge["first_seen"], "lastSeen": edge["last_seen"],
+    }
 
 
 class ViolationSerializer(serializers.Serializer):

@@ -82,6 +82,8 @@ def dataset_lineage_context(*, user, dataset: Dataset, query) -> dict:
         "lineage_upstream": upstream,
         "lineage_downstream": downstream,
         "lineage_partial": walk.partial,
+        # The graph asks the API for up to this many nodes a side (the lists stay at the walk's default).
+        "lineage_graph_limit": selectors.MAX_LIMIT,
         "lineage_edge_count": len(walk.edges),
         "effective_sensitivity": sensitivity_label(own_effective),
         "effective_is_higher": own_effective is not None and own_effective > dataset_tier(dataset),
@@ -117,6 +119,13 @@ def restricted_columns_audit(request, nodes, *, via: str) -> None:
     """Audit the Restricted column metadata that ``nodes`` show the reader (pages and API alike),
     one event per dataset naming its Restricted columns shown."""
     shown = selectors.lineage_restricted_columns(nodes)
+    if shown:
+        restricted_columns_viewed(principal=request.user, shown=shown, remote_addr=client_address(request), via=via)
+
+
+def graph_restricted_columns_audit(request, graph, *, via: str) -> None:
+    """``restricted_columns_audit`` for a ``lineage.selectors.Graph`` (rows, not nodes)."""
+    shown = selectors.lineage_graph_restricted_columns(graph)
     if shown:
         restricted_columns_viewed(principal=request.user, shown=shown, remote_addr=client_address(request), via=via)
 

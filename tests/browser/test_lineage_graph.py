@@ -187,6 +187,7 @@ def test_a_graph_cut_short_says_so(live_server, page, lineage, monkeypatch):
     from lineage import selectors
 
     monkeypatch.setattr(selectors, "DEFAULT_LIMIT", 1)  # the live server runs in this process
+    monkeypatch.setattr(selectors, "MAX_LIMIT", 1)  # what the page's graph asks for (the lists use the default)
     log_in(page, live_server)
 
     page.goto(f"{live_server.url}/datasets/{lineage['sentiment'].pk}/")
