@@ -35,6 +35,7 @@ from catalog.models import Column, DatasetSearch, DatasetStatus
 from catalog.vocabulary import UNCLASSIFIED_LABEL, Protection, Sensitivity
 
 CONFIG = "english"  # as the migration builds the documents
+FUZZY_MIN_LENGTH = 4  # shorter words only match exactly: a typo in "id" is another word
 MAX_WORDS = 8  # words of a search that count; the rest are ignored (a pasted paragraph is no search)
 FACET_LIMIT = 20  # values shown per facet, most frequent first (sensitivity and protection: all)
 
@@ -96,20 +97,29 @@ def dataset_search_filter(queryset: QuerySet, query: str) -> QuerySet:
             default=Value(0.0), output_field=FloatField(),
         ))
     everything = _tsquery(words)
-    phrase = " ".join(words)
     document = F("search_document__document")
     rank = SearchRank(document, everything, normalization=32)  # rank / (rank + 1): below 1
     in_name = Q(search_document__document=_tsquery(words, weights="A"))
-    like_name = Q(search_document__name__trigram_word_similar=phrase)
     in_columns = Q(search_document__document=_tsquery(words, weights="AB"))
+    # A typo in a name: every word (of FUZZY_MIN_LENGTH letters or more) like a word of the name
+    # (pg_trgm word similarity, threshold in settings; the trigram index answers it).
+    like_name = Q()
+    if all(len(word) >= FUZZY_MIN_LENGTH for word in words):
+        for word in words:
+            like_name &= Q(search_document__name__trigram_word_similar=word)
+    phrase = " ".join(words)
+    similarity = Cast(TrigramWordSimilarity(Value(phrase), "search_document__name"), FloatField())
     score = Case(
         When(in_name, then=Value(3.0) + rank),
-        When(like_name, then=Value(2.0) + Cast(TrigramWordSimilarity(Value(phrase), "search_document__name"), FloatField()) * Value(0.99)),
+        *([When(like_name, then=Value(2.0) + similarity * Value(0.99))] if like_name else []),
         When(in_columns, then=Value(1.0) + rank),
         default=rank,
         output_field=FloatField(),
     )
-    return queryset.filter(Q(search_document__document=everything) | like_name).annotate(search_score=score)
+    matched = Q(search_document__document=everything)
+    if like_name:
+        matched |= like_name
+    return queryset.filter(matched).annotate(search_score=score)
 
 
 def dataset_search_matches(*, datasets, query: str) -> dict[int, dict]:
