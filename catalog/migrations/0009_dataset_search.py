@@ -55,7 +55,7 @@ LANGUAGE sql AS $$
         SELECT string_agg(u.username || ' ' || u.first_name || ' ' || u.last_name, ' ') AS names
         FROM catalog_dataset_owners dso JOIN access_user u ON u.id = dso.user_id WHERE dso.dataset_id = d.id
     ) o ON true
-    WHERE d.id = ANY(ids)
+    WHERE d.id IN (SELECT unnest(ids))  -- a hash join: = ANY(ids) scans the array per row
     ON CONFLICT (dataset_id) DO UPDATE
     SET name = excluded.name, document = excluded.document, protections = excluded.protections
 $$;
