@@ -29,7 +29,7 @@ from catalog import selectors, services
 from catalog.connections import FILE_PLATFORMS, connection_delete, connection_save, connection_test
 from catalog.connectors import CONNECTORS
 from catalog.diffs import field_change_is_breaking
-from catalog.filtersets import DatasetFilterSet
+from catalog.filtersets import NO_OWNER, DatasetFilterSet
 from catalog.search import highlight_terms
 from catalog.forms import (
     ColumnFormSet,
@@ -119,6 +119,8 @@ def _facet_groups(params, facets) -> list[dict]:
         multiple = family in ("sensitivity", "protection")
         shown = list(values)
         for value in picked:  # a picked value stays listed (and can be unpicked) even with no result
+            if family == "owner" and value == NO_OWNER:
+                continue  # the sidebar lists "Nobody (no owner)" by itself
             if not any(entry["value"] == value for entry in shown):
                 shown.append({"value": value, "label": value, "count": 0})
         entries = []
