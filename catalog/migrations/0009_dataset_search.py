@@ -19,7 +19,9 @@ CREATE = f"""
 CREATE EXTENSION IF NOT EXISTS pg_trgm;
 
 CREATE TABLE catalog_datasetsearch (
-    dataset_id bigint PRIMARY KEY REFERENCES catalog_dataset (id) ON DELETE CASCADE,
+    -- No foreign key: Django's flush truncates only the tables it manages, and a key would refuse
+    -- it. Deletes and truncates of datasets are followed by the triggers below.
+    dataset_id bigint PRIMARY KEY,
     name text NOT NULL,
     document tsvector NOT NULL,
     protections text[] NOT NULL DEFAULT '{{}}'
@@ -93,6 +95,18 @@ BEGIN
     RETURN NULL;
 END $$;
 
+CREATE FUNCTION catalog_search_dataset_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM catalog_datasetsearch WHERE dataset_id IN (SELECT id FROM old_rows);
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION catalog_search_dataset_truncated() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    TRUNCATE catalog_datasetsearch;
+    RETURN NULL;
+END $$;
+
 CREATE FUNCTION catalog_search_owner_changed() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
@@ -117,6 +131,10 @@ CREATE TRIGGER catalog_search_dataset_insert AFTER INSERT ON catalog_dataset
     REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION catalog_search_dataset_inserted();
 CREATE TRIGGER catalog_search_dataset_update AFTER UPDATE ON catalog_dataset
     REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION catalog_search_dataset_updated();
+CREATE TRIGGER catalog_search_dataset_delete AFTER DELETE ON catalog_dataset
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION catalog_search_dataset_deleted();
+CREATE TRIGGER catalog_search_dataset_truncate AFTER TRUNCATE ON catalog_dataset
+    FOR EACH STATEMENT EXECUTE FUNCTION catalog_search_dataset_truncated();
 CREATE TRIGGER catalog_search_column_insert AFTER INSERT ON catalog_column
     REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION catalog_search_column_changed();
 CREATE TRIGGER catalog_search_column_update AFTER UPDATE ON catalog_column
@@ -140,11 +158,15 @@ DROP TRIGGER IF EXISTS catalog_search_owner_insert ON catalog_dataset_owners;
 DROP TRIGGER IF EXISTS catalog_search_column_delete ON catalog_column;
 DROP TRIGGER IF EXISTS catalog_search_column_update ON catalog_column;
 DROP TRIGGER IF EXISTS catalog_search_column_insert ON catalog_column;
+DROP TRIGGER IF EXISTS catalog_search_dataset_truncate ON catalog_dataset;
+DROP TRIGGER IF EXISTS catalog_search_dataset_delete ON catalog_dataset;
 DROP TRIGGER IF EXISTS catalog_search_dataset_update ON catalog_dataset;
 DROP TRIGGER IF EXISTS catalog_search_dataset_insert ON catalog_dataset;
 DROP FUNCTION IF EXISTS catalog_search_user_renamed();
 DROP FUNCTION IF EXISTS catalog_search_owner_changed();
 DROP FUNCTION IF EXISTS catalog_search_column_changed();
+DROP FUNCTION IF EXISTS catalog_search_dataset_truncated();
+DROP FUNCTION IF EXISTS catalog_search_dataset_deleted();
 DROP FUNCTION IF EXISTS catalog_search_dataset_updated();
 DROP FUNCTION IF EXISTS catalog_search_dataset_inserted();
 DROP FUNCTION IF EXISTS catalog_search_refresh(bigint[]);

@@ -29,6 +29,7 @@ def test_an_analyst_narrows_a_search_with_the_facets(live_server, page, screensh
 
     page.get_by_label("Search datasets").fill("user")
     expect(page).to_have_url(re.compile(r"q=user"))
+    page.wait_for_load_state("networkidle")  # the live search has swapped the sidebar in
     rows = page.locator("#results tbody tr")
     expect(rows.first).to_contain_text("users")  # a name match ranks first
     restricted = facet_value(page, "sensitivity", "Restricted")
@@ -39,6 +40,7 @@ def test_an_analyst_narrows_a_search_with_the_facets(live_server, page, screensh
     restricted.locator("input").focus()
     page.keyboard.press("Space")
     expect(page).to_have_url(re.compile(r"sensitivity=Restricted"))
+    page.wait_for_load_state("networkidle")
     expect(restricted.locator("input")).to_be_checked()
     expect(restricted.locator("input")).to_be_focused()  # focus survives the live update
     for row in rows.all():
