@@ -55,6 +55,61 @@ class NameCursorPagination(CursorPagination):
     max_page_size = 500
 
 
+class DatasetSearchPagination(NameCursorPagination):
+    """Datasets by name, or with ``q`` by relevance (``search_score``, then name); the page carries
+    the facet counts the view computed (``facets``)."""
+
+    def get_ordering(self, request, queryset, view):
+        if "search_score" in queryset.query.annotations:
+            return ("-search_score", "qualified_name")
+        return (self.ordering,)
+
+    def _position_fits(self, position: str) -> bool:
+        if self.ordering[0] == "-search_score":
+            try:
+                float(position)
+            except ValueError:
+                return False
+            return True
+        return super()._position_fits(position)
+
+    def get_paginated_response(self, data):
+        response = super().get_paginated_response(data)
+        response.data["facets"] = getattr(self, "facets", None)
+        return response
+
+    def get_paginated_response_schema(self, schema):
+        schema = super().get_paginated_response_schema(schema)
+        schema["properties"]["facets"] = FACETS_SCHEMA
+        schema["required"] = [*schema.get("required", []), "facets"]
+        return schema
+
+
+_FACET_VALUES_SCHEMA = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "required": ["value", "label", "count"],
+        "properties": {
+            "value": {"type": "string", "description": "What to pass in the query parameter of the same name."},
+            "label": {"type": "string"},
+            "count": {"type": "integer", "minimum": 0, "description": "Datasets you may see with this value."},
+        },
+    },
+}
+FACETS_SCHEMA = {
+    "type": "object",
+    "description": (
+        "Facet counts over the datasets you may see that match the search: for each family, counted with every "
+        "other filter applied but not the family's own (so the other values you could pick are counted). "
+        "Sensitivity and protection list every value; the others their most frequent values (up to 20)."
+    ),
+    "required": ["sensitivity", "protection", "store", "environment", "residency", "owner", "tag", "status"],
+    "properties": {family: _FACET_VALUES_SCHEMA for family in
+                   ["sensitivity", "protection", "store", "environment", "residency", "owner", "tag", "status"]},
+}
+
+
 class VersionCursorPagination(CursorPagination):
     ordering = "-number"
     page_size = 50
@@ -67,13 +122,15 @@ class DatasetListRegisterApi(generics.ListAPIView):
 
     serializer_class = DatasetSummarySerializer
     filterset_class = DatasetFilterSet
-    pagination_class = NameCursorPagination
+    pagination_class = DatasetSearchPagination
 
     def get_queryset(self):
         return selectors.dataset_list(user=self.request.user)
 
     def paginate_queryset(self, queryset):
         page = super().paginate_queryset(queryset)
+        # Facet counts over what the reader may see: one query, whatever the number of families.
+        self.paginator.facets = selectors.dataset_search_facets(user=self.request.user, data=self.request.query_params)
         # What ``q`` matched, for the page's rows only: one query, whatever the page size.
         query = self.request.query_params.get("q", "")
         self.search_matches = selectors.dataset_search_matches(datasets=page if page is not None else queryset, query=query)

@@ -1,12 +1,15 @@
 import datetime as dt
+import json
 
 import django_filters
 from django import forms
+from django.db import connection
 from django.db.models import Exists, OuterRef, Q
 from drf_spectacular.utils import extend_schema_field
 
 from catalog.api_support import ID_RANGE
 from catalog.models import Column, Dataset, DatasetStatus, Environment, StoreKind
+from catalog.search import dataset_search_filter
 from catalog.vocabulary import UNCLASSIFIED_LABEL, Protection, Sensitivity
 
 
@@ -78,6 +81,7 @@ class DatasetFilterSet(django_filters.FilterSet):
     owner = django_filters.CharFilter(
         method="filter_owner", label="Owner", help_text="An owner's username, or `none` for datasets without any owner."
     )
+    tag = django_filters.CharFilter(method="filter_tag", label="Tag", help_text="Datasets carrying this tag (exact).")
     status = django_filters.ChoiceFilter(choices=DatasetStatus.choices)
 
     class Meta:
@@ -85,14 +89,17 @@ class DatasetFilterSet(django_filters.FilterSet):
         fields = []
 
     def filter_search(self, queryset, name, value):
-        """Name, description or column name, case-insensitive."""
+        """Full-text over names, descriptions, column names and descriptions, tags and owners, with
+        typos in names forgiven, ranked (``catalog.search``); substring matching on SQLite."""
+        return dataset_search_filter(queryset, value)
+
+    def filter_tag(self, queryset, name, value):
         value = value.strip()
         if not value:
             return queryset
-        column_match = Column.objects.filter(dataset=OuterRef("pk"), name__icontains=value)
-        return queryset.filter(
-            Q(qualified_name__icontains=value) | Q(description__icontains=value) | Exists(column_match)
-        )
+        if connection.vendor == "postgresql":
+            return queryset.filter(tags__contains=[value])
+        return queryset.filter(tags__icontains=json.dumps(value))  # SQLite: the JSON text holds "value"
 
     def filter_sensitivity(self, queryset, name, values):
         """By the label shown: a tier matches classified datasets of that tier; ``Unclassified``

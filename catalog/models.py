@@ -1,4 +1,5 @@
 from django.conf import settings
+from django.contrib.postgres.search import SearchVectorField
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
@@ -420,3 +421,19 @@ class ColumnSuggestion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.column} looks like {self.label}"
+
+
+class DatasetSearch(models.Model):
+    """A dataset's search document, kept by PostgreSQL triggers (migration 0009; read through
+    ``catalog.search``). The ``protections`` of its columns (a text array) are read in SQL only.
+    The table exists on PostgreSQL only."""
+
+    dataset = models.OneToOneField(
+        Dataset, on_delete=models.DO_NOTHING, primary_key=True, related_name="search_document", db_constraint=False
+    )
+    name = models.TextField()
+    document = SearchVectorField()
+
+    class Meta:
+        managed = False
+        db_table = "catalog_datasetsearch"

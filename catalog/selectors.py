@@ -5,6 +5,7 @@ from django.http import Http404
 
 from access import policies
 from access.decisions import dataset_visibility_filter, stewarded_filter
+from catalog import search
 from catalog.diffs import schema_diff
 from catalog.models import (
     Column,
@@ -53,26 +54,18 @@ def dataset_list(*, user) -> QuerySet[Dataset]:
 
 
 def dataset_search_matches(*, datasets, query: str) -> dict[int, dict]:
-    """Why each of ``datasets`` (a page of them) matched the search ``query`` of
-    ``DatasetFilterSet.filter_search``: ``{"name": bool, "description": bool, "columns": [names]}``
-    by dataset id. One query for the whole page (the matching column names)."""
-    query = (query or "").strip()
-    datasets = list(datasets)
-    if not query or not datasets:
-        return {}
-    needle = query.lower()
-    matches = {
-        dataset.pk: {
-            "name": needle in dataset.qualified_name.lower(),
-            "description": needle in (dataset.description or "").lower(),
-            "columns": [],
-        }
-        for dataset in datasets
-    }
-    columns = Column.objects.filter(dataset_id__in=list(matches), name__icontains=query).order_by("dataset_id", "position")
-    for dataset_id, name in columns.values_list("dataset_id", "name"):
-        matches[dataset_id]["columns"].append(name)
-    return matches
+    """Why each of ``datasets`` (a page of them) matched the search ``query``:
+    ``{"name": bool, "description": bool, "columns": [names]}`` by dataset id, in one query."""
+    return search.dataset_search_matches(datasets=datasets, query=query)
+
+
+def dataset_search_facets(*, user, data) -> dict[str, list[dict]]:
+    """Facet counts for a search (``data``: the request's query parameters) over the datasets the
+    user may see: for each family, the results with every other filter applied. One query."""
+    from catalog.filtersets import DatasetFilterSet  # the filterset builds on these selectors' module
+
+    querysets = search.facet_querysets(filterset_class=DatasetFilterSet, data=data, queryset=dataset_visible(user=user))
+    return search.dataset_facets(querysets=querysets)
 
 
 def dataset_get(*, user, pk) -> Dataset:

@@ -7,7 +7,6 @@ They read through ``catalog.selectors``, write through ``catalog.services`` and 
 from urllib.parse import urlsplit
 
 from django.contrib import messages
-from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
@@ -29,7 +28,8 @@ from catalog import selectors, services
 from catalog.connections import FILE_PLATFORMS, connection_delete, connection_save, connection_test
 from catalog.connectors import CONNECTORS
 from catalog.diffs import field_change_is_breaking
-from catalog.filtersets import DatasetFilterSet
+from catalog.filtersets import NO_OWNER, DatasetFilterSet
+from catalog.search import highlight_terms
 from catalog.forms import (
     ColumnFormSet,
     ConnectionForm,
@@ -50,7 +50,7 @@ from catalog.models import (
     SyncTrigger,
 )
 from catalog.sync import sync_run_request
-from catalog.vocabulary import Protection, Sensitivity, unclassified_tier
+from catalog.vocabulary import Sensitivity, unclassified_tier
 from identity.stepup import step_up_required
 from lineage import selectors as lineage_selectors
 from lineage import views as lineage_views
@@ -59,24 +59,35 @@ PAGE_SIZE = 25
 COLUMN_PREFIX = "columns"
 
 
+FACET_TITLES = {
+    "sensitivity": "Sensitivity", "protection": "Protection", "store": "Store", "environment": "Environment",
+    "residency": "Residency", "owner": "Owner", "tag": "Tag", "status": "Status",
+}
+
+
 @login_required
 def dataset_list(request):
-    """Search and filter datasets; every filter lives in the URL."""
+    """Search and filter datasets, with facet counts in the sidebar; every filter lives in the URL."""
     filterset = DatasetFilterSet(request.GET or None, queryset=selectors.dataset_list(user=request.user))
-    paginator = Paginator(filterset.qs, PAGE_SIZE)
+    results = filterset.qs
+    if "search_score" in results.query.annotations:
+        results = results.order_by("-search_score", "qualified_name")
+    paginator = Paginator(results, PAGE_SIZE)
     page = paginator.get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
-    for name in ("environment", "store_kind", "status"):
+    for name in ("store_kind",):
         field = filterset.form.fields[name]
         choices = [choice for choice in field.choices if choice[0] != ""]
         field.empty_label = "Any"
         field.choices = choices  # rebinds the widget's choices to this field's empty label
     active_filters = any(value for key, value in request.GET.lists() if key != "page" and any(value))
-    search = (filterset.form.cleaned_data.get("q") or "").strip() if filterset.is_bound and filterset.is_valid() else ""
+    valid = not filterset.is_bound or filterset.is_valid()
+    search = (filterset.form.cleaned_data.get("q") or "").strip() if filterset.is_bound and valid else ""
     matches = selectors.dataset_search_matches(datasets=page.object_list, query=search)
     for dataset in page.object_list:
         dataset.matched = matches.get(dataset.pk)
+    facets = selectors.dataset_search_facets(user=request.user, data=request.GET if valid else QueryDict())
     context = {
         "filterset": filterset,
         "page": page,
@@ -84,32 +95,52 @@ def dataset_list(request):
         "ellipsis": Paginator.ELLIPSIS,
         "datasets": page.object_list,
         "search": search,
+        "search_words": highlight_terms(search),
         "result_count": paginator.count,
         "query_string": query.urlencode(),
         "active_filters": active_filters,
-        "store_names": list(selectors.store_visible(user=request.user).values_list("name", flat=True)),
-        "owner_names": _owner_usernames(request.user),
-        "sensitivity_labels": Sensitivity.labels,
-        "protection_labels": Protection.labels,
+        "facet_groups": _facet_groups(request.GET, facets),
     }
     if not paginator.count and not active_filters:
         context["catalog_empty"] = not selectors.dataset_visible(user=request.user).exists()
         # Registered datasets the reader may not see: say so, not "the catalog is empty".
         context["nothing_visible"] = context["catalog_empty"] and Dataset.objects.exists()
-    # htmx live search asks for this same page and swaps in only #results (hx-select).
+    # htmx live search asks for this same page and swaps in the sidebar and the results (hx-select).
     return render(request, "catalog/dataset_list.html", context)
 
 
-def _owner_usernames(user) -> list[str]:
-    """Usernames that own at least one dataset the reader may see, for the owner filter (owners of
-    hidden datasets would say that those datasets exist)."""
-    return list(
-        get_user_model()
-        .objects.filter(owned_datasets__in=selectors.dataset_visible(user=user).values("pk"))
-        .distinct()
-        .order_by("username")
-        .values_list("username", flat=True)
-    )
+def _facet_groups(params, facets) -> list[dict]:
+    """The sidebar: each facet family with its values, counts, whether each is picked, and the URL
+    that toggles it (sensitivity and protection take several values, the others one)."""
+    groups = []
+    for family, values in facets.items():
+        picked = [value for value in params.getlist(family) if value]
+        multiple = family in ("sensitivity", "protection")
+        shown = list(values)
+        for value in picked:  # a picked value stays listed (and can be unpicked) even with no result
+            if family == "owner" and value == NO_OWNER:
+                continue  # the sidebar lists "Nobody (no owner)" by itself
+            if not any(entry["value"] == value for entry in shown):
+                shown.append({"value": value, "label": value, "count": 0})
+        entries = []
+        for entry in shown:
+            is_picked = entry["value"] in picked
+            toggled = params.copy()
+            toggled.pop("page", None)
+            if multiple:
+                rest = [value for value in picked if value != entry["value"]]
+                toggled.setlist(family, rest if is_picked else [*picked, entry["value"]])
+            else:
+                toggled.setlist(family, [] if is_picked else [entry["value"]])
+            entries.append({**entry, "picked": is_picked, "url": "?" + toggled.urlencode()})
+        cleared = params.copy()
+        cleared.pop("page", None)
+        cleared.setlist(family, [])
+        groups.append({
+            "family": family, "title": FACET_TITLES[family], "multiple": multiple, "entries": entries,
+            "picked": picked, "clear_url": "?" + cleared.urlencode(),
+        })
+    return groups
 
 
 @login_required

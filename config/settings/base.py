@@ -94,6 +94,11 @@ try:
     DATABASES = {"default": dj_database_url.parse(_database_url, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))}
 except ValueError as exc:
     raise ImproperlyConfigured(f"DATABASE_URL is malformed: {exc}") from None
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Dataset search forgives typos in names with pg_trgm's word similarity (catalog/search.py): its
+    # default threshold, 0.6, misses one slip in a short word (custmer -> customers scores 0.5).
+    _options = DATABASES["default"].setdefault("OPTIONS", {})
+    _options["options"] = f"{_options.get('options', '')} -c pg_trgm.word_similarity_threshold=0.5".strip()
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "access.User"
