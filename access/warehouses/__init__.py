@@ -1,0 +1,51 @@
+"""Enforcement in the stores themselves, one module per store kind behind one interface.
+
+Each module ``access/warehouses/<kind>.py`` offers ``dataset_plan(dataset, **options) -> Plan`` (what
+it would do for one dataset: protected view or masking policies, grants table, standing privileges)
+and ``store_plan(store) -> Plan`` (the same for every dataset of the store). What a column looks like
+to a reader without raw access comes from ``access.masking`` alone. Kinds that can run here
+(PostgreSQL, MariaDB/MySQL) also apply their plans and grants; Snowflake and BigQuery plans are
+produced and shown, and applied only where their client library and credentials are present.
+"""
+
+import importlib
+
+from catalog.models import Platform
+
+# store.platform -> module under access/warehouses/
+KINDS = {
+    Platform.POSTGRESQL: "postgresql",
+    Platform.MYSQL: "mariadb",
+    Platform.SNOWFLAKE: "snowflake",
+    Platform.BIGQUERY: "bigquery",
+}
+
+
+def kind_module(platform: str):
+    """The module enforcing stores of ``platform``, or None (a platform without enforcement, or one
+    whose module is not installed in this build)."""
+    name = KINDS.get(platform)
+    if name is None:
+        return None
+    try:
+        return importlib.import_module(f"access.warehouses.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name == f"access.warehouses.{name}":
+            return None
+        raise
+
+
+def dataset_plan(dataset):
+    """What enforcement would do for ``dataset`` in its store (a ``masking.Plan``), or None."""
+    module = kind_module(dataset.store.platform)
+    if module is None or not hasattr(module, "dataset_plan"):
+        return None
+    return module.dataset_plan(dataset)
+
+
+def store_plan(store):
+    """What enforcement would do for every dataset of ``store``, or None."""
+    module = kind_module(store.platform)
+    if module is None or not hasattr(module, "store_plan"):
+        return None
+    return module.store_plan(store)
