@@ -49,3 +49,21 @@ def store_plan(store):
     if module is None or not hasattr(module, "store_plan"):
         return None
     return module.store_plan(store)
+
+
+def standing_readers(dataset) -> list[str]:
+    """Warehouse roles (user names) of active people whose standing permissions in the role matrix
+    read ``dataset`` (one query; the same rule as ``decisions.standing_level``)."""
+    from django.db.models import Q
+
+    from access import decisions
+    from access.models import AccessLevel, User, warehouse_role_reserved
+
+    cells = Q(groups__company_role__permissions__environment=dataset.store.environment,
+              groups__company_role__permissions__sensitivity=decisions.dataset_tier(dataset),
+              groups__company_role__permissions__standing__gte=AccessLevel.READ)
+    if not decisions.is_aggregated(dataset):
+        cells &= Q(groups__company_role__permissions__aggregated_only=False)
+    roles = (User.objects.filter(cells, is_active=True).exclude(warehouse_role="")
+             .values_list("warehouse_role", flat=True).distinct().order_by("warehouse_role"))
+    return [role for role in roles if not warehouse_role_reserved(role)]

@@ -36,6 +36,7 @@ from datetime import UTC
 from django.views.decorators.debug import sensitive_variables
 
 from access.masking import Plan, Statement, Treatment, ValueKind, column_treatment, value_kind
+from access.warehouses import standing_readers
 from catalog.models import Platform
 
 logger = logging.getLogger(__name__)
@@ -177,24 +178,10 @@ def key_statement(dataset, key: bytes | None = None) -> Statement:
     from access.warehouses.keys import hmac_pads
 
     inner, outer = hmac_pads(key if key is not None else b"\0" * 32)
-    text = (f"REPLACE INTO {ident(CONTROL)}.`dataset_keys` (dataset, inner_pad, outer_pad) VALUES "
-            f"({literal(dataset_ref(dataset))}, UNHEX('{inner.hex()}'), UNHEX('{outer.hex()}'))")
+    text = (f"INSERT INTO {ident(CONTROL)}.`dataset_keys` (dataset, inner_pad, outer_pad) VALUES "
+            f"({literal(dataset_ref(dataset))}, UNHEX('{inner.hex()}'), UNHEX('{outer.hex()}')) "
+            "ON DUPLICATE KEY UPDATE inner_pad = VALUES(inner_pad), outer_pad = VALUES(outer_pad)")
     return Statement(text, f"HMAC key of {dataset.qualified_name}", DIALECT, secret=True)
-
-
-def standing_readers(dataset) -> list[str]:
-    """Warehouse roles (user names) of people whose standing permissions read ``dataset``."""
-    from access import decisions
-    from access.models import AccessLevel, User, warehouse_role_reserved
-
-    environment, tier, aggregated = dataset.store.environment, decisions.dataset_tier(dataset), decisions.is_aggregated(dataset)
-    readers = []
-    for user in User.objects.filter(is_active=True).exclude(warehouse_role="").order_by("warehouse_role"):
-        if warehouse_role_reserved(user.warehouse_role):
-            continue
-        if decisions.standing_level(user, environment, tier, aggregated) >= AccessLevel.READ:
-            readers.append(user.warehouse_role)
-    return readers
 
 
 def _accounts_of(name: str, accounts: dict | None) -> list[str]:
@@ -418,8 +405,9 @@ def _apply_plan_of(warehouse: Warehouse, dataset, known: dict | None = None) -> 
                         accounts=warehouse.accounts(readers), readers=readers)
     plan.statements.append(FINGERPRINTS)
     plan.statements.append(Statement(
-        f"REPLACE INTO {ident(CONTROL)}.`view_fingerprints` (dataset, fingerprint) VALUES "
-        f"({literal(dataset_ref(dataset))}, '{fingerprint}')", "Remember what the view was made from", DIALECT))
+        f"INSERT INTO {ident(CONTROL)}.`view_fingerprints` (dataset, fingerprint) VALUES "
+        f"({literal(dataset_ref(dataset))}, '{fingerprint}') ON DUPLICATE KEY UPDATE fingerprint = VALUES(fingerprint)",
+        "Remember what the view was made from", DIALECT))
     warehouse.run(plan.statements)
     return plan
 
