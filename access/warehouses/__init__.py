@@ -67,3 +67,25 @@ def standing_readers(dataset) -> list[str]:
     roles = (User.objects.filter(cells, is_active=True).exclude(warehouse_role="")
              .values_list("warehouse_role", flat=True).distinct().order_by("warehouse_role"))
     return [role for role in roles if not warehouse_role_reserved(role)]
+
+
+def enforcement_plan_get(*, user, dataset) -> dict:
+    """The dataset's enforcement plan as shown on its page and by the API, for those who manage its
+    enforcement (``PermissionDenied`` otherwise; the caller checked that the user sees the dataset).
+    Secret statements are redacted; a platform without enforcement has ``enforced: False``."""
+    from django.core.exceptions import PermissionDenied
+
+    from access import policies
+    from access.enforcement import store_is_managed
+
+    if not policies.can_manage_enforcement(user, dataset):
+        raise PermissionDenied("Only security engineers, admins and the dataset's owners see its enforcement plan.")
+    plan = dataset_plan(dataset)
+    shown = plan.as_dict() if plan is not None else {"platform": dataset.store.platform, "statements": [], "notes": []}
+    return {
+        "dataset": dataset.pk,
+        "qualifiedName": dataset.qualified_name,
+        "enforced": plan is not None,
+        "appliedHere": plan is not None and store_is_managed(dataset.store),
+        **shown,
+    }

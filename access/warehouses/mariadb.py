@@ -157,17 +157,17 @@ def view_statement(dataset, columns=None) -> Statement:
         flags.append(f"COALESCE(MAX(g.column_name IN ('', {literal(column.name)})), 0) AS {flag}")
         selected.append(f"CASE WHEN d.{flag} = 1 THEN {value} ELSE {masked_expression(column, value)} END "
                         f"AS {ident(column.name)}")
-    text = (f"CREATE OR REPLACE SQL SECURITY DEFINER VIEW {view_table(dataset)} AS SELECT "
-            + ", ".join(selected) + f" FROM {base_table(dataset)} AS t")
+    text = (f"CREATE OR REPLACE SQL SECURITY DEFINER VIEW {view_table(dataset)} AS\nSELECT "
+            + ",\n  ".join(selected) + f"\nFROM {base_table(dataset)} AS t")
     if flags:
         invoker = "SUBSTRING_INDEX(USER(), '@', 1)"
         text += (
-            " CROSS JOIN (SELECT " + ", ".join(flags) + f" FROM {ident(CONTROL)}.`grants` AS g"
+            "\nCROSS JOIN (SELECT " + ", ".join(flags) + f" FROM {ident(CONTROL)}.`grants` AS g"
             f" WHERE g.dataset = {ref} AND g.ends_at > UNIX_TIMESTAMP(SYSDATE(6)) AND (g.grantee = {invoker}"
             f" OR g.grantee IN (SELECT m.Role FROM mysql.roles_mapping AS m WHERE m.User = {invoker}))) AS d"
         )
     if keyed:
-        text += f" LEFT JOIN {ident(CONTROL)}.`dataset_keys` AS k ON k.dataset = {ref}"
+        text += f"\nLEFT JOIN {ident(CONTROL)}.`dataset_keys` AS k ON k.dataset = {ref}"
     return Statement(text, f"Protected view of {dataset.qualified_name}: masked unless granted, decided per query",
                      DIALECT)
 
