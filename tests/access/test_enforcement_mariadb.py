@@ -322,3 +322,17 @@ def test_the_view_decides_once_per_query(shop, engineer, approver):
     plan = mariadb.dataset_plan(shop.customers)
     view = next(s.text for s in plan.statements if "VIEW" in s.text)
     assert view.count("governed_catalog`.`grants`") == 1 and "CROSS JOIN (SELECT" in view
+
+
+def test_applying_a_dataset_by_hand_is_audited_with_the_key_redacted(shop, engineer):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out = StringIO()
+    call_command("enforcement_plan", dataset=shop.customers.pk, apply=True, stdout=out)
+
+    assert "Applied" in out.getvalue()
+    event = AuditEvent.objects.get(action="enforcement.plan_applied", dataset=shop.customers)
+    assert "-- (carries a key; not shown)" in event.details["statements"]
+    assert server_rows(f"SELECT COUNT(*) FROM {shop.view}")[0][0] == 2

@@ -214,3 +214,16 @@ def test_store_plan_states_shared_statements_once(registrar):
     plan = mariadb.store_plan(dataset.store)
     texts = [s.text for s in plan.statements]
     assert len(texts) == len(set(texts)) and sum("CREATE OR REPLACE SQL SECURITY DEFINER VIEW" in t for t in texts) == 2
+
+
+def test_the_dry_run_command_prints_the_statements_with_the_key_redacted(registrar):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    dataset = fixture_dataset("mysql", registrar)
+    out = StringIO()
+    call_command("enforcement_plan", dataset=dataset.pk, stdout=out)
+    text = out.getvalue()
+    assert "CREATE OR REPLACE SQL SECURITY DEFINER VIEW `governed`.`customers`" in text
+    assert "-- (carries a key; not shown)" in text and "UNHEX('" not in text
