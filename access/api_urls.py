@@ -39,6 +39,7 @@ urlpatterns = [
     path("service-accounts/<int:pk>/tokens/<int:token_pk>/revoke/", service_account_apis.ServiceTokenRevokeApi.as_view(),
          name="service-token-revoke"),
     path("datasets/<int:pk>/stewards/", apis.DatasetStewardListApi.as_view(), name="dataset-steward-list"),
+    path("datasets/<int:pk>/enforcement-plan/", apis.DatasetEnforcementPlanApi.as_view(), name="dataset-enforcement-plan"),
     path("datasets/<int:pk>/stewards/users/<str:name>/", apis.DatasetStewardApi.as_view(), {"kind": "user"},
          name="dataset-steward-user"),
     path("datasets/<int:pk>/stewards/groups/<str:name>/", apis.DatasetStewardApi.as_view(), {"kind": "group"},

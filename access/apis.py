@@ -39,6 +39,7 @@ from access.serializers import (
     DatasetAccessReviewSerializer,
     DatasetStewardsSerializer,
     DecisionSerializer,
+    EnforcementPlanSerializer,
     GrantExtendSerializer,
     GrantSerializer,
     MatrixCellSerializer,
@@ -707,3 +708,20 @@ class ProposalCancelApi(APIView):
         proposal = _proposal_get(request.user, pk)
         proposals.proposal_cancel(principal=request.user, proposal=proposal, remote_addr=client_address(request))
         return Response(ProposalSerializer(_proposal_get(request.user, pk)).data)
+
+
+class DatasetEnforcementPlanApi(APIView):
+    @extend_schema(
+        responses=EnforcementPlanSerializer,
+        description=(
+            "What enforcing the dataset does in its store, as statements to preview before they run: the protected "
+            "view or masking policies, the grants table the store reads at query time and the standing privileges. "
+            "Statements carrying a key are redacted. Security engineers, admins and the dataset's owners (403 for "
+            "others who see the dataset; 404 for those who do not)."
+        ),
+    )
+    def get(self, request, pk):
+        from access.warehouses import enforcement_plan_get
+
+        dataset = catalog_selectors.dataset_get(user=request.user, pk=pk)
+        return Response(EnforcementPlanSerializer(enforcement_plan_get(user=request.user, dataset=dataset)).data)

@@ -59,8 +59,18 @@ RECONCILE_LOCK_SECONDS = 30 * 60
 
 
 def store_is_managed(store) -> bool:
-    """A store whose grants are applied in the warehouse: PostgreSQL with a connection."""
-    return store.platform == Platform.POSTGRESQL and hasattr(store, "connection")
+    """A store whose grants are applied in the warehouse: PostgreSQL (here) or MariaDB/MySQL
+    (``access/warehouses/mariadb.py``) with a connection."""
+    return store.platform in (Platform.POSTGRESQL, Platform.MYSQL) and hasattr(store, "connection")
+
+
+def _other_kind(store):
+    """The module enforcing a managed store that is not PostgreSQL (whose enforcement is this module)."""
+    if store.platform == Platform.MYSQL:
+        from access.warehouses import mariadb
+
+        return mariadb
+    return None
 
 
 class EnforcementError(Exception):
@@ -333,6 +343,13 @@ def _apply(grant: Grant, now, *, reapply: bool = False) -> Outcome:
             f"{grant.user.username}'s warehouse role '{role}' is not theirs alone (PUBLIC, a special name, "
             "a pg_* role or the catalog's own connection user); map their own role."
         ), now)
+    kind = _other_kind(grant.dataset.store)
+    if kind is not None:
+        try:
+            statements = kind.grant_apply(grant, role)
+        except EnforcementError as exc:
+            return _record_failure(grant, Enforcement.APPLY_FAILED, str(exc), now)
+        return _applied(grant, role, now, reapply, statements=statements)
     warehouse = None
     try:
         warehouse = _Warehouse(grant.dataset.store)
@@ -363,6 +380,25 @@ def _apply(grant: Grant, now, *, reapply: bool = False) -> Outcome:
     return Outcome(grant.pk, "applied", grant.enforcement)
 
 
+def _applied(grant: Grant, role: str, now, reapply: bool, **extra) -> Outcome:
+    grant.enforcement, grant.enforced_at, grant.enforcement_message = Enforcement.APPLIED, now, ""
+    grant.enforcement_attempts = 0
+    grant.save(update_fields=["enforcement", "enforced_at", "enforcement_message", "enforcement_attempts"])
+    audit_record(actor=None, action="grant.applied", obj=grant, dataset=grant.dataset,
+                 reason="Privileges were missing in the warehouse." if reapply else "",
+                 details=_details(grant, role, reapplied=reapply, **extra))
+    return Outcome(grant.pk, "applied", grant.enforcement)
+
+
+def _unapplied(grant: Grant, roles, others, now, **extra) -> Outcome:
+    grant.enforcement, grant.enforced_at, grant.enforcement_message = Enforcement.REVOKED, now, ""
+    grant.enforcement_attempts = 0
+    grant.save(update_fields=["enforcement", "enforced_at", "enforcement_message", "enforcement_attempts"])
+    audit_record(actor=None, action="grant.unapplied", obj=grant, dataset=grant.dataset,
+                 details=_details(grant, ", ".join(sorted(roles)), kept_for=[o.pk for o in others], **extra))
+    return Outcome(grant.pk, "unapplied", grant.enforcement)
+
+
 def _still_granted(grant: Grant, roles: set[str], now) -> list[Grant]:
     """The other live grants of these roles on the same table, locked, that are applied: what a
     REVOKE of this grant must give back."""
@@ -377,6 +413,14 @@ def _still_granted(grant: Grant, roles: set[str], now) -> list[Grant]:
 
 def _unapply(grant: Grant, now) -> Outcome:
     roles = _applied_roles(grant) | ({grant.user.warehouse_role.strip()} - {""})
+    kind = _other_kind(grant.dataset.store)
+    if kind is not None:
+        try:
+            others = _still_granted(grant, roles, now)
+            statements = kind.grant_unapply(grant, roles, others) if roles else []
+        except EnforcementError as exc:
+            return _record_failure(grant, Enforcement.REVOKE_FAILED, str(exc), now)
+        return _unapplied(grant, roles, others, now, statements=statements)
     warehouse = None
     try:
         others = _still_granted(grant, roles, now)
@@ -579,6 +623,13 @@ def _reconcile_store(store: DataStore, report: ReconcileReport) -> None:
     datasets = list(Dataset.objects.filter(store=store).exclude(schema="").order_by("pk"))  # see _table_parts
     roles = {role for role in User.objects.exclude(warehouse_role="").values_list("warehouse_role", flat=True)
              if not warehouse_role_reserved(role)}
+    kind = _other_kind(store)
+    if kind is not None:
+        live = Q(status__in=LIVE, starts_at__lte=timezone.now(), ends_at__gt=timezone.now())
+        kind.reconcile(store, report, roles=roles,
+                       live_grants=list(grants.filter(live, user__warehouse_role__in=roles).select_related("user", "dataset")),
+                       reapply=lambda grant_id: _enforce_into(report, grant_id, reapply=True))
+        return
     if not datasets:  # with no role mapped, grants to PUBLIC are still worth reporting
         return
     warehouse = None
@@ -646,7 +697,8 @@ def grants_reconcile() -> ReconcileReport:
         if not locked:
             report.skipped = True
             return report
-        stores = DataStore.objects.filter(platform=Platform.POSTGRESQL, connection__isnull=False).select_related(
+        stores = DataStore.objects.filter(platform__in=[Platform.POSTGRESQL, Platform.MYSQL],
+                                          connection__isnull=False).select_related(
             "connection").order_by("name")
         for store in stores:
             report.stores += 1

@@ -477,3 +477,16 @@ class ProposalReview(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["proposal", "reviewer"], name="one_proposal_review_per_reviewer"),
         ]
+
+
+class DatasetKey(models.Model):
+    """The key of a dataset's keyed hashes and tokens in enforced stores (HMAC-SHA256), sealed by the
+    catalog's envelope encryption (``catalog.secrets``). One per dataset, made when first needed, so
+    a value hashes to the same thing in every store and every time the view is regenerated."""
+
+    dataset = models.OneToOneField("catalog.Dataset", on_delete=models.CASCADE, related_name="hash_key")
+    secret = models.OneToOneField("catalog.Secret", on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"hash key of dataset #{self.dataset_id}"

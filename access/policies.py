@@ -171,6 +171,15 @@ def can_review_dataset_access(user, dataset) -> bool:
     return _is_security_engineer(user) and decisions.dataset_tier(dataset) >= REVIEWED_BY_SECURITY_FROM
 
 
+def can_manage_enforcement(user, dataset) -> bool:
+    """See (and have applied) how the dataset is enforced in its store: the statements, the masking
+    and the grants table. Security engineers, admins and the dataset's owners; the caller has already
+    checked that the user sees the dataset."""
+    if not can_read_metadata(user):
+        return False
+    return user.is_superuser or _is_security_engineer(user) or is_owner(user, dataset)
+
+
 def can_manage_service_accounts(user) -> bool:
     """See service accounts and their tokens, make new tokens and revoke them: admins (people,
     never a service account, so a leaked token cannot mint itself a successor)."""

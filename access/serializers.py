@@ -431,3 +431,22 @@ class ProposalRefSerializer(serializers.Serializer):
         from django.urls import reverse
 
         return reverse("access-api:proposal-detail", args=[proposal.pk])
+
+
+class EnforcementStatementSerializer(serializers.Serializer):
+    text = serializers.CharField(help_text="SQL in `dialect`, or a JSON document when `dialect` is json; redacted "
+                                           "when it carries a key.")
+    purpose = serializers.CharField()
+    dialect = serializers.CharField(help_text="mysql, postgres, snowflake, bigquery or json")
+    redacted = serializers.BooleanField()
+
+
+class EnforcementPlanSerializer(serializers.Serializer):
+    dataset = serializers.IntegerField()
+    qualifiedName = serializers.CharField()
+    platform = serializers.CharField()
+    enforced = serializers.BooleanField(help_text="False for platforms the catalog does not enforce (no statements).")
+    appliedHere = serializers.BooleanField(help_text="The catalog applies it itself (a PostgreSQL or MariaDB/MySQL "
+                                                     "store with a connection); otherwise it is a plan to apply.")
+    statements = EnforcementStatementSerializer(many=True)
+    notes = serializers.ListField(child=serializers.CharField())

@@ -36,6 +36,7 @@ urlpatterns = [
     path("service-accounts/<int:pk>/tokens/", service_account_views.service_token_create, name="service-token-create"),
     path("service-accounts/<int:pk>/tokens/<int:token_pk>/revoke/", service_account_views.service_token_revoke,
          name="service-token-revoke"),
+    path("enforcement/<int:dataset_pk>/", views.enforcement_plan, name="enforcement-plan"),
     path("reviews/", views.access_review_index, name="access-review-index"),
     path("reviews/<int:dataset_pk>/", views.access_review, name="access-review"),
     path("reviews/<int:dataset_pk>/stewards/add/", views.steward_add, name="steward-add"),

@@ -47,7 +47,7 @@ from access.models import AccessLevel, AuditEvent, ProposalStatus, RequestStatus
 from access.roles import ENVIRONMENTS, TIERS
 from access.serializers import grant_effective_status
 from catalog import selectors as catalog_selectors
-from catalog.models import Dataset
+from catalog.models import Dataset, Platform
 from catalog.vocabulary import Sensitivity
 from identity.stepup import step_up_required
 from lineage import selectors as lineage_selectors
@@ -94,6 +94,7 @@ def dataset_access_actions(*, user, dataset) -> dict:
         "can_request_access": own.can_request,
         "can_break_glass": bool(_break_glass_levels(user, dataset)),
         "can_review_access": policies.can_review_dataset_access(user, dataset),
+        "can_see_enforcement": policies.can_manage_enforcement(user, dataset),
     }
 
 
@@ -925,3 +926,19 @@ def proposal_cancel(request, pk):
     else:
         messages.success(request, "Cancelled your proposal.")
     return redirect("access:proposal-detail", pk=proposal.pk)
+
+
+@login_required
+def enforcement_plan(request, dataset_pk):
+    """The dataset's Enforcement tab: the statements that make its protection true in the store."""
+    from access.warehouses import enforcement_plan_get
+
+    dataset = catalog_selectors.dataset_get(user=request.user, pk=dataset_pk)
+    plan = enforcement_plan_get(user=request.user, dataset=dataset)
+    dialect = request.GET.get("dialect", "")
+    dialects = sorted({s["dialect"] for s in plan["statements"]})
+    shown = [s for s in plan["statements"] if not dialect or s["dialect"] == dialect]
+    return render(request, "access/enforcement_plan.html", {
+        "dataset": dataset, "plan": plan, "statements": shown, "dialects": dialects, "dialect": dialect,
+        "platform_label": dict(Platform.choices).get(dataset.store.platform, dataset.store.platform),
+    })

@@ -59,6 +59,7 @@ EDITS_DATASET = REGISTRARS  # registrars edit every dataset; the owner is one of
 STORE_MANAGERS = frozenset({"platform_engineer", "admin"})
 AUDITORS = frozenset({"security_engineer", "admin"})
 ACCESS_REVIEWERS = frozenset({OWNER, "admin", "security_engineer"})  # the dataset is Sensitive
+ENFORCEMENT_MANAGERS = frozenset({OWNER, "admin", "security_engineer"})  # see the enforcement plan
 REQUESTER = "data_scientist"  # asked to read the Sensitive dataset (pending)
 SEES_REQUEST = frozenset({REQUESTER, OWNER, "security_engineer", "admin"})
 APPROVERS = frozenset({OWNER, "admin"})  # Sensitive: no security approval needed
@@ -156,6 +157,7 @@ EXPECTED = {
     "access-api:proposal-reject": rule(NOBODY, post=PROPOSAL_REVIEWERS, note="400: a rejection needs a reason"),
     "access-api:proposal-cancel": rule(NOBODY, post={OWNER}),
     "access-api:dataset-steward-list": rule(SEES_DATASET, post=STEWARD_EDITORS),
+    "access-api:dataset-enforcement-plan": rule(ENFORCEMENT_MANAGERS),
     "access-api:dataset-steward-user": rule(NOBODY, post=STEWARD_EDITORS),
     "access-api:dataset-steward-group": rule(NOBODY, post=STEWARD_EDITORS),
     "access-api:service-account-list": rule(SIGNED_IN, note="an empty list for all but admins"),
@@ -212,6 +214,7 @@ EXPECTED = {
     "access:audit-verify": rule(AUDITORS),
     "access:access-review-index": rule(SIGNED_IN),
     "access:access-review": rule(ACCESS_REVIEWERS),
+    "access:enforcement-plan": rule(ENFORCEMENT_MANAGERS),
     "access:steward-add": rule(NOBODY, post=STEWARD_PAGE_EDITORS),
     "access:proposal-list": rule(SIGNED_IN),
     "access:proposal-detail": rule(SEES_DATASET),
@@ -321,6 +324,7 @@ def fill(route, scene):
         ("request", "dataset_pk"): scene["dataset"].pk,
         ("break-glass", "dataset_pk"): scene["dataset"].pk,
         ("reviews", "dataset_pk"): scene["dataset"].pk,
+        ("enforcement", "dataset_pk"): scene["dataset"].pk,
         ("reviews", "dataset_id"): scene["dataset"].pk,
         ("r", "content_type_id"): ContentType.objects.get_for_model(type(scene["dataset"])).pk,
         ("user", "id"): scene["users"]["admin"].pk,
