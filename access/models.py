@@ -452,3 +452,22 @@ class ProposalReview(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["proposal", "reviewer"], name="one_proposal_review_per_reviewer"),
         ]
+
+
+# Enforcement in stores ------------------------------------------------------------------------
+
+
+class DatasetKey(models.Model):
+    """The key of a dataset's keyed hashes and tokens in its store's protected view (HMAC-SHA256).
+
+    The catalog makes it and keeps it sealed (``catalog.secrets`` envelope encryption); the store
+    holds a copy in a table only the catalog's role reads (``access.warehouses.postgresql``). It is
+    never shown, logged or audited.
+    """
+
+    dataset = models.OneToOneField("catalog.Dataset", on_delete=models.CASCADE, related_name="enforcement_key")
+    secret = models.OneToOneField("catalog.Secret", on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"key of dataset #{self.dataset_id}"
