@@ -157,8 +157,10 @@ def view_sql(dataset, columns, name: str) -> str:
             f"FROM {ident(dataset.schema, dataset.name)} t {joins}")
 
 
-def view_fingerprint(create_sql: str, readers) -> str:
-    return hashlib.sha256(json.dumps([create_sql, sorted(readers)]).encode()).hexdigest()[:32]
+def view_fingerprint(create_sql: str) -> str:
+    """What the view's comment carries: the reconciler remakes a view whose definition changed
+    (its readers are compared with the view's privileges instead: grants change them every day)."""
+    return hashlib.sha256(json.dumps([create_sql]).encode()).hexdigest()[:32]
 
 
 # The grants table --------------------------------------------------------------------------------
@@ -180,8 +182,11 @@ def grant_row_delete_sql(grant) -> str:
     return f"DELETE FROM {ident(admin_schema(), 'grants')} WHERE grant_id = {int(grant.pk)}"
 
 
-def reader_allow_sql(view: str, role: str) -> str:
-    return f"SELECT {ident(admin_schema(), 'reader_allow')}({literal(governed_schema())}, {literal(view)}, {literal(role)})"
+def reader_allow_sql(view: str, role: str, columns=None) -> str:
+    """SELECT on the whole view, or (``columns``: a reader through column grants only) on those columns."""
+    listed = "NULL" if columns is None else "ARRAY[" + ", ".join(literal(c) for c in columns) + "]::text[]"
+    return (f"SELECT {ident(admin_schema(), 'reader_allow')}({literal(governed_schema())}, {literal(view)}, "
+            f"{literal(role)}, {listed})")
 
 
 def reader_remove_sql(view: str, role: str) -> str:
@@ -258,9 +263,10 @@ def _mapped_users():
     return [user for user in users if not warehouse_role_reserved(user.warehouse_role)]
 
 
-def view_readers(dataset, columns, *, users=None, live_grants=None, now=None) -> list[str]:
-    """Warehouse roles given SELECT on the view: users whose standing permission (the role matrix)
-    reads what the view shows unmasked, and holders of live grants on the dataset."""
+def view_readers(dataset, columns, *, users=None, live_grants=None, now=None) -> dict:
+    """``{warehouse role: None (the whole view) or (column, ...)}``: users whose standing permission
+    (the role matrix) reads what the view shows unmasked read all of it; holders of live grants read
+    what their grants cover (a column grant: those columns only)."""
     from access.decisions import is_aggregated, standing_level
     from access.models import AccessLevel
 
@@ -269,12 +275,19 @@ def view_readers(dataset, columns, *, users=None, live_grants=None, now=None) ->
     tier = view_tier(dataset, columns)
     aggregated = is_aggregated(dataset)
     environment = dataset.store.environment
-    readers = {user.warehouse_role for user in users
-               if standing_level(user, environment, tier, aggregated) >= AccessLevel.READ}
+    readers: dict = {user.warehouse_role: None for user in users
+                     if standing_level(user, environment, tier, aggregated) >= AccessLevel.READ}
     if live_grants is None:
         live_grants = live_grants_of(dataset, now)
-    readers |= {grant.user.warehouse_role for grant in live_grants if grant.user.warehouse_role}
-    return sorted(readers)
+    for grant in live_grants:
+        role = grant.user.warehouse_role
+        if not role or (role in readers and readers[role] is None):
+            continue
+        if not grant.columns:
+            readers[role] = None
+        else:
+            readers[role] = tuple(sorted(set(readers.get(role) or ()) | set(grant.columns)))
+    return dict(sorted(readers.items()))
 
 
 def live_grants_of(dataset, now=None):
@@ -321,12 +334,18 @@ RETURNS text[] LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog
 $fn$""", "The read-time decision: which columns the reader (or a role it inherits) sees raw now"),
         s(f"REVOKE ALL ON FUNCTION {ident(admin, 'raw_columns')}(text, text) FROM PUBLIC",
           "Only readers of a protected view call it"),
-        s(f"""CREATE OR REPLACE FUNCTION {ident(admin, 'reader_allow')}(p_schema text, p_view text, p_role text)
+        s(f"""CREATE OR REPLACE FUNCTION {ident(admin, 'reader_allow')}(p_schema text, p_view text, p_role text,
+                                                         p_columns text[] DEFAULT NULL)
 RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
 BEGIN
   IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = p_role) THEN
     EXECUTE format('GRANT USAGE ON SCHEMA %I TO %I', p_schema, p_role);
-    EXECUTE format('GRANT SELECT ON %I.%I TO %I', p_schema, p_view, p_role);
+    IF p_columns IS NULL THEN
+      EXECUTE format('GRANT SELECT ON %I.%I TO %I', p_schema, p_view, p_role);
+    ELSE
+      EXECUTE format('GRANT SELECT (%s) ON %I.%I TO %I',
+                     (SELECT string_agg(quote_ident(c), ', ') FROM unnest(p_columns) AS c), p_schema, p_view, p_role);
+    END IF;
     EXECUTE format('GRANT USAGE ON SCHEMA %I TO %I', {literal(admin)}, p_role);
     EXECUTE format('GRANT EXECUTE ON FUNCTION %I.raw_columns(text, text) TO %I', {literal(admin)}, p_role);
   END IF;
@@ -340,7 +359,7 @@ BEGIN
   END IF;
 END
 $fn$""", "Take SELECT on a view back"),
-        s(f"REVOKE ALL ON FUNCTION {ident(admin, 'reader_allow')}(text, text, text), "
+        s(f"REVOKE ALL ON FUNCTION {ident(admin, 'reader_allow')}(text, text, text, text[]), "
           f"{ident(admin, 'reader_remove')}(text, text, text) FROM PUBLIC", "Only the catalog changes readers"),
         s(f"CREATE SCHEMA IF NOT EXISTS {ident(governed)}", "The protected views' schema"),
         s(f"REVOKE ALL ON SCHEMA {ident(governed)} FROM PUBLIC", "Readers get USAGE one by one"),
@@ -349,7 +368,7 @@ $fn$""", "Take SELECT on a view back"),
 
 def _view_statements(dataset, columns, name, readers, key) -> list[Statement]:
     create = view_sql(dataset, columns, name)
-    fingerprint = view_fingerprint(create, readers)
+    fingerprint = view_fingerprint(create)
     view = ident(governed_schema(), name)
     statements = []
     if "k.inner_pad" in create:
@@ -363,8 +382,9 @@ def _view_statements(dataset, columns, name, readers, key) -> list[Statement]:
                   "What the catalog made (the reconciler compares it)", DIALECT),
         Statement(f"REVOKE ALL ON {view} FROM PUBLIC", "Nobody reads it by default", DIALECT),
     ]
-    statements += [Statement(reader_allow_sql(name, role), f"{role} reads the view (role matrix or a grant)", DIALECT)
-                   for role in readers]
+    statements += [Statement(reader_allow_sql(name, role, columns),
+                             f"{role} reads the view" + (f" ({', '.join(columns)})" if columns else ""), DIALECT)
+                   for role, columns in readers.items()]
     return statements
 
 
@@ -404,25 +424,33 @@ def dataset_plan(dataset, *, key: bytes | None = None, users=None, same_named: i
     return plan
 
 
+def store_units(store, *, keys: bool = False) -> list[tuple]:
+    """Each dataset's plan in ``store``, as ``[(dataset, Plan), ...]``."""
+    from catalog.models import Dataset
+
+    datasets = list(Dataset.objects.filter(store=store).exclude(schema="").select_related("store")
+                    .prefetch_related("columns").order_by("schema", "name"))
+    same_named, users, now = _same_named(datasets), _mapped_users(), timezone.now()
+    grants = _live_grants_by_dataset(datasets, now)
+    units = []
+    for dataset in datasets:
+        key = dataset_key(dataset, create=True) if keys and _needs_key(dataset) else None
+        units.append((dataset, dataset_plan(dataset, key=key, users=users, same_named=same_named[dataset.name],
+                                            live_grants=grants.get(dataset.pk, []), now=now)))
+    return units
+
+
 def store_plan(store, *, keys: bool = False) -> Plan:
     """Everything enforcement keeps in ``store``: the catalog's schema, grants table and functions,
     and each dataset's plan. ``keys`` fills the key statements (only when applying)."""
-    from catalog.models import Dataset
-
     plan = Plan(PLATFORM, statements=infrastructure_statements())
-    datasets = list(Dataset.objects.filter(store=store).exclude(schema="").select_related("store")
-                    .prefetch_related("columns").order_by("schema", "name"))
-    same_named = _same_named(datasets)
-    users = _mapped_users()
-    now = timezone.now()
-    grants = _live_grants_by_dataset(datasets, now)
-    for dataset in datasets:
-        key = dataset_key(dataset, create=True) if keys and _needs_key(dataset) else None
-        sub = dataset_plan(dataset, key=key, users=users, same_named=same_named[dataset.name],
-                           live_grants=grants.get(dataset.pk, []), now=now)
+    units = store_units(store, keys=keys)
+    for _dataset, sub in units:
         plan.statements += sub.statements
         plan.notes += [n for n in sub.notes if "names no schema" in n or "no columns" in n]
-    plan.notes.append(f"{len(datasets)} datasets; readers never get privileges on the base tables.")
+    plan.notes.append(f"{len(units)} datasets; readers never get privileges on the base tables. Each dataset's "
+                      "view is made in a savepoint: one that cannot be made (the table differs from the catalog) "
+                      "is reported and leaves the others applied.")
     return plan
 
 
@@ -464,6 +492,19 @@ def plan_run(warehouse, plan: Plan) -> None:
         warehouse.execute(statement.text)
 
 
+def plan_run_isolated(warehouse, plan: Plan) -> str:
+    """Run a plan in a savepoint; on failure roll it back (the rest of the transaction stands) and
+    return why (safe to show), else ""."""
+    warehouse.execute("SAVEPOINT governance_catalog_unit")
+    try:
+        plan_run(warehouse, plan)
+    except Exception as exc:
+        warehouse.execute("ROLLBACK TO SAVEPOINT governance_catalog_unit")
+        return warehouse.fail("make the view", exc).args[0]
+    warehouse.execute("RELEASE SAVEPOINT governance_catalog_unit")
+    return ""
+
+
 def plan_apply(store, plan: Plan, *, what: str, actor=None, dataset=None) -> None:
     """Run ``plan`` in ``store`` in one transaction (all or nothing), then record it (redacted).
     Raises ``EnforcementError`` with a message safe to show."""
@@ -485,11 +526,36 @@ def plan_apply(store, plan: Plan, *, what: str, actor=None, dataset=None) -> Non
                      details=_audit_details(store, plan, what))
 
 
-def store_enforce(store, *, actor=None) -> Plan:
-    """Make ``store`` hold the catalog's protected views, grants table, keys and readers."""
-    plan = store_plan(store, keys=True)
-    plan_apply(store, plan, what=f"enforce the protected views of {store.name}", actor=actor)
-    return plan
+def store_enforce(store, *, actor=None) -> tuple[Plan, dict]:
+    """Make ``store`` hold the catalog's protected views, grants table, keys and readers (one
+    transaction; a dataset whose view cannot be made is skipped and named). Returns what ran and
+    ``{qualified name: why}`` of the datasets skipped."""
+    from access.audit import audit_record
+    from access.enforcement import _Warehouse
+
+    units = store_units(store, keys=True)
+    ran, failed = Plan(PLATFORM, statements=infrastructure_statements()), {}
+    warehouse = _Warehouse(store)
+    try:
+        try:
+            warehouse.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", ["governance-catalog views"])
+            plan_run(warehouse, ran)
+            for dataset, plan in units:
+                why = plan_run_isolated(warehouse, plan)
+                if why:
+                    failed[dataset.qualified_name] = why
+                else:
+                    ran.statements += plan.statements
+            warehouse.commit()
+        except Exception as exc:
+            raise warehouse.fail(f"enforce the protected views of {store.name}", exc) from None
+    finally:
+        warehouse.close()
+    with transaction.atomic():
+        details = _audit_details(store, ran, f"enforce the protected views of {store.name}")
+        details["failed"] = failed
+        audit_record(actor=actor, action="enforcement.applied", obj=store, details=details)
+    return ran, failed
 
 
 def dataset_enforce(dataset, *, actor=None) -> Plan:
@@ -513,18 +579,29 @@ def view_present(warehouse, dataset) -> bool:
 def grant_enter(warehouse, grant) -> list[Statement]:
     """On a warehouse transaction: make the grant's dataset enforced if it is not yet, write the
     grant's row and let its role read the view. Returns what it ran (for the audit)."""
+    from access.enforcement import EnforcementError
+    from access.models import AccessLevel
+
     dataset = grant.dataset
     if not view_present(warehouse, dataset):
         key = dataset_key(dataset, create=True) if _needs_key(dataset) else None
+        infrastructure = Plan(PLATFORM, statements=infrastructure_statements())
+        plan_run(warehouse, infrastructure)
         plan = dataset_plan(dataset, key=key)
-        plan.statements[:0] = infrastructure_statements()
-        plan_run(warehouse, plan)
-        return plan.statements
+        why = plan_run_isolated(warehouse, plan)
+        if not why:
+            return infrastructure.statements + plan.statements
+        if grant.level < AccessLevel.WRITE:  # a read grant is nothing without its view
+            raise EnforcementError(why)
+        # A write grant's privileges on the table stand; the reconciler reports the missing view.
+        row = Statement(grant_row_sql(grant), f"Grant #{grant.pk} in the grants table", DIALECT)
+        warehouse.execute(row.text)
+        return infrastructure.statements + [row]
     from catalog.models import Dataset
 
     same = Dataset.objects.filter(store_id=dataset.store_id, name=dataset.name).exclude(schema="").count()
     statements = [Statement(grant_row_sql(grant), f"Grant #{grant.pk} in the grants table", DIALECT),
-                  Statement(reader_allow_sql(view_name(dataset, same), grant.user.warehouse_role),
+                  Statement(reader_allow_sql(view_name(dataset, same), grant.user.warehouse_role, grant.columns or None),
                             "The grant's role reads the view", DIALECT)]
     for statement in statements:
         warehouse.execute(statement.text)
@@ -543,15 +620,21 @@ def grant_leave(warehouse, grant, roles, now) -> list[Statement]:
     else:
         statements = []
     columns = list(dataset.columns.all())
-    readers = set(view_readers(dataset, columns, live_grants=[g for g in live_grants_of(dataset, now)
-                                                               if g.pk != grant.pk], now=now))
-    same = Dataset.objects.filter(store_id=dataset.store_id, name=dataset.name).exclude(schema="").count()
+    readers = view_readers(dataset, columns, live_grants=[g for g in live_grants_of(dataset, now) if g.pk != grant.pk],
+                           now=now)
+    name = view_name(dataset, Dataset.objects.filter(store_id=dataset.store_id, name=dataset.name)
+                     .exclude(schema="").count())
     if warehouse.execute("SELECT to_regproc(%s) IS NOT NULL", [ident(admin_schema(), "reader_remove")])[0][0]:
-        for role in sorted(set(roles) - readers):
-            statement = Statement(reader_remove_sql(view_name(dataset, same), role), f"{role} no longer reads the view",
-                                  DIALECT)
-            warehouse.execute(statement.text)
-            statements.append(statement)
+        for role in sorted(roles):
+            if role in readers and readers[role] is None:
+                continue  # still reads the whole view
+            step = [Statement(reader_remove_sql(name, role), f"{role} no longer reads the view", DIALECT)]
+            if role in readers:  # other column grants still give some columns
+                step.append(Statement(reader_allow_sql(name, role, readers[role]), f"{role} keeps some columns",
+                                      DIALECT))
+            for statement in step:
+                warehouse.execute(statement.text)
+            statements += step
     return statements
 
 
@@ -593,6 +676,19 @@ def _view_comments(warehouse) -> dict[str, str]:
     return dict(rows)
 
 
+def _view_readers_held(warehouse) -> dict[str, set]:
+    """``{view: {role, ...}}``: who holds SELECT on each whole governed view."""
+    rows = warehouse.execute(
+        "SELECT c.relname, r.rolname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "CROSS JOIN LATERAL aclexplode(c.relacl) acl JOIN pg_roles r ON r.oid = acl.grantee "
+        "WHERE n.nspname = %s AND c.relkind = 'v' AND acl.privilege_type = 'SELECT' AND acl.grantee <> c.relowner",
+        [governed_schema()])
+    held: dict[str, set] = {}
+    for view, role in rows:
+        held.setdefault(view, set()).add(role)
+    return held
+
+
 def _grant_rows(warehouse) -> dict[int, tuple]:
     if not warehouse.execute("SELECT to_regclass(%s) IS NOT NULL", [ident(admin_schema(), "grants")])[0][0]:
         return {}
@@ -623,7 +719,11 @@ def store_reconcile(store, report) -> None:
         try:
             warehouse.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", ["governance-catalog views"])
             comments, rows = _view_comments(warehouse), _grant_rows(warehouse)
-            plan = Plan(PLATFORM)
+            held = _view_readers_held(warehouse)
+            existing_roles = {r[0] for r in warehouse.execute(
+                "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", [mapped_roles + sorted(
+                    {g.user.warehouse_role for gs in grants.values() for g in gs})])}
+            plan, units = Plan(PLATFORM), []
             expected_rows = set()
             for dataset in datasets:
                 columns = list(dataset.columns.all())
@@ -633,29 +733,45 @@ def store_reconcile(store, report) -> None:
                 live = grants.get(dataset.pk, [])
                 expected_rows |= {g.pk for g in live}
                 readers = view_readers(dataset, columns, users=users, live_grants=live, now=now)
-                wanted = FINGERPRINT_PREFIX + view_fingerprint(view_sql(dataset, columns, name), readers)
-                rows_true = all(
-                    rows.get(g.pk) == (g.user.warehouse_role, dataset_key_name(dataset),
-                                       tuple(g.columns) if g.columns else None, g.ends_at) for g in live)
+                wanted = FINGERPRINT_PREFIX + view_fingerprint(view_sql(dataset, columns, name))
+                rows_true = True
+                for g in live:
+                    if rows.get(g.pk) != (g.user.warehouse_role, dataset_key_name(dataset),
+                                          tuple(g.columns) if g.columns else None, g.ends_at):
+                        rows_true = False
+                        drift.append(("grant_row_missing", f"{admin_schema()}.grants #{g.pk}",
+                                      f"grant #{g.pk} of {g.user.username} on {dataset.qualified_name}; written again"))
+                whole = {role for role, cols in readers.items() if cols is None and role in existing_roles}
+                readers_true = held.get(name, set()) == whole
                 if name not in comments:
                     drift.append(("view_missing", f"{governed_schema()}.{name}", dataset.qualified_name))
                 elif comments[name] != wanted:
                     drift.append(("view_outdated", f"{governed_schema()}.{name}", dataset.qualified_name))
-                if name in comments and comments[name] == wanted and rows_true:
+                elif not readers_true:
+                    drift.append(("view_readers", f"{governed_schema()}.{name}",
+                                  f"SELECT held by {', '.join(sorted(held.get(name, set()))) or 'nobody'}; "
+                                  f"the catalog gives it to {', '.join(sorted(whole)) or 'nobody'}"))
+                if name in comments and comments[name] == wanted and rows_true and readers_true:
                     continue
                 key = dataset_key(dataset, create=True) if _needs_key(dataset) else None
-                plan.statements += dataset_plan(dataset, key=key, users=users, same_named=same_named[dataset.name],
-                                                live_grants=live, now=now).statements
-                applied.append(dataset.qualified_name)
+                units.append((dataset, dataset_plan(dataset, key=key, users=users, same_named=same_named[dataset.name],
+                                                    live_grants=live, now=now)))
             for grant_id, (role, dataset_name, columns, ends_at) in sorted(rows.items()):
                 if grant_id not in expected_rows:
                     drift.append(("grant_row_unknown", f"{admin_schema()}.grants #{grant_id}",
                                   f"role {role} on {dataset_name} until {ends_at.isoformat()}; deleted"))
                     plan.statements.append(Statement(f"DELETE FROM {ident(admin_schema(), 'grants')} "
                                                      f"WHERE grant_id = {int(grant_id)}", "Not the catalog's", DIALECT))
-            if plan.statements:
+            if plan.statements or units:
                 plan.statements[:0] = infrastructure_statements()
                 plan_run(warehouse, plan)
+            for dataset, unit in units:
+                why = plan_run_isolated(warehouse, unit)
+                if why:
+                    drift.append(("view_failed", dataset.qualified_name, why))
+                else:
+                    plan.statements += unit.statements
+                    applied.append(dataset.qualified_name)
             for mapped, via, schema, table, privilege in warehouse.execute(
                     MEMBERSHIP_PRIVILEGES_SQL, [mapped_roles, schemas]):
                 drift.append(("privilege_via_membership", f"{schema}.{table}",
