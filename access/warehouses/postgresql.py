@@ -568,6 +568,52 @@ def dataset_enforce(dataset, *, actor=None) -> Plan:
     return plan
 
 
+def views_regenerate(store, dataset_ids) -> dict:
+    """After a sync changed these datasets' schemas: make their views again in one warehouse
+    transaction (DROP and CREATE commit together, so a worker killed midway leaves the old views
+    working, and the redelivered task or the reconciler makes them). Never raises: what could not
+    be made is logged and returned (``{qualified name: why}``), and the reconciler reports it."""
+    from access.enforcement import EnforcementError, _Warehouse, store_is_managed
+    from access.audit import audit_record
+    from catalog.models import Dataset
+
+    if not store_is_managed(store):
+        return {}
+    datasets = list(Dataset.objects.filter(pk__in=list(dataset_ids)).exclude(schema="").select_related("store")
+                    .prefetch_related("columns").order_by("schema", "name"))
+    if not datasets:
+        return {}
+    ran, failed = Plan(PLATFORM, statements=infrastructure_statements()), {}
+    warehouse = None
+    try:
+        warehouse = _Warehouse(store)
+        try:
+            warehouse.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", ["governance-catalog views"])
+            plan_run(warehouse, ran)
+            for dataset in datasets:
+                key = dataset_key(dataset, create=True) if _needs_key(dataset) else None
+                plan = dataset_plan(dataset, key=key)
+                why = plan_run_isolated(warehouse, plan)
+                if why:
+                    failed[dataset.qualified_name] = why
+                else:
+                    ran.statements += plan.statements
+            warehouse.commit()
+        except Exception as exc:
+            raise warehouse.fail("regenerate the protected views", exc) from None
+    except EnforcementError as exc:
+        logger.warning("Regenerating the views of %s after a sync: %s", store.name, exc)
+        return {d.qualified_name: str(exc) for d in datasets}
+    finally:
+        if warehouse is not None:
+            warehouse.close()
+    with transaction.atomic():
+        details = _audit_details(store, ran, f"regenerate {len(datasets) - len(failed)} protected views after a sync")
+        details["failed"] = failed
+        audit_record(actor=None, action="enforcement.applied", obj=store, details=details)
+    return failed
+
+
 def view_present(warehouse, dataset) -> bool:
     from catalog.models import Dataset
 

@@ -254,3 +254,48 @@ def test_schema_change_regenerates_the_view_in_one_transaction(wh, enforced, ana
     postgresql.dataset_enforce(enforced.customers)
     assert as_role(wh, analyst.warehouse_role, "SELECT nickname FROM governed.customers WHERE id = 1") == [("A***",)]
 
+
+
+def test_a_sync_that_changes_a_schema_regenerates_the_view_in_the_same_run(wh, enforced, analyst, platform_engineer):
+    from catalog.sync import sync_run_execute, sync_run_request
+
+    def sync():
+        run, _ = sync_run_request(principal=platform_engineer, store=enforced, enqueue=False)
+        return sync_run_execute(run.pk)
+
+    sync()
+    wh.execute("ALTER TABLE sales.customers ADD COLUMN nickname VARCHAR(40)", "UPDATE sales.customers SET nickname = 'Ace'")
+    before = AuditEvent.objects.filter(action="enforcement.applied").count()
+    run = sync()
+    assert not run.events.filter(object_name__startswith="shop.governed").exists()  # the catalog's output is no dataset
+    assert as_role(wh, analyst.warehouse_role, "SELECT nickname FROM governed.customers WHERE id = 1") == [("Ace",)]
+    assert all(e.startswith("***@") for e in emails(wh, analyst.warehouse_role))  # the protections stay
+    event = AuditEvent.objects.filter(action="enforcement.applied").latest("id")
+    assert AuditEvent.objects.filter(action="enforcement.applied").count() > before
+    assert "after a sync" in event.details["what"] and event.details["failed"] == {}
+
+
+def test_the_application_role_cannot_rewrite_the_audit_trail(db, enforced, make_role):
+    """The catalog's own database: a role with every table privilege still cannot UPDATE, DELETE or
+    TRUNCATE audit events (the trigger of access/migrations/0011); a superuser (maintenance) can."""
+    from django.db import connection, transaction
+
+    assert AuditEvent.objects.exists()
+    app_role = f"enfpg_app_{uuid.uuid4().hex[:8]}"
+    with connection.cursor() as cursor:
+        cursor.execute(f'CREATE ROLE "{app_role}"')
+        cursor.execute(f'GRANT ALL ON ALL TABLES IN SCHEMA public TO "{app_role}"')
+    try:
+        for statement in ("UPDATE access_auditevent SET reason = 'rewritten'", "DELETE FROM access_auditevent",
+                          "TRUNCATE access_auditevent CASCADE"):
+            with pytest.raises(Exception, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # no pending checks of the test's own rows
+                cursor.execute(f'SET LOCAL ROLE "{app_role}"')
+                cursor.execute(statement)
+        assert not AuditEvent.objects.filter(reason="rewritten").exists()
+        with transaction.atomic(), connection.cursor() as cursor:  # a superuser's maintenance goes through
+            cursor.execute("UPDATE access_auditevent SET reason = reason WHERE false")
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f'REVOKE ALL ON ALL TABLES IN SCHEMA public FROM "{app_role}"')
+            cursor.execute(f'DROP ROLE "{app_role}"')
