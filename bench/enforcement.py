@@ -77,7 +77,7 @@ def warehouse_build(config, tables: int, rows: int) -> None:
                         card_number text, national_id text)""")
         conn.execute(f"""INSERT INTO scan.reviews SELECT g, g % 5,
             'user' || g || '@example.org', '+1 555 ' || lpad((g % 10000000)::text, 7, '0'),
-            date '1950-01-01' + (g % 20000), lpad((g * 7919)::text, 16, '4'), 'ID-' || g
+            date '1950-01-01' + (g % 20000), lpad((g::bigint * 7919)::text, 16, '4'), 'ID-' || g
             FROM generate_series(1, {rows}) g""")
         conn.execute("VACUUM (ANALYZE) scan.reviews")
 
