@@ -39,6 +39,7 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from access.audit import audit_record
+from access.warehouses import postgresql
 from access.models import AccessLevel, AuditEvent, Enforcement, Grant, GrantStatus, User, warehouse_role_reserved
 from catalog.connectors import WarehouseError, connector_for, safe_message
 from catalog.models import Dataset, DataStore, Platform
@@ -360,7 +361,9 @@ def _apply(grant: Grant, now, *, reapply: bool = False) -> Outcome:
                     f"{grant.user.username}'s warehouse role '{role}' is not theirs alone: {shared}. Map their own role."
                 )
             warehouse.lock_table(grant.dataset)
-            warehouse.grant(grant.dataset, role, grant_privileges(grant), grant.columns)
+            if grant.level >= AccessLevel.WRITE:  # reads go through the protected view only
+                warehouse.grant(grant.dataset, role, grant_privileges(grant), grant.columns)
+            ran = postgresql.grant_enter(warehouse, grant)
             warehouse.commit()
         except EnforcementError:
             raise
@@ -371,13 +374,7 @@ def _apply(grant: Grant, now, *, reapply: bool = False) -> Outcome:
     finally:
         if warehouse is not None:
             warehouse.close()
-    grant.enforcement, grant.enforced_at, grant.enforcement_message = Enforcement.APPLIED, now, ""
-    grant.enforcement_attempts = 0
-    grant.save(update_fields=["enforcement", "enforced_at", "enforcement_message", "enforcement_attempts"])
-    audit_record(actor=None, action="grant.applied", obj=grant, dataset=grant.dataset,
-                 reason="Privileges were missing in the warehouse." if reapply else "",
-                 details=_details(grant, role, reapplied=reapply))
-    return Outcome(grant.pk, "applied", grant.enforcement)
+    return _applied(grant, role, now, reapply, statements=[s.shown() for s in ran])
 
 
 def _applied(grant: Grant, role: str, now, reapply: bool, **extra) -> Outcome:
@@ -421,20 +418,21 @@ def _unapply(grant: Grant, now) -> Outcome:
         except EnforcementError as exc:
             return _record_failure(grant, Enforcement.REVOKE_FAILED, str(exc), now)
         return _unapplied(grant, roles, others, now, statements=statements)
-    warehouse = None
+    warehouse, ran = None, []
     try:
         others = _still_granted(grant, roles, now)
         if roles:
             warehouse = _Warehouse(grant.dataset.store)
             try:
                 warehouse.lock_table(grant.dataset)
+                ran = postgresql.grant_leave(warehouse, grant, roles, now)
                 if warehouse.table_exists(grant.dataset):  # a dropped table holds no privileges
                     for role in sorted(roles):
                         if not warehouse.role_exists(role):
                             continue
                         warehouse.revoke(grant.dataset, role, grant_privileges(grant), grant.columns)
                         for other in others:
-                            if other.user.warehouse_role == role:
+                            if other.user.warehouse_role == role and other.level >= AccessLevel.WRITE:
                                 warehouse.grant(other.dataset, role, grant_privileges(other), other.columns)
                 warehouse.commit()
             except Exception as exc:
@@ -444,12 +442,7 @@ def _unapply(grant: Grant, now) -> Outcome:
     finally:
         if warehouse is not None:
             warehouse.close()
-    grant.enforcement, grant.enforced_at, grant.enforcement_message = Enforcement.REVOKED, now, ""
-    grant.enforcement_attempts = 0
-    grant.save(update_fields=["enforcement", "enforced_at", "enforcement_message", "enforcement_attempts"])
-    audit_record(actor=None, action="grant.unapplied", obj=grant, dataset=grant.dataset,
-                 details=_details(grant, ", ".join(sorted(roles)), kept_for=[o.pk for o in others]))
-    return Outcome(grant.pk, "unapplied", grant.enforcement)
+    return _unapplied(grant, roles, others, now, statements=[s.shown() for s in ran])
 
 
 def _skip(grant: Grant, why: str) -> Outcome:
@@ -549,6 +542,9 @@ class ReconcileReport:
     failed: list[int] = field(default_factory=list)
     gave_up: list[int] = field(default_factory=list)  # failed at the attempt limit; not retried
     unexpected: list[UnexpectedPrivilege] = field(default_factory=list)
+    # (store, kind, subject, detail): views missing or outdated, grants-table rows the catalog did not
+    # write, privileges held through another role, default privileges (access.warehouses.postgresql).
+    drift: list[tuple[str, str, str, str]] = field(default_factory=list)
     store_errors: dict[str, str] = field(default_factory=dict)
     skipped: bool = False  # another reconciliation was running
 
@@ -557,6 +553,8 @@ def _expected(grants) -> dict:
     """``{(role, schema, table): (table privileges, {column: privileges})}`` that live grants give."""
     expected = {}
     for grant in grants:
+        if grant.level < AccessLevel.WRITE:  # reads go through the protected view, not the table
+            continue
         key = (grant.user.warehouse_role, grant.dataset.schema or "public", grant.dataset.name)
         table_privileges, column_privileges = expected.setdefault(key, (set(), {}))
         if grant.columns:
@@ -568,6 +566,8 @@ def _expected(grants) -> dict:
 
 
 def _grant_present(grant: Grant, held_tables: dict, held_columns: dict) -> bool:
+    if grant.level < AccessLevel.WRITE:  # its grants-table row is kept by postgresql.store_reconcile
+        return True
     key = (grant.user.warehouse_role, grant.dataset.schema or "public", grant.dataset.name)
     on_table = held_tables.get(key, set())
     if not grant.columns:
@@ -630,6 +630,8 @@ def _reconcile_store(store: DataStore, report: ReconcileReport) -> None:
                        live_grants=list(grants.filter(live, user__warehouse_role__in=roles).select_related("user", "dataset")),
                        reapply=lambda grant_id: _enforce_into(report, grant_id, reapply=True))
         return
+    # The protected views, their readers and the grants table; drift the catalog did not give.
+    postgresql.store_reconcile(store, report)
     if not datasets:  # with no role mapped, grants to PUBLIC are still worth reporting
         return
     warehouse = None

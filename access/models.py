@@ -479,14 +479,20 @@ class ProposalReview(models.Model):
         ]
 
 
-class DatasetKey(models.Model):
-    """The key of a dataset's keyed hashes and tokens in enforced stores (HMAC-SHA256), sealed by the
-    catalog's envelope encryption (``catalog.secrets``). One per dataset, made when first needed, so
-    a value hashes to the same thing in every store and every time the view is regenerated."""
+# Enforcement in stores ------------------------------------------------------------------------
 
-    dataset = models.OneToOneField("catalog.Dataset", on_delete=models.CASCADE, related_name="hash_key")
+
+class DatasetKey(models.Model):
+    """The key of a dataset's keyed hashes and tokens in its store's protected view (HMAC-SHA256).
+
+    The catalog makes it and keeps it sealed (``catalog.secrets`` envelope encryption); the store
+    holds a copy in a table only the catalog's role reads (``access.warehouses.postgresql``). It is
+    never shown, logged or audited.
+    """
+
+    dataset = models.OneToOneField("catalog.Dataset", on_delete=models.CASCADE, related_name="enforcement_key")
     secret = models.OneToOneField("catalog.Secret", on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
-        return f"hash key of dataset #{self.dataset_id}"
+        return f"key of dataset #{self.dataset_id}"

@@ -345,6 +345,15 @@ class PostgreSQLConnector(Connector):
     system_schemas = frozenset({"information_schema", "pg_catalog", "pg_toast"})
     options_allowed = POSTGRES_OPTIONS
 
+    def chooses(self, schema: str) -> bool:
+        """Never the catalog's own schemas of enforcement (protected views and their grants table):
+        they are the catalog's output, not datasets (access.warehouses.postgresql)."""
+        from django.conf import settings
+
+        if schema.lower() in {settings.ACCESS_GOVERNED_SCHEMA.lower(), settings.ACCESS_GOVERNED_ADMIN_SCHEMA.lower()}:
+            return False
+        return super().chooses(schema)
+
     def connect_args(self):
         return {
             **self.driver_options(),

@@ -233,6 +233,10 @@ def _execute(run: SyncRun) -> None:
             for offset in range(0, len(pending), settings.SYNC_BATCH_SIZE):
                 writer.write(pending[offset:offset + settings.SYNC_BATCH_SIZE])
             timer.add("write", started)
+            if writer.changed_ids:
+                from access.warehouses.postgresql import views_regenerate  # access builds on the catalog
+
+                views_regenerate(store, writer.changed_ids)  # same run; a failure is left to the reconciler
 
         started = time.monotonic()
         _heartbeat(run, phase="lineage")
@@ -371,6 +375,7 @@ class _Writer:
         self.run, self.store, self.connector, self.sampling_conn = run, store, connector, sampling_conn
         self.pulse = pulse
         self.connection = store.connection
+        self.changed_ids: set[int] = set()  # datasets whose schema changed: their protected views follow
 
     def write(self, batch: list[HarvestedTable]) -> None:
         samples = self._samples(batch)
@@ -568,6 +573,7 @@ class _Writer:
             events.append(SyncRunEvent(run=run, object_name=dataset.qualified_name, dataset=dataset,
                                        outcome=SyncOutcome.NEW, message=f"{len(version_of[dataset.pk].columns)} columns"))
         breaking = []
+        self.changed_ids.update(entry[0].pk for entry in changed)
         for dataset, table, specs, snapshots, fingerprint, existing, reactivated in changed:
             version = version_of[dataset.pk]
             outcome = SyncOutcome.BREAKING if version.is_breaking else SyncOutcome.CHANGED

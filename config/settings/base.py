@@ -350,3 +350,8 @@ LOGGING = {
         "authlib": {"level": "INFO"},
     },
 }
+
+# Enforcement in PostgreSQL stores (access/warehouses/postgresql.py): the schema of the protected
+# views readers query, and the catalog's own schema in each store (grants table, keys, functions).
+ACCESS_GOVERNED_SCHEMA = env_str("ACCESS_GOVERNED_SCHEMA", "governed")
+ACCESS_GOVERNED_ADMIN_SCHEMA = env_str("ACCESS_GOVERNED_ADMIN_SCHEMA", "governed_admin")

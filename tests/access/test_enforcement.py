@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from access import tasks
 from access.enforcement import grant_apply, grant_enforce, grant_unapply, grants_reconcile
+from access.warehouses import postgresql
 from access.grants import access_request_create, access_request_review, grant_revoke, grants_expire_due
 from access.models import AccessLevel, AuditEvent, Enforcement, Grant
 from catalog.connections import connection_save
@@ -93,6 +94,7 @@ def shop(db, wh, platform_engineer, registrar):
     orders = dataset_create(principal=registrar, store=store, name="sales.orders",
                             columns=[column_payload(name) for name in ORDER_COLUMNS])
     store.customers, store.orders = customers, orders
+    postgresql.store_enforce(store)  # the protected views readers query (access.warehouses.postgresql)
     return store
 
 
@@ -122,14 +124,14 @@ def actions(grant: Grant) -> list[str]:
 
 def test_approved_grant_lets_the_role_select_the_table(wh, shop, engineer, approver, django_capture_on_commit_callbacks):
     role = engineer.warehouse_role
-    assert denied(wh, role, "SELECT email FROM sales.customers")
+    assert denied(wh, role, "SELECT email FROM governed.customers")
 
     with django_capture_on_commit_callbacks(execute=True):  # the approval queues access.grant_enforce
         grant = grant_for(engineer, approver, shop.customers)
 
     grant.refresh_from_db()
     assert grant.enforcement == Enforcement.APPLIED and grant.enforced_at is not None
-    assert len(as_role(wh, role, "SELECT email FROM sales.customers")) == 6
+    assert len(as_role(wh, role, "SELECT email FROM governed.customers")) == 6
     assert denied(wh, role, "SELECT id FROM sales.orders")  # only the granted table
     assert denied(wh, role, "INSERT INTO sales.customers (id, email) VALUES (99, 'x@example.com')")  # read only
     applied = AuditEvent.objects.get(action="grant.applied", object_id=str(grant.pk))
@@ -139,7 +141,7 @@ def test_approved_grant_lets_the_role_select_the_table(wh, shop, engineer, appro
 def test_expired_grant_is_revoked_in_the_warehouse(wh, shop, engineer, approver, clock):
     grant = grant_for(engineer, approver, shop.customers, hours=2)
     assert grant_apply(grant.pk).action == "applied"
-    assert as_role(wh, engineer.warehouse_role, "SELECT count(*) FROM sales.customers") == [(6,)]
+    assert as_role(wh, engineer.warehouse_role, "SELECT count(*) FROM governed.customers") == [(6,)]
 
     clock.advance(hours=2, minutes=1)
     assert grants_expire_due() == 1
@@ -149,21 +151,21 @@ def test_expired_grant_is_revoked_in_the_warehouse(wh, shop, engineer, approver,
 
     grant.refresh_from_db()
     assert grant.enforcement == Enforcement.REVOKED
-    assert denied(wh, engineer.warehouse_role, "SELECT count(*) FROM sales.customers")
+    assert denied(wh, engineer.warehouse_role, "SELECT count(*) FROM governed.customers")
     assert actions(grant)[-3:] == ["grant.applied", "grant.expired", "grant.unapplied"]
 
 
 def test_revoked_grant_is_revoked_in_the_warehouse(wh, shop, engineer, approver):
     grant = grant_for(engineer, approver, shop.customers)
     tasks.grant_enforce(grant.pk)
-    assert not denied(wh, engineer.warehouse_role, "SELECT email FROM sales.customers")
+    assert not denied(wh, engineer.warehouse_role, "SELECT email FROM governed.customers")
 
     grant_revoke(principal=approver, grant=grant, reason="Incident closed")
     assert tasks.grant_enforce(grant.pk) == "unapplied"
 
     grant.refresh_from_db()
     assert grant.enforcement == Enforcement.REVOKED
-    assert denied(wh, engineer.warehouse_role, "SELECT email FROM sales.customers")
+    assert denied(wh, engineer.warehouse_role, "SELECT email FROM governed.customers")
     assert "grant.unapplied" in actions(grant)
 
 
@@ -172,13 +174,13 @@ def test_column_grant_lets_the_role_select_only_those_columns(wh, shop, engineer
     grant_apply(grant.pk)
     role = engineer.warehouse_role
 
-    assert len(as_role(wh, role, "SELECT id, email FROM sales.customers")) == 6
-    assert denied(wh, role, "SELECT card_number FROM sales.customers")
-    assert denied(wh, role, "SELECT * FROM sales.customers")
+    assert len(as_role(wh, role, "SELECT id, email FROM governed.customers")) == 6
+    assert denied(wh, role, "SELECT card_number FROM governed.customers")
+    assert denied(wh, role, "SELECT * FROM governed.customers")
 
     grant_revoke(principal=engineer, grant=grant, reason="Done with it")
     grant_unapply(grant.pk)
-    assert denied(wh, role, "SELECT id FROM sales.customers")
+    assert denied(wh, role, "SELECT id FROM governed.customers")
 
 
 def test_write_grant_allows_insert_update_and_delete(wh, shop, engineer, approver):
@@ -221,7 +223,7 @@ def test_user_without_warehouse_role_fails_clearly_and_the_reconciler_applies_on
     grant.refresh_from_db()
     assert report.applied == [grant.pk]
     assert grant.enforcement == Enforcement.APPLIED and grant.enforcement_message == ""
-    assert len(as_role(wh, unmapped.warehouse_role, "SELECT id FROM sales.customers")) == 6
+    assert len(as_role(wh, unmapped.warehouse_role, "SELECT id FROM governed.customers")) == 6
 
 
 def _closed_port() -> int:
@@ -254,7 +256,7 @@ def test_warehouse_down_fails_without_the_password_and_the_reconciler_retries(
 
     connection_save(principal=platform_engineer, store=shop, password=PASSWORD, port=wh.connection_fields["port"])
     assert grants_reconcile().applied == [grant.pk]
-    assert not denied(wh, engineer.warehouse_role, "SELECT id FROM sales.customers")
+    assert not denied(wh, engineer.warehouse_role, "SELECT id FROM governed.customers")
 
 
 def test_reconciler_stops_retrying_at_the_attempt_limit_and_alerts_once_more(
@@ -299,7 +301,7 @@ def test_an_approver_retries_a_grant_that_gave_up_once_the_cause_is_fixed(
 
     grant.refresh_from_db()
     assert grant.enforcement == Enforcement.APPLIED
-    assert len(as_role(wh, unmapped.warehouse_role, "SELECT id FROM sales.customers")) == 6
+    assert len(as_role(wh, unmapped.warehouse_role, "SELECT id FROM governed.customers")) == 6
     assert "grant.enforcement_retried" in actions(grant)
     with pytest.raises(ValidationError):
         grant_enforcement_retry(principal=approver, grant=grant)  # nothing left to retry
@@ -310,6 +312,7 @@ def test_reconciler_reports_privileges_granted_by_hand_and_keeps_them(wh, shop, 
     grant_apply(grant.pk)
     role, stranger = engineer.warehouse_role, make_role()  # the stranger maps to no catalog user
     wh.execute(
+        f'GRANT USAGE ON SCHEMA sales TO "{role}"',
         f'GRANT UPDATE ON sales.orders TO "{role}"',
         f'GRANT INSERT ON sales.customers TO "{role}"',
         f'GRANT SELECT (amount) ON sales.orders TO "{role}"',
@@ -330,7 +333,7 @@ def test_reconciler_reports_privileges_granted_by_hand_and_keeps_them(wh, shop, 
     assert {e.details["table"] for e in events} == {"shop.sales.customers", "shop.sales.orders"}
     # Reported, not revoked; and what the catalog gave is untouched.
     as_role(wh, role, "UPDATE sales.orders SET amount = amount WHERE false")
-    assert len(as_role(wh, role, "SELECT email FROM sales.customers")) == 6
+    assert len(as_role(wh, role, "SELECT email FROM governed.customers")) == 6
 
 
 def test_applying_twice_is_harmless(wh, shop, engineer, approver):
@@ -340,13 +343,13 @@ def test_applying_twice_is_harmless(wh, shop, engineer, approver):
     Grant.objects.filter(pk=grant.pk).update(enforcement=Enforcement.PENDING)  # a redelivered task
     assert grant_apply(grant.pk).action == "applied"
 
-    assert len(as_role(wh, engineer.warehouse_role, "SELECT id FROM sales.customers")) == 6
+    assert len(as_role(wh, engineer.warehouse_role, "SELECT id FROM governed.customers")) == 6
     assert grants_reconcile().unexpected == []
     grant_revoke(principal=engineer, grant=grant, reason="Done with it")
     assert grant_unapply(grant.pk).action == "unapplied"
     Grant.objects.filter(pk=grant.pk).update(enforcement=Enforcement.REVOKE_PENDING)
     assert grant_unapply(grant.pk).action == "unapplied"  # revoking what is gone is fine
-    assert denied(wh, engineer.warehouse_role, "SELECT id FROM sales.customers")
+    assert denied(wh, engineer.warehouse_role, "SELECT id FROM governed.customers")
 
 
 def test_grant_that_ended_before_apply_ran_is_not_applied(wh, shop, engineer, approver, clock):
@@ -357,7 +360,7 @@ def test_grant_that_ended_before_apply_ran_is_not_applied(wh, shop, engineer, ap
 
     grant.refresh_from_db()
     assert outcome.action == "unapplied" and grant.enforcement == Enforcement.REVOKED
-    assert denied(wh, engineer.warehouse_role, "SELECT id FROM sales.customers")
+    assert denied(wh, engineer.warehouse_role, "SELECT id FROM governed.customers")
     assert "grant.applied" not in actions(grant)
 
 
@@ -371,22 +374,23 @@ def test_revoking_one_grant_keeps_what_another_live_grant_gives(wh, shop, engine
     grant_unapply(whole.pk)
 
     role = engineer.warehouse_role
-    assert len(as_role(wh, role, "SELECT id FROM sales.customers")) == 6
-    assert denied(wh, role, "SELECT email FROM sales.customers")
+    assert len(as_role(wh, role, "SELECT id FROM governed.customers")) == 6
+    assert denied(wh, role, "SELECT email FROM governed.customers")
     assert grants_reconcile().unexpected == []
 
 
 def test_reconciler_reapplies_a_grant_revoked_by_hand(wh, shop, engineer, approver):
     grant = grant_for(engineer, approver, shop.customers)
     grant_apply(grant.pk)
-    wh.execute(f'REVOKE SELECT ON sales.customers FROM "{engineer.warehouse_role}"')
-    assert denied(wh, engineer.warehouse_role, "SELECT id FROM sales.customers")
+    wh.execute(f'REVOKE SELECT ON governed.customers FROM "{engineer.warehouse_role}"',
+               "DELETE FROM governed_admin.grants")
+    assert denied(wh, engineer.warehouse_role, "SELECT id FROM governed.customers")
 
     report = grants_reconcile()
 
-    assert report.reapplied == [grant.pk]
-    assert len(as_role(wh, engineer.warehouse_role, "SELECT id FROM sales.customers")) == 6
-    assert AuditEvent.objects.filter(action="grant.applied", object_id=str(grant.pk)).count() == 2
+    assert {kind for _store, kind, _subject, _detail in report.drift} == {"view_readers", "grant_row_missing"}
+    assert len(as_role(wh, engineer.warehouse_role, "SELECT id FROM governed.customers")) == 6
+    assert as_role(wh, "postgres", "SELECT grant_id FROM governed_admin.grants") == [(grant.pk,)]
 
 
 def test_identifiers_are_quoted(wh, shop, approver, registrar):
@@ -400,7 +404,7 @@ def test_identifiers_are_quoted(wh, shop, approver, registrar):
         user = UserFactory(username="odd", roles=["software_engineer"], warehouse_role=odd_role)
         grant = grant_for(user, approver, dataset)
         assert grant_apply(grant.pk).action == "applied"
-        assert as_role(wh, odd_role, 'SELECT id FROM sales."Odd-Name$1"') == [(1,)]
+        assert as_role(wh, odd_role, 'SELECT id FROM governed."Odd-Name$1"') == [(1,)]
         assert as_role(wh, "postgres", "SELECT count(*) FROM sales.orders") == [(5,)]  # still there
     finally:
         wh.execute(f"DROP OWNED BY {quoted_role}", f"DROP ROLE {quoted_role}")
@@ -418,7 +422,7 @@ def test_revoke_with_the_warehouse_down_fails_and_the_reconciler_revokes_later(
     grant.refresh_from_db()
     assert grant.enforcement == Enforcement.REVOKE_FAILED and grant.enforcement_attempts == 1
     assert actions(grant)[-1] == "grant.unapply_failed"
-    assert not denied(wh, engineer.warehouse_role, "SELECT id FROM sales.customers")  # still there: failed loudly
+    assert not denied(wh, engineer.warehouse_role, "SELECT id FROM governed.customers")  # still there: failed loudly
 
     connection_save(principal=platform_engineer, store=shop, password=PASSWORD, port=wh.connection_fields["port"])
     report = tasks.grants_reconcile()  # the periodic task
@@ -426,7 +430,7 @@ def test_revoke_with_the_warehouse_down_fails_and_the_reconciler_revokes_later(
     grant.refresh_from_db()
     assert report["revoked"] == [grant.pk] and report["unexpected"] == []
     assert grant.enforcement == Enforcement.REVOKED
-    assert denied(wh, engineer.warehouse_role, "SELECT id FROM sales.customers")
+    assert denied(wh, engineer.warehouse_role, "SELECT id FROM governed.customers")
 
 
 def test_a_grant_ends_and_is_revoked_when_its_table_becomes_more_sensitive(
@@ -434,7 +438,7 @@ def test_a_grant_ends_and_is_revoked_when_its_table_becomes_more_sensitive(
 ):
     grant = grant_for(engineer, approver, shop.customers)
     tasks.grant_enforce(grant.pk)
-    assert not denied(wh, engineer.warehouse_role, "SELECT email FROM sales.customers")
+    assert not denied(wh, engineer.warehouse_role, "SELECT email FROM governed.customers")
 
     # A re-registration classes email Restricted: the grant was approved for Regular data. Once it
     # commits, the end-outgrown task revokes the grant, whose revocation queues the warehouse change.
@@ -447,7 +451,7 @@ def test_a_grant_ends_and_is_revoked_when_its_table_becomes_more_sensitive(
     assert grant.status == "revoked" and grant.revoked_by is None
     assert grant.revoke_reason == "The data became Restricted; this grant was approved for Regular. Ask again."
     assert grant.enforcement == Enforcement.REVOKED
-    assert denied(wh, engineer.warehouse_role, "SELECT email FROM sales.customers")
+    assert denied(wh, engineer.warehouse_role, "SELECT email FROM governed.customers")
     assert actions(grant)[-3:] == ["grant.applied", "grant.revoked", "grant.unapplied"]
 
 
@@ -465,7 +469,7 @@ def test_the_reconciler_ends_a_grant_whose_data_became_more_sensitive_behind_the
     grant.refresh_from_db()
     assert grant.status == "revoked" and grant.enforcement == Enforcement.REVOKED
     assert grant.pk in report.revoked
-    assert denied(wh, engineer.warehouse_role, "SELECT email FROM sales.customers")
+    assert denied(wh, engineer.warehouse_role, "SELECT email FROM governed.customers")
 
 
 def test_apply_refuses_a_grant_whose_data_became_more_sensitive_before_it_ran(wh, shop, engineer, approver):
@@ -477,7 +481,7 @@ def test_apply_refuses_a_grant_whose_data_became_more_sensitive_before_it_ran(wh
 
     grant.refresh_from_db()
     assert grant.status == "revoked" and grant.enforcement == Enforcement.REVOKED
-    assert denied(wh, engineer.warehouse_role, "SELECT email FROM sales.customers")
+    assert denied(wh, engineer.warehouse_role, "SELECT email FROM governed.customers")
 
 
 @pytest.mark.parametrize("mapped", ["public", "PUBLIC", "pg_read_all_data", "postgres"])
@@ -492,7 +496,7 @@ def test_a_role_that_is_not_the_users_own_is_never_granted(wh, shop, approver, m
     assert outcome.action == "failed"
     grant.refresh_from_db()
     assert grant.enforcement == Enforcement.APPLY_FAILED and "not theirs alone" in grant.enforcement_message
-    assert denied(wh, bystander, "SELECT email FROM sales.customers")
+    assert denied(wh, bystander, "SELECT email FROM governed.customers")
 
 
 def test_the_profile_refuses_a_reserved_warehouse_role(db):
@@ -514,7 +518,7 @@ def test_a_group_role_or_one_with_members_is_never_granted(wh, shop, approver, m
             assert grant_apply(grant.pk).action == "failed"
             grant.refresh_from_db()
             assert "is not theirs alone" in grant.enforcement_message
-        assert denied(wh, member, "SELECT email FROM sales.customers")
+        assert denied(wh, member, "SELECT email FROM governed.customers")
     finally:
         wh.execute(f'DROP OWNED BY "{group}"', f'DROP ROLE IF EXISTS "{group}"')
 
