@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "catalog",
     "lineage",
     "identity",
+    "monitoring",
     # Second factors (identity's MFA part): TOTP, recovery codes, WebAuthn/passkeys.
     "django_otp",
     "django_otp.plugins.otp_totp",
@@ -200,6 +201,7 @@ CELERY_TASK_ROUTES = {
     "catalog.store_sync_scheduled": {"queue": "sync"},
     "catalog.sync_runs_resume": {"queue": "catalog"},
     "access.*": {"queue": "catalog"},
+    "monitoring.*": {"queue": "catalog"},
 }
 # Every fixed periodic job, in one place (per-store sync schedules live in django-celery-beat's tables).
 CELERY_BEAT_SCHEDULE = {
@@ -207,6 +209,8 @@ CELERY_BEAT_SCHEDULE = {
     "grants-expire": {"task": "access.grants_expire", "schedule": 30.0},
     "access-requests-expire": {"task": "access.requests_expire", "schedule": 300.0},
     "grants-reconcile": {"task": "access.grants_reconcile", "schedule": 600.0},
+    # Each store with an audited connection: its pull task (monitoring.access_logs_pull).
+    "access-logs-pull": {"task": "monitoring.access_logs_pull_all", "schedule": 60.0},
 }
 
 # Links in emails point here.
@@ -331,3 +335,9 @@ LOGGING = {
         "authlib": {"level": "INFO"},
     },
 }
+
+# Monitoring (docs/monitoring.md): how much of a store's audit log one pull step reads, and how
+# large a batch a log shipper may push to /api/v1/monitoring/logs/.
+MONITORING_PULL_CHUNK_BYTES = env_int("MONITORING_PULL_CHUNK_BYTES", 1024 * 1024, minimum=4096)
+MONITORING_PUSH_MAX_BYTES = env_int("MONITORING_PUSH_MAX_BYTES", 5 * 1024 * 1024, minimum=1024)
+MONITORING_PUSH_MAX_LINES = env_int("MONITORING_PUSH_MAX_LINES", 10_000, minimum=1)
