@@ -13,7 +13,7 @@ from django.db.models import F, Prefetch, Q
 from django.utils import timezone
 
 from access.decisions import access_decide
-from access.models import User
+from access.models import Grant, User
 from catalog.models import Column, Dataset, DataStore
 from monitoring.models import AccessAction, AccessEvent, UnparsedStatement
 from monitoring.parsing import STAR, LogRecord, StatementAccess, scrub, statement_access
@@ -141,6 +141,15 @@ def access_log_ingest(*, store: DataStore, records: list[LogRecord], source: str
     catalog = _Catalog(store, relations, roles)
     decisions: dict = {}
     events: list[AccessEvent] = []
+    # Pairs (user, dataset) with a grant overlapping the batch's time span: only their decisions
+    # depend on the moment of each event; every other decision holds for the whole batch.
+    timed = set()
+    if records and catalog.users and catalog.by_relation:
+        first, last = min(r.occurred_at for r in records), max(r.occurred_at for r in records)
+        timed = set(Grant.objects.filter(
+            user__in=list(catalog.users.values()), dataset__in=list(catalog.by_relation.values()),
+            starts_at__lte=last, ends_at__gt=first,
+        ).values_list("user_id", "dataset_id"))
     seen_keys: set = set()
     for access in accesses:
         record = access.record
@@ -163,7 +172,7 @@ def access_log_ingest(*, store: DataStore, records: list[LogRecord], source: str
             fingerprint=access.parsed.fingerprint, statement=access.parsed.normalized,
         )
         if dataset is not None:
-            _attribute(event, user, dataset, columns, decisions)
+            _attribute(event, user, dataset, columns, decisions, timed)
         events.append(event)
     unparsed = {}
     for record in records:
@@ -207,7 +216,7 @@ def _count_unparsed(store, unparsed: dict, existing: set, result: IngestResult) 
             )
 
 
-def _attribute(event: AccessEvent, user, dataset: Dataset, columns: list[str], decisions: dict) -> None:
+def _attribute(event: AccessEvent, user, dataset: Dataset, columns: list[str], decisions: dict, timed: set) -> None:
     """Which standing permission or grant allowed the access (the one decision), or a finding."""
     if user is None:
         event.finding = True
@@ -217,9 +226,12 @@ def _attribute(event: AccessEvent, user, dataset: Dataset, columns: list[str], d
     cache_key = (user.pk, dataset.pk, action, tuple(columns))
     decision = decisions.get(cache_key)
     grant = getattr(decision, "grant", None)
-    reusable = decision is not None and decision.allowed and (
-        grant is None or grant.starts_at <= event.occurred_at < grant.ends_at
-    )
+    if decision is None:
+        reusable = False
+    elif (user.pk, dataset.pk) not in timed:
+        reusable = True  # no grant in the batch's span: standing permissions alone decide
+    else:
+        reusable = decision.allowed and grant is not None and grant.starts_at <= event.occurred_at < grant.ends_at
     if not reusable:
         decision = access_decide(user, action, dataset, columns=columns or None, at=event.occurred_at)
         decisions[cache_key] = decision

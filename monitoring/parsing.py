@@ -87,8 +87,16 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+# Every kind of literal sqlglot knows: numbers and strings, and raw, dollar-quoted, hex, bit, byte
+# and national strings.
+LITERALS = tuple({exp.Literal} | {
+    getattr(exp, name) for name in dir(exp)
+    if (name.endswith("String") or name == "National") and isinstance(getattr(exp, name), type)
+})
+
+
 def _placeholder(node: exp.Expression) -> exp.Expression:
-    if isinstance(node, exp.Literal):
+    if isinstance(node, LITERALS):
         return exp.Var(this="?")
     return node
 
@@ -227,6 +235,7 @@ CSV_LOG_TIME, CSV_USER, CSV_DATABASE, CSV_PID, CSV_CONNECTION_FROM, CSV_SESSION_
 CSV_MESSAGE = 13
 CSV_APPLICATION = 22
 AUDIT_PREFIX = "AUDIT: "
+SYSTEM_SCHEMAS = {"pg_catalog", "information_schema", "pg_toast"}
 
 
 def csv_records(data: bytes, final: bool = False) -> tuple[list[bytes], int]:
@@ -306,6 +315,9 @@ def pgaudit_record(line: str) -> LogRecord | None:
     if len(audit) < 9:
         raise LogFormatError(f"a pgaudit entry has at least 9 fields, this one {len(audit)}")
     audit_class, object_type, object_name, statement = audit[3], audit[5], audit[6], audit[7]
+    schema_name = object_name.rpartition(".")[0].strip('"')
+    if schema_name in SYSTEM_SCHEMAS:
+        return None  # the driver's catalog lookups, not data
     if not object_name or object_type not in ("TABLE", "VIEW", "MATERIALIZED VIEW", "FOREIGN TABLE",
                                               "PARTITIONED TABLE"):
         return None

@@ -124,10 +124,14 @@ def _pull_pgaudit(position: LogPosition, total: IngestResult, max_chunks) -> Non
     chunk_size = settings.MONITORING_PULL_CHUNK_BYTES
     try:
         with engine.connect() as conn:
+            current = conn.execute(sa.text("SELECT pg_current_logfile('csvlog')")).scalar() or ""
+            if not current:
+                raise WarehouseError("pg_current_logfile('csvlog') is empty: is log_destination 'csvlog'?")
+            # Read up to where the log ended when this pull began: what it writes meanwhile (the
+            # pull's own statements, if its role is audited) waits for the next pull.
+            end_of_current = _pg_size(conn, current)
+
             def read(pos: LogPosition):
-                current = conn.execute(sa.text("SELECT pg_current_logfile('csvlog')")).scalar() or ""
-                if not current:
-                    raise WarehouseError("pg_current_logfile('csvlog') is empty: is log_destination 'csvlog'?")
                 directory = posixpath.dirname(current)
                 names = [row[0] for row in conn.execute(sa.text(
                     "SELECT name FROM pg_ls_logdir() WHERE name LIKE '%.csv' ORDER BY name"))]
@@ -136,8 +140,8 @@ def _pull_pgaudit(position: LogPosition, total: IngestResult, max_chunks) -> Non
                     # First pull, or the file read last was removed: from the oldest file kept.
                     later = [f for f in files if f > (pos.file or "")]
                     pos.file, pos.offset = (later[0] if later else current), 0
-                size = _pg_size(conn, pos.file)
-                following = [f for f in files if f > pos.file]
+                size = end_of_current if pos.file == current else _pg_size(conn, pos.file)
+                following = [f for f in files if f > pos.file and f <= current]
                 if pos.offset >= size:
                     if not following:
                         return None

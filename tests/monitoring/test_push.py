@@ -46,7 +46,7 @@ def shipper(pg_store, security):
 
 
 def test_a_pushed_batch_is_recorded_once(shipper, pg_store):
-    lines = [pg_line(1, "SELECT id FROM shop.customers WHERE email = 'someone@example.com'"),
+    lines = [pg_line(1, "SELECT id FROM shop.customers WHERE id = 4242"),
              pg_line(2, "SELECT email FROM shop.customers")]
     first = shipper.post("/api/v1/monitoring/logs/", lines, format="json")
     assert first.status_code == 200, first.content
@@ -55,8 +55,8 @@ def test_a_pushed_batch_is_recorded_once(shipper, pg_store):
     assert again.json()["recorded"] == 0 and again.json()["duplicates"] == 2
     assert AccessEvent.objects.filter(store=pg_store).count() == 2
     event = AccessEvent.objects.get(record_key__endswith=":1")
-    assert event.user.username == "mia" and event.columns == ["id", "email"] and event.allowed_by == "standing"
-    assert "someone@example.com" not in event.statement and event.client_address == "10.1.2.3"
+    assert event.user.username == "mia" and event.columns == ["id"] and event.allowed_by == "standing"
+    assert "4242" not in event.statement and event.client_address == "10.1.2.3"
 
 
 def test_fluent_bit_and_vector_shaped_batches_are_read(shipper):
