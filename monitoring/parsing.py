@@ -202,10 +202,18 @@ def _analyse(statement: exp.Expression, access: StatementAccess) -> None:
                 relation.read = True
 
 
-@lru_cache(maxsize=4096)
 def statement_access(statement: str, dialect: str) -> StatementAccess:
-    """The relations and columns a statement reads and writes, and its fingerprint. Cached: a log
-    repeats the same statements (and pgaudit repeats one per relation it touched)."""
+    """The relations and columns a statement reads and writes, and its fingerprint. Literals are
+    scrubbed first (a cheap pattern pass), and the shape left is parsed once and cached: a log
+    repeats the same statements with other values (and pgaudit repeats one per relation)."""
+    return _shape_access(scrub(statement), dialect)
+
+
+statement_access.cache_clear = lambda: _shape_access.cache_clear()
+
+
+@lru_cache(maxsize=8192)
+def _shape_access(statement: str, dialect: str) -> StatementAccess:
     try:
         expressions = [e for e in sqlglot.parse(statement, dialect=dialect or None) if e is not None]
         if not expressions:
