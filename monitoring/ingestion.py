@@ -143,13 +143,15 @@ def access_log_ingest(*, store: DataStore, records: list[LogRecord], source: str
     events: list[AccessEvent] = []
     # Pairs (user, dataset) with a grant overlapping the batch's time span: only their decisions
     # depend on the moment of each event; every other decision holds for the whole batch.
-    timed = set()
+    timed, grants = set(), {}
     if records and catalog.users and catalog.by_relation:
         first, last = min(r.occurred_at for r in records), max(r.occurred_at for r in records)
-        timed = set(Grant.objects.filter(
+        for grant in Grant.objects.filter(
             user__in=list(catalog.users.values()), dataset__in=list(catalog.by_relation.values()),
             starts_at__lte=last, ends_at__gt=first,
-        ).values_list("user_id", "dataset_id"))
+        ).select_related("request"):
+            grants.setdefault((grant.user_id, grant.dataset_id), []).append(grant)
+        timed = set(grants)
     seen_keys: set = set()
     for access in accesses:
         record = access.record
@@ -172,7 +174,7 @@ def access_log_ingest(*, store: DataStore, records: list[LogRecord], source: str
             fingerprint=access.parsed.fingerprint, statement=access.parsed.normalized,
         )
         if dataset is not None:
-            _attribute(event, user, dataset, columns, decisions, timed)
+            _attribute(event, user, dataset, columns, decisions, timed, grants)
         events.append(event)
     unparsed = {}
     for record in records:
@@ -216,7 +218,8 @@ def _count_unparsed(store, unparsed: dict, existing: set, result: IngestResult) 
             )
 
 
-def _attribute(event: AccessEvent, user, dataset: Dataset, columns: list[str], decisions: dict, timed: set) -> None:
+def _attribute(event: AccessEvent, user, dataset: Dataset, columns: list[str], decisions: dict, timed: set,
+               grants: dict) -> None:
     """Which standing permission or grant allowed the access (the one decision), or a finding."""
     if user is None:
         event.finding = True
@@ -233,7 +236,8 @@ def _attribute(event: AccessEvent, user, dataset: Dataset, columns: list[str], d
     else:
         reusable = decision.allowed and grant is not None and grant.starts_at <= event.occurred_at < grant.ends_at
     if not reusable:
-        decision = access_decide(user, action, dataset, columns=columns or None, at=event.occurred_at)
+        decision = access_decide(user, action, dataset, columns=columns or None, at=event.occurred_at,
+                                 live_grants=grants.get((user.pk, dataset.pk), []))
         decisions[cache_key] = decision
     if decision.allowed:
         event.allowed_by = decision.via[:32]
