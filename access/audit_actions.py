@@ -40,7 +40,7 @@ AUDIT_ACTIONS = (
     "connection.saved", "connection.removed", "connection.tested",
     "metadata.restricted_viewed",
     "reconcile.unexpected_privilege",
-    "audit.exported",
+    "audit.exported", "audit.verified",
     "signin.failed", "signin.locked_out",
     "signin.succeeded", "identity.mapping_changed", "user.changed_in_admin",
     "identity.roles_changed",

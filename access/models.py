@@ -375,6 +375,31 @@ class AuditChainHead(models.Model):
     last_hash = models.CharField(max_length=64, default="0" * 64)
 
 
+class AuditCheckpoint(models.Model):
+    """A verified point of the audit chain: ``audit_verify`` checked every event up to ``event_id``,
+    whose hash was ``event_hash``. The next incremental check starts there.
+
+    Checkpoints are chained like the events (``hash`` is SHA-256 over the previous checkpoint's
+    hash and this one's content), append-only on PostgreSQL, and each is announced by an
+    ``audit.verified`` event in the trail itself: an edited, deleted or forged checkpoint is
+    found by ``audit_verify --full`` (and by the incremental check where it reads it).
+    """
+
+    at = models.DateTimeField()
+    event_id = models.BigIntegerField(help_text="The last event verified.")
+    event_hash = models.CharField(max_length=64, help_text="Its hash as verified.")
+    checked = models.BigIntegerField(help_text="Events checked by the run that recorded it.")
+    full = models.BooleanField(help_text="Recorded by a full check (else incremental).")
+    previous_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64, unique=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"checkpoint #{self.pk} through event #{self.event_id}"
+
+
 # Proposals: changes to what the decision reads ------------------------------------------------
 
 

@@ -35,19 +35,21 @@ COLUMN_FIELDS = [
 ]
 
 
-def _sync_columns(dataset: Dataset, registration: Registration) -> None:
-    """Make the dataset's Column rows match the registration, in a constant number of queries.
+def _sync_columns(dataset: Dataset, registration: Registration, *, new: bool = False) -> list[Column]:
+    """Make the dataset's Column rows match the registration, in a constant number of queries;
+    return them. ``new``: the dataset was created in this transaction (it has no columns yet).
 
     Columns keep their id when their name stays, so lineage can point at them.
     """
-    existing = {column.name: column for column in dataset.columns.all()}
+    existing = {} if new else {column.name: column for column in dataset.columns.all()}
     wanted = {spec.name for spec in registration.columns}
     removed_ids = [column.pk for name, column in existing.items() if name not in wanted]
     if removed_ids:
         columns_delete(removed_ids)
-    to_create, to_update = [], []
+    to_create, to_update, current = [], [], []
     for position, spec in enumerate(registration.columns, start=1):
         column = existing.get(spec.name) or Column(dataset=dataset, name=spec.name)
+        current.append(column)
         wanted_values = {
             "position": position,
             "description": spec.description,
@@ -67,6 +69,7 @@ def _sync_columns(dataset: Dataset, registration: Registration) -> None:
         Column.objects.bulk_update(to_update, COLUMN_FIELDS)
     if to_create:
         Column.objects.bulk_create(to_create)
+    return current
 
 
 def columns_delete(column_ids) -> None:
@@ -214,7 +217,14 @@ def _dataset_register_locked(principal, registration, store, owners, qualified_n
     dataset.qualified_name = qualified_name
     if not keep_status:  # a pipeline registering a new schema says the dataset is alive
         dataset.status, dataset.deprecated_by_sync = DatasetStatus.ACTIVE, False
-    dataset.full_clean(exclude=["current_version"])
+    new = dataset.pk is None
+    if new:
+        # The lookup above (under lock) found no dataset of this name, and a racing registration
+        # of it fails on the unique constraint and is retried as an update; the store was just
+        # read. So neither the uniqueness nor the store's existence needs a query of its own.
+        dataset.full_clean(exclude=["current_version", "store"], validate_unique=False)
+    else:
+        dataset.full_clean(exclude=["current_version"])
     dataset.save()
     version = DatasetVersion(
         dataset=dataset,
@@ -229,12 +239,12 @@ def _dataset_register_locked(principal, registration, store, owners, qualified_n
     )
     version.is_breaking = bool(previous) and version.diff["breaking"]
     version.save()
-    _sync_columns(dataset, registration)
+    columns = _sync_columns(dataset, registration, new=new)
     dataset.current_version = version
     dataset.save(update_fields=["current_version", "updated_at"])
     from lineage.services import lineage_dataset_registered  # lineage builds on the catalog
 
-    lineage_dataset_registered(dataset=dataset)
+    lineage_dataset_registered(dataset=dataset, columns=columns, new=new)
     if previous is not None:
         from access.grants import grants_end_outgrown_after_commit  # access builds on the catalog
 

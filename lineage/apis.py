@@ -15,10 +15,13 @@ from catalog.selectors import dataset_get
 from lineage import selectors
 from lineage.models import EdgeLevel
 from lineage.openlineage import openlineage_ingest
+from lineage.filtersets import JobFilterSet
 from lineage.serializers import (
     IngestResultSerializer,
+    JobDetailSerializer,
     JobSerializer,
     LineageGraphSerializer,
+    RunSerializer,
     ViolationSerializer,
 )
 from lineage.views import restricted_columns_audit
@@ -159,10 +162,37 @@ class ViolationListApi(generics.ListAPIView):
 
 
 class JobListApi(generics.ListAPIView):
-    """Jobs that sent lineage, each with its latest run."""
+    """Jobs that sent lineage, each with its type (the jobType facet) and latest run;
+    ``?jobType=MODEL&integration=DBT`` filters by type."""
 
     serializer_class = JobSerializer
     pagination_class = LimitPagination
+    filterset_class = JobFilterSet
 
     def get_queryset(self):
         return selectors.job_list(user=self.request.user)
+
+
+class JobDetailApi(APIView):
+    """A job: its type, its SQL (the sql facet; only to readers who may see every dataset it names),
+    what it reads and writes, and its latest runs with their parent runs."""
+
+    @extend_schema(responses=JobDetailSerializer)
+    def get(self, request, pk):
+        job = selectors.job_get(user=request.user, pk=pk)
+        context = {
+            "sql_visible": selectors.job_sql_visible(user=request.user, job=job),
+            "datasets": selectors.job_datasets(user=request.user, job=job),
+            "runs": selectors.job_runs(job=job),
+        }
+        return Response(JobDetailSerializer(job, context=context).data)
+
+
+class RunDetailApi(APIView):
+    """A run: its state, its parent run (the parent facet) and the child runs the reader may see."""
+
+    @extend_schema(responses=RunSerializer)
+    def get(self, request, run_id):
+        run = selectors.run_get(user=request.user, run_id=run_id)
+        family = selectors.run_family(user=request.user, run=run)
+        return Response(RunSerializer(run, context={"family": family}).data)

@@ -110,12 +110,21 @@ class Job(models.Model):
     namespace = models.CharField(max_length=255)
     name = models.CharField(max_length=600)
     description = models.TextField(blank=True)
+    # From the ``jobType`` job facet (``lineage.facets``): e.g. BATCH / DBT / MODEL.
+    processing_type = models.CharField(max_length=64, blank=True)
+    integration = models.CharField(max_length=64, blank=True)
+    job_type = models.CharField(max_length=64, blank=True)
+    # The latest ``sql`` job facet (by event time); its tables decide who may read it.
+    sql = models.TextField(blank=True)
+    sql_dialect = models.CharField(max_length=64, blank=True)
+    sql_event_time = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["namespace", "name"]
         constraints = [models.UniqueConstraint(fields=["namespace", "name"], name="uniq_lineage_job")]
+        indexes = [models.Index(fields=["job_type", "integration"], name="lineage_job_type")]
 
     def __str__(self) -> str:
         return f"{self.namespace}/{self.name}"
@@ -143,6 +152,12 @@ class Run(models.Model):
     ended_at = models.DateTimeField(null=True, blank=True)
     last_event_time = models.DateTimeField()
     error_message = models.TextField(blank=True)
+    # The ``parent`` run facet: the run this one is part of (a dbt model run in its dbt run). The
+    # parent may arrive later or never: its id is kept, and the link made when it arrives.
+    parent_run_id = models.UUIDField(null=True, blank=True, db_index=True)
+    parent = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True, related_name="children")
+    # What the catalog could not use of the run's events (an owner name no user has ...), for its pipeline.
+    notes = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -22,6 +22,7 @@ from catalog.registration import registration_parse
 from catalog.services import dataset_discover, dataset_register, store_discover
 from catalog.validation import FieldErrors, string_field
 from catalog.vocabulary import unclassified_tier
+from lineage import facets as lineage_facets  # the facets pipelines send (not a local "facets" dict)
 from lineage.models import TERMINAL_RUN_STATES, EdgeKind, EdgeLevel, LineageEvent, Node, NodeKind, Run, RunState
 from lineage.sensitivity import sensitivity_refresh
 from lineage.services import EdgeSpec, column_nodes_ensure, dataset_nodes_ensure, job_ensure, lineage_edges_upsert
@@ -39,6 +40,8 @@ class FieldInput:
     direct: bool
     masking: bool
     description: str
+    # False when the event gave no transformation type: the job's SQL may tell the kind (lineage.facets).
+    typed: bool = True
 
 
 @dataclass
@@ -50,6 +53,7 @@ class DatasetRef:
     schema: list[tuple[str, str, str]] | None = None
     description: str | None = None
     column_lineage: dict[str, list[FieldInput]] = field(default_factory=dict)
+    owners: list[str] | None = None  # names in the ownership facet (lineage.facets)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -67,6 +71,11 @@ class ParsedEvent:
     error_message: str = ""
     inputs: list[DatasetRef] = field(default_factory=list)
     outputs: list[DatasetRef] = field(default_factory=list)
+    # Facets lineage.facets reads (ownership, jobType, sql, parent).
+    job_owners: list[str] | None = None
+    job_type: lineage_facets.JobType | None = None
+    job_sql: lineage_facets.JobSQL | None = None
+    parent: lineage_facets.ParentRun | None = None
 
 
 def _object(errors, container, key, path) -> dict:
@@ -120,7 +129,8 @@ def _field_input(errors, raw, path, field_spec) -> FieldInput | None:
         is_direct = True
     if not (namespace and name and column):
         return None
-    return FieldInput(namespace, name, column, kind, is_direct, masking, description[:500])
+    typed = bool(transformations) or bool(legacy_type)
+    return FieldInput(namespace, name, column, kind, is_direct, masking, description[:500], typed)
 
 
 def _dataset_ref(errors, raw, path, *, is_output: bool) -> DatasetRef | None:
@@ -148,6 +158,7 @@ def _dataset_ref(errors, raw, path, *, is_output: bool) -> DatasetRef | None:
     documentation = _object(errors, facets, "documentation", f"{path}.facets.documentation")
     if documentation.get("description"):
         ref.description = str(documentation["description"])
+    ref.owners = lineage_facets.ownership_parse(errors, facets, f"{path}.facets")  # [facets]
     lineage = _object(errors, facets, "columnLineage", f"{path}.facets.columnLineage")
     if lineage and not is_output:
         return ref  # column lineage describes how an output was made; on an input it says nothing
@@ -196,9 +207,14 @@ def openlineage_parse(payload) -> ParsedEvent:
                 string_field(errors, job, "namespace", "job.namespace", required=True, max_length=MAX_NAME),
                 string_field(errors, job, "name", "job.name", required=True, max_length=MAX_NAME),
             )
-            documentation = _object(errors, _object(errors, job, "facets", "job.facets"), "documentation", "job.facets.documentation")
+            job_facets = _object(errors, job, "facets", "job.facets")
+            documentation = _object(errors, job_facets, "documentation", "job.facets.documentation")
             if documentation.get("description"):
                 event.job_description = str(documentation["description"])
+            # [facets] ownership, jobType and sql of the job (lineage.facets)
+            event.job_owners = lineage_facets.ownership_parse(errors, job_facets, "job.facets")
+            event.job_type = lineage_facets.job_type_parse(errors, job_facets)
+            event.job_sql = lineage_facets.job_sql_parse(errors, job_facets)
         if "run" in payload:
             run = payload.get("run")
             raw_id = run.get("runId") if isinstance(run, dict) else None
@@ -212,6 +228,7 @@ def openlineage_parse(payload) -> ParsedEvent:
             error_facet = run_facets.get("errorMessage")
             if isinstance(error_facet, dict) and error_facet.get("message"):
                 event.error_message = str(error_facet["message"])[:2000]
+            event.parent = lineage_facets.parent_run_parse(errors, run_facets)  # [facets]
             if not event.event_type:
                 event.event_type = RunState.OTHER
         for key, is_output in (("inputs", False), ("outputs", True)):
@@ -412,10 +429,20 @@ def _ingest(principal, event: ParsedEvent, payload, digest) -> IngestResult:
     run = _run_record(event, job) if job else None
     record.job, record.run = job, run
     record.save(update_fields=["job", "run"])
+    # [facets] jobType and sql kept on the job, the run nested under its parent, untyped column
+    # edges typed from the SQL (lineage.facets; a batched fold calls the same functions).
+    if job:
+        lineage_facets.job_facets_apply(job=job, job_type=event.job_type, sql=event.job_sql, event_time=event.event_time)
+    if run:
+        lineage_facets.run_parent_link(run=run, parent=event.parent)
+    lineage_facets.event_column_kinds_apply(event=event, job=job)
 
     stores, found = {}, {}
     inputs = [_dataset_for(principal, ref, stores, found) for ref in event.inputs]
     outputs = [_dataset_for(principal, ref, stores, found) for ref in event.outputs]
+    # [facets] owners for datasets that have none; other owners proposed for review.
+    lineage_facets.dataset_owners_apply(principal=principal, run=run, owners_by_dataset=lineage_facets.event_owners(
+        event=event, inputs=inputs, outputs=outputs))
     wanted_columns: dict[int, set[str]] = {}
     for ref, dataset in zip(event.outputs, outputs):
         for field_name, field_inputs in ref.column_lineage.items():

@@ -17,7 +17,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from django.db import connection
-from django.db.models import Exists, Max, OuterRef, Prefetch, Q
+from django.db.models import Count, Exists, Max, OuterRef, Prefetch, Q
 from django.http import Http404
 
 from access import policies
@@ -385,8 +385,12 @@ def job_list(*, user):
         visible = visible.values("pk")
         hidden_end = (Q(source__dataset__isnull=False) & ~Q(source__dataset__in=visible)) | (
             Q(target__dataset__isnull=False) & ~Q(target__dataset__in=visible))
-        jobs = jobs.filter(Exists(Edge.objects.filter(job=OuterRef("pk")))).exclude(
-            Exists(Edge.objects.filter(hidden_end, job=OuterRef("pk"))))
+        touches_hidden = Exists(Edge.objects.filter(hidden_end, job=OuterRef("pk")))
+        shown = Job.objects.filter(Exists(Edge.objects.filter(job=OuterRef("pk")))).exclude(touches_hidden)
+        # A job that reads and writes nothing itself (a dbt run, an Airflow DAG) is listed when it
+        # ran a job the reader sees (the parent run facet): it is known by what it ran.
+        runs_shown = Exists(Run.objects.filter(job=OuterRef("pk"), children__job__in=shown.values("pk")))
+        jobs = jobs.filter(Q(Exists(Edge.objects.filter(job=OuterRef("pk")))) | Q(runs_shown)).exclude(touches_hidden)
     return jobs.prefetch_related(
         Prefetch("runs", queryset=Run.objects.order_by("-last_event_time")[:1], to_attr="latest_runs")
     ).order_by("namespace", "name")
@@ -403,3 +407,91 @@ def dataset_effective_sensitivities(nodes) -> dict[int, int]:
         .annotate(value=Max("effective_sensitivity"))
     )
     return {row["dataset_id"]: row["value"] for row in rows}
+
+
+# Jobs and runs: their pages and API (facets from lineage.facets) --------------------------------
+
+RUNS_SHOWN = 20
+
+
+def job_get(*, user, pk) -> Job:
+    """One job the user may see (``job_list``'s rule), or 404."""
+    job = job_list(user=user).filter(pk=pk).first()
+    if job is None:
+        raise Http404("No such job.")
+    return job
+
+
+def job_sql_visible(*, user, job: Job) -> bool:
+    """Whether the reader may read the job's SQL. SQL names tables: it is shown only when the reader
+    may see every dataset the job reads and writes (``job_list``'s rule, so ``job`` came from it)
+    and no dataset they may not see has the name of a table the SQL mentions (a join the event did
+    not list, a table in a subquery). SQL that cannot be parsed is shown to those who see everything."""
+    if not job.sql:
+        return False
+    visible = _visible_or_none(user)
+    if visible is None:
+        return True
+    from lineage.facets import sql_table_names  # sqlglot is loaded by lineage.sql anyway
+
+    names = sql_table_names(job.sql, job.sql_dialect)
+    if names is None:
+        return False
+    if not names:
+        return True
+    named = Q()
+    for schema, table in names:
+        suffix = f".{schema}.{table}" if schema else f".{table}"
+        named |= Q(qualified_name__iendswith=suffix)
+    return not Dataset.objects.filter(named).exclude(pk__in=visible.values("pk")).exists()
+
+
+def job_datasets(*, user, job: Job) -> dict[str, list[Dataset]]:
+    """The datasets a job reads and writes (its dataset edges), by name; only those the user may
+    see (a job the user sees touches no other). Two queries."""
+    pairs = list(Edge.objects.filter(job=job, level=EdgeLevel.DATASET).values_list(
+        "source__dataset_id", "target__dataset_id"))
+    sources = {source for source, _ in pairs if source}
+    targets = {target for _, target in pairs if target}
+    found = {dataset.pk: dataset for dataset in dataset_visible(user=user).filter(pk__in=sources | targets)
+             .select_related("store")}
+    return {
+        "inputs": sorted((found[pk] for pk in sources if pk in found), key=lambda d: d.qualified_name),
+        "outputs": sorted((found[pk] for pk in targets if pk in found), key=lambda d: d.qualified_name),
+    }
+
+
+def job_runs(*, job: Job, limit: int = RUNS_SHOWN):
+    """The job's latest runs, each with its parent run (and the parent's job) and its number of
+    child runs, in one query."""
+    return (
+        Run.objects.filter(job=job).select_related("parent__job")
+        .annotate(child_count=Count("children")).order_by("-last_event_time")[:limit]
+    )
+
+
+def run_get(*, user, run_id) -> Run:
+    """One run of a job the user may see, or 404."""
+    run = Run.objects.filter(run_id=run_id, job__in=job_list(user=user).values("pk")).select_related("job").first()
+    if run is None:
+        raise Http404("No such run.")
+    return run
+
+
+def run_family(*, user, run: Run) -> dict:
+    """The run's parent and children as the user may see them: ``{"parent": Run | None,
+    "parent_hidden": bool, "children": [Run], "hidden_children": n}``. A run of a job the user may
+    not see is counted, never named (its job's name may name a hidden dataset). Three queries."""
+    jobs = job_list(user=user).values("pk")
+    parent = None
+    if run.parent_id:
+        parent = Run.objects.filter(pk=run.parent_id, job__in=jobs).select_related("job").first()
+    children = list(Run.objects.filter(parent=run).select_related("job").order_by("started_at", "last_event_time"))
+    shown = set(Job.objects.filter(pk__in={child.job_id for child in children}).filter(pk__in=jobs)
+                .values_list("pk", flat=True)) if children else set()
+    return {
+        "parent": parent,
+        "parent_hidden": bool(run.parent_id) and parent is None,
+        "children": [child for child in children if child.job_id in shown],
+        "hidden_children": sum(1 for child in children if child.job_id not in shown),
+    }

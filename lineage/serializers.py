@@ -1,10 +1,11 @@
 """API shapes for lineage: graphs (nodes and edges), violations, jobs and ingestion results."""
 
 from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from catalog.vocabulary import UNCLASSIFIED_LABEL, Protection, Sensitivity, sensitivity_label
-from lineage.models import Job, NodeKind
+from lineage.models import Job, NodeKind, RunState
 from lineage.selectors import dataset_effective_sensitivities
 
 
@@ -170,22 +171,113 @@ class ViolationSerializer(serializers.Serializer):
         ]
 
 
+def run_summary(run) -> dict:
+    return {
+        "runId": str(run.run_id), "state": run.state, "startedAt": run.started_at, "endedAt": run.ended_at,
+        "lastEventTime": run.last_event_time, "errorMessage": run.error_message,
+        "parentRunId": str(run.parent_run_id) if run.parent_run_id else None,
+    }
+
+
+class RunSummarySerializer(serializers.Serializer):
+    """How a run is described inside a job (a serializer only for the schema)."""
+
+    runId = serializers.UUIDField()
+    state = serializers.ChoiceField(choices=RunState.choices)
+    startedAt = serializers.DateTimeField(allow_null=True)
+    endedAt = serializers.DateTimeField(allow_null=True)
+    lastEventTime = serializers.DateTimeField()
+    errorMessage = serializers.CharField(allow_blank=True)
+    parentRunId = serializers.UUIDField(allow_null=True, help_text="The parent run facet's run, received or not.")
+
+
 class JobSerializer(serializers.ModelSerializer):
+    processingType = serializers.CharField(source="processing_type")
+    jobType = serializers.CharField(source="job_type")
     latestRun = serializers.SerializerMethodField()
 
     class Meta:
         model = Job
-        fields = ["id", "namespace", "name", "description", "latestRun"]
+        fields = ["id", "namespace", "name", "description", "processingType", "integration", "jobType", "latestRun"]
 
+    @extend_schema_field(RunSummarySerializer(allow_null=True))
     def get_latestRun(self, job) -> dict | None:
         runs = getattr(job, "latest_runs", None)
         run = runs[0] if runs else None
-        if run is None:
+        return None if run is None else run_summary(run)
+
+
+class JobSQLSerializer(serializers.Serializer):
+    query = serializers.CharField()
+    dialect = serializers.CharField(allow_blank=True)
+    eventTime = serializers.DateTimeField(help_text="Of the event whose sql facet this is.")
+
+
+class JobDetailSerializer(JobSerializer):
+    """A job with its SQL (to readers who may see every table it names), what it reads and writes,
+    and its latest runs. The view passes ``sql_visible``, ``datasets`` and ``runs`` in the context."""
+
+    sql = serializers.SerializerMethodField()
+    sqlHidden = serializers.SerializerMethodField()
+    inputs = serializers.SerializerMethodField()
+    outputs = serializers.SerializerMethodField()
+    runs = serializers.SerializerMethodField()
+
+    class Meta(JobSerializer.Meta):
+        fields = [*JobSerializer.Meta.fields, "sql", "sqlHidden", "inputs", "outputs", "runs"]
+
+    @extend_schema_field(JobSQLSerializer(allow_null=True))
+    def get_sql(self, job) -> dict | None:
+        if not (job.sql and self.context["sql_visible"]):
             return None
-        return {
-            "runId": str(run.run_id), "state": run.state, "startedAt": run.started_at, "endedAt": run.ended_at,
-            "lastEventTime": run.last_event_time, "errorMessage": run.error_message,
-        }
+        return {"query": job.sql, "dialect": job.sql_dialect, "eventTime": job.sql_event_time}
+
+    def get_sqlHidden(self, job) -> bool:
+        """True when the job has SQL the reader may not read (it names a dataset they may not see)."""
+        return bool(job.sql) and not self.context["sql_visible"]
+
+    def get_inputs(self, job) -> list[str]:
+        return [dataset.qualified_name for dataset in self.context["datasets"]["inputs"]]
+
+    def get_outputs(self, job) -> list[str]:
+        return [dataset.qualified_name for dataset in self.context["datasets"]["outputs"]]
+
+    @extend_schema_field(RunSummarySerializer(many=True))
+    def get_runs(self, job) -> list[dict]:
+        return [run_summary(run) for run in self.context["runs"]]
+
+
+class RunSerializer(serializers.Serializer):
+    """A run with its job, its parent run and the child runs the reader may see. The view passes
+    ``family`` (``lineage.selectors.run_family``) in the context."""
+
+    runId = serializers.UUIDField(source="run_id")
+    job = serializers.SerializerMethodField()
+    state = serializers.ChoiceField(choices=RunState.choices)
+    startedAt = serializers.DateTimeField(source="started_at", allow_null=True)
+    endedAt = serializers.DateTimeField(source="ended_at", allow_null=True)
+    lastEventTime = serializers.DateTimeField(source="last_event_time")
+    errorMessage = serializers.CharField(source="error_message")
+    parentRunId = serializers.UUIDField(source="parent_run_id", allow_null=True,
+                                        help_text="From the parent run facet; the parent may not have arrived yet.")
+    parentReceived = serializers.SerializerMethodField()
+    childRunIds = serializers.SerializerMethodField()
+    hiddenChildren = serializers.SerializerMethodField()
+    notes = serializers.ListField(child=serializers.CharField(), help_text="What the catalog could not use of the run's events.")
+
+    @extend_schema_field({"type": "object", "properties": {
+        "id": {"type": "integer"}, "namespace": {"type": "string"}, "name": {"type": "string"}}})
+    def get_job(self, run) -> dict:
+        return {"id": run.job_id, "namespace": run.job.namespace, "name": run.job.name}
+
+    def get_parentReceived(self, run) -> bool:
+        return run.parent_id is not None
+
+    def get_childRunIds(self, run) -> list[str]:
+        return [str(child.run_id) for child in self.context["family"]["children"]]
+
+    def get_hiddenChildren(self, run) -> int:
+        return self.context["family"]["hidden_children"]
 
 
 class IngestResultSerializer(serializers.Serializer):

@@ -112,8 +112,11 @@ def source_nodes_ensure(pairs) -> dict[tuple[str, str], Node]:
     return found
 
 
-def lineage_edges_upsert(specs, *, seen_at=None) -> set[int]:
+def lineage_edges_upsert(specs, *, seen_at=None, new_targets: bool = False) -> set[int]:
     """Create edges, or move ``last_seen`` (never backwards) on those already known.
+
+    ``new_targets``: every target node was created in this transaction, so no edge into it is
+    known yet and none is looked for.
 
     Returns the ids of the target nodes of edges that are new or changed, for the
     sensitivity refresh.
@@ -122,10 +125,12 @@ def lineage_edges_upsert(specs, *, seen_at=None) -> set[int]:
     specs = {(spec.source_id, spec.target_id, spec.kind): spec for spec in specs if spec.source_id != spec.target_id}
     if not specs:
         return set()
-    query = Q()
-    for source_id, target_id, kind in specs:
-        query |= Q(source_id=source_id, target_id=target_id, kind=kind)
-    existing = {(e.source_id, e.target_id, e.kind): e for e in Edge.objects.filter(query)}
+    existing = {}
+    if not new_targets:
+        query = Q()
+        for source_id, target_id, kind in specs:
+            query |= Q(source_id=source_id, target_id=target_id, kind=kind)
+        existing = {(e.source_id, e.target_id, e.kind): e for e in Edge.objects.filter(query)}
     to_create, to_update, touched = [], [], set()
     for key, spec in specs.items():
         edge = existing.get(key)
@@ -193,14 +198,22 @@ def _origin_candidates(pairs) -> dict[tuple[str, str], Dataset]:
     return matched
 
 
-def _origin_edges_sync(dataset: Dataset) -> tuple[set[int], list[int]]:
+def _origin_edges_sync(dataset: Dataset, *, columns=None, new: bool = False) -> tuple[set[int], list[int]]:
     """Make the edges that come from the dataset's originating sources match its columns.
 
     Returns the ids of nodes whose inflow may have changed, and of the dataset's column nodes.
     """
-    dataset_node = dataset_nodes_ensure([dataset])[dataset.pk]
-    all_columns = list(dataset.columns.all())
-    column_nodes = column_nodes_ensure(dataset, columns=all_columns)
+    all_columns = list(dataset.columns.all()) if columns is None else list(columns)
+    if new:  # nothing can point at a dataset created in this transaction: insert its nodes at once
+        dataset_node, *created = Node.objects.bulk_create(
+            [Node(kind=NodeKind.DATASET, dataset=dataset, name=dataset.qualified_name)]
+            + [Node(kind=NodeKind.COLUMN, dataset=dataset, name=column.name, column=column)
+               for column in {column.name.lower(): column for column in all_columns}.values()]
+        )
+        column_nodes = {node.name.lower(): node for node in created}
+    else:
+        dataset_node = dataset_nodes_ensure([dataset])[dataset.pk]
+        column_nodes = column_nodes_ensure(dataset, columns=all_columns)
     columns = [c for c in all_columns if c.originating_source_kind and c.originating_source_name]
     pairs = {(c.originating_source_kind, c.originating_source_name) for c in columns}
     matched = _origin_candidates(pairs)
@@ -232,7 +245,7 @@ def _origin_edges_sync(dataset: Dataset) -> tuple[set[int], list[int]]:
 
     wanted = {(spec.source_id, spec.target_id, spec.kind) for spec in specs}
     own_node_ids = [dataset_node.pk, *[node.pk for node in column_nodes.values()]]
-    stale = [
+    stale = [] if new else [
         edge for edge in Edge.objects.filter(target_id__in=own_node_ids, kind__in=REGISTRATION_EDGE_KINDS)
         if (edge.source_id, edge.target_id, edge.kind) not in wanted
     ]
@@ -243,7 +256,7 @@ def _origin_edges_sync(dataset: Dataset) -> tuple[set[int], list[int]]:
         Node.objects.filter(
             pk__in={edge.source_id for edge in stale}, kind=NodeKind.SOURCE, out_edges__isnull=True
         ).delete()
-    touched |= lineage_edges_upsert(specs)
+    touched |= lineage_edges_upsert(specs, new_targets=new)
     return touched, [node.pk for node in column_nodes.values()]
 
 
@@ -271,14 +284,18 @@ Dataset.objects.filter(lineage_nodes__in_edges__source__in=placeholders).distinc
     return touched
 
 
-def lineage_dataset_registered(*, dataset: Dataset) -> None:
+def lineage_dataset_registered(*, dataset: Dataset, columns=None, new: bool = False) -> None:
     """Bring lineage up to date after a dataset got a new version: its column nodes, the
     edges from its columns' originating sources, placeholders that were waiting for it,
     and the effective sensitivity of everything downstream.
 
+    ``columns``: the dataset's columns, if the caller has them. ``new``: the dataset was created
+    in this transaction, so it has no nodes and no edges yet: they are inserted without looking
+    for existing ones first.
+
     Runs inside the registration's transaction.
     """
-    touched, own_columns = _origin_edges_sync(dataset)
+    touched, own_columns = _origin_edges_sync(dataset, columns=columns, new=new)
     touched |= _placeholders_resolve(dataset)
     sensitivity_refresh(node_ids=touched | set(own_columns))
 

@@ -1,5 +1,5 @@
-"""Browser views of lineage: the lineage part of a dataset's page, a column's impact and
-the violations list.
+"""Browser views of lineage: the lineage part of a dataset's page, a column's impact, the
+violations list, and jobs and runs.
 
 Like the catalog views they are thin: every read goes through ``lineage.selectors`` (which
 decide who may see lineage) and the graph itself is drawn in the browser from the
@@ -179,3 +179,56 @@ def violation_list(request):
             "ellipsis": Paginator.ELLIPSIS,
         },
     )
+
+
+JOBS_PAGE_SIZE = 50
+
+
+@login_required
+def job_list(request):
+    """Jobs that sent lineage, filtered by their type (the jobType facet) in the URL."""
+    from lineage.filtersets import JobFilterSet
+
+    jobs = selectors.job_list(user=request.user)
+    filterset = JobFilterSet(request.GET or None, queryset=jobs)
+    paginator = Paginator(filterset.qs, JOBS_PAGE_SIZE)
+    page = paginator.get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    # The choices offered are the types of the jobs the reader may see: one query.
+    types = set(jobs.order_by().values_list("processing_type", "integration", "job_type").distinct())
+    return render(request, "lineage/job_list.html", {
+        "filterset": filterset,
+        "page": page,
+        "jobs": page.object_list,
+        "result_count": paginator.count,
+        "page_numbers": list(paginator.get_elided_page_range(page.number, on_each_side=2, on_ends=1)),
+        "ellipsis": Paginator.ELLIPSIS,
+        "query_string": query.urlencode(),
+        "active_filters": any(value for key, value in request.GET.lists() if key != "page" and any(value)),
+        "job_types": sorted({row[2] for row in types if row[2]}),
+        "integrations": sorted({row[1] for row in types if row[1]}),
+        "processing_types": sorted({row[0] for row in types if row[0]}),
+    })
+
+
+@login_required
+def job_detail(request, pk):
+    """A job: its type, its SQL (to readers who may see every dataset it names), what it reads
+    and writes, and its latest runs with their parent runs."""
+    job = selectors.job_get(user=request.user, pk=pk)
+    return render(request, "lineage/job_detail.html", {
+        "job": job,
+        "sql_visible": selectors.job_sql_visible(user=request.user, job=job),
+        "datasets": selectors.job_datasets(user=request.user, job=job),
+        "runs": selectors.job_runs(job=job),
+        "runs_shown": selectors.RUNS_SHOWN,
+    })
+
+
+@login_required
+def run_detail(request, run_id):
+    """A run: its state, what the catalog could not use of its events, its parent run and its
+    child runs (a dbt run and its model runs)."""
+    run = selectors.run_get(user=request.user, run_id=run_id)
+    return render(request, "lineage/run_detail.html", {"run": run, **selectors.run_family(user=request.user, run=run)})

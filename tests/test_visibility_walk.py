@@ -14,6 +14,8 @@ the same user owning the visible dataset, and a product manager (aggregated data
 No response body or header, HTML or JSON, htmx partial or export, may contain a hidden name.
 """
 
+import uuid
+
 import pytest
 from django.contrib.auth.models import Group
 from django.core import mail
@@ -26,10 +28,10 @@ from access.models import MetadataProposal, RolePermission
 from access.notifications import access_notify
 from catalog.models import ColumnSuggestion, Connection, SyncOutcome, SyncRun, SyncRunEvent, SyncStatus
 from catalog.notifications import breaking_changes_notify
-from lineage.models import EdgeKind, EdgeLevel
+from lineage.models import EdgeKind, EdgeLevel, Job, Run
 from lineage.sensitivity import sensitivity_refresh
 from lineage.services import EdgeSpec, column_nodes_ensure, dataset_nodes_ensure, job_ensure, lineage_edges_upsert
-from tests.access.test_permission_walk import QUERIES, fill, url_patterns
+from tests.access.test_permission_walk import QUERIES, fill, lineage_job_touching, url_patterns
 from tests.factories import StoreFactory, UserFactory, column_payload, dataset_create, service_account_with_key
 
 pytestmark = pytest.mark.django_db
@@ -58,6 +60,8 @@ EXTRA_QUERIES = {
     "catalog:suggestion-list": ["?status=", f"?status=&store={STORE}"],
     "api:suggestion-list": ["?status=pending", f"?store={STORE}"],
     "access:audit-list": ["?action=metadata"],
+    "lineage:job-list": ["?jobType=MODEL", "?q=hidden", "?integration=DBT&jobType=MODEL"],
+    "api:lineage-job-list": ["?jobType=MODEL&integration=DBT", "?q=Hidden"],
 }
 
 
@@ -167,7 +171,18 @@ def scene(db):
 
     cell = RolePermission.objects.get(role__slug="data_scientist", environment="prod", sensitivity=3)
     service_account, _ = service_account_with_key(username="vis_pipeline")
-    return {
+    # A visible job whose SQL names the hidden dataset, the parent run of a run of the hidden job.
+    visible_job, visible_run = lineage_job_touching(
+        visible, "order_total", "customer_ref", name="shared.rollup_model",
+        sql="select d.dossier_ssn_qqq as customer_ref from secret.hidden_dossier_xyz d")
+    hidden_job = Job.objects.get(name=HIDDEN_JOB)
+    Job.objects.filter(pk=hidden_job.pk).update(
+        job_type="MODEL", integration="DBT", sql="select dossier_ssn_qqq from secret.hidden_dossier_xyz")
+    hidden_run = Run.objects.create(run_id=uuid.uuid4(), job=hidden_job, state="COMPLETE", last_event_time=now,
+                                    parent=visible_run, parent_run_id=visible_run.run_id,
+                                    notes=[f"Other owners for {HIDDEN_QUALIFIED} were proposed for review."])
+    return {"jobs": {"visible": visible_job, "hidden": hidden_job},
+            "lineage_runs": {"visible": visible_run, "hidden": hidden_run},
         "users": users, "store": store, "hidden": hidden, "visible": visible, "run": run, "suggestion": suggestion,
         "service_account": service_account, "service_token": service_account.service_tokens.get(),
         "request": request, "grant": grant, "cell": cell, "steward": steward, "steward_group": steward_group,
@@ -179,7 +194,8 @@ def filled(scene, which: str) -> dict:
     """The scene as ``fill`` of the permission walk takes it, its dataset the ``which`` one."""
     dataset = scene[which]
     column_name = "customer_ref" if which == "visible" else "dossier_ssn_qqq"
-    return {**scene, "dataset": dataset, "column": dataset.columns.get(name=column_name)}
+    return {**scene, "dataset": dataset, "column": dataset.columns.get(name=column_name),
+            "job": scene["jobs"][which], "lineage_run": scene["lineage_runs"][which]}
 
 
 def leaks(text: str) -> list[str]:

@@ -318,13 +318,13 @@ def test_events_written_while_verifying_do_not_look_like_tampering(busy_trail, m
             audit.audit_record(actor=None, action="grant.expired", reason="written meanwhile")
 
     written = []
-    real_hash, real_filter = audit.event_hash, audit.AuditEvent.objects.filter
+    real_canonical, real_filter = audit._canonical_text, audit.AuditEvent.objects.filter
 
-    def hash_and_write(previous, event):
+    def hash_and_write(pk, *fields):
         if when == "during the walk" and not written:
-            written.append(event.pk)
+            written.append(pk)
             write_one()
-        return real_hash(previous, event)
+        return real_canonical(pk, *fields)
 
     def filter_and_write(*args, **kwargs):  # the walk is over when verify looks past the head
         if when == "after the walk" and "pk__gt" in kwargs and "pk__lte" not in kwargs and not written:
@@ -332,7 +332,7 @@ def test_events_written_while_verifying_do_not_look_like_tampering(busy_trail, m
             write_one()
         return real_filter(*args, **kwargs)
 
-    monkeypatch.setattr(audit, "event_hash", hash_and_write)
+    monkeypatch.setattr(audit, "_canonical_text", hash_and_write)
     monkeypatch.setattr(audit.AuditEvent.objects, "filter", filter_and_write)
     report = audit.audit_verify(batch_size=7)
     assert written and report.intact, report.problem
@@ -399,16 +399,16 @@ def test_a_forged_tail_is_named_even_when_real_events_are_written_during_the_wal
                         previous_hash=last.hash)
     forged.hash = event_hash(last.hash, forged)
     forged.save(force_insert=True)  # well past the head, which it does not move
-    written, real_hash = [], audit.event_hash
+    written, real_canonical = [], audit._canonical_text
 
-    def hash_and_write(previous, event):
+    def hash_and_write(*fields):
         if not written:  # a real event, written while verify walks
             written.append(True)
             with transaction.atomic():
                 audit.audit_record(actor=None, action="grant.expired", reason="written meanwhile")
-        return real_hash(previous, event)
+        return real_canonical(*fields)
 
-    monkeypatch.setattr(audit, "event_hash", hash_and_write)
+    monkeypatch.setattr(audit, "_canonical_text", hash_and_write)
     report = audit.audit_verify(batch_size=7)
     assert written and not report.intact and report.first_bad_id == forged.pk and "inserted" in report.problem
 
@@ -476,9 +476,11 @@ def test_the_chain_stays_linear_with_concurrent_writers(sensitive):
 
 def test_audit_verify_command_prints_intact_and_the_count(busy_trail):
     out = StringIO()
-    call_command("audit_verify", stdout=out)
     head = AuditEvent.objects.order_by("-id").first()
-    assert out.getvalue().strip() == f"intact: {len(busy_trail)} events; head #{head.pk} {head.hash}"
+    call_command("audit_verify", stdout=out)
+    assert out.getvalue().splitlines()[0] == (
+        f"intact: {len(busy_trail)} events (full check, #1-#{head.pk}); head #{head.pk} {head.hash}"
+    )
 
 
 def test_audit_verify_command_names_the_first_altered_event_and_fails(busy_trail):

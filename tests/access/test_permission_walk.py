@@ -116,6 +116,8 @@ EXPECTED = {
     "api/v1/lineage/": rule(NOBODY, post=REGISTRARS, note="OpenLineage path with a slash"),
     "api:lineage-violation-list": rule(SIGNED_IN),
     "api:lineage-job-list": rule(SIGNED_IN),
+    "api:lineage-job-detail": rule(SEES_DATASET, note="a job touching the dataset: seen by who sees it"),
+    "api:lineage-run-detail": rule(SEES_DATASET, note="a run of that job"),
     "api:dataset-lineage": rule(SEES_DATASET),
     "api:column-lineage": rule(SEES_DATASET),
     # Monitoring API.
@@ -183,6 +185,9 @@ EXPECTED = {
     "catalog:suggestion-reject": rule(NOBODY, post=EDITS_DATASET),
     "lineage:column-impact": rule(SEES_DATASET),
     "lineage:violation-list": rule(SIGNED_IN),
+    "lineage:job-list": rule(SIGNED_IN),
+    "lineage:job-detail": rule(SEES_DATASET),
+    "lineage:run-detail": rule(SEES_DATASET),
     # Access pages.
     "access:role-matrix": rule(SIGNED_IN),
     "access:role-cell-edit": rule(ADMIN),
@@ -306,6 +311,8 @@ def fill(route, scene):
         ("columns", "column_id"): scene["column"].pk,
         ("stores", "pk"): scene["store"].pk,
         ("syncs", "pk"): scene["run"].pk,
+        ("jobs", "pk"): scene["job"].pk,
+        ("runs", "run_id"): scene["lineage_run"].run_id,
         ("suggestions", "pk"): scene["suggestion"].pk,
         ("requests", "pk"): scene["request"].pk,
         ("grants", "pk"): scene["grant"].pk,
@@ -357,6 +364,26 @@ def fill(route, scene):
 # The scene ---------------------------------------------------------------------------------------
 
 
+def lineage_job_touching(dataset, source_column, target_column, *, name, sql="", parent=None):
+    """A dbt model job (and one run of it) whose only edge goes between two columns of ``dataset``,
+    so whoever sees the dataset sees the job."""
+    import uuid
+
+    from django.utils import timezone
+
+    from lineage.models import EdgeKind, EdgeLevel, Job, Run
+    from lineage.services import EdgeSpec, column_nodes_ensure, lineage_edges_upsert
+
+    job = Job.objects.create(namespace="dbt", name=name, job_type="MODEL", integration="DBT", processing_type="BATCH",
+                             sql=sql, sql_dialect="postgres" if sql else "", sql_event_time=timezone.now() if sql else None)
+    nodes = column_nodes_ensure(dataset, [source_column, target_column])
+    lineage_edges_upsert([EdgeSpec(nodes[source_column.lower()].pk, nodes[target_column.lower()].pk, EdgeLevel.COLUMN,
+                                   EdgeKind.COPY, job_id=job.pk)])
+    run = Run.objects.create(run_id=uuid.uuid4(), job=job, state="COMPLETE", last_event_time=timezone.now(),
+                             parent=parent, parent_run_id=parent.run_id if parent else None)
+    return job, run
+
+
 @pytest.fixture
 def scene(db):
     users = {slug: UserFactory(username=f"walk_{slug}", roles=[slug]) for slug in ROLES}
@@ -389,7 +416,8 @@ def scene(db):
         store=store, name="sales.orders", columns=[column_payload("order_id"), column_payload("email", sensitivity="Public")]))
     proposal = MetadataProposal.objects.get(dataset=dataset)
     service_account, _ = service_account_with_key(username="walk_pipeline")
-    return {"service_account": service_account, "service_token": service_account.service_tokens.get(), "users": users, "store": store, "dataset": dataset, "column": column, "run": run, "suggestion": suggestion,
+    job, lineage_run = lineage_job_touching(dataset, "order_id", "email", name="walk.orders_job")
+    return {"job": job, "lineage_run": lineage_run, "service_account": service_account, "service_token": service_account.service_tokens.get(), "users": users, "store": store, "dataset": dataset, "column": column, "run": run, "suggestion": suggestion,
             "request": request, "grant": grant, "cell": cell, "steward": steward, "steward_group": steward_group,
             "proposal": proposal}
 
