@@ -25,6 +25,10 @@
     svg.setAttribute("viewBox", `0 0 ${width} ${height + pad}`);
     svg.setAttribute("role", "img");
     svg.setAttribute("class", "usage-chart");
+    svg.setAttribute("width", String(width));
+    svg.setAttribute("height", String(height + pad));
+    svg.style.maxWidth = "100%";
+    svg.style.height = "auto";
     const total = perDay.reduce((s, d) => s + d.read + d.write, 0);
     svg.setAttribute("aria-label", `Reads and writes per day over ${perDay.length} days: ${total} in all`);
     perDay.forEach((day, i) => {
