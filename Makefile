@@ -33,8 +33,11 @@ worker: $(VENV)/.runtime
 # and REDIS_URL to use others.
 test: export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/catalog_test
 test: export REDIS_URL ?= redis://127.0.0.1:6379/11
+# The audited PostgreSQL warehouse (pgaudit, a second cluster) the monitoring tests read.
+test: export AUDITED_WAREHOUSE_URL ?= postgresql://postgres@127.0.0.1:5433/postgres
 test: $(VENV)/.dev
 	scripts/ensure-services.sh
+	scripts/ensure-audited-warehouse.sh
 	scripts/ensure-chromium.sh
 	scripts/ensure-identity-provider.sh
 	$(BIN)/pytest $(PYTEST_ARGS)

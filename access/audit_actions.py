@@ -22,6 +22,7 @@ FAMILY_LABELS = {
     "service_account": "Service accounts",
     "mfa": "Second factors",
     "user": "Users (admin)",
+    "shipper_token": "Log shipper tokens",
 }
 
 AUDIT_ACTIONS = (
@@ -52,6 +53,8 @@ AUDIT_ACTIONS = (
     "token.created", "token.revoked", "token.new_address",
     "service_account.created", "service_account.role_changed",
     "mfa.enrolled", "mfa.removed", "mfa.recovery_codes_generated", "mfa.verified", "mfa.verify_failed",
+    # Log shippers' tokens (monitoring/shippers.py)
+    "shipper_token.created", "shipper_token.revoked",
 )
 
 # Details keys whose values are user ids (the audit page shows their usernames).

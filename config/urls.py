@@ -12,6 +12,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/v1/", include(("catalog.api_urls", "api"), namespace="api")),
     path("api/v1/", include(("access.api_urls", "access-api"), namespace="access-api")),
+    path("api/v1/", include(("monitoring.api_urls", "monitoring-api"), namespace="monitoring-api")),
     path("", include(("catalog.urls", "catalog"), namespace="catalog")),
     path("", include(("lineage.urls", "lineage"), namespace="lineage")),
     path("access/", include(("access.urls", "access"), namespace="access")),

@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "catalog",
     "lineage",
     "identity",
+    "monitoring",
     # Second factors (identity's MFA part): TOTP, recovery codes, WebAuthn/passkeys.
     "django_otp",
     "django_otp.plugins.otp_totp",
@@ -206,6 +207,7 @@ CELERY_TASK_ROUTES = {
     "catalog.sync_runs_resume": {"queue": "catalog"},
     "access.*": {"queue": "catalog"},
     "lineage.*": {"queue": "catalog"},
+    "monitoring.*": {"queue": "catalog"},
 }
 # Every fixed periodic job, in one place (per-store sync schedules live in django-celery-beat's tables).
 CELERY_BEAT_SCHEDULE = {
@@ -215,6 +217,8 @@ CELERY_BEAT_SCHEDULE = {
     "grants-reconcile": {"task": "access.grants_reconcile", "schedule": 600.0},
     # The safety net of OpenLineage ingestion: every accept asks for a drain after commit.
     "lineage-events-drain": {"task": "lineage.events_drain", "schedule": 30.0},
+    # Each store with an audited connection: its pull task (monitoring.access_logs_pull).
+    "access-logs-pull": {"task": "monitoring.access_logs_pull_all", "schedule": 60.0},
 }
 
 # OpenLineage ingestion (docs/lineage.md). The POST stores the event; a worker folds the queue in
@@ -355,3 +359,8 @@ LOGGING = {
 # views readers query, and the catalog's own schema in each store (grants table, keys, functions).
 ACCESS_GOVERNED_SCHEMA = env_str("ACCESS_GOVERNED_SCHEMA", "governed")
 ACCESS_GOVERNED_ADMIN_SCHEMA = env_str("ACCESS_GOVERNED_ADMIN_SCHEMA", "governed_admin")
+# Monitoring (docs/monitoring.md): how much of a store's audit log one pull step reads, and how
+# large a batch a log shipper may push to /api/v1/monitoring/logs/.
+MONITORING_PULL_CHUNK_BYTES = env_int("MONITORING_PULL_CHUNK_BYTES", 1024 * 1024, minimum=4096)
+MONITORING_PUSH_MAX_BYTES = env_int("MONITORING_PUSH_MAX_BYTES", 5 * 1024 * 1024, minimum=1024)
+MONITORING_PUSH_MAX_LINES = env_int("MONITORING_PUSH_MAX_LINES", 10_000, minimum=1)

@@ -127,6 +127,13 @@ EXPECTED = {
     "api:lineage-run-events": rule(frozenset({LINEAGE_SENDER, "admin"}), note="the run's sender and admins"),
     "api:dataset-lineage": rule(SEES_DATASET),
     "api:column-lineage": rule(SEES_DATASET),
+    # Monitoring API.
+    "monitoring-api:monitoring-log-push": rule(NOBODY, note="shipper tokens only (tests/monitoring); 401 to people"),
+    "monitoring-api:monitoring-event-list": rule(AUDITORS, post=NOBODY),
+    "monitoring-api:monitoring-shipper-token-list": rule(AUDITORS, note="POST: 400 for an empty body"),
+    "monitoring-api:monitoring-shipper-token-revoke": rule(NOBODY, post=AUDITORS, only_refusals=True,
+                                                           note="no shipper token in the scene: 404"),
+    "monitoring-api:dataset-usage": rule(SEES_DATASET, post=NOBODY),
     # Access API.
     "access-api:matrix-list": rule(SIGNED_IN),
     "access-api:matrix-cell": rule(SIGNED_IN, post=ADMIN),
@@ -332,6 +339,7 @@ def fill(route, scene):
         ("groups", "name"): scene["steward_group"].name,
         ("service-accounts", "pk"): scene["service_account"].pk,
         ("tokens", "token_pk"): scene["service_token"].pk,
+        ("shipper-tokens", "pk"): 1,
         ("Users", "pk"): scene["users"]["admin"].pk,
         ("Groups", "pk"): 1,
         ("Schemas", "schema_id"): "urn:ietf:params:scim:schemas:core:2.0:User",

@@ -1,0 +1,247 @@
+"""Taking audit log records in: attribute each to a catalog dataset, its columns and a catalog user,
+ask the one decision (access/decisions.py) what allowed it, and record it once.
+
+Used by the pull task and the push endpoint alike. A batch is written in one transaction; records
+whose key the store already has are left out, so a batch read twice (a retried pull, the same lines
+pushed again, a worker killed before it moved the position) records nothing new.
+"""
+
+from dataclasses import dataclass, field
+
+from django.db import transaction
+from django.db.models import F, Prefetch, Q
+from django.utils import timezone
+
+from access.decisions import access_decide
+from access.models import Grant, User
+from catalog.models import Column, Dataset, DataStore
+from monitoring.models import AccessAction, AccessEvent, UnparsedStatement
+from monitoring.parsing import STAR, LogRecord, StatementAccess, scrub, statement_access
+
+# Reads of the enforcement issue's protected views (schema ``governed``, same table name) count
+# as reads of the base dataset.
+GOVERNED_SCHEMA = "governed"
+
+
+@dataclass
+class IngestResult:
+    records: int = 0
+    recorded: int = 0
+    duplicates: int = 0
+    unparsed: int = 0
+    findings: int = 0
+    errors: list = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {"records": self.records, "recorded": self.recorded, "duplicates": self.duplicates,
+                "unparsed": self.unparsed, "findings": self.findings, "errors": self.errors[:20]}
+
+
+@dataclass
+class _Access:
+    record: LogRecord
+    parsed: StatementAccess
+    schema: str
+    table: str
+    action: str
+    columns: set
+
+
+class _Catalog:
+    """The store's datasets, columns and warehouse roles a batch needs, read once per batch."""
+
+    def __init__(self, store: DataStore, relations: set, roles: set):
+        names = {table.lower() for _, table in relations}
+        self.by_relation: dict[tuple[str, str], Dataset] = {}
+        self.by_name: dict[str, list[Dataset]] = {}
+        if names:
+            name_filter = Q()
+            for name in names:
+                name_filter |= Q(name__iexact=name)
+            datasets = (
+                Dataset.objects.filter(name_filter, store=store)
+                .select_related("store")
+                .prefetch_related(Prefetch("columns", queryset=Column.objects.order_by("position")))
+            )
+            for dataset in datasets:
+                self.by_relation[(dataset.schema.lower(), dataset.name.lower())] = dataset
+                self.by_name.setdefault(dataset.name.lower(), []).append(dataset)
+        self.users: dict[str, User] = {}
+        if roles:
+            for user in User.objects.filter(warehouse_role__in=sorted(roles)):
+                self.users[user.warehouse_role] = user
+
+    def dataset(self, schema: str, table: str, default_schema: str) -> tuple[Dataset | None, str]:
+        """The catalog dataset of a relation, and the view it was read through (or "")."""
+        schema = (schema or default_schema or "").lower()
+        table = table.lower()
+        if schema == GOVERNED_SCHEMA:
+            bases = [d for d in self.by_name.get(table, []) if d.schema.lower() != GOVERNED_SCHEMA]
+            if len(bases) == 1:
+                return bases[0], f"{GOVERNED_SCHEMA}.{table}"
+        found = self.by_relation.get((schema, table))
+        if found is None and not schema:
+            candidates = self.by_name.get(table, [])
+            found = candidates[0] if len(candidates) == 1 else None
+        return found, ""
+
+
+def _catalog_columns(dataset: Dataset, names: set, unresolved: set) -> list[str]:
+    """Column names as the catalog spells them, in position order; ``*`` is every current column."""
+    current = list(dataset.columns.all())
+    if STAR in names:
+        return [c.name for c in current]
+    wanted = {n.lower() for n in names} | {n.lower() for n in unresolved}
+    return [c.name for c in current if c.name.lower() in wanted]
+
+
+def _accesses(records: list[LogRecord], result: IngestResult) -> list[_Access]:
+    accesses = []
+    for record in records:
+        parsed = statement_access(record.statement, record.dialect)
+        if record.relation is not None:  # pgaudit names the relation and whether it was read or written
+            schema, table = record.relation
+            found = parsed.relations.get((schema.lower(), table.lower())) or parsed.relations.get(("", table.lower()))
+            if found is None:
+                for (s, t), relation in parsed.relations.items():
+                    if t == table.lower():
+                        found = relation
+                        break
+            columns = set()
+            if found is not None:
+                columns = found.writes if record.action == AccessAction.WRITE else (found.reads | set())
+                if record.action == AccessAction.WRITE and not columns:
+                    columns = found.reads
+            accesses.append(_Access(record, parsed, schema, table, record.action, set(columns)))
+            continue
+        for relation in parsed.relations.values():
+            if relation.read:
+                accesses.append(_Access(record, parsed, relation.schema, relation.table, AccessAction.READ,
+                                        set(relation.reads)))
+            if relation.written:
+                accesses.append(_Access(record, parsed, relation.schema, relation.table, AccessAction.WRITE,
+                                        set(relation.writes)))
+    return accesses
+
+
+def _key(access: _Access, per_relation: bool) -> str:
+    if not per_relation:
+        return access.record.record_key
+    return f"{access.record.record_key}:{access.action}:{access.schema}.{access.table}"[:200]
+
+
+def access_log_ingest(*, store: DataStore, records: list[LogRecord], source: str, log_format: str,
+                      on_written=None) -> IngestResult:
+    """Record the access events of ``records`` (parsed log records of ``store``), once each.
+    Must be called inside a transaction when the caller moves a pull position with it."""
+    result = IngestResult(records=len(records))
+    accesses = _accesses(records, result)
+    relations = {(a.schema or a.record.default_schema, a.table) for a in accesses}
+    roles = {r.database_role for r in records if r.database_role}
+    catalog = _Catalog(store, relations, roles)
+    decisions: dict = {}
+    events: list[AccessEvent] = []
+    # Pairs (user, dataset) with a grant overlapping the batch's time span: only their decisions
+    # depend on the moment of each event; every other decision holds for the whole batch.
+    timed, grants = set(), {}
+    if records and catalog.users and catalog.by_relation:
+        first, last = min(r.occurred_at for r in records), max(r.occurred_at for r in records)
+        for grant in Grant.objects.filter(
+            user__in=list(catalog.users.values()), dataset__in=list(catalog.by_relation.values()),
+            starts_at__lte=last, ends_at__gt=first,
+        ).select_related("request"):
+            grants.setdefault((grant.user_id, grant.dataset_id), []).append(grant)
+        timed = set(grants)
+    seen_keys: set = set()
+    for access in accesses:
+        record = access.record
+        key = _key(access, per_relation=record.relation is None)
+        if key in seen_keys:
+            continue
+        seen_keys.add(key)
+        dataset, via_view = catalog.dataset(access.schema, access.table, record.default_schema)
+        columns = (
+            _catalog_columns(dataset, access.columns, access.parsed.unresolved)
+            if dataset is not None else sorted(access.columns - {STAR})
+        )
+        user = catalog.users.get(record.database_role)
+        event = AccessEvent(
+            store=store, record_key=key, occurred_at=record.occurred_at, source=source, log_format=log_format,
+            database_role=record.database_role[:128], user=user, client_address=record.client_address,
+            application=record.application, dataset=dataset,
+            relation=f"{access.schema or record.default_schema}.{access.table}".strip(".")[:600],
+            via_view=via_view, action=access.action, columns=columns, rows=record.rows,
+            fingerprint=access.parsed.fingerprint, statement=access.parsed.normalized,
+        )
+        if dataset is not None:
+            _attribute(event, user, dataset, columns, decisions, timed, grants)
+        events.append(event)
+    unparsed = {}
+    for record in records:
+        parsed = statement_access(record.statement, record.dialect)
+        if parsed.error:
+            entry = unparsed.setdefault(parsed.fingerprint, [parsed, 0, record.occurred_at, record.occurred_at, set()])
+            entry[4].add(record.record_key)
+    with transaction.atomic():
+        keys = [e.record_key for e in events]
+        existing = set()
+        for start in range(0, len(keys), 1000):
+            existing.update(AccessEvent.objects.filter(store=store, record_key__in=keys[start:start + 1000])
+                            .values_list("record_key", flat=True))
+        fresh = [e for e in events if e.record_key not in existing]
+        AccessEvent.objects.bulk_create(fresh, ignore_conflicts=True, batch_size=500)
+        result.recorded = len(fresh)
+        result.duplicates = len(events) - len(fresh)
+        result.findings = sum(1 for e in fresh if e.finding)
+        _count_unparsed(store, unparsed, existing, result)
+        if on_written is not None:
+            on_written()
+    return result
+
+
+def _count_unparsed(store, unparsed: dict, existing: set, result: IngestResult) -> None:
+    now = timezone.now()
+    for fingerprint, (parsed, _, first, last, record_keys) in unparsed.items():
+        # A pgaudit record read again was counted the first time (its event has the record's key);
+        # a server_audit statement names no relation, has no event, and counts each time it is read.
+        new = [k for k in record_keys if k not in existing]
+        if not new:
+            continue
+        result.unparsed += len(new)
+        updated = UnparsedStatement.objects.filter(store=store, fingerprint=fingerprint).update(
+            count=F("count") + len(new), last_seen_at=max(last, now) if last else now,
+        )
+        if not updated:
+            UnparsedStatement.objects.create(
+                store=store, fingerprint=fingerprint, statement=scrub(parsed.normalized)[:4000],
+                error=parsed.error[:300], count=len(new), first_seen_at=first, last_seen_at=last,
+            )
+
+
+def _attribute(event: AccessEvent, user, dataset: Dataset, columns: list[str], decisions: dict, timed: set,
+               grants: dict) -> None:
+    """Which standing permission or grant allowed the access (the one decision), or a finding."""
+    if user is None:
+        event.finding = True
+        event.finding_reason = f"The warehouse role '{event.database_role}' is not mapped to a catalog user."[:300]
+        return
+    action = "write" if event.action == AccessAction.WRITE else "read"
+    cache_key = (user.pk, dataset.pk, action, tuple(columns))
+    decision = decisions.get(cache_key)
+    grant = getattr(decision, "grant", None)
+    if decision is None:
+        reusable = False
+    elif (user.pk, dataset.pk) not in timed:
+        reusable = True  # no grant in the batch's span: standing permissions alone decide
+    else:
+        reusable = decision.allowed and grant is not None and grant.starts_at <= event.occurred_at < grant.ends_at
+    if not reusable:
+        decision = access_decide(user, action, dataset, columns=columns or None, at=event.occurred_at,
+                                 live_grants=grants.get((user.pk, dataset.pk), []))
+        decisions[cache_key] = decision
+    if decision.allowed:
+        event.allowed_by = decision.via[:32]
+        event.grant = decision.grant
+    else:
+        event.finding = True
+        event.finding_reason = (decision.reason or "Nothing in the catalog allowed this access.")[:300]

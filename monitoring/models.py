@@ -1,0 +1,122 @@
+"""Who actually read what in the warehouses: access events taken from the stores' audit logs.
+
+An ``AccessEvent`` is one relation read or written by one logged statement. Events form a stream
+ordered by ``id`` (detectors read it from the last id they handled); each carries a ``record_key``
+unique per store, taken from the log record itself, so the same log line pulled and pushed, or
+read again after a crash, is recorded once.
+"""
+
+from django.conf import settings
+from django.db import models
+
+
+class LogFormat(models.TextChoices):
+    PGAUDIT = "pgaudit", "PostgreSQL pgaudit (csvlog)"
+    SERVER_AUDIT = "server_audit", "MariaDB server_audit"
+
+
+class EventSource(models.TextChoices):
+    PULL = "pull", "Pulled"
+    PUSH = "push", "Pushed"
+
+
+class AccessAction(models.TextChoices):
+    READ = "read", "Read"
+    WRITE = "write", "Write"
+
+
+class AccessEvent(models.Model):
+    store = models.ForeignKey("catalog.DataStore", on_delete=models.CASCADE, related_name="access_events")
+    record_key = models.CharField(max_length=200, help_text="Unique per store: the log record it came from.")
+    occurred_at = models.DateTimeField()
+    received_at = models.DateTimeField(auto_now_add=True)
+    source = models.CharField(max_length=8, choices=EventSource.choices)
+    log_format = models.CharField(max_length=16, choices=LogFormat.choices)
+    database_role = models.CharField(max_length=128, help_text="The role or user name the warehouse logged.")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="access_events",
+        help_text="The catalog user whose warehouse_role this is; empty for an unmapped role.",
+    )
+    client_address = models.GenericIPAddressField(null=True, blank=True)
+    application = models.CharField(max_length=128, blank=True)
+    dataset = models.ForeignKey(
+        "catalog.Dataset", null=True, blank=True, on_delete=models.SET_NULL, related_name="access_events",
+    )
+    relation = models.CharField(max_length=600, help_text="The relation as logged (schema.table).")
+    via_view = models.CharField(max_length=600, blank=True, help_text="The view read, when resolved to its base.")
+    action = models.CharField(max_length=8, choices=AccessAction.choices)
+    columns = models.JSONField(default=list, blank=True, help_text="Columns read or written, as the catalog names them.")
+    rows = models.BigIntegerField(null=True, blank=True)
+    fingerprint = models.CharField(max_length=64, help_text="SHA-256 of the statement with its literals replaced.")
+    statement = models.TextField(blank=True, help_text="The normalized statement: literals replaced by ?.")
+    allowed_by = models.CharField(max_length=32, blank=True, help_text="'standing', 'owner', 'grant #N', ... or empty.")
+    grant = models.ForeignKey("access.Grant", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    finding = models.BooleanField(default=False, help_text="Nothing in the catalog allowed this access.")
+    finding_reason = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.UniqueConstraint(fields=["store", "record_key"], name="uniq_access_event_record")]
+        indexes = [
+            models.Index(fields=["dataset", "occurred_at"], name="access_event_dataset_time"),
+            models.Index(fields=["user", "occurred_at"], name="access_event_user_time"),
+            models.Index(fields=["finding", "id"], name="access_event_finding"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.database_role} {self.action} {self.relation} at {self.occurred_at:%Y-%m-%d %H:%M:%S}"
+
+
+class UnparsedStatement(models.Model):
+    """A statement shape the parser could not read, kept as its fingerprint (never literal values)
+    and counted, so nothing is silently dropped."""
+
+    store = models.ForeignKey("catalog.DataStore", on_delete=models.CASCADE, related_name="unparsed_statements")
+    fingerprint = models.CharField(max_length=64)
+    statement = models.TextField(blank=True, help_text="The statement with literals scrubbed.")
+    error = models.CharField(max_length=300, blank=True)
+    count = models.PositiveBigIntegerField(default=0)
+    first_seen_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["store", "fingerprint"], name="uniq_unparsed_statement")]
+
+
+class LogPosition(models.Model):
+    """How far the pull has read a store's audit log: the file and the byte offset after the last
+    complete record taken in. Advanced in the same transaction as the events it covers."""
+
+    store = models.OneToOneField("catalog.DataStore", on_delete=models.CASCADE, related_name="log_position")
+    log_format = models.CharField(max_length=16, choices=LogFormat.choices)
+    pull_enabled = models.BooleanField(default=True, help_text="The periodic task pulls this store's log.")
+    file = models.CharField(
+        max_length=1024, blank=True,
+        help_text="PostgreSQL: the csvlog file read last (relative to the data directory); MariaDB: the "
+                  "server_audit file's path on the catalog's host.",
+    )
+    offset = models.BigIntegerField(default=0)
+    pulled_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+
+
+class ShipperToken(models.Model):
+    """A log shipper's key for one store: it may only POST that store's audit log lines to
+    /api/v1/monitoring/logs/. Only the SHA-256 digest is stored (as service tokens)."""
+
+    store = models.ForeignKey("catalog.DataStore", on_delete=models.CASCADE, related_name="shipper_tokens")
+    log_format = models.CharField(max_length=16, choices=LogFormat.choices)
+    name = models.CharField(max_length=64)
+    digest = models.CharField(max_length=64, unique=True)
+    prefix = models.CharField(max_length=8)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
