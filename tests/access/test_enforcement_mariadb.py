@@ -245,7 +245,8 @@ def test_a_column_write_grant_gives_column_privileges_on_the_table(shop, enginee
     assert denied(role, f"SELECT note FROM {shop.base}")
     assert denied(role, f"DELETE FROM {shop.base}")
 
-    Grant.objects.filter(pk=grant.pk).update(ends_at=timezone.now() - timedelta(seconds=1))
+    Grant.objects.filter(pk=grant.pk).update(starts_at=timezone.now() - timedelta(seconds=2),
+                                             ends_at=timezone.now() - timedelta(seconds=1))
     assert grant_unapply(grant.pk).action == "unapplied"
     assert denied(role, f"SELECT email FROM {shop.base}")
 

@@ -285,8 +285,11 @@ def test_list_query_count_does_not_grow_with_page_size(reader_client, registrar,
     with CaptureQueriesContext(connection) as large:
         assert len(reader_client.get(f"{URL}?page_size=100").json()["results"]) == 30
     assert len(small) == len(large)
-    with django_assert_num_queries(len(small) + 1):  # + the column names q matched, once for the page
+    # A search with a filter (ranked, with its facets and the column names q matched) costs at most
+    # one query more than the plain list (tests/catalog/test_search.py pins it at two sizes).
+    with CaptureQueriesContext(connection) as searched:
         reader_client.get(f"{URL}?page_size=100&sensitivity=Sensitive&q=s.t")
+    assert len(searched) <= len(small) + 1
 
 
 # Versions and diffs

@@ -78,7 +78,7 @@ def test_deactivation_revokes_the_grant_in_the_warehouse_and_ends_sessions_token
     sam.save(update_fields=["warehouse_role"])
     grant = grant_for(sam, approver, shop.customers)
     assert tasks.grant_enforce(grant.pk) == "applied"
-    assert as_role(wh, sam.warehouse_role, "SELECT count(*) FROM sales.customers") == [(6,)]
+    assert as_role(wh, sam.warehouse_role, "SELECT count(*) FROM governed.customers") == [(6,)]
     pending = access_request_create(principal=sam, dataset=shop.orders, level=AccessLevel.READ, duration=2,
                                     justification="Checking refunds for INC-77")
     browser = Client()
@@ -92,7 +92,7 @@ def test_deactivation_revokes_the_grant_in_the_warehouse_and_ends_sessions_token
     assert replaced.active is False
     grant.refresh_from_db()
     assert grant.status == GrantStatus.REVOKED and grant.enforcement == Enforcement.REVOKED
-    assert denied(wh, sam.warehouse_role, "SELECT count(*) FROM sales.customers")
+    assert denied(wh, sam.warehouse_role, "SELECT count(*) FROM governed.customers")
     assert not Session.objects.filter(session_key=browser.session.session_key).exists()
     signed_out = browser.get("/")
     assert signed_out.status_code == 302 and signed_out["Location"].startswith("/login/")
