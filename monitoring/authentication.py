@@ -3,6 +3,7 @@ only: the endpoint names this class alone, and no other endpoint accepts a shipp
 token authentication looks keys up in its own table)."""
 
 from django.utils import timezone
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 
@@ -45,3 +46,17 @@ class ShipperTokenAuthentication(BaseAuthentication):
 
     def authenticate_header(self, request):
         return 'Bearer realm="monitoring"'
+
+
+class ShipperTokenScheme(OpenApiAuthenticationExtension):
+    """The OpenAPI security scheme of the push endpoint: a shipper token as a bearer key."""
+
+    target_class = "monitoring.authentication.ShipperTokenAuthentication"
+    name = "shipperToken"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http", "scheme": "bearer",
+            "description": "A log shipper's token (`shp_...`), made per store by a security engineer; it opens "
+                           "POST /api/v1/monitoring/logs/ only.",
+        }

@@ -36,9 +36,9 @@ def test_worker_applies_an_approved_grant_and_revokes_it(start_worker, wh, shop,
 
     grant = grant_for(engineer, approver, shop.customers)  # commits; the task goes to the broker
     enforcement_reaches(grant, Enforcement.APPLIED, worker)
-    assert len(as_role(wh, role, "SELECT email FROM sales.customers")) == 6
+    assert len(as_role(wh, role, "SELECT email FROM governed.customers")) == 6
 
     grant_revoke(principal=approver, grant=grant, reason="Incident closed")
     enforcement_reaches(grant, Enforcement.REVOKED, worker)
-    assert denied(wh, role, "SELECT email FROM sales.customers")
+    assert denied(wh, role, "SELECT email FROM governed.customers")
     assert "access.grant_enforce" in worker.log
