@@ -64,6 +64,9 @@ def assorted(cast):
     expired = grant_for(cast, UserFactory(username="ed", roles=["data_analyst"]), cast["orders"])
     Grant.objects.filter(pk=expired.pk).update(starts_at=now - timedelta(days=3), ends_at=now - timedelta(days=2))
     revoked = grant_for(cast, UserFactory(username="rex", roles=["data_analyst"]), cast["events"])
+    # Its planned end stays today whatever the hour (a four-hour grant made after 20:00 would end tomorrow).
+    Grant.objects.filter(pk=revoked.pk).update(starts_at=now - timedelta(hours=2), ends_at=now + (midnight - now) / 2)
+    revoked.refresh_from_db()
     grants.grant_revoke(principal=cast["owner"], grant=revoked, reason="No longer needed")
     return {"live": live, "ending": ending, "failed": failed, "expired": expired, "revoked": revoked}
 
