@@ -23,6 +23,7 @@ FAMILY_LABELS = {
     "mfa": "Second factors",
     "user": "Users (admin)",
     "shipper_token": "Log shipper tokens",
+    "alert": "Monitoring alerts",
 }
 
 AUDIT_ACTIONS = (
@@ -55,6 +56,8 @@ AUDIT_ACTIONS = (
     "mfa.enrolled", "mfa.removed", "mfa.recovery_codes_generated", "mfa.verified", "mfa.verify_failed",
     # Log shippers' tokens (monitoring/shippers.py)
     "shipper_token.created", "shipper_token.revoked",
+    # Monitoring alerts (monitoring/alerts.py)
+    "alert.acknowledged", "alert.assigned", "alert.resolved", "alert.snoozed", "alert.reopened",
 )
 
 # Details keys whose values are user ids (the audit page shows their usernames).

@@ -147,6 +147,12 @@ def can_read_audit(user) -> bool:
     return can_read_metadata(user) and (user.is_superuser or _is_security_engineer(user))
 
 
+def can_work_alerts(user) -> bool:
+    """Security engineers and admins read, acknowledge, assign, resolve and snooze monitoring
+    alerts (and are the ones alerts can be assigned to); the same people who read the audit trail."""
+    return can_read_audit(user) and not getattr(user, "is_service_account", False)
+
+
 def classifies_every_dataset(user) -> bool:
     """Whose classification queue lists every unclassified dataset they may see: security engineers
     and admins. Everyone else is asked to classify the unclassified datasets they own or steward."""

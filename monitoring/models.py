@@ -120,3 +120,145 @@ class ShipperToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
+
+
+# --- Alerts ------------------------------------------------------------------------------------
+# Detectors (monitoring/detectors.py) read two streams in id order, the access events above and
+# the catalog's own audit trail, and raise alerts. An alert is one (rule, subject) while it is not
+# resolved: a detector that fires again for the same subject adds evidence and counts up instead of
+# opening a second alert. Evidence is unique per (alert, event), so an event delivered twice
+# (at-least-once consumption) counts once.
+
+
+class Severity(models.IntegerChoices):
+    LOW = 10, "Low"
+    MEDIUM = 20, "Medium"
+    HIGH = 30, "High"
+    CRITICAL = 40, "Critical"
+
+
+class AlertStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    ACKNOWLEDGED = "acknowledged", "Acknowledged"
+    RESOLVED = "resolved", "Resolved"
+
+
+class Alert(models.Model):
+    rule = models.CharField(max_length=64, help_text="The detector that raised it (monitoring/detectors.py).")
+    subject_key = models.CharField(max_length=200, help_text="What the alert is about: 'user:12', 'grant:5', ...")
+    severity = models.PositiveSmallIntegerField(choices=Severity.choices)
+    status = models.CharField(max_length=16, choices=AlertStatus.choices, default=AlertStatus.OPEN)
+    title = models.CharField(max_length=300)
+    summary = models.TextField(blank=True, help_text="What happened, in words, without literal values read.")
+    suggested_action = models.TextField(blank=True)
+    count = models.PositiveIntegerField(default=1, help_text="How many times the detector fired on this subject.")
+    first_seen_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                             related_name="alerts_about", help_text="The person the alert is about, if any.")
+    database_role = models.CharField(max_length=128, blank=True, help_text="The warehouse role, for unmapped ones.")
+    datasets = models.ManyToManyField("catalog.Dataset", blank=True, related_name="alerts")
+    assignee = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                 related_name="alerts_assigned")
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                        related_name="+")
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                    related_name="+")
+    resolution_note = models.TextField(blank=True)
+    snoozed_until = models.DateTimeField(null=True, blank=True, help_text="Hidden from the inbox until then.")
+
+    class Meta:
+        ordering = ["-last_seen_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["rule", "subject_key"], condition=~models.Q(status="resolved"),
+                                    name="uniq_unresolved_alert_per_rule_subject"),
+        ]
+        indexes = [models.Index(fields=["status", "-last_seen_at"], name="alert_status_seen")]
+
+    def __str__(self) -> str:
+        return f"{self.get_severity_display()}: {self.title}"
+
+
+class AlertEvidence(models.Model):
+    """One event behind an alert: an access event or an audit event (linked), or for detectors
+    that look at state rather than an event (a deadline passed, a permission unused) a key of its own."""
+
+    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="evidence")
+    access_event = models.ForeignKey(AccessEvent, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    audit_event = models.ForeignKey("access.AuditEvent", null=True, blank=True, on_delete=models.SET_NULL,
+                                    related_name="+")
+    evidence_key = models.CharField(max_length=200, help_text="'access:<id>', 'audit:<id>' or the detector's own key.")
+    occurred_at = models.DateTimeField()
+    description = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["-occurred_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["alert", "evidence_key"], name="uniq_alert_evidence")]
+
+
+class DetectorCursor(models.Model):
+    """How far the detectors have read a stream ('access' events or the 'audit' trail): the last
+    id handled. Advanced in the same transaction as the alerts raised from the batch."""
+
+    stream = models.CharField(max_length=32, unique=True)
+    last_id = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+
+# --- Outgoing webhooks ---------------------------------------------------------------------------
+
+
+class WebhookKind(models.TextChoices):
+    GENERIC = "generic", "Generic JSON (signed)"
+    SLACK = "slack", "Slack"
+    TEAMS = "teams", "Microsoft Teams"
+
+
+class WebhookEndpoint(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+    url = models.URLField(max_length=1000)
+    kind = models.CharField(max_length=16, choices=WebhookKind.choices, default=WebhookKind.GENERIC)
+    secret = models.OneToOneField("catalog.Secret", null=True, blank=True, on_delete=models.SET_NULL,
+                                  related_name="+", help_text="HMAC-SHA256 key of a generic webhook (sealed).")
+    min_severity = models.PositiveSmallIntegerField(choices=Severity.choices, null=True, blank=True,
+                                                    help_text="Alerts at or above this severity; empty: no alerts.")
+    event_types = models.JSONField(default=list, blank=True,
+                                   help_text="Catalog events it subscribes to (monitoring/webhooks.py EVENT_TYPES).")
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    DELIVERED = "delivered", "Delivered"
+    FAILED = "failed", "Failed (gave up)"
+
+
+class WebhookDelivery(models.Model):
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries")
+    event_type = models.CharField(max_length=64)
+    event_id = models.CharField(max_length=64, help_text="Unique per endpoint: the same event is delivered once.")
+    payload = models.JSONField(help_text="The catalog's event body (before Slack/Teams shaping); no secrets.")
+    status = models.CharField(max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["endpoint", "event_id"], name="uniq_webhook_delivery_event")]
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="webhook_delivery_due")]
