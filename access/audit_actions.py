@@ -24,6 +24,7 @@ FAMILY_LABELS = {
     "user": "Users (admin)",
     "shipper_token": "Log shipper tokens",
     "alert": "Monitoring alerts",
+    "webhook": "Outgoing webhooks",
 }
 
 AUDIT_ACTIONS = (
@@ -58,6 +59,8 @@ AUDIT_ACTIONS = (
     "shipper_token.created", "shipper_token.revoked",
     # Monitoring alerts (monitoring/alerts.py)
     "alert.acknowledged", "alert.assigned", "alert.resolved", "alert.snoozed", "alert.reopened",
+    # Outgoing webhook endpoints (monitoring/webhooks.py)
+    "webhook.created", "webhook.changed", "webhook.removed",
 )
 
 # Details keys whose values are user ids (the audit page shows their usernames).

@@ -153,6 +153,13 @@ def can_work_alerts(user) -> bool:
     return can_read_audit(user) and not getattr(user, "is_service_account", False)
 
 
+def can_manage_webhooks(user) -> bool:
+    """Security engineers and admins (people, never a service account) add, change, test and remove
+    outgoing webhook endpoints and read their deliveries: an endpoint receives alerts and catalog
+    events, so it is a way out of the catalog."""
+    return can_work_alerts(user)
+
+
 def classifies_every_dataset(user) -> bool:
     """Whose classification queue lists every unclassified dataset they may see: security engineers
     and admins. Everyone else is asked to classify the unclassified datasets they own or steward."""

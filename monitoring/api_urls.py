@@ -1,6 +1,6 @@
 from django.urls import path
 
-from monitoring import apis
+from monitoring import apis, webhook_apis
 
 urlpatterns = [
     path("monitoring/logs/", apis.LogPushApi.as_view(), name="monitoring-log-push"),
@@ -8,5 +8,12 @@ urlpatterns = [
     path("monitoring/shipper-tokens/", apis.ShipperTokenListCreateApi.as_view(), name="monitoring-shipper-token-list"),
     path("monitoring/shipper-tokens/<int:pk>/revoke/", apis.ShipperTokenRevokeApi.as_view(),
          name="monitoring-shipper-token-revoke"),
+    path("monitoring/webhooks/", webhook_apis.WebhookEndpointListCreateApi.as_view(), name="webhook-list"),
+    path("monitoring/webhooks/<int:pk>/", webhook_apis.WebhookEndpointDetailApi.as_view(), name="webhook-detail"),
+    path("monitoring/webhooks/<int:pk>/test/", webhook_apis.WebhookEndpointTestApi.as_view(), name="webhook-test"),
+    path("monitoring/webhooks/<int:pk>/deliveries/", webhook_apis.WebhookDeliveryListApi.as_view(),
+         name="webhook-deliveries"),
+    path("monitoring/webhooks/deliveries/<int:pk>/retry/", webhook_apis.WebhookDeliveryRetryApi.as_view(),
+         name="webhook-delivery-retry"),
     path("datasets/<int:pk>/usage/", apis.DatasetUsageApi.as_view(), name="dataset-usage"),
 ]

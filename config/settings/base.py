@@ -219,6 +219,10 @@ CELERY_BEAT_SCHEDULE = {
     "lineage-events-drain": {"task": "lineage.events_drain", "schedule": 30.0},
     # Each store with an audited connection: its pull task (monitoring.access_logs_pull).
     "access-logs-pull": {"task": "monitoring.access_logs_pull_all", "schedule": 60.0},
+    # Outgoing webhooks (docs/monitoring.md, "Where alerts go"): catalog events to subscribed
+    # endpoints, and the deliveries whose retry is due.
+    "webhook-events-scan": {"task": "monitoring.webhook_events_scan", "schedule": 15.0},
+    "webhook-deliveries-due": {"task": "monitoring.webhook_deliveries_due", "schedule": 30.0},
 }
 
 # OpenLineage ingestion (docs/lineage.md). The POST stores the event; a worker folds the queue in
@@ -364,3 +368,18 @@ ACCESS_GOVERNED_ADMIN_SCHEMA = env_str("ACCESS_GOVERNED_ADMIN_SCHEMA", "governed
 MONITORING_PULL_CHUNK_BYTES = env_int("MONITORING_PULL_CHUNK_BYTES", 1024 * 1024, minimum=4096)
 MONITORING_PUSH_MAX_BYTES = env_int("MONITORING_PUSH_MAX_BYTES", 5 * 1024 * 1024, minimum=1024)
 MONITORING_PUSH_MAX_LINES = env_int("MONITORING_PUSH_MAX_LINES", 10_000, minimum=1)
+# Where alerts go (docs/monitoring.md): alerts at or above this severity are mailed to security
+# engineers and admins (Low, Medium, High or Critical).
+_ALERT_SEVERITIES = {"low": 10, "medium": 20, "high": 30, "critical": 40}  # monitoring.models.Severity
+_alert_mail_min = env_str("MONITORING_ALERT_MAIL_MIN_SEVERITY", "Medium").strip().lower() or "medium"
+if _alert_mail_min not in _ALERT_SEVERITIES:
+    raise ImproperlyConfigured("MONITORING_ALERT_MAIL_MIN_SEVERITY must be Low, Medium, High or Critical.")
+MONITORING_ALERT_MAIL_MIN_SEVERITY = _ALERT_SEVERITIES[_alert_mail_min]
+# Outgoing webhooks never reach the catalog's own host, loopback, private, link-local, multicast,
+# reserved or unspecified addresses unless listed here (host names and networks, comma separated).
+MONITORING_WEBHOOK_ALLOWED_PRIVATE = env_hosts("MONITORING_WEBHOOK_ALLOWED_PRIVATE")
+# Connect and read timeout of one delivery, in seconds; how much of a receiver's answer is read.
+MONITORING_WEBHOOK_TIMEOUT = env_int("MONITORING_WEBHOOK_TIMEOUT", 5, minimum=1)
+MONITORING_WEBHOOK_RESPONSE_MAX_BYTES = env_int("MONITORING_WEBHOOK_RESPONSE_MAX_BYTES", 64 * 1024, minimum=0)
+# Attempts of one delivery before it is marked failed (retries wait 30 s, 2 min, 10 min, 1 h, 6 h).
+MONITORING_WEBHOOK_MAX_ATTEMPTS = env_int("MONITORING_WEBHOOK_MAX_ATTEMPTS", 6, minimum=1)
