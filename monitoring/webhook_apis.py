@@ -71,10 +71,13 @@ class WebhookEndpointSerializer(serializers.ModelSerializer):
 
 
 class WebhookEndpointCreatedSerializer(WebhookEndpointSerializer):
-    secret = serializers.CharField(help_text="The signing secret: shown in this answer only (stored sealed).")
+    secret = serializers.SerializerMethodField(help_text="The signing secret: shown in this answer only (stored sealed).")
 
     class Meta(WebhookEndpointSerializer.Meta):
         fields = [*WebhookEndpointSerializer.Meta.fields, "secret"]
+
+    def get_secret(self, endpoint) -> str:
+        return self.context["secret"]
 
 
 class WebhookEndpointInputSerializer(serializers.Serializer):
@@ -141,8 +144,8 @@ class WebhookEndpointListCreateApi(APIView):
         except ValidationError as error:
             raise _service_errors(error) from None
         endpoint = endpoint_queryset().get(pk=endpoint.pk)
-        endpoint.secret = secret  # for the answer only
-        return Response(WebhookEndpointCreatedSerializer(endpoint).data, status=status.HTTP_201_CREATED)
+        return Response(WebhookEndpointCreatedSerializer(endpoint, context={"secret": secret}).data,
+                        status=status.HTTP_201_CREATED)
 
 
 class WebhookEndpointDetailApi(APIView):

@@ -319,7 +319,7 @@ def webhook_endpoint_remove(*, principal, endpoint: WebhookEndpoint, remote_addr
     """Remove an endpoint, its secret and its deliveries."""
     _checked(principal)
     with transaction.atomic():
-        endpoint = WebhookEndpoint.objects.select_for_update().select_related("secret").get(pk=endpoint.pk)
+        endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
         details = _audit_details(endpoint)
         audit_record(actor=principal, action="webhook.removed", obj=endpoint, remote_addr=remote_addr, details=details)
         secret = endpoint.secret
