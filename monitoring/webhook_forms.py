@@ -52,6 +52,9 @@ class WebhookEndpointForm(forms.Form):
         for field, texts in messages.items():
             for text in texts:
                 self.add_error(field if field in self.fields else None, text)
+
+    def focus_problems(self) -> None:
+        """After a refused save, the first field with an error has the focus."""
         erroneous = [name for name in self.fields if name in self.errors]
         if erroneous:
             self.fields[erroneous[0]].widget.attrs["autofocus"] = True

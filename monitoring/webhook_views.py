@@ -47,6 +47,7 @@ def webhook_list(request):
                 form.errors_apply(error)
             else:
                 form = WebhookEndpointForm()
+        form.focus_problems()
     else:
         form = WebhookEndpointForm()
     endpoints = list(endpoint_queryset())
@@ -76,6 +77,7 @@ def webhook_detail(request, pk):
             else:
                 messages.success(request, f"Saved {form.cleaned_data['name']}.")
                 return redirect("webhooks:detail", pk=endpoint.pk)
+        form.focus_problems()
     else:
         form = WebhookEndpointForm(url_hint=shown, initial={
             "name": endpoint.name, "kind": endpoint.kind, "active": endpoint.active,
