@@ -183,6 +183,7 @@ SPECTACULAR_SETTINGS = {
         # Access levels by name (matrix cells, grants) and the two that may be asked for.
         "AccessLevelEnum": "access.serializers.LEVEL_NAME_CHOICES",
         "RequestableLevelEnum": "access.serializers.REQUESTABLE_LEVELS",
+        "WebhookKindEnum": "monitoring.models.WebhookKind",
     },
 }
 

@@ -256,3 +256,37 @@ def test_the_secret_is_sealed_and_never_in_the_audit_trail(security, receiver):
     text = json.dumps(event.details) + event.reason
     assert secret not in text and "/hooks/catalog" not in text
     assert event.details["url"] == f"http://127.0.0.1:{receiver.server.server_address[1]}/hooks/…"
+
+
+@LOCAL
+def test_an_approved_grant_and_a_new_violation_reach_subscribed_endpoints(
+        security, receiver, registrar, store, django_capture_on_commit_callbacks):
+    from access.grants import access_request_create, access_request_review
+    from tests.factories import StoreFactory, column_payload, dataset_create, registration_payload
+
+    endpoint_for(security, receiver, min_severity=None, event_types=["grant.approved", "violation.created"])
+    owner = UserFactory(username="olga", roles=["data_engineer"])
+    scientist = UserFactory(username="sara", roles=["data_scientist"])
+    prod = StoreFactory(name="warehouse", environment="prod", platform="bigquery")
+    customers = dataset_create(principal=registrar, store=prod, name="crm.customers",
+                               columns=[column_payload("customer_id", sensitivity="Regular"),
+                                        column_payload("email", sensitivity="Sensitive")], owners=["olga"])
+    request = access_request_create(principal=scientist, dataset=customers, level="read", duration=4,
+                                    justification="Investigating churn for the Q3 review", ticket="SEC-1234")
+    access_request_review(principal=owner, request=request, approve=True, reason="Looks right")
+    appdb = StoreFactory(name="appdb", kind="transactional", platform="postgresql")
+    dataset_register(principal=registrar, payload=registration_payload(
+        store=appdb, name="public.reviews", columns=[column_payload("ReviewID", sensitivity="Sensitive")]))
+    dataset_register(principal=registrar, payload=registration_payload(
+        store=store, name="marketing.review_sentiment",
+        columns=[column_payload("ReviewID", originatingSource="transactional:Reviews", sensitivity="Public")]))
+    with django_capture_on_commit_callbacks(execute=True):
+        webhook_events_scan()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert webhook_events_scan() == 0
+    bodies = {r.json["type"]: r.json["data"] for r in receiver.received}
+    assert set(bodies) == {"grant.approved", "violation.created"}
+    assert (bodies["grant.approved"]["user"], bodies["grant.approved"]["dataset"]) == ("sara", "warehouse.crm.customers")
+    assert bodies["violation.created"]["column"] == "ReviewID"
+    assert (bodies["violation.created"]["declaredSensitivity"], bodies["violation.created"]["unprotectedInflow"]) == (
+        "Public", "Sensitive")
