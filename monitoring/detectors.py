@@ -5,8 +5,8 @@
 findings through ``alert_raise`` and moves the cursors, all in one transaction: a worker killed
 mid-batch leaves the cursors where they were, and the batch is handled again. That is
 at-least-once; evidence is keyed by event (``access:<id>``, ``audit:<id>``), so an event handled
-twice counts once. Findings of a batch are merged per (rule, subject) before they are raised, so a
-batch costs a number of queries that depends on how many subjects it has, not on its size.
+twice counts once. Findings of a batch are merged per (rule, subject) and raised together, so a
+batch costs the same few queries whatever its size and however many subjects it has.
 
 ``detect_periodic`` runs the detectors that look at state rather than at one event (a review
 deadline passed, a standing permission unused, the audit chain), with keys of their own.
@@ -36,7 +36,7 @@ from access.models import (AccessLevel, AccessRequest, AccessReview, AuditEvent,
 from access.selectors import AWAITING_REVIEW
 from catalog.models import Dataset
 from catalog.vocabulary import Sensitivity, unclassified_tier
-from monitoring.alerts import Evidence, Finding, alert_raise
+from monitoring.alerts import Evidence, Finding, alerts_raise
 from monitoring.models import AccessAction, AccessEvent, Alert, AlertEvidence, AlertStatus, DetectorCursor, Severity
 
 STREAMS = ("access", "audit")
@@ -247,24 +247,7 @@ def detect_volume_baseline(events: list[AccessEvent]) -> list[Finding]:
         principal = _principal(event)
         if principal not in latest or event.occurred_at > latest[principal].occurred_at:
             latest[principal] = event
-    # One row per principal: reads and rows in its window, and in the baseline before it.
-    aggregates = {}
-    recent_terms, base_terms = Q(pk__in=[]), Q(pk__in=[])
-    for principal, event in latest.items():
-        who = _principal_filter([principal])
-        end = event.occurred_at
-        recent_terms |= who & Q(occurred_at__gt=end - window, occurred_at__lte=end)
-        base_terms |= who & Q(occurred_at__gt=end - window - baseline, occurred_at__lte=end - window)
-    sensitive = Q(action=AccessAction.READ) & _tier_filter(values["min_sensitivity"])
-    rows = (AccessEvent.objects.filter(sensitive & (recent_terms | base_terms))
-            .order_by().values("user_id", "store_id", "database_role")
-            .annotate(recent=Count("pk", filter=recent_terms), recent_rows=Coalesce(Sum("rows", filter=recent_terms), 0),
-                      base=Count("pk", filter=base_terms), base_rows=Coalesce(Sum("rows", filter=base_terms), 0)))
-    for row in rows:
-        principal = ("user", row["user_id"]) if row["user_id"] else ("role", row["store_id"], row["database_role"])
-        totals = aggregates.setdefault(principal, [0, 0, 0, 0])
-        for index, key in enumerate(("recent", "recent_rows", "base", "base_rows")):
-            totals[index] += row[key]
+    aggregates = _volumes(latest, window, baseline, values["min_sensitivity"])
     windows = baseline / window
     found = []
     for principal, (recent, recent_rows, base, base_rows) in aggregates.items():
@@ -288,6 +271,71 @@ def detect_volume_baseline(events: list[AccessEvent]) -> list[Finding]:
             database_role="" if event.user_id else event.database_role,
             dataset_ids=sorted({e.dataset_id for e in mine}),
         ))
+    return found
+
+
+# Per principal: reads and rows in its window (ending at its latest read of the batch), and in the
+# baseline before it. One statement per kind of principal; the time range is on the join so the
+# (user, occurred_at) and (store, database_role, occurred_at) indexes serve it.
+_VOLUME_SQL = """
+    SELECT v.k,
+           count(*) FILTER (WHERE e.occurred_at > v.end_at - %(window)s),
+           coalesce(sum(e.rows) FILTER (WHERE e.occurred_at > v.end_at - %(window)s), 0),
+           count(*) FILTER (WHERE e.occurred_at <= v.end_at - %(window)s),
+           coalesce(sum(e.rows) FILTER (WHERE e.occurred_at <= v.end_at - %(window)s), 0)
+    FROM unnest(%(users)s::bigint[], %(stores)s::bigint[], %(roles)s::text[], %(ends)s::timestamptz[])
+         WITH ORDINALITY AS v(user_id, store_id, role, end_at, k)
+    JOIN monitoring_accessevent e ON {principal}
+         AND e.occurred_at > v.end_at - %(window)s - %(baseline)s AND e.occurred_at <= v.end_at
+    JOIN catalog_dataset d ON d.id = e.dataset_id
+    WHERE e.action = 'read' AND ((d.classified AND d.sensitivity >= %(tier)s) OR (NOT d.classified AND %(unclassified)s))
+    GROUP BY v.k
+"""
+_BY_USER = "e.user_id = v.user_id"
+_BY_ROLE = "e.user_id IS NULL AND e.store_id = v.store_id AND e.database_role = v.role"
+
+
+def _volumes(latest: dict, window: timedelta, baseline: timedelta, tier: int) -> dict:
+    """principal -> [reads in window, rows in window, reads in baseline, rows in baseline]."""
+    if connection.vendor != "postgresql":
+        return _volumes_orm(latest, window, baseline, tier)
+    found = {}
+    for kind, condition in (("user", _BY_USER), ("role", _BY_ROLE)):
+        principals = [p for p in latest if p[0] == kind]
+        if not principals:
+            continue
+        params = {
+            "users": [p[1] if kind == "user" else 0 for p in principals],
+            "stores": [p[1] if kind == "role" else 0 for p in principals],
+            "roles": [p[2] if kind == "role" else "" for p in principals],
+            "ends": [latest[p].occurred_at for p in principals],
+            "window": window, "baseline": baseline, "tier": tier, "unclassified": unclassified_tier() >= tier,
+        }
+        with connection.cursor() as cursor:
+            cursor.execute(_VOLUME_SQL.format(principal=condition), params)
+            for k, recent, recent_rows, base, base_rows in cursor.fetchall():
+                found[principals[k - 1]] = [recent, int(recent_rows), base, int(base_rows)]
+    return found
+
+
+def _volumes_orm(latest: dict, window: timedelta, baseline: timedelta, tier: int) -> dict:
+    """``_volumes`` for the embedded SQLite: one OR term per principal."""
+    recent_terms, base_terms = Q(pk__in=[]), Q(pk__in=[])
+    for principal, event in latest.items():
+        who = _principal_filter([principal])
+        end = event.occurred_at
+        recent_terms |= who & Q(occurred_at__gt=end - window, occurred_at__lte=end)
+        base_terms |= who & Q(occurred_at__gt=end - window - baseline, occurred_at__lte=end - window)
+    rows = (AccessEvent.objects.filter(Q(action=AccessAction.READ) & _tier_filter(tier) & (recent_terms | base_terms))
+            .order_by().values("user_id", "store_id", "database_role")
+            .annotate(recent=Count("pk", filter=recent_terms), recent_rows=Coalesce(Sum("rows", filter=recent_terms), 0),
+                      base=Count("pk", filter=base_terms), base_rows=Coalesce(Sum("rows", filter=base_terms), 0)))
+    found = {}
+    for row in rows:
+        principal = ("user", row["user_id"]) if row["user_id"] else ("role", row["store_id"], row["database_role"])
+        totals = found.setdefault(principal, [0, 0, 0, 0])
+        for index, key in enumerate(("recent", "recent_rows", "base", "base_rows")):
+            totals[index] += row[key]
     return found
 
 
@@ -565,11 +613,7 @@ def _merged(findings: list[Finding]) -> list[Finding]:
 
 
 def _raise_all(findings: list[Finding]) -> int:
-    new = 0
-    for finding in _merged(findings):
-        _, added = alert_raise(finding)
-        new += added
-    return new
+    return sum(new for _, new in alerts_raise(_merged(findings)))
 
 
 def detect_pending(*, batch_size: int = 500) -> int:
