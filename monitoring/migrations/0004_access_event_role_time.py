@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
     dependencies = [
         ('access', '0012_audit_append_only'),
         ('catalog', '0009_dataset_search'),
-        ('monitoring', '0002_alerts_webhooks'),
+        ('monitoring', '0003_unparsed_records'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
