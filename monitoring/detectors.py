@@ -585,6 +585,14 @@ AUDIT_DETECTORS = (detect_break_glass_repeat, detect_probing, detect_rubber_stam
 # --- Consuming the streams -----------------------------------------------------------------------
 
 
+# What the detectors read of an access event (a batch loads hundreds: no more than this).
+EVENT_FIELDS = (
+    "id", "store_id", "user_id", "user__username", "database_role", "client_address", "application", "dataset_id",
+    "dataset__sensitivity", "dataset__classified", "action", "columns", "rows", "occurred_at", "finding",
+    "finding_reason",
+)
+
+
 def _cursors_locked() -> dict[str, DetectorCursor]:
     cursors = list(DetectorCursor.objects.select_for_update().filter(stream__in=STREAMS).order_by("stream"))
     if len(cursors) < len(STREAMS):
@@ -623,7 +631,7 @@ def detect_pending(*, batch_size: int = 500) -> int:
     with transaction.atomic():
         cursors = _cursors_locked()
         access = list(AccessEvent.objects.filter(pk__gt=cursors["access"].last_id)
-                      .select_related("dataset", "user").order_by("pk")[:batch_size])
+                      .select_related("dataset", "user").only(*EVENT_FIELDS).order_by("pk")[:batch_size])
         audit = list(AuditEvent.objects.filter(pk__gt=cursors["audit"].last_id).order_by("pk")[:batch_size])
         if not access and not audit:
             return 0

@@ -6,6 +6,7 @@ Periodic detectors take ``now``. At-least-once: an event handled twice adds noth
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -16,7 +17,7 @@ from access.grants import (access_request_create, access_request_review, break_g
 from access.models import AuditEvent
 from access.signin import signin_failure_record
 from catalog.models import Dataset
-from monitoring.detectors import detect_all, detect_pending, detect_periodic
+from monitoring.detectors import detect_all, detect_pending, detect_periodic, detector_settings
 from monitoring.ingestion import access_log_ingest
 from monitoring.models import AccessEvent, Alert, AlertEvidence, AlertStatus, DetectorCursor, Severity
 from monitoring.parsing import records_from_text
@@ -315,3 +316,15 @@ def test_detection_costs_the_same_queries_whatever_the_batch_size(cast, settings
     assert large == small
     assert small <= 25
     assert AccessEvent.objects.count() == 206 and alerts("read_not_allowed")[0].count == 206
+
+
+def test_thresholds_are_overridden_per_detector_and_unknown_names_refused(settings):
+    settings.MONITORING_DETECTORS = {"probing": {"threshold": 3, "severity": "high"}}
+    values = detector_settings("probing")
+    assert values["threshold"] == 3 and values["severity"] == Severity.HIGH and values["window_minutes"] == 15
+    settings.MONITORING_DETECTORS = {"probing": {"treshold": 3}}
+    with pytest.raises(ImproperlyConfigured, match="treshold"):
+        detector_settings("probing")
+    settings.MONITORING_DETECTORS = {"probe": {}}
+    with pytest.raises(ImproperlyConfigured, match="probe"):
+        detector_settings("probing")
