@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from access.decisions import access_decide
 from access.models import Grant, User
+from access.policies import user_roles_prime
 from catalog.models import Column, Dataset, DataStore
 from lineage.models import Edge, EdgeKind, EdgeLevel
 from monitoring.detectors import detect_request
@@ -73,6 +74,7 @@ class _Catalog:
         if roles:
             for user in User.objects.filter(warehouse_role__in=sorted(roles)):
                 self.users[user.warehouse_role] = user
+            user_roles_prime(self.users.values())  # one query for every reader's roles, not one each
 
     def dataset(self, schema: str, table: str, default_schema: str) -> tuple[Dataset | None, str]:
         """The catalog dataset of a relation, and the view it was read through (or "")."""
