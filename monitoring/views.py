@@ -5,6 +5,8 @@ in ``monitoring.alerts`` (which ask ``access.policies.can_work_alerts``). For an
 work alerts the pages do not exist (404), as the grants page does.
 """
 
+from datetime import datetime
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
@@ -80,6 +82,16 @@ def _forms(request, bound=None) -> dict:
     return made
 
 
+def _history(request, alert) -> list:
+    events = list(selectors.alert_history(user=request.user, alert=alert))
+    for event in events:
+        try:
+            event.snoozed_until = datetime.fromisoformat(event.details.get("until") or "")
+        except (TypeError, ValueError):
+            event.snoozed_until = None
+    return events
+
+
 @login_required
 def alert_detail(request, pk, bound_forms=None, status=200):
     _require_alert_worker(request)
@@ -96,7 +108,7 @@ def alert_detail(request, pk, bound_forms=None, status=200):
         "evidence": evidence,
         "access_evidence": [row for row in evidence if row.access_event_id],
         "other_evidence": [row for row in evidence if not row.access_event_id],
-        "history": list(selectors.alert_history(user=request.user, alert=alert).select_related("actor")),
+        "history": _history(request, alert),
         "snoozed": snoozed,
         "resolved": alert.status == AlertStatus.RESOLVED,
         "can_acknowledge": alert.status == AlertStatus.OPEN,
