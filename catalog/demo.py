@@ -11,6 +11,7 @@ from catalog.models import Dataset, DataStore
 from catalog.services import dataset_register, store_save
 from lineage.models import EdgeKind, EdgeLevel
 from lineage.sensitivity import sensitivity_refresh
+from monitoring.demo import monitoring_demo_load
 from lineage.services import (
     EdgeSpec,
     column_nodes_ensure,
@@ -247,6 +248,7 @@ def demo_load() -> None:
     dataset_register(principal=pipeline, payload=MARKETING_REVIEW_SENTIMENT)
     _pipeline_lineage_load()
     _access_load()
+    monitoring_demo_load()
 
 
 def demo_counts() -> dict:
