@@ -27,7 +27,8 @@ DEMO_USERS = [
     # username, first name, role slug, what to try as them
     ("dana", "Dana", "data_scientist", "asks for access: her request for appdb.public.users waits for Dave"),
     ("sam", "Sam", "security_engineer",
-     "reviews classifications and Restricted access, reads the audit trail, lists violations"),
+     "works the alert inbox (the demo's warehouse log raised a few), reviews classifications and Restricted "
+     "access, reads the audit trail"),
     ("sofia", "Sofia", "software_engineer", "works on dev data; break-glass access to prod when on call"),
     ("mia", "Mia", "data_analyst", "finds datasets, reads their columns and lineage; owns the marketing datasets"),
     ("pete", "Pete", "product_manager", "sees aggregated datasets only"),
