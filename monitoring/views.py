@@ -113,6 +113,7 @@ def alert_detail(request, pk, bound_forms=None, status=200):
         "resolved": alert.status == AlertStatus.RESOLVED,
         "can_acknowledge": alert.status == AlertStatus.OPEN,
         "can_reopen": alert.status != AlertStatus.OPEN or snoozed,
+        "is_htmx": _is_htmx(request),
         **forms,
     }, status=status)
 

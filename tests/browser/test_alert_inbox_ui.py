@@ -125,6 +125,7 @@ def test_security_engineer_works_an_alert_through_to_resolution(live_server, pag
     badges = page.locator("#alert-badges")
     page.get_by_role("button", name="Acknowledge").click()
     expect(badges).to_contain_text("Acknowledged")
+    expect(page.locator("#alert-page .messages")).to_contain_text("Acknowledged: the alert stays in the inbox")
 
     page.get_by_label("Assign to").select_option("sara")
     page.get_by_role("button", name="Assign", exact=True).click()
