@@ -17,6 +17,7 @@ urlpatterns = [
     path("", include(("lineage.urls", "lineage"), namespace="lineage")),
     path("access/", include(("access.urls", "access"), namespace="access")),
     path("monitoring/webhooks/", include(("monitoring.webhook_urls", "webhooks"), namespace="webhooks")),
+    path("monitoring/", include(("monitoring.urls", "monitoring"), namespace="monitoring")),
     path("", include(("identity.urls", "identity"), namespace="identity")),
 ]
 

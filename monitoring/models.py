@@ -60,6 +60,8 @@ class AccessEvent(models.Model):
         indexes = [
             models.Index(fields=["dataset", "occurred_at"], name="access_event_dataset_time"),
             models.Index(fields=["user", "occurred_at"], name="access_event_user_time"),
+            # Detectors: an unmapped role's reads over time (volume baseline, places seen).
+            models.Index(fields=["store", "database_role", "occurred_at"], name="access_event_role_time"),
             models.Index(fields=["finding", "id"], name="access_event_finding"),
         ]
 
@@ -81,6 +83,17 @@ class UnparsedStatement(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["store", "fingerprint"], name="uniq_unparsed_statement")]
+
+
+class UnparsedRecord(models.Model):
+    """A log record whose statement could not be read and that names no relation (server_audit), so
+    no access event carries its key: kept by key alone, so reading it again does not count it twice."""
+
+    store = models.ForeignKey("catalog.DataStore", on_delete=models.CASCADE, related_name="+")
+    record_key = models.CharField(max_length=200)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["store", "record_key"], name="uniq_unparsed_record")]
 
 
 class LogPosition(models.Model):

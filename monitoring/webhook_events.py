@@ -52,7 +52,7 @@ def _creator_ok(endpoint: WebhookEndpoint) -> bool:
 
 
 def alert_url(alert: Alert) -> str:
-    return _link(f"/monitoring/alerts/{alert.pk}/")
+    return _link(reverse("monitoring:alert-detail", args=[alert.pk]))
 
 
 def alert_envelope(alert: Alert, *, dataset_names: list[str]) -> dict:

@@ -4,6 +4,7 @@ Everything is configured here; local, test and production differ only through th
 environment variables they read (and a few safe defaults for the embedded mode).
 """
 
+import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -224,6 +225,11 @@ CELERY_BEAT_SCHEDULE = {
     # endpoints, and the deliveries whose retry is due.
     "webhook-events-scan": {"task": "monitoring.webhook_events_scan", "schedule": 15.0},
     "webhook-deliveries-due": {"task": "monitoring.webhook_deliveries_due", "schedule": 30.0},
+    # The detectors' safety net (each ingested batch asks for a run on commit), and the detectors of state.
+    "monitoring-detect": {"task": "monitoring.detect", "schedule": float(env_int("MONITORING_DETECT_POLL_SECONDS", 10, minimum=1))},
+    "monitoring-detect-periodic": {
+        "task": "monitoring.detect_periodic", "schedule": float(env_int("MONITORING_DETECT_PERIODIC_SECONDS", 900, minimum=60)),
+    },
 }
 
 # OpenLineage ingestion (docs/lineage.md). The POST stores the event; a worker folds the queue in
@@ -384,3 +390,14 @@ MONITORING_WEBHOOK_TIMEOUT = env_int("MONITORING_WEBHOOK_TIMEOUT", 5, minimum=1)
 MONITORING_WEBHOOK_RESPONSE_MAX_BYTES = env_int("MONITORING_WEBHOOK_RESPONSE_MAX_BYTES", 64 * 1024, minimum=0)
 # Attempts of one delivery before it is marked failed (retries wait 30 s, 2 min, 10 min, 1 h, 6 h).
 MONITORING_WEBHOOK_MAX_ATTEMPTS = env_int("MONITORING_WEBHOOK_MAX_ATTEMPTS", 6, minimum=1)
+# Detectors (monitoring/detectors.py, docs/monitoring.md "Detectors"): events per stream per batch,
+# how long a queued run stays the one queued, and the thresholds: {"rule": {"key": value}} over
+# monitoring.detectors.DEFAULTS, from JSON in MONITORING_DETECTORS.
+MONITORING_DETECT_BATCH = env_int("MONITORING_DETECT_BATCH", 500, minimum=1)
+MONITORING_DETECT_FLAG_SECONDS = 30
+try:
+    MONITORING_DETECTORS = json.loads(env_str("MONITORING_DETECTORS", "{}"))
+except ValueError as error:
+    raise ImproperlyConfigured(f"MONITORING_DETECTORS is not JSON: {error}") from None
+if not isinstance(MONITORING_DETECTORS, dict) or not all(isinstance(v, dict) for v in MONITORING_DETECTORS.values()):
+    raise ImproperlyConfigured('MONITORING_DETECTORS is {"detector": {"setting": value}}.')
