@@ -185,6 +185,8 @@ SPECTACULAR_SETTINGS = {
         "AccessLevelEnum": "access.serializers.LEVEL_NAME_CHOICES",
         "RequestableLevelEnum": "access.serializers.REQUESTABLE_LEVELS",
         "WebhookKindEnum": "monitoring.models.WebhookKind",
+        "DeliveryStatusEnum": "monitoring.models.DeliveryStatus",
+        "AlertStatusEnum": "monitoring.models.AlertStatus",
     },
 }
 
