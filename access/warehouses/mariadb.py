@@ -35,7 +35,7 @@ from datetime import UTC
 
 from django.views.decorators.debug import sensitive_variables
 
-from access.masking import Plan, Statement, Treatment, ValueKind, column_treatment, value_kind
+from access.masking import NUMBER_MODULUS, Plan, Statement, Treatment, ValueKind, column_treatment, value_kind
 from access.warehouses import standing_readers
 from catalog.models import Platform
 
@@ -104,8 +104,8 @@ def masked_expression(column, value: str) -> str:
     if kind == ValueKind.EMAIL:  # keeps the domain
         return (f"CASE WHEN {value} IS NULL THEN NULL WHEN {value} LIKE '%@%' "
                 f"THEN CONCAT('***@', SUBSTRING_INDEX({value}, '@', -1)) ELSE '***' END")
-    if kind == ValueKind.NUMBER:  # keeps the last two digits (and the fraction), stays a number
-        return f"MOD({value}, 100)"
+    if kind == ValueKind.NUMBER:  # keeps the last digits (and the fraction), stays a number
+        return f"MOD({value}, {NUMBER_MODULUS})"
     if kind == ValueKind.DATE:  # keeps the year: the first day of it
         return f"MAKEDATE(YEAR({value}), 1)"
     if kind == ValueKind.TEXT:  # keeps the first character
