@@ -277,10 +277,18 @@ def test_a_sync_that_changes_a_schema_regenerates_the_view_in_the_same_run(wh, e
 
 def test_the_application_role_cannot_rewrite_the_audit_trail(db, enforced, make_role):
     """The catalog's own database: a role with every table privilege still cannot UPDATE, DELETE or
-    TRUNCATE audit events (the trigger of access/migrations/0011); a superuser (maintenance) can."""
+    TRUNCATE audit events; one trigger refuses each (access/migrations/0002, 0012, 0013)."""
     from django.db import connection, transaction
 
     assert AuditEvent.objects.exists()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT tgname, (tgtype & 8) <> 0, (tgtype & 16) <> 0, (tgtype & 32) <> 0 FROM pg_trigger "
+            "WHERE tgrelid = 'access_auditevent'::regclass AND NOT tgisinternal ORDER BY tgname")
+        # (name, DELETE, UPDATE, TRUNCATE): nothing refused twice
+        triggers = [row for row in cursor.fetchall() if row[1] or row[2] or row[3]]
+    assert triggers == [("access_auditevent_no_truncate", False, False, True),
+                        ("audit_append_only", True, True, False)]
     app_role = f"enfpg_app_{uuid.uuid4().hex[:8]}"
     with connection.cursor() as cursor:
         cursor.execute(f'CREATE ROLE "{app_role}"')
@@ -293,8 +301,8 @@ def test_the_application_role_cannot_rewrite_the_audit_trail(db, enforced, make_
                 cursor.execute(f'SET LOCAL ROLE "{app_role}"')
                 cursor.execute(statement)
         assert not AuditEvent.objects.filter(reason="rewritten").exists()
-        with transaction.atomic(), connection.cursor() as cursor:  # a superuser's maintenance goes through
-            cursor.execute("UPDATE access_auditevent SET reason = reason WHERE false")
+        with pytest.raises(Exception, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("UPDATE access_auditevent SET reason = 'rewritten'")  # a row is not rewritten by anyone
     finally:
         with connection.cursor() as cursor:
             cursor.execute(f'REVOKE ALL ON ALL TABLES IN SCHEMA public FROM "{app_role}"')
