@@ -437,7 +437,10 @@ def job_sql_visible(*, user, job: Job) -> bool:
         return True
     from lineage.facets import sql_table_names  # sqlglot is loaded by lineage.sql anyway
 
-    names = sql_table_names(job.sql, job.sql_dialect)
+    if job.sql_tables is None:  # SQL kept before its tables were
+        names = sql_table_names(job.sql, job.sql_dialect)
+    else:
+        names = [tuple(name) for name in job.sql_tables] if job.sql_tables is not False else None
     if names is None:
         return False
     if not names:
