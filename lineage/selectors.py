@@ -519,6 +519,16 @@ def lineage_event_list(*, user, run_uuid=None, status=None):
     return events.defer("payload").order_by("-received_at", "-id")
 
 
+def lineage_run_state(*, user, run_uuid) -> str | None:
+    """The state of a run as its sender follows it (``GET .../runs/{runId}/events/``): only to the
+    account that sent the run (or an admin). Someone who sent an event naming another account's run
+    (refused) sees their own event, not how that run is going."""
+    runs = Run.objects.filter(run_id=run_uuid)
+    if not user.is_superuser:
+        runs = runs.filter(sent_by=user)
+    return runs.values_list("state", flat=True).first()
+
+
 # --- the graph: two statements per walk -------------------------------------------------------
 #
 # ``lineage_graph`` is what the lineage API (and so the graph on a dataset's page) draws. Whatever

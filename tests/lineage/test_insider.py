@@ -69,6 +69,10 @@ def test_another_pipeline_may_not_end_or_fail_someone_elses_run(token_client, in
     assert event.status == EventStatus.FAILED and "another account" in str(event.error)
     run = Run.objects.get(run_id=ids["book_stats"])
     assert run.state == "START" and run.error_message == ""
+    # The intruder follows its own refused event, not how the other pipeline's run is going.
+    followed = intruder.get(f"/api/v1/lineage/runs/{ids['book_stats']}/events/").json()
+    assert followed["state"] is None and followed["failed"] == 1 and len(followed["events"]) == 1
+    assert token_client.get(f"/api/v1/lineage/runs/{ids['book_stats']}/events/").json()["state"] == "START"
     # The pipeline that owns the run still ends it.
     send(token_client, [events[2]])
     assert Run.objects.get(run_id=ids["book_stats"]).state == "COMPLETE"
