@@ -4,6 +4,8 @@ The browser views, the API and (later) the workers all ask these functions; none
 decides on its own. Roles are read once per request and cached on the user object.
 """
 
+from django.db.models import F
+
 from access.models import Role, RolePermission
 from catalog.vocabulary import Sensitivity
 
@@ -38,6 +40,30 @@ def user_roles(user) -> list[Role]:
         cached = sorted(roles.values(), key=lambda role: role.name)
         user._catalog_roles, user._matrix_cells = cached, cells
     return cached
+
+
+def user_roles_prime(users) -> None:
+    """Load the roles and role-matrix cells of many users in one query, as ``user_roles`` would one
+    by one (log ingestion decides for every user of a batch)."""
+    pending = [user for user in users if getattr(user, "_catalog_roles", None) is None and getattr(user, "pk", None)]
+    if not pending:
+        return
+    by_user: dict[int, list] = {user.pk: [] for user in pending}
+    roles_by_user: dict[int, dict] = {user.pk: {} for user in pending}
+    for user_id, cell in (
+        (cell.holder_id, cell)
+        for cell in RolePermission.objects.filter(role__group__user__in=pending)
+        .annotate(holder_id=F("role__group__user")).select_related("role")
+    ):
+        by_user[user_id].append(cell)
+        roles_by_user[user_id][cell.role_id] = cell.role
+    without_cells = [pk for pk, cells in by_user.items() if not cells]
+    if without_cells:
+        for role in Role.objects.filter(group__user__in=without_cells).annotate(holder_id=F("group__user")):
+            roles_by_user[role.holder_id][role.pk] = role
+    for user in pending:
+        user._catalog_roles = sorted(roles_by_user[user.pk].values(), key=lambda role: role.name)
+        user._matrix_cells = by_user[user.pk]
 
 
 def can_read_metadata(user) -> bool:

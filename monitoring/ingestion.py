@@ -14,8 +14,10 @@ from django.utils import timezone
 
 from access.decisions import access_decide
 from access.models import Grant, User
+from access.policies import user_roles_prime
 from catalog.models import Column, Dataset, DataStore
-from monitoring.models import AccessAction, AccessEvent, UnparsedStatement
+from lineage.models import Edge, EdgeKind, EdgeLevel
+from monitoring.models import AccessAction, AccessEvent, UnparsedRecord, UnparsedStatement
 from monitoring.parsing import STAR, LogRecord, StatementAccess, scrub, statement_access
 
 # Reads of the enforcement issue's protected views (schema ``governed``, same table name) count
@@ -70,6 +72,7 @@ class _Catalog:
         if roles:
             for user in User.objects.filter(warehouse_role__in=sorted(roles)):
                 self.users[user.warehouse_role] = user
+            user_roles_prime(self.users.values())  # one query for every reader's roles, not one each
 
     def dataset(self, schema: str, table: str, default_schema: str) -> tuple[Dataset | None, str]:
         """The catalog dataset of a relation, and the view it was read through (or "")."""
@@ -84,6 +87,68 @@ class _Catalog:
             candidates = self.by_name.get(table, [])
             found = candidates[0] if len(candidates) == 1 else None
         return found, ""
+
+
+class _ViewBases:
+    """What reading a view reads underneath, from the lineage the catalog has of it (the column
+    edges of kind ``view`` a sync draws from each view's definition, followed through views of
+    views): for each view dataset read in a batch, its base datasets and which of their columns
+    feed each view column. One query per level of views (at most ``MAX_DEPTH``) and one for the
+    base datasets, whatever the batch's size."""
+
+    MAX_DEPTH = 5
+
+    def __init__(self, dataset_ids: set):
+        self.feeds: dict[tuple[int, str], set[tuple[int, str]]] = {}  # (view, column) -> {(base, column)}
+        self.tables: dict[int, set[int]] = {}  # view -> base datasets (dataset-level edges)
+        self.datasets: dict[int, Dataset] = {}
+        frontier, seen = set(dataset_ids), set()
+        for _ in range(self.MAX_DEPTH):
+            frontier -= seen
+            if not frontier:
+                break
+            seen |= frontier
+            found = set()
+            for level, target, column, source, source_column in Edge.objects.filter(
+                kind=EdgeKind.VIEW, target__dataset_id__in=sorted(frontier), source__dataset_id__isnull=False,
+            ).values_list("level", "target__dataset_id", "target__name", "source__dataset_id", "source__name"):
+                if level == EdgeLevel.COLUMN:
+                    self.feeds.setdefault((target, column.lower()), set()).add((source, source_column))
+                self.tables.setdefault(target, set()).add(source)
+                found.add(source)
+            frontier = found
+        bases = {base for sources in self.tables.values() for base in sources}
+        if bases:
+            self.datasets = {d.pk: d for d in Dataset.objects.filter(pk__in=bases).select_related("store")}
+
+    def reads(self, view_id: int, columns: list[str]) -> list[tuple[Dataset, list[str]]]:
+        """The base datasets (not views themselves) a read of ``columns`` of ``view_id`` reads, each
+        with its columns."""
+        out: dict[int, set[str]] = {}
+        pending, seen = [(view_id, name.lower()) for name in columns], set()
+        while pending:
+            node = pending.pop()
+            if node in seen:
+                continue
+            seen.add(node)
+            for base, name in self.feeds.get(node, ()):
+                if base in self.tables:  # a view of a view: follow it down
+                    pending.append((base, name.lower()))
+                out.setdefault(base, set()).add(name)
+        if not columns:  # count(*) and the like: the tables, no column
+            stack, seen_tables = [view_id], set()
+            while stack:
+                current = stack.pop()
+                for base in self.tables.get(current, ()):
+                    if base in seen_tables:
+                        continue
+                    seen_tables.add(base)
+                    if base in self.tables:
+                        stack.append(base)
+                    else:
+                        out.setdefault(base, set())
+        return [(self.datasets[base], sorted(names)) for base, names in sorted(out.items())
+                if base in self.datasets and base not in self.tables]
 
 
 def _catalog_columns(dataset: Dataset, names: set, unresolved: set) -> list[str]:
@@ -144,10 +209,14 @@ def access_log_ingest(*, store: DataStore, records: list[LogRecord], source: str
     # Pairs (user, dataset) with a grant overlapping the batch's time span: only their decisions
     # depend on the moment of each event; every other decision holds for the whole batch.
     timed, grants = set(), {}
-    if records and catalog.users and catalog.by_relation:
+    read_datasets = {catalog.dataset(a.schema, a.table, a.record.default_schema)[0] for a in accesses
+                     if a.action == AccessAction.READ}
+    view_bases = _ViewBases({d.pk for d in read_datasets if d is not None})
+    if records and catalog.users and (catalog.by_relation or view_bases.datasets):
         first, last = min(r.occurred_at for r in records), max(r.occurred_at for r in records)
         for grant in Grant.objects.filter(
-            user__in=list(catalog.users.values()), dataset__in=list(catalog.by_relation.values()),
+            user__in=list(catalog.users.values()),
+            dataset__in=[*catalog.by_relation.values(), *view_bases.datasets.values()],
             starts_at__lte=last, ends_at__gt=first,
         ).select_related("request"):
             grants.setdefault((grant.user_id, grant.dataset_id), []).append(grant)
@@ -176,6 +245,18 @@ def access_log_ingest(*, store: DataStore, records: list[LogRecord], source: str
         if dataset is not None:
             _attribute(event, user, dataset, columns, decisions, timed, grants)
         events.append(event)
+        if dataset is not None and access.action == AccessAction.READ:
+            for base, base_columns in view_bases.reads(dataset.pk, columns):
+                # A view runs with its owner's rights: reading it reads the tables it selects from.
+                derived = AccessEvent(
+                    store=store, record_key=f"{key}>{base.pk}"[:200], occurred_at=record.occurred_at, source=source,
+                    log_format=log_format, database_role=event.database_role, user=user,
+                    client_address=record.client_address, application=record.application, dataset=base,
+                    relation=event.relation, via_view=dataset.qualified_name[:600], action=access.action,
+                    columns=base_columns, rows=record.rows, fingerprint=event.fingerprint, statement=event.statement,
+                )
+                _attribute(derived, user, base, base_columns, decisions, timed, grants)
+                events.append(derived)
     unparsed = {}
     for record in records:
         parsed = statement_access(record.statement, record.dialect)
@@ -201,9 +282,15 @@ def access_log_ingest(*, store: DataStore, records: list[LogRecord], source: str
 
 def _count_unparsed(store, unparsed: dict, existing: set, result: IngestResult) -> None:
     now = timezone.now()
+    # A pgaudit record read again was counted the first time (its event has the record's key); a
+    # server_audit statement names no relation and has no event: its key is kept on its own.
+    keys = sorted({k for entry in unparsed.values() for k in entry[4]} - existing)
+    if keys:
+        before = set(UnparsedRecord.objects.filter(store=store, record_key__in=keys).values_list("record_key", flat=True))
+        UnparsedRecord.objects.bulk_create([UnparsedRecord(store=store, record_key=k) for k in keys if k not in before],
+                                           ignore_conflicts=True, batch_size=500)
+        existing = existing | before
     for fingerprint, (parsed, _, first, last, record_keys) in unparsed.items():
-        # A pgaudit record read again was counted the first time (its event has the record's key);
-        # a server_audit statement names no relation, has no event, and counts each time it is read.
         new = [k for k in record_keys if k not in existing]
         if not new:
             continue

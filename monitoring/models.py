@@ -83,6 +83,17 @@ class UnparsedStatement(models.Model):
         constraints = [models.UniqueConstraint(fields=["store", "fingerprint"], name="uniq_unparsed_statement")]
 
 
+class UnparsedRecord(models.Model):
+    """A log record whose statement could not be read and that names no relation (server_audit), so
+    no access event carries its key: kept by key alone, so reading it again does not count it twice."""
+
+    store = models.ForeignKey("catalog.DataStore", on_delete=models.CASCADE, related_name="+")
+    record_key = models.CharField(max_length=200)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["store", "record_key"], name="uniq_unparsed_record")]
+
+
 class LogPosition(models.Model):
     """How far the pull has read a store's audit log: the file and the byte offset after the last
     complete record taken in. Advanced in the same transaction as the events it covers."""

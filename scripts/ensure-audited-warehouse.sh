@@ -74,4 +74,12 @@ fi
   SET GLOBAL server_audit_file_path='${MARIADB_AUDIT_FILE:-/var/lib/mysql/server_audit.log}';
   SET GLOBAL server_audit_events='QUERY_DML';
   SET GLOBAL server_audit_logging=ON;"
-echo "audited warehouse: PostgreSQL+pgaudit on 127.0.0.1:$PORT, MariaDB server_audit on"
+# A log shipper Debian has, for the push test (tests/monitoring/test_shipper_syslog_ng.py): syslog-ng
+# tails the csvlog and POSTs batches to the catalog with its http() destination. Not started as a
+# service: the test runs its own instance.
+if [ ! -x /usr/sbin/syslog-ng ] || ! ls /usr/lib/syslog-ng/*/libhttp.so >/dev/null 2>&1; then
+  echo "audited warehouse: installing syslog-ng (the shipper of the push test)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends syslog-ng-core syslog-ng-mod-http >/dev/null
+fi
+echo "audited warehouse: PostgreSQL+pgaudit on 127.0.0.1:$PORT, MariaDB server_audit on, syslog-ng installed"

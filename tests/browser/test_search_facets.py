@@ -23,8 +23,6 @@ def facet_value(page, family: str, value: str):
     return page.locator(f'fieldset[data-facet="{family}"] label.facet-value', has=page.locator(f'input[value="{value}"]'))
 
 
-@pytest.mark.xfail(reason="KNOWN BUG (wt-search): after the live search swaps #search-body in, ticking a facet "
-                          "checkbox does not send the htmx request; 'Apply filters' and the facet links work", strict=False)
 def test_an_analyst_narrows_a_search_with_the_facets(live_server, page, screenshot):
     demo_load()
     log_in(page, live_server, "mia")

@@ -174,3 +174,18 @@ def test_mariadb_server_audit_lines_pushed_by_a_shipper(security):
         with root.connect() as conn:
             conn.execute(sa.text(f"DROP DATABASE IF EXISTS {database}"))
             conn.execute(sa.text(f"DROP USER IF EXISTS '{user}'@'%'"))
+
+
+def test_an_unparseable_server_audit_statement_pushed_twice_counts_once(security):
+    store = StoreFactory(name="maria-audited", kind="transactional", platform="mysql", environment="prod")
+    _, key = shipper_token_create(actor=security, store=store, name="db-2 vector")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    lines = "\n".join(f"20261207 17:23:5{n},db2,mia,10.0.0.9,8,{40 + n},QUERY,shop,'SELEC card FRM orders WHERE id = {n}',0"
+                      for n in (1, 2))
+    first = client.post("/api/v1/monitoring/logs/", lines, content_type="text/plain")
+    assert first.status_code == 200 and first.json()["unparsed"] == 2
+    again = client.post("/api/v1/monitoring/logs/", lines, content_type="text/plain")
+    assert again.status_code == 200 and again.json()["unparsed"] == 0  # no event carries their keys; still once
+    [unparsed] = UnparsedStatement.objects.filter(store=store)
+    assert unparsed.count == 2 and "= 1" not in unparsed.statement
