@@ -650,6 +650,8 @@ def _link_of(event) -> str:
         return reverse("access:request-detail", args=[event.object_id])
     if event.object_type == "grant" and event.object_id.isdigit():
         return reverse("access:grant-detail", args=[event.object_id])
+    if event.object_type == "alert" and event.object_id.isdigit():
+        return reverse("monitoring:alert-detail", args=[event.object_id])
     return ""
 
 

@@ -11,6 +11,7 @@ from catalog.models import Dataset, DataStore
 from catalog.services import dataset_register, store_save
 from lineage.models import EdgeKind, EdgeLevel
 from lineage.sensitivity import sensitivity_refresh
+from monitoring.demo import monitoring_demo_load
 from lineage.services import (
     EdgeSpec,
     column_nodes_ensure,
@@ -26,7 +27,8 @@ DEMO_USERS = [
     # username, first name, role slug, what to try as them
     ("dana", "Dana", "data_scientist", "asks for access: her request for appdb.public.users waits for Dave"),
     ("sam", "Sam", "security_engineer",
-     "reviews classifications and Restricted access, reads the audit trail, lists violations"),
+     "works the alert inbox (the demo's warehouse log raised a few), reviews classifications and Restricted "
+     "access, reads the audit trail"),
     ("sofia", "Sofia", "software_engineer", "works on dev data; break-glass access to prod when on call"),
     ("mia", "Mia", "data_analyst", "finds datasets, reads their columns and lineage; owns the marketing datasets"),
     ("pete", "Pete", "product_manager", "sees aggregated datasets only"),
@@ -259,6 +261,7 @@ def demo_load() -> None:
     dataset_register(principal=pipeline, payload=MARKETING_REVIEW_SENTIMENT)
     _pipeline_lineage_load()
     _access_load()
+    monitoring_demo_load()
 
 
 def demo_counts() -> dict:

@@ -16,6 +16,7 @@ urlpatterns = [
     path("", include(("catalog.urls", "catalog"), namespace="catalog")),
     path("", include(("lineage.urls", "lineage"), namespace="lineage")),
     path("access/", include(("access.urls", "access"), namespace="access")),
+    path("monitoring/", include(("monitoring.urls", "monitoring"), namespace="monitoring")),
     path("", include(("identity.urls", "identity"), namespace="identity")),
 ]
 

@@ -9,8 +9,8 @@ may read the audit trail (security engineers and admins), and every change is au
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db import connection, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from access.audit import audit_record
@@ -51,53 +51,145 @@ def alert_raise(finding: Finding) -> tuple[Alert, int]:
     """Open the alert for (rule, subject) or add to the unresolved one; returns the alert and how
     many pieces of evidence were new (0: everything was already recorded, nothing changes).
     Must run inside the caller's transaction (the detectors' batch)."""
-    if not finding.evidence:
+    return alerts_raise([finding])[0]
+
+
+def _open_alerts(pairs) -> dict:
+    """The unresolved alerts of these (rule, subject) pairs, locked. Filtered on both columns
+    then matched here: cheaper to build than one OR term per pair (a batch has hundreds)."""
+    wanted = set(pairs)
+    found = Alert.objects.select_for_update().filter(
+        rule__in={rule for rule, _ in wanted}, subject_key__in={subject for _, subject in wanted},
+    ).exclude(status=AlertStatus.RESOLVED)
+    return {(alert.rule, alert.subject_key): alert for alert in found if (alert.rule, alert.subject_key) in wanted}
+
+
+_COUNT_UP_SQL = """
+    UPDATE monitoring_alert AS a
+    SET count = a.count + v.added, last_seen_at = GREATEST(a.last_seen_at, v.last_seen_at), severity = v.severity,
+        title = v.title, summary = v.summary, suggested_action = v.suggested_action, status = v.status
+    FROM unnest(%s::bigint[], %s::integer[], %s::timestamptz[], %s::smallint[], %s::text[], %s::text[], %s::text[],
+                %s::text[]) AS v(id, added, last_seen_at, severity, title, summary, suggested_action, status)
+    WHERE a.id = v.id
+"""
+
+
+_EVIDENCE_SQL = """
+    INSERT INTO monitoring_alertevidence (alert_id, evidence_key, occurred_at, description, access_event_id,
+                                          audit_event_id)
+    SELECT * FROM unnest(%s::bigint[], %s::text[], %s::timestamptz[], %s::text[], %s::bigint[], %s::bigint[])
+    ON CONFLICT DO NOTHING
+"""
+
+
+def _evidence_insert(rows: dict) -> None:
+    """Insert the new evidence, ``{(alert id, key): (occurred_at, description, access event id,
+    audit event id)}``: one statement on PostgreSQL (no model instances: a batch has thousands)."""
+    if not rows:
+        return
+    if connection.vendor != "postgresql":
+        AlertEvidence.objects.bulk_create([
+            AlertEvidence(alert_id=alert_id, evidence_key=key, occurred_at=at, description=text,
+                          access_event_id=access_id, audit_event_id=audit_id)
+            for (alert_id, key), (at, text, access_id, audit_id) in rows.items()
+        ], ignore_conflicts=True)
+        return
+    columns = list(zip(*[(alert_id, key, *row) for (alert_id, key), row in rows.items()]))
+    with connection.cursor() as cursor:
+        cursor.execute(_EVIDENCE_SQL, [list(column) for column in columns])
+
+
+def _count_up(changed: list, added: dict) -> None:
+    """Count the new evidence in and keep the (possibly escalated) words: one statement on
+    PostgreSQL, one per alert elsewhere (the embedded SQLite)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(_COUNT_UP_SQL, [
+                [a.pk for a in changed], [added[a.pk] for a in changed], [a.last_seen_at for a in changed],
+                [int(a.severity) for a in changed], [a.title for a in changed], [a.summary for a in changed],
+                [a.suggested_action for a in changed], [a.status for a in changed],
+            ])
+        return
+    for alert in changed:
+        Alert.objects.filter(pk=alert.pk).update(
+            count=F("count") + added[alert.pk], last_seen_at=alert.last_seen_at, severity=alert.severity,
+            title=alert.title, summary=alert.summary, suggested_action=alert.suggested_action, status=alert.status)
+
+
+def alerts_raise(findings: list[Finding]) -> list[tuple[Alert, int]]:
+    """``alert_raise`` for many findings, at most one per (rule, subject), in a constant number of
+    queries (a detectors' batch raises its findings at once). Returns (alert, new evidence) per
+    finding, in order. Must run inside the caller's transaction."""
+    if not findings:
+        return []
+    if any(not finding.evidence for finding in findings):
         raise ValueError("a finding needs evidence")
-    now = timezone.now()
-    first = min(item.occurred_at for item in finding.evidence)
-    last = max(item.occurred_at for item in finding.evidence)
-    alert = (Alert.objects.select_for_update()
-             .filter(rule=finding.rule, subject_key=finding.subject_key).exclude(status=AlertStatus.RESOLVED).first())
-    created = alert is None
-    if created:
-        try:
-            with transaction.atomic():  # a savepoint: another worker may open the same alert meanwhile
-                alert = Alert.objects.create(
-                    rule=finding.rule, subject_key=finding.subject_key, severity=finding.severity,
-                    title=finding.title[:300], summary=finding.summary, suggested_action=finding.suggested_action,
-                    count=0, first_seen_at=first, last_seen_at=last, user_id=finding.user_id,
-                    database_role=finding.database_role[:128],
-                )
-        except IntegrityError:
-            created = False
-            alert = (Alert.objects.select_for_update().filter(rule=finding.rule, subject_key=finding.subject_key)
-                     .exclude(status=AlertStatus.RESOLVED).get())
-    rows = [
-        AlertEvidence(alert=alert, evidence_key=item.key[:200], occurred_at=item.occurred_at,
-                      description=item.description[:500], access_event_id=item.access_event_id,
-                      audit_event_id=item.audit_event_id)
-        for item in finding.evidence
-    ]
-    keys = [row.evidence_key for row in rows]
-    known = set(AlertEvidence.objects.filter(alert=alert, evidence_key__in=keys).values_list("evidence_key", flat=True))
-    new_rows = [row for row in rows if row.evidence_key not in known]
-    if not new_rows:
-        return alert, 0
-    AlertEvidence.objects.bulk_create(new_rows, ignore_conflicts=True)
-    escalated = not created and finding.severity > alert.severity
-    updates = {"count": F("count") + len(new_rows), "last_seen_at": max(alert.last_seen_at, last)}
-    if escalated:
-        updates.update(severity=finding.severity, title=finding.title[:300], summary=finding.summary,
-                       suggested_action=finding.suggested_action)
-    if not created and alert.status == AlertStatus.ACKNOWLEDGED and escalated:
-        updates["status"] = AlertStatus.OPEN  # worse than what was acknowledged: back in the inbox
-    Alert.objects.filter(pk=alert.pk).update(**updates)
-    if finding.dataset_ids:
-        alert.datasets.add(*finding.dataset_ids)
-    alert.refresh_from_db()
-    if created or escalated:
-        transaction.on_commit(lambda: alert_raised.send(sender=Alert, alert=alert, escalated=escalated))
-    return alert, len(new_rows)
+    pairs = [(finding.rule, finding.subject_key) for finding in findings]
+    if len(set(pairs)) != len(pairs):
+        raise ValueError("one finding per (rule, subject): merge them first")
+    alerts = _open_alerts(pairs)
+    missing = [finding for finding in findings if (finding.rule, finding.subject_key) not in alerts]
+    if missing:
+        # count=0 marks the rows made here: an alert another transaction opened meanwhile is left
+        # as it is (ON CONFLICT DO NOTHING on the one-unresolved-alert index) and counted up below.
+        Alert.objects.bulk_create([
+            Alert(rule=finding.rule, subject_key=finding.subject_key, severity=finding.severity,
+                  title=finding.title[:300], summary=finding.summary, suggested_action=finding.suggested_action,
+                  count=0, first_seen_at=min(item.occurred_at for item in finding.evidence),
+                  last_seen_at=max(item.occurred_at for item in finding.evidence), user_id=finding.user_id,
+                  database_role=finding.database_role[:128])
+            for finding in missing
+        ], ignore_conflicts=True)
+        alerts.update(_open_alerts([(finding.rule, finding.subject_key) for finding in missing]))
+    created = {pair for pair, alert in alerts.items() if alert.count == 0}
+    rows = {}  # (alert id, key) -> (occurred_at, description, access event, audit event)
+    for finding in findings:
+        alert = alerts[(finding.rule, finding.subject_key)]
+        for item in finding.evidence:
+            rows.setdefault((alert.pk, item.key[:200]), (item.occurred_at, item.description[:500],
+                                                          item.access_event_id, item.audit_event_id))
+    known = set(AlertEvidence.objects.filter(alert_id__in={a.pk for a in alerts.values()},
+                                             evidence_key__in={key for _, key in rows})
+                .order_by().values_list("alert_id", "evidence_key"))
+    new_rows = {pair: row for pair, row in rows.items() if pair not in known}
+    _evidence_insert(new_rows)
+    new_by_alert = {}
+    for (alert_id, _), (occurred_at, *_) in new_rows.items():
+        new_by_alert.setdefault(alert_id, []).append(occurred_at)
+    changed, escalated, results = [], set(), []
+    through = Alert.datasets.through
+    links = []
+    for finding in findings:
+        pair = (finding.rule, finding.subject_key)
+        alert = alerts[pair]
+        new = new_by_alert.get(alert.pk, [])
+        results.append((alert, len(new)))
+        if not new:
+            continue
+        if pair not in created and finding.severity > alert.severity:
+            escalated.add(alert.pk)
+            if alert.status == AlertStatus.ACKNOWLEDGED:
+                alert.status = AlertStatus.OPEN  # worse than what was acknowledged: back in the inbox
+            alert.severity, alert.title = finding.severity, finding.title[:300]
+            alert.summary, alert.suggested_action = finding.summary, finding.suggested_action
+        alert.last_seen_at = max(alert.last_seen_at, max(new))
+        changed.append(alert)
+        links += [through(alert_id=alert.pk, dataset_id=pk) for pk in finding.dataset_ids]
+    if changed:
+        _count_up(changed, {pk: len(rows) for pk, rows in new_by_alert.items()})
+    if links:
+        through.objects.bulk_create(links, ignore_conflicts=True)
+    fresh = Alert.objects.in_bulk([alert.pk for alert in changed]) if changed else {}
+    final = []
+    for alert, new in results:
+        alert = fresh.get(alert.pk, alert)
+        final.append((alert, new))
+        if new and ((alert.rule, alert.subject_key) in created or alert.pk in escalated):
+            is_escalated = alert.pk in escalated
+            transaction.on_commit(
+                lambda alert=alert, is_escalated=is_escalated: alert_raised.send(sender=Alert, alert=alert,
+                                                                                 escalated=is_escalated))
+    return final
 
 
 def _checked(principal, alert: Alert) -> None:

@@ -10,3 +10,13 @@ urlpatterns = [
          name="monitoring-shipper-token-revoke"),
     path("datasets/<int:pk>/usage/", apis.DatasetUsageApi.as_view(), name="dataset-usage"),
 ]
+
+urlpatterns += [
+    path("monitoring/alerts/", apis.AlertListApi.as_view(), name="monitoring-alert-list"),
+    path("monitoring/alerts/<int:pk>/", apis.AlertDetailApi.as_view(), name="monitoring-alert-detail"),
+    path("monitoring/alerts/<int:pk>/acknowledge/", apis.AlertAcknowledgeApi.as_view(), name="monitoring-alert-acknowledge"),
+    path("monitoring/alerts/<int:pk>/assign/", apis.AlertAssignApi.as_view(), name="monitoring-alert-assign"),
+    path("monitoring/alerts/<int:pk>/resolve/", apis.AlertResolveApi.as_view(), name="monitoring-alert-resolve"),
+    path("monitoring/alerts/<int:pk>/snooze/", apis.AlertSnoozeApi.as_view(), name="monitoring-alert-snooze"),
+    path("monitoring/alerts/<int:pk>/reopen/", apis.AlertReopenApi.as_view(), name="monitoring-alert-reopen"),
+]

@@ -5,21 +5,24 @@ import json
 
 from django.conf import settings
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiParameter, OpenApiTypes, extend_schema
-from rest_framework import exceptions, permissions, serializers, status
+from drf_spectacular.utils import OpenApiParameter, OpenApiTypes, extend_schema, extend_schema_field
+from rest_framework import exceptions, generics, permissions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from access.audit import client_address
+from access.policies import can_work_alerts
 from catalog import selectors as catalog_selectors
-from catalog.api_support import query_int
+from catalog.api_support import LimitOffsetPagination, query_int
 from catalog.errors import ApplicationError
 from catalog.models import DataStore
 from identity.stepup import StepUpFresh
-from monitoring import selectors
+from monitoring import alerts, selectors
+from monitoring.alerts import NOTE_MAX
 from monitoring.authentication import ShipperPrincipal, ShipperTokenAuthentication
+from monitoring.filtersets import AlertFilterSet
 from monitoring.ingestion import access_log_ingest
-from monitoring.models import AccessEvent, EventSource, LogFormat, ShipperToken
+from monitoring.models import AccessEvent, Alert, EventSource, LogFormat, Severity, ShipperToken
 from monitoring.parsing import records_from_text
 from monitoring.shippers import can_manage_shipper_tokens, shipper_token_create, shipper_token_revoke
 
@@ -300,3 +303,196 @@ class DatasetUsageApi(APIView):
     def get(self, request, pk):
         dataset = catalog_selectors.dataset_get(user=request.user, pk=pk)
         return Response(DatasetUsageSerializer(selectors.dataset_usage(user=request.user, dataset=dataset)).data)
+
+
+# Alerts --------------------------------------------------------------------------------------
+
+
+class AlertDatasetSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    qualifiedName = serializers.CharField(source="qualified_name")
+
+
+def _severity_name(alert) -> str:
+    return Severity(alert.severity).label.lower()
+
+
+class AlertSerializer(serializers.ModelSerializer):
+    subjectKey = serializers.CharField(source="subject_key")
+    severity = serializers.SerializerMethodField(help_text="low, medium, high or critical.")
+    summary = serializers.CharField()
+    suggestedAction = serializers.CharField(source="suggested_action")
+    firstSeenAt = serializers.DateTimeField(source="first_seen_at")
+    lastSeenAt = serializers.DateTimeField(source="last_seen_at")
+    user = serializers.CharField(source="user.username", default=None, help_text="The person the alert is about.")
+    databaseRole = serializers.CharField(source="database_role")
+    datasets = AlertDatasetSerializer(source="visible_datasets", many=True,
+                                      help_text="The datasets concerned that the caller may see.")
+    assignee = serializers.CharField(source="assignee.username", default=None)
+    acknowledgedAt = serializers.DateTimeField(source="acknowledged_at")
+    resolvedAt = serializers.DateTimeField(source="resolved_at")
+    resolutionNote = serializers.CharField(source="resolution_note")
+    snoozedUntil = serializers.DateTimeField(source="snoozed_until")
+
+    class Meta:
+        model = Alert
+        fields = ["id", "rule", "subjectKey", "severity", "status", "title", "summary", "suggestedAction", "count",
+                  "firstSeenAt", "lastSeenAt", "user", "databaseRole", "datasets", "assignee", "acknowledgedAt",
+                  "resolvedAt", "resolutionNote", "snoozedUntil"]
+
+    @extend_schema_field({"type": "string", "enum": [severity.label.lower() for severity in Severity]})
+    def get_severity(self, alert) -> str:
+        return _severity_name(alert)
+
+
+class EvidenceAuditEventSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    at = serializers.DateTimeField()
+    action = serializers.CharField()
+    actor = serializers.CharField(source="actor_name")
+
+
+class EvidenceAccessEventSerializer(AccessEventSerializer):
+    dataset = serializers.IntegerField(source="visible_dataset.pk", default=None)
+    datasetName = serializers.CharField(source="visible_dataset.qualified_name", default=None)
+
+
+class AlertEvidenceSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    key = serializers.CharField(source="evidence_key")
+    occurredAt = serializers.DateTimeField(source="occurred_at")
+    description = serializers.CharField()
+    accessEvent = EvidenceAccessEventSerializer(source="access_event", allow_null=True)
+    auditEvent = EvidenceAuditEventSerializer(source="audit_event", allow_null=True)
+
+
+class AlertDetailSerializer(AlertSerializer):
+    acknowledgedBy = serializers.CharField(source="acknowledged_by.username", default=None)
+    resolvedBy = serializers.CharField(source="resolved_by.username", default=None)
+    evidence = AlertEvidenceSerializer(many=True, source="evidence_rows",
+                                       help_text="Newest first, at most 200 (an alert's count says how many in all).")
+
+    class Meta(AlertSerializer.Meta):
+        fields = [*AlertSerializer.Meta.fields, "acknowledgedBy", "resolvedBy", "evidence"]
+
+
+def _alert_worker(request) -> None:
+    # Alerts name people and datasets across the catalog: for anyone else they do not exist.
+    if not can_work_alerts(request.user):
+        raise exceptions.NotFound("No such page.")
+
+
+class AlertListApi(generics.ListAPIView):
+    """The alert inbox (security engineers and admins; 404 for anyone else)."""
+
+    serializer_class = AlertSerializer
+    filterset_class = AlertFilterSet
+    pagination_class = LimitOffsetPagination
+
+    @extend_schema(description=(
+        "Alerts raised by the detectors, newest activity first. Without filters: the inbox (open or acknowledged, "
+        "not snoozed). `assignee` takes a username, `me` or `none`."))
+    def get(self, request, *args, **kwargs):
+        _alert_worker(request)
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self):
+        return selectors.alert_list(user=self.request.user)
+
+
+def _alert_detail_response(request, pk, status_code=status.HTTP_200_OK) -> Response:
+    alert = selectors.alert_get(user=request.user, pk=pk)
+    alert.evidence_rows = selectors.alert_evidence_list(user=request.user, alert=alert)
+    return Response(AlertDetailSerializer(alert).data, status=status_code)
+
+
+class AlertDetailApi(APIView):
+    @extend_schema(responses=AlertDetailSerializer, description="One alert with its evidence (security engineers and admins).")
+    def get(self, request, pk):
+        _alert_worker(request)
+        return _alert_detail_response(request, pk)
+
+
+def _workflow(request, pk, change, serializer_class=None) -> Response:
+    """Parse the body, run one workflow service on the alert, answer with the alert as it now is.
+    A refusal naming a field (the note, the time) is a 400 naming it, like any bad input."""
+    _alert_worker(request)
+    alert = selectors.alert_get(user=request.user, pk=pk)
+    data = {}
+    if serializer_class is not None:
+        serializer = serializer_class(data=request.data if isinstance(request.data, dict) else {})
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+    try:
+        change(alert=alert, principal=request.user, remote_addr=client_address(request), **data)
+    except ApplicationError as error:
+        if error.extra:
+            raise exceptions.ValidationError(error.extra) from None
+        raise
+    return _alert_detail_response(request, pk)
+
+
+class AlertAssignSerializer(serializers.Serializer):
+    assignee = serializers.CharField(allow_null=True, max_length=150,
+                                     help_text="Username of a security engineer or admin; null unassigns.")
+
+    def validate_assignee(self, value):
+        if value is None:
+            return None
+        user = selectors.alert_assignee_choices().filter(username=value).first()
+        if user is None:
+            raise serializers.ValidationError("Not a security engineer or admin of this catalog.")
+        return user
+
+
+class AlertResolveSerializer(serializers.Serializer):
+    note = serializers.CharField(max_length=NOTE_MAX, help_text="How it was resolved (required).",
+                                 error_messages={"blank": "Required: how it was resolved."})
+
+
+class AlertSnoozeSerializer(serializers.Serializer):
+    until = serializers.DateTimeField(help_text="ISO 8601 date-time, in the future, at most 30 days ahead.")
+    note = serializers.CharField(max_length=NOTE_MAX, required=False, allow_blank=True)
+
+
+class AlertReopenSerializer(serializers.Serializer):
+    note = serializers.CharField(max_length=NOTE_MAX, required=False, allow_blank=True, help_text="Why (optional).")
+
+
+WORKFLOW_DOC = " Security engineers and admins; audited (`alert.{}`). Answers with the alert as it now is."
+
+
+class AlertAcknowledgeApi(APIView):
+    @extend_schema(request=None, responses=AlertDetailSerializer,
+                   description="Acknowledge an open alert." + WORKFLOW_DOC.format("acknowledged"))
+    def post(self, request, pk):
+        return _workflow(request, pk, alerts.alert_acknowledge)
+
+
+class AlertAssignApi(APIView):
+    @extend_schema(request=AlertAssignSerializer, responses=AlertDetailSerializer,
+                   description="Assign to a security engineer or admin, or unassign with null." + WORKFLOW_DOC.format("assigned"))
+    def post(self, request, pk):
+        return _workflow(request, pk, alerts.alert_assign, AlertAssignSerializer)
+
+
+class AlertResolveApi(APIView):
+    @extend_schema(request=AlertResolveSerializer, responses=AlertDetailSerializer,
+                   description="Resolve with a note saying how." + WORKFLOW_DOC.format("resolved"))
+    def post(self, request, pk):
+        return _workflow(request, pk, alerts.alert_resolve, AlertResolveSerializer)
+
+
+class AlertSnoozeApi(APIView):
+    @extend_schema(request=AlertSnoozeSerializer, responses=AlertDetailSerializer,
+                   description="Hide from the inbox until a time (at most 30 days ahead); new evidence still counts."
+                               + WORKFLOW_DOC.format("snoozed"))
+    def post(self, request, pk):
+        return _workflow(request, pk, alerts.alert_snooze, AlertSnoozeSerializer)
+
+
+class AlertReopenApi(APIView):
+    @extend_schema(request=AlertReopenSerializer, responses=AlertDetailSerializer,
+                   description="Back to open: a resolved, acknowledged or snoozed alert." + WORKFLOW_DOC.format("reopened"))
+    def post(self, request, pk):
+        return _workflow(request, pk, alerts.alert_reopen, AlertReopenSerializer)

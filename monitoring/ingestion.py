@@ -3,12 +3,13 @@ ask the one decision (access/decisions.py) what allowed it, and record it once.
 
 Used by the pull task and the push endpoint alike. A batch is written in one transaction; records
 whose key the store already has are left out, so a batch read twice (a retried pull, the same lines
-pushed again, a worker killed before it moved the position) records nothing new.
+pushed again, a worker killed before it moved the position) records nothing new. A batch that
+records events asks for a detectors' run when it commits (``detect_request``).
 """
 
 from dataclasses import dataclass, field
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Prefetch, Q
 from django.utils import timezone
 
@@ -17,6 +18,7 @@ from access.models import Grant, User
 from access.policies import user_roles_prime
 from catalog.models import Column, Dataset, DataStore
 from lineage.models import Edge, EdgeKind, EdgeLevel
+from monitoring.detectors import detect_request
 from monitoring.models import AccessAction, AccessEvent, UnparsedRecord, UnparsedStatement
 from monitoring.parsing import STAR, LogRecord, StatementAccess, scrub, statement_access
 
@@ -270,6 +272,9 @@ def access_log_ingest(*, store: DataStore, records: list[LogRecord], source: str
             existing.update(AccessEvent.objects.filter(store=store, record_key__in=keys[start:start + 1000])
                             .values_list("record_key", flat=True))
         fresh = [e for e in events if e.record_key not in existing]
+        if fresh:
+            _stream_order_lock()
+            transaction.on_commit(detect_request)
         AccessEvent.objects.bulk_create(fresh, ignore_conflicts=True, batch_size=500)
         result.recorded = len(fresh)
         result.duplicates = len(events) - len(fresh)
@@ -278,6 +283,15 @@ def access_log_ingest(*, store: DataStore, records: list[LogRecord], source: str
         if on_written is not None:
             on_written()
     return result
+
+
+def _stream_order_lock() -> None:
+    """Events get their ids and commit in the same order: the detectors read the stream by id from
+    their cursor, and an event with a lower id committed after a higher one would be skipped. Held
+    until the caller's transaction commits (a pull's, which moves its position in it)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext('monitoring.access_events'))")
 
 
 def _count_unparsed(store, unparsed: dict, existing: set, result: IngestResult) -> None:

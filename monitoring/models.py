@@ -60,6 +60,8 @@ class AccessEvent(models.Model):
         indexes = [
             models.Index(fields=["dataset", "occurred_at"], name="access_event_dataset_time"),
             models.Index(fields=["user", "occurred_at"], name="access_event_user_time"),
+            # Detectors: an unmapped role's reads over time (volume baseline, places seen).
+            models.Index(fields=["store", "database_role", "occurred_at"], name="access_event_role_time"),
             models.Index(fields=["finding", "id"], name="access_event_finding"),
         ]
 

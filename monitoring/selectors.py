@@ -4,14 +4,19 @@ whoever may see the dataset (Restricted readers only for those who may see them)
 import datetime as dt
 
 from django.db import connection
-from django.db.models import Count, Max, Q
+from django.db.models import Count, Max, Prefetch, Q
 from django.db.models.functions import TruncDate
+from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
-from access.policies import can_read_audit, is_steward
+from access.models import User
+from access.policies import can_read_audit, can_work_alerts, is_steward
+from access.selectors import audit_list
 from catalog.models import Dataset
+from catalog.selectors import dataset_visible
 from catalog.vocabulary import Sensitivity
-from monitoring.models import AccessAction, AccessEvent
+from monitoring.filtersets import snoozed_condition
+from monitoring.models import AccessAction, AccessEvent, Alert, AlertEvidence, AlertStatus
 
 USAGE_DAYS = 30
 NEVER_READ_DAYS = 90
@@ -139,3 +144,66 @@ def access_event_filter(queryset, params) -> tuple:
         else:
             condition &= Q(action=params["action"])
     return queryset.filter(condition), errors
+
+
+# Alerts --------------------------------------------------------------------------------------
+
+
+def alert_visible(*, user):
+    """Alerts for those who work them (security engineers and admins), nobody else."""
+    if not can_work_alerts(user):
+        return Alert.objects.none()
+    return Alert.objects.all()
+
+
+def alert_list(*, user):
+    """The inbox's alerts with what a row shows (person, assignee, the datasets the reader may
+    see), newest activity first: a constant number of queries whatever the page holds."""
+    return (
+        alert_visible(user=user)
+        .select_related("user", "assignee")
+        .prefetch_related(Prefetch("datasets", queryset=dataset_visible(user=user).select_related("store")
+                                   .order_by("qualified_name"), to_attr="visible_datasets"))
+        .order_by("-last_seen_at", "-id")
+    )
+
+
+def alert_get(*, user, pk):
+    """One alert the user may work (404 otherwise), with its people and visible datasets."""
+    return get_object_or_404(alert_list(user=user).select_related("acknowledged_by", "resolved_by"), pk=pk)
+
+
+def alert_evidence_list(*, user, alert, limit: int = 200) -> list:
+    """An alert's evidence, newest first, with the access or audit event behind each piece; an
+    event's dataset is shown only to readers who may see it (``event.visible_dataset``)."""
+    rows = list(
+        AlertEvidence.objects.filter(alert=alert)
+        .select_related("access_event__store", "access_event__user", "access_event__dataset",
+                        "access_event__grant", "audit_event__dataset")
+        .order_by("-occurred_at", "-id")[:limit]
+    )
+    dataset_ids = {row.access_event.dataset_id for row in rows if row.access_event and row.access_event.dataset_id}
+    dataset_ids |= {row.audit_event.dataset_id for row in rows if row.audit_event and row.audit_event.dataset_id}
+    visible = set(dataset_visible(user=user).filter(pk__in=dataset_ids).values_list("pk", flat=True)) if dataset_ids else set()
+    for row in rows:
+        for event in (row.access_event, row.audit_event):
+            if event is not None:
+                event.visible_dataset = event.dataset if event.dataset_id in visible else None
+    return rows
+
+
+def alert_history(*, user, alert):
+    """The audit events of one alert (acknowledged, assigned, snoozed, resolved, reopened), oldest first."""
+    return audit_list(user=user).filter(object_type="alert", object_id=str(alert.pk)).order_by("id")
+
+
+def alert_inbox_count(*, user) -> int:
+    """Alerts waiting in the inbox: open (not acknowledged) and not snoozed; 0 for anyone else."""
+    return alert_visible(user=user).filter(status=AlertStatus.OPEN).exclude(snoozed_condition()).count()
+
+
+def alert_assignee_choices():
+    """Who an alert can be assigned to: active security engineers and admins (people, not service accounts)."""
+    return (User.objects.filter(Q(is_superuser=True) | Q(groups__company_role__slug="security_engineer"),
+                                is_active=True, is_service_account=False)
+            .distinct().order_by("username"))

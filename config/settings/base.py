@@ -4,6 +4,7 @@ Everything is configured here; local, test and production differ only through th
 environment variables they read (and a few safe defaults for the embedded mode).
 """
 
+import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -219,6 +220,11 @@ CELERY_BEAT_SCHEDULE = {
     "lineage-events-drain": {"task": "lineage.events_drain", "schedule": 30.0},
     # Each store with an audited connection: its pull task (monitoring.access_logs_pull).
     "access-logs-pull": {"task": "monitoring.access_logs_pull_all", "schedule": 60.0},
+    # The detectors' safety net (each ingested batch asks for a run on commit), and the detectors of state.
+    "monitoring-detect": {"task": "monitoring.detect", "schedule": float(env_int("MONITORING_DETECT_POLL_SECONDS", 10, minimum=1))},
+    "monitoring-detect-periodic": {
+        "task": "monitoring.detect_periodic", "schedule": float(env_int("MONITORING_DETECT_PERIODIC_SECONDS", 900, minimum=60)),
+    },
 }
 
 # OpenLineage ingestion (docs/lineage.md). The POST stores the event; a worker folds the queue in
@@ -364,3 +370,14 @@ ACCESS_GOVERNED_ADMIN_SCHEMA = env_str("ACCESS_GOVERNED_ADMIN_SCHEMA", "governed
 MONITORING_PULL_CHUNK_BYTES = env_int("MONITORING_PULL_CHUNK_BYTES", 1024 * 1024, minimum=4096)
 MONITORING_PUSH_MAX_BYTES = env_int("MONITORING_PUSH_MAX_BYTES", 5 * 1024 * 1024, minimum=1024)
 MONITORING_PUSH_MAX_LINES = env_int("MONITORING_PUSH_MAX_LINES", 10_000, minimum=1)
+# Detectors (monitoring/detectors.py, docs/monitoring.md "Detectors"): events per stream per batch,
+# how long a queued run stays the one queued, and the thresholds: {"rule": {"key": value}} over
+# monitoring.detectors.DEFAULTS, from JSON in MONITORING_DETECTORS.
+MONITORING_DETECT_BATCH = env_int("MONITORING_DETECT_BATCH", 500, minimum=1)
+MONITORING_DETECT_FLAG_SECONDS = 30
+try:
+    MONITORING_DETECTORS = json.loads(env_str("MONITORING_DETECTORS", "{}"))
+except ValueError as error:
+    raise ImproperlyConfigured(f"MONITORING_DETECTORS is not JSON: {error}") from None
+if not isinstance(MONITORING_DETECTORS, dict) or not all(isinstance(v, dict) for v in MONITORING_DETECTORS.values()):
+    raise ImproperlyConfigured('MONITORING_DETECTORS is {"detector": {"setting": value}}.')
