@@ -24,6 +24,12 @@ from django.db import models
 from catalog.vocabulary import Protection, Sensitivity
 
 
+# A ``Masked`` number keeps its last digits: ``x MOD 10 ** NUMBER_DIGITS_KEPT``, the same in every
+# store kind (PostgreSQL, MariaDB, Snowflake; BigQuery's data policies cannot keep digits, see there).
+NUMBER_DIGITS_KEPT = 2
+NUMBER_MODULUS = 10**NUMBER_DIGITS_KEPT
+
+
 class Treatment(models.TextChoices):
     AS_IS = "as_is", "As it is"
     PARTIAL = "partial", "Partially masked"

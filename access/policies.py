@@ -127,6 +127,14 @@ def can_emit_lineage(user) -> bool:
     return can_register_datasets(user)
 
 
+def can_send_lineage_for(user, sent_by_id) -> bool:
+    """May send events for a job or run first sent by ``sent_by_id``: the account that sent it
+    first, or an admin. Another pipeline may not rewrite a job's SQL or type, end or fail a run, or
+    nest its runs under one (an OpenLineage run id or job name is no secret). A job or run sent
+    before senders were kept (``None``) is claimed by its next sender."""
+    return user.is_superuser or sent_by_id is None or sent_by_id == getattr(user, "pk", None)
+
+
 def _is_security_engineer(user) -> bool:
     return any(role.slug == "security_engineer" for role in user_roles(user))
 

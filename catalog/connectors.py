@@ -422,6 +422,15 @@ class MySQLConnector(Connector):
     system_schemas = frozenset({"information_schema", "mysql", "performance_schema", "sys"})
     options_allowed = MYSQL_OPTIONS
 
+    def chooses(self, schema: str) -> bool:
+        """Never the catalog's own databases of enforcement (protected views, grants and keys):
+        they are the catalog's output, not datasets (access.warehouses.mariadb)."""
+        from access.warehouses.mariadb import CONTROL, GOVERNED  # names only; no circular import at load
+
+        if schema.lower() in {GOVERNED, CONTROL}:
+            return False
+        return super().chooses(schema)
+
     def connect_args(self):
         return {
             **self.driver_options(),

@@ -137,6 +137,18 @@ DATASETS = [
         col("address", "TEXT", "Public"),
         col("owner_email", "TEXT", "Sensitive"),
     ]]),
+    # Every protection a reader meets in a PostgreSQL store: its Enforcement tab shows the protected
+    # view governed.payment_methods that masks them (docs/enforcement.md).
+    ("appdb", "public.payment_methods", "Cards and billing contacts users pay with.", ["dave"], [[
+        col("payment_method_id", "UUID", "Regular", mode="REQUIRED", description="Primary key"),
+        col("user_id", "UUID", "Regular", mode="REQUIRED", source="transactional:Users"),
+        col("billing_email", "TEXT", "Sensitive", "Masked", description="Readers see ***@ and the domain"),
+        col("billing_phone", "TEXT", "Sensitive", "Hashed", description="Keyed hash: equal phones, equal hashes"),
+        col("card_number", "TEXT", "Sensitive", "Tokenized", description="Stable token: joins still work"),
+        col("card_holder_born", "DATE", "Sensitive", "Masked", description="Readers see the year"),
+        col("monthly_spend", "NUMERIC(10,2)", "Sensitive", "Masked", description="Readers see the last digits"),
+        col("card_cvv", "TEXT", "Restricted", "Encrypted", description="Never shown without a grant"),
+    ]]),
     ("appdb", "public.menus", "Menu items per restaurant.", ["dave"], [[
         col("menu_item_id", "UUID", "Public", mode="REQUIRED"),
         col("restaurant_id", "UUID", "Public", mode="REQUIRED", source="transactional:Restaurants"),

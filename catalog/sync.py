@@ -233,10 +233,15 @@ def _execute(run: SyncRun) -> None:
             for offset in range(0, len(pending), settings.SYNC_BATCH_SIZE):
                 writer.write(pending[offset:offset + settings.SYNC_BATCH_SIZE])
             timer.add("write", started)
-            if writer.changed_ids:
-                from access.warehouses.postgresql import views_regenerate  # access builds on the catalog
+            # The datasets this run changed, including batches of an earlier attempt of the same run
+            # (a worker killed after writing them: their events committed with them).
+            changed_ids = writer.changed_ids | set(
+                run.events.filter(outcome__in=(SyncOutcome.CHANGED, SyncOutcome.BREAKING), dataset__isnull=False)
+                .values_list("dataset_id", flat=True))
+            if changed_ids:
+                from access.warehouses import views_regenerate  # access builds on the catalog
 
-                views_regenerate(store, writer.changed_ids)  # same run; a failure is left to the reconciler
+                views_regenerate(store, changed_ids)  # same run; a failure is left to the reconciler
 
         started = time.monotonic()
         _heartbeat(run, phase="lineage")

@@ -17,7 +17,7 @@ from lineage import selectors
 from lineage.models import EdgeLevel
 from lineage.filtersets import JobFilterSet
 from lineage.ingestion import lineage_event_accept
-from lineage.models import EventStatus, Run
+from lineage.models import EventStatus
 from lineage.serializers import (
     IngestResultSerializer,
     JobDetailSerializer,
@@ -182,10 +182,10 @@ class RunEventsApi(APIView):
         events = list(selectors.lineage_event_list(user=request.user, run_uuid=run_id).order_by("event_time", "id"))
         if not events:
             raise exceptions.NotFound("No such run among the events you sent.")
-        run = Run.objects.filter(run_id=run_id).only("state").first() if any(e.run_id for e in events) else None
+        state = selectors.lineage_run_state(user=request.user, run_uuid=run_id) if any(e.run_id for e in events) else None
         counts = {value: sum(1 for event in events if event.status == value) for value in EventStatus.values}
         return Response(RunEventsSerializer({
-            "runId": run_id, "state": run.state if run else None, **counts, "events": events,
+            "runId": run_id, "state": state, **counts, "events": events,
         }).data)
 
 

@@ -272,20 +272,33 @@ def job_facets_apply(*, job: Job, job_type: JobType | None, sql: JobSQL | None, 
                 setattr(job, attribute, value)
                 fields.append(attribute)
     if sql is not None and (job.sql_event_time is None or event_time >= job.sql_event_time):
+        if job.sql != sql.query or job.sql_dialect != sql.dialect or job.sql_tables is None:
+            # Parsed once here, not at every view of the job (job_sql_visible reads what it names).
+            names = sql_table_names(sql.query, sql.dialect)
+            job.sql_tables = [list(name) for name in names] if names is not None else False
+            fields.append("sql_tables")
         job.sql, job.sql_dialect, job.sql_event_time = sql.query, sql.dialect, event_time
         fields += ["sql", "sql_dialect", "sql_event_time"]
     if fields:
         job.save(update_fields=[*fields, "updated_at"])
 
 
+def _same_sender(run: Run) -> Q:
+    return Q(sent_by_id=run.sent_by_id) if run.sent_by_id is not None else Q(sent_by__isnull=True)
+
+
 def run_parent_link(*, run: Run, parent: ParentRun | None) -> None:
     """Nest ``run`` under its parent run if it names one (linked now if the parent is known, else
-    when it arrives), and adopt the runs already received that name ``run`` as their parent."""
+    when it arrives), and adopt the runs already received that name ``run`` as their parent.
+
+    Only runs one account sent are nested: a run id is no secret, and another pipeline's run
+    naming yours as its parent (or yours arriving after it) keeps the id it named, unlinked."""
     if parent is not None and parent.run_id != run.run_id and run.parent_run_id != parent.run_id:
         run.parent_run_id = parent.run_id
-        run.parent = Run.objects.filter(run_id=parent.run_id).first()
+        run.parent = Run.objects.filter(_same_sender(run), run_id=parent.run_id).first()
         run.save(update_fields=["parent_run_id", "parent"])
-    Run.objects.filter(parent_run_id=run.run_id, parent__isnull=True).exclude(pk=run.pk).update(parent=run)
+    Run.objects.filter(_same_sender(run), parent_run_id=run.run_id, parent__isnull=True).exclude(
+        pk=run.pk).update(parent=run)
 
 
 def run_notes_add(*, run: Run | None, notes: list[str]) -> None:
@@ -322,12 +335,15 @@ def owners_resolve(names) -> tuple[dict[str, object], list[str]]:
     return found, unknown
 
 
-def dataset_owners_apply(*, principal, owners_by_dataset: list, run: Run | None = None) -> None:
+def dataset_owners_apply(*, principal, owners_by_dataset: list, run: Run | None = None,
+                         new_dataset_ids=frozenset()) -> None:
     """Owners from ``ownership`` facets, for ``[(dataset, [owner names])]``.
 
-    A dataset without owners gets them at once (audited as ``dataset.owners_changed``); other
-    owners for a dataset that has some become a proposal reviewed as a registration's would
-    (``access.proposals``). Names no person has are left out with a note on the run.
+    A dataset the same event brought into the catalog (``new_dataset_ids``) gets them at once
+    (audited as ``dataset.owners_changed``). Owners for any other dataset, with owners or without,
+    become a proposal reviewed as a registration's would (``access.proposals``): owners approve
+    access and read what others may not, so naming a dataset in an event must not make anyone its
+    owner. Names no person has are left out with a note on the run.
     """
     from access import proposals  # access builds on lineage's datasets, not the other way round
     from access.audit import audit_record
@@ -340,7 +356,7 @@ def dataset_owners_apply(*, principal, owners_by_dataset: list, run: Run | None 
         if not users:
             continue
         current = list(dataset.owners.all())
-        if not current:
+        if not current and dataset.pk in new_dataset_ids:
             dataset.owners.set(users)
             audit_record(actor=principal, action="dataset.owners_changed", obj=dataset, dataset=dataset, details={
                 "from": [], "to": sorted(user.username for user in users), "via": "openlineage",
@@ -357,7 +373,8 @@ def dataset_owners_apply(*, principal, owners_by_dataset: list, run: Run | None 
                 principal=principal, dataset=dataset, changes={"owners": change},
                 reason=f"Ownership facet of {'run ' + str(run.run_id) if run is not None else 'an OpenLineage event'}",
             )
-            notes.append(f"Other owners for {dataset.qualified_name} were proposed for review.")
+            notes.append(f"{'Other owners' if current else 'Owners'} for {dataset.qualified_name} were proposed "
+                         "for review.")
     run_notes_add(run=run, notes=notes)
 
 
@@ -395,8 +412,8 @@ def sql_table_names(query: str, dialect: str = "") -> list[tuple[str, str]] | No
         dialect = ""
     try:
         statement = _select_of(query, dialect)
-    except SQLLineageError:
-        return None
+    except (SQLLineageError, SqlglotError, RecursionError, ValueError):
+        return None  # RecursionError: SQL nested deeper than the parser goes ("((((...))))")
     ctes = {cte.alias_or_name.lower() for cte in statement.find_all(exp.CTE)}
     names = []
     for table in statement.find_all(exp.Table):

@@ -118,6 +118,14 @@ class Job(models.Model):
     sql = models.TextField(blank=True)
     sql_dialect = models.CharField(max_length=64, blank=True)
     sql_event_time = models.DateTimeField(null=True, blank=True)
+    # The tables the SQL names ([schema, table] pairs), parsed when the SQL arrives; False when it
+    # could not be parsed, None for SQL kept before this was stored (parsed when shown).
+    sql_tables = models.JSONField(null=True, blank=True)
+    # The account whose event made the job: only it (or an admin) sends events for it
+    # (access.policies.can_send_lineage_for).
+    sent_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -158,6 +166,11 @@ class Run(models.Model):
     parent = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True, related_name="children")
     # What the catalog could not use of the run's events (an owner name no user has ...), for its pipeline.
     notes = models.JSONField(default=list, blank=True)
+    # The account whose event made the run: only it (or an admin) sends events for it, and only
+    # its runs are nested under it.
+    sent_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -12,6 +12,7 @@ import functools
 import hashlib
 import json
 import re
+import unicodedata
 import uuid
 from dataclasses import dataclass, field
 
@@ -179,6 +180,12 @@ def _dataset_ref(errors, raw, path, *, is_output: bool) -> DatasetRef | None:
     return ref
 
 
+def _invisible(text: str) -> bool:
+    """Control or format characters (bidi overrides, zero-width spaces): a job name holding them
+    reads on a page as another name."""
+    return any(unicodedata.category(char) in ("Cc", "Cf") for char in text)
+
+
 def openlineage_parse(payload) -> ParsedEvent:
     """Check an OpenLineage event and return what the catalog needs of it.
 
@@ -207,6 +214,10 @@ def openlineage_parse(payload) -> ParsedEvent:
                 string_field(errors, job, "namespace", "job.namespace", required=True, max_length=MAX_NAME),
                 string_field(errors, job, "name", "job.name", required=True, max_length=MAX_NAME),
             )
+            for key, value in zip(("namespace", "name"), event.job):
+                if _invisible(value):
+                    errors.add(f"job.{key}", "Contains control or invisible characters (e.g. a right-to-left "
+                                             "override or a zero-width space): job names are shown on pages as sent.")
             job_facets = _object(errors, job, "facets", "job.facets")
             documentation = _object(errors, job_facets, "documentation", "job.facets.documentation")
             if documentation.get("description"):
@@ -371,8 +382,9 @@ class FoldState:
         self.column_nodes.pop(dataset_id, None)
 
 
-def _dataset_for(principal, ref: DatasetRef, fold: FoldState, touched: set) -> Dataset:
-    """The catalog dataset an OpenLineage dataset names, discovered (and flagged) if unknown.
+def _dataset_for(principal, ref: DatasetRef, fold: FoldState, touched: set, new_ids: set) -> Dataset:
+    """The catalog dataset an OpenLineage dataset names, discovered (and flagged) if unknown; the
+    ids of datasets this call made are added to ``new_ids``.
 
     Discovered datasets follow the schema facet; registered ones keep their registered schema.
     """
@@ -391,10 +403,13 @@ def _dataset_for(principal, ref: DatasetRef, fold: FoldState, touched: set) -> D
         # The facet names columns, not their sensitivity (the "Regular" above is a placeholder): a
         # dataset nobody has classified stays unclassified, decided as the default tier, never lower.
         unclassified = dataset is None or not dataset.classified
+        was_new = dataset is None
         try:
             dataset, _ = dataset_register(principal=principal, payload=payload)
         except ValidationError as exc:
             raise ValidationError(_schema_errors(ref, exc)) from exc
+        if was_new:
+            new_ids.add(dataset.pk)
         fold.forget_dataset(dataset.pk)  # the registration relinked its column nodes
         updates = {} if dataset.needs_review else {"needs_review": True}
         if unclassified and dataset.classified:
@@ -407,19 +422,26 @@ def _dataset_for(principal, ref: DatasetRef, fold: FoldState, touched: set) -> D
             touched.update(Node.objects.filter(dataset=dataset, kind=NodeKind.COLUMN).values_list("pk", flat=True))
     elif dataset is None:
         dataset = dataset_discover(store=store, name=name, description=ref.description or "")
+        new_ids.add(dataset.pk)
     fold.datasets[ref.key] = dataset
     if ref.schema is not None:
         fold.schemas_seen.add(schema_key)
     return dataset
 
 
-def _run_record(event: ParsedEvent, job) -> Run | None:
+def _run_record(principal, event: ParsedEvent, job) -> Run | None:
     if event.run_id is None:
         return None
     run = Run.objects.select_for_update().filter(run_id=event.run_id).first()
     state = event.event_type or RunState.OTHER
     if run is None:
-        run = Run(run_id=event.run_id, job=job, state=state, last_event_time=event.event_time)
+        run = Run(run_id=event.run_id, job=job, state=state, last_event_time=event.event_time,
+                  sent_by=principal if getattr(principal, "pk", None) else None)
+    elif not policies.can_send_lineage_for(principal, run.sent_by_id):
+        raise PermissionDenied(f"Run {event.run_id} was started by another account's events; only that account "
+                               "sends events for it.")
+    elif run.sent_by_id is None and getattr(principal, "pk", None):
+        run.sent_by = principal  # a run from before senders were kept: its next sender keeps it
     elif run.state in TERMINAL_RUN_STATES and state not in TERMINAL_RUN_STATES:
         pass  # a late START or RUNNING does not reopen a finished run
     elif event.event_time >= run.last_event_time or state in TERMINAL_RUN_STATES:
@@ -448,11 +470,18 @@ def kept_payload(payload: dict) -> dict:
     return {**payload, "run": {**run, "facets": facets}}
 
 
-def _job_for(event: ParsedEvent, fold: FoldState):
+def _job_for(principal, event: ParsedEvent, fold: FoldState):
+    """The event's job; ``PermissionDenied`` when another account's events made it (the batch's
+    cache is shared by the events of every sender, so the check is made for each event)."""
     key = (*event.job, event.job_description)
     if key not in fold.jobs:
-        fold.jobs[key] = job_ensure(namespace=event.job[0], name=event.job[1], description=event.job_description)
-    return fold.jobs[key]
+        fold.jobs[key] = job_ensure(principal=principal, namespace=event.job[0], name=event.job[1],
+                                    description=event.job_description)
+    job = fold.jobs[key]
+    if not policies.can_send_lineage_for(principal, job.sent_by_id):
+        raise PermissionDenied(f"Job {event.job[0]}/{event.job[1]} is sent by another account; only that account "
+                               "sends events for it.")
+    return job
 
 
 def _dataset_nodes(datasets, fold: FoldState) -> dict:
@@ -490,8 +519,8 @@ def openlineage_apply(*, principal, event: ParsedEvent, fold: FoldState) -> Appl
     if not policies.can_emit_lineage(principal):
         raise PermissionDenied("The sender may no longer send lineage (it needs a registrar role).")
     touched: set[int] = set()
-    job = _job_for(event, fold) if event.job else None
-    run = _run_record(event, job) if job else None
+    job = _job_for(principal, event, fold) if event.job else None
+    run = _run_record(principal, event, job) if job else None
     # [facets] jobType and sql kept on the job, the run nested under its parent, untyped column
     # edges typed from the SQL (lineage.facets).
     if job:
@@ -500,11 +529,13 @@ def openlineage_apply(*, principal, event: ParsedEvent, fold: FoldState) -> Appl
         lineage_facets.run_parent_link(run=run, parent=event.parent)
     lineage_facets.event_column_kinds_apply(event=event, job=job)
 
-    inputs = [_dataset_for(principal, ref, fold, touched) for ref in event.inputs]
-    outputs = [_dataset_for(principal, ref, fold, touched) for ref in event.outputs]
-    # [facets] owners for datasets that have none; other owners proposed for review.
-    lineage_facets.dataset_owners_apply(principal=principal, run=run, owners_by_dataset=lineage_facets.event_owners(
-        event=event, inputs=inputs, outputs=outputs))
+    new_ids: set[int] = set()  # datasets this event brings into the catalog
+    inputs = [_dataset_for(principal, ref, fold, touched, new_ids) for ref in event.inputs]
+    outputs = [_dataset_for(principal, ref, fold, touched, new_ids) for ref in event.outputs]
+    # [facets] owners for the datasets this event discovered; any other owners proposed for review.
+    lineage_facets.dataset_owners_apply(principal=principal, run=run, new_dataset_ids=new_ids,
+                                        owners_by_dataset=lineage_facets.event_owners(
+                                            event=event, inputs=inputs, outputs=outputs))
     named = {dataset.pk: dataset for dataset in [*inputs, *outputs]}
     wanted_columns: dict[int, set[str]] = {}
     sources: dict[tuple[str, str], Dataset] = {}
@@ -515,7 +546,7 @@ def openlineage_apply(*, principal, event: ParsedEvent, fold: FoldState) -> Appl
                 key = (item.namespace, item.name)
                 if key not in sources:
                     sources[key] = fold.datasets.get(key) or _dataset_for(
-                        principal, DatasetRef(item.namespace, item.name, ref.path), fold, touched
+                        principal, DatasetRef(item.namespace, item.name, ref.path), fold, touched, new_ids
                     )
                 named[sources[key].pk] = sources[key]
                 wanted_columns.setdefault(sources[key].pk, set()).add(item.field)

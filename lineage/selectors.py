@@ -437,7 +437,10 @@ def job_sql_visible(*, user, job: Job) -> bool:
         return True
     from lineage.facets import sql_table_names  # sqlglot is loaded by lineage.sql anyway
 
-    names = sql_table_names(job.sql, job.sql_dialect)
+    if job.sql_tables is None:  # SQL kept before its tables were
+        names = sql_table_names(job.sql, job.sql_dialect)
+    else:
+        names = [tuple(name) for name in job.sql_tables] if job.sql_tables is not False else None
     if names is None:
         return False
     if not names:
@@ -514,6 +517,16 @@ def lineage_event_list(*, user, run_uuid=None, status=None):
     if status:
         events = events.filter(status=status)
     return events.defer("payload").order_by("-received_at", "-id")
+
+
+def lineage_run_state(*, user, run_uuid) -> str | None:
+    """The state of a run as its sender follows it (``GET .../runs/{runId}/events/``): only to the
+    account that sent the run (or an admin). Someone who sent an event naming another account's run
+    (refused) sees their own event, not how that run is going."""
+    runs = Run.objects.filter(run_id=run_uuid)
+    if not user.is_superuser:
+        runs = runs.filter(sent_by=user)
+    return runs.values_list("state", flat=True).first()
 
 
 # --- the graph: two statements per walk -------------------------------------------------------

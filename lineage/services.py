@@ -7,10 +7,12 @@ sensitivity refresh of what they touched.
 
 from dataclasses import dataclass
 
+from django.core.exceptions import PermissionDenied
 from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 
+from access import policies
 from catalog.models import Column, Dataset, StoreKind
 from lineage.models import REGISTRATION_EDGE_KINDS, Edge, EdgeKind, EdgeLevel, Job, Node, NodeKind
 from lineage.sensitivity import sensitivity_refresh
@@ -355,8 +357,19 @@ def lineage_dataset_registered(*, dataset: Dataset, columns=None, new: bool = Fa
     sensitivity_refresh(node_ids=touched | set(own_columns))
 
 
-def job_ensure(*, namespace: str, name: str, description: str | None = None) -> Job:
-    job, created = Job.objects.get_or_create(namespace=namespace, name=name, defaults={"description": description or ""})
+def job_ensure(*, principal=None, namespace: str, name: str, description: str | None = None) -> Job:
+    """The job of a namespace and name, made for ``principal`` if new. Only its sender (or an admin)
+    changes it: another account gets ``PermissionDenied`` and nothing is written."""
+    sender = principal if getattr(principal, "pk", None) else None
+    job, created = Job.objects.get_or_create(
+        namespace=namespace, name=name, defaults={"description": description or "", "sent_by": sender})
+    if not created and principal is not None:
+        if not policies.can_send_lineage_for(principal, job.sent_by_id):
+            raise PermissionDenied(f"Job {namespace}/{name} is sent by another account; only that account "
+                                   "sends events for it.")
+        if job.sent_by_id is None and sender is not None:
+            job.sent_by = sender  # a job from before senders were kept: its next sender keeps it
+            job.save(update_fields=["sent_by", "updated_at"])
     if not created and description is not None and job.description != description:
         job.description = description
         job.save(update_fields=["description", "updated_at"])

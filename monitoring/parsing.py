@@ -67,20 +67,37 @@ class LogFormatError(ValueError):
 
 # Fingerprints ---------------------------------------------------------------------------------
 
-_SCRUB = [
-    (re.compile(r"'(?:[^'\\]|\\.|'')*'"), "?"),  # quoted strings (with '' or \' inside)
-    (re.compile(r"\$([A-Za-z_]\w*)?\$.*?\$\1\$", re.S), "?"),  # PostgreSQL dollar-quoted strings
-    (re.compile(r"(?<![\w$.])-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?\b"), "?"),  # numbers
-    (re.compile(r"\s+"), " "),
-]
+# One pass, left to right, so that a quote inside a comment or a comment marker inside a string is
+# read as what it sits in. Comments go too: they are free text (a ticket, a customer's e-mail), and
+# a line comment must end at its line, not swallow the rest of the statement once whitespace is
+# collapsed (``SELECT id -- x\n, ssn FROM t`` would read as ``SELECT id``, hiding the read of ssn).
+_LEXEMES = (
+    r"(?P<string>'(?:[^'\\]|\\.|'')*(?:'|$))"  # quoted strings ('' or \' inside; cut off at the end of a log)
+    r"|(?P<dollar>\$(?P<tag>[A-Za-z_]\w*)?\$.*?\$(?P=tag)\$)"  # PostgreSQL dollar-quoted strings
+    r"|(?P<block>/\*.*?(?:\*/|$))"  # block comments
+    r"|(?P<line>--[^\n]*)"  # line comments
+    r"{mysql}"
+    r"|(?P<number>(?<![\w$.])-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?\b)"
+)
+_SCRUB = re.compile(_LEXEMES.format(mysql=""), re.S)
+# MySQL and MariaDB: "..." is a string (without ANSI_QUOTES), # starts a comment, and /*! ... */
+# (/*M! ... */ in MariaDB) is no comment: the server runs what it holds, so the parser must read it.
+_SCRUB_MYSQL = re.compile(r"(?P<executable>/\*M?!\d*(?P<body>.*?)\*/)|" + _LEXEMES.format(
+    mysql=r'|(?P<dquoted>"(?:[^"\\]|\\.|"")*(?:"|$))|(?P<hash>#[^\n]*)'), re.S)
+_WHITESPACE = re.compile(r"\s+")
 
 
-def scrub(statement: str) -> str:
-    """Literals removed without parsing: for statements sqlglot cannot read."""
-    text = statement
-    for pattern, replacement in _SCRUB:
-        text = pattern.sub(replacement, text)
-    return text.strip()
+def _lexeme(match: re.Match) -> str:
+    if match.group(1) is not None and match.re is _SCRUB_MYSQL:  # an executable comment: its statement
+        return f" {scrub(match.group('body'), 'mysql')} "
+    return " " if match.lastgroup in ("block", "line", "hash") else "?"
+
+
+def scrub(statement: str, dialect: str = "") -> str:
+    """Literals and comments removed without parsing: what is parsed and what is kept of statements
+    sqlglot cannot read."""
+    pattern = _SCRUB_MYSQL if dialect in ("mysql", "mariadb") else _SCRUB
+    return _WHITESPACE.sub(" ", pattern.sub(_lexeme, statement)).strip()
 
 
 def _digest(text: str) -> str:
@@ -206,7 +223,7 @@ def statement_access(statement: str, dialect: str) -> StatementAccess:
     """The relations and columns a statement reads and writes, and its fingerprint. Literals are
     scrubbed first (a cheap pattern pass), and the shape left is parsed once and cached: a log
     repeats the same statements with other values (and pgaudit repeats one per relation)."""
-    return _shape_access(scrub(statement), dialect)
+    return _shape_access(scrub(statement, dialect), dialect)
 
 
 statement_access.cache_clear = lambda: _shape_access.cache_clear()
@@ -219,7 +236,7 @@ def _shape_access(statement: str, dialect: str) -> StatementAccess:
         if not expressions:
             raise SqlglotError("empty statement")
     except (SqlglotError, RecursionError, ValueError) as exc:
-        normalized = scrub(statement)[:STATEMENT_KEEP]
+        normalized = scrub(statement, dialect)[:STATEMENT_KEEP]
         message = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
         return StatementAccess(_digest(normalized), normalized, error=message)
     normalized_parts = []

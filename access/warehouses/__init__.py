@@ -51,6 +51,16 @@ def store_plan(store):
     return module.store_plan(store)
 
 
+def views_regenerate(store, dataset_ids) -> dict:
+    """After a sync changed these datasets' schemas: make their protected views again in the same
+    run, in whatever kind of store enforces them. Never raises; returns ``{qualified name: why}`` of
+    the views that could not be made (the reconciler reports and retries them)."""
+    module = kind_module(store.platform)
+    if module is None or not hasattr(module, "views_regenerate") or not dataset_ids:
+        return {}
+    return module.views_regenerate(store, dataset_ids)
+
+
 def standing_readers(dataset) -> list[str]:
     """Warehouse roles (user names) of active people whose standing permissions in the role matrix
     read ``dataset`` (one query; the same rule as ``decisions.standing_level``)."""

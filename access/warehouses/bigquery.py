@@ -27,7 +27,7 @@ How it works in BigQuery:
 import json
 import re
 
-from access.masking import Plan, Statement, Treatment, ValueKind, column_treatment, value_kind
+from access.masking import NUMBER_DIGITS_KEPT, Plan, Statement, Treatment, ValueKind, column_treatment, value_kind
 from catalog.models import Platform
 
 DIALECT = "bigquery"
@@ -143,7 +143,9 @@ def dataset_plan(dataset, *, key: bytes | None = None, readers=None) -> Plan:
                                          "json"))
     for c in protected:
         if column_treatment(c) == Treatment.PARTIAL and value_kind(c) in (ValueKind.TEXT, ValueKind.NUMBER):
-            plan.notes.append(f"{c.name}: BigQuery's nearest predefined rule is {PREDEFINED[value_kind(c)]}.")
+            kept = (f" (the other stores keep the last {NUMBER_DIGITS_KEPT} digits)"
+                    if value_kind(c) == ValueKind.NUMBER else "")
+            plan.notes.append(f"{c.name}: BigQuery's nearest predefined rule is {PREDEFINED[value_kind(c)]}{kept}.")
     plan.notes.append("Generated, not run here: BigQuery SQL is checked with sqlglot and JSON by schema, never "
                       "against BigQuery. Policy tag paths use display names; the apply resolves them to ids.")
     return plan

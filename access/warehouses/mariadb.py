@@ -35,7 +35,7 @@ from datetime import UTC
 
 from django.views.decorators.debug import sensitive_variables
 
-from access.masking import Plan, Statement, Treatment, ValueKind, column_treatment, value_kind
+from access.masking import NUMBER_MODULUS, Plan, Statement, Treatment, ValueKind, column_treatment, value_kind
 from access.warehouses import standing_readers
 from catalog.models import Platform
 
@@ -104,8 +104,8 @@ def masked_expression(column, value: str) -> str:
     if kind == ValueKind.EMAIL:  # keeps the domain
         return (f"CASE WHEN {value} IS NULL THEN NULL WHEN {value} LIKE '%@%' "
                 f"THEN CONCAT('***@', SUBSTRING_INDEX({value}, '@', -1)) ELSE '***' END")
-    if kind == ValueKind.NUMBER:  # keeps the last two digits (and the fraction), stays a number
-        return f"MOD({value}, 100)"
+    if kind == ValueKind.NUMBER:  # keeps the last digits (and the fraction), stays a number
+        return f"MOD({value}, {NUMBER_MODULUS})"
     if kind == ValueKind.DATE:  # keeps the year: the first day of it
         return f"MAKEDATE(YEAR({value}), 1)"
     if kind == ValueKind.TEXT:  # keeps the first character
@@ -437,6 +437,53 @@ def dataset_apply(dataset, *, actor=None) -> Plan:
     with transaction.atomic():
         _audit_plan(dataset, plan, actor=actor)
     return plan
+
+
+def views_regenerate(store, dataset_ids) -> dict:
+    """After a sync changed these datasets' schemas: make their views again now, in the same run
+    (``CREATE OR REPLACE VIEW`` is atomic: readers see the old view until the new one is there, and
+    a worker killed midway leaves the old one working). Views already made from the same catalog
+    side are left (fingerprints). Never raises: what could not be made is logged and returned
+    (``{qualified name: why}``); the reconciler tries again."""
+    from django.db import transaction
+
+    from access.enforcement import EnforcementError, store_is_managed
+    from catalog.connectors import safe_message
+    from catalog.models import Dataset
+
+    if not store_is_managed(store):
+        return {}
+    datasets = list(Dataset.objects.filter(store=store, pk__in=list(dataset_ids)).exclude(schema="")
+                    .select_related("store").order_by("schema", "name"))
+    if not datasets:
+        return {}
+    made, failed, warehouse = [], {}, None
+    try:
+        warehouse = Warehouse(store)
+        known = warehouse.fingerprints()
+        for dataset in datasets:
+            try:
+                plan = _apply_plan_of(warehouse, dataset, known)
+            except Exception as exc:
+                warehouse.db.rollback()
+                failed[dataset.qualified_name] = (
+                    f"Could not make the protected view: {safe_message(exc, warehouse._secrets)}")
+                continue
+            if plan is not None:
+                made.append((dataset, plan))
+    except EnforcementError as exc:
+        logger.warning("Regenerating the views of %s after a sync: %s", store.name, exc)
+        return {d.qualified_name: str(exc) for d in datasets}
+    finally:
+        if warehouse is not None:
+            warehouse.close()
+    for name, why in failed.items():
+        logger.warning("Regenerating the view of %s after a sync: %s", name, why)
+    if made:
+        with transaction.atomic():
+            for dataset, plan in made:
+                _audit_plan(dataset, plan, reason="Regenerated after a sync changed its schema.")
+    return failed
 
 
 def _grant_accounts(warehouse: Warehouse, role: str) -> dict:

@@ -23,13 +23,14 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from access.warehouses import keys
-from access.masking import Plan, Statement, Treatment, ValueKind, column_treatment, value_kind
+from access.masking import NUMBER_MODULUS, Plan, Statement, Treatment, ValueKind, column_treatment, value_kind
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,6 @@ PLATFORM = "postgresql"
 DIALECT = "postgres"
 FINGERPRINT_PREFIX = "governance-catalog view "
 TOKEN_PREFIX = "tok_"
-NUMBER_DIGITS_KEPT = 4
 
 
 # Names and literals (no connection needed) -------------------------------------------------------
@@ -84,31 +84,51 @@ def _same_named(datasets) -> dict[str, int]:
 # The view ----------------------------------------------------------------------------------------
 
 
-def _hmac_sql(value_sql: str) -> str:
-    return (f"encode(sha256(k.outer_pad || sha256(k.inner_pad || convert_to(({value_sql})::text, 'UTF8'))), 'hex')")
+_INTEGER_TYPE = re.compile(r"^\s*(small|big)?(int|integer|serial)[248]?\s*$", re.IGNORECASE)
 
 
-def masked_expression(column, column_sql: str) -> str | None:
-    """What a reader without raw access sees of ``column`` (None: as it is)."""
+def _key_sql(dataset, pad: str) -> str:
+    """One pad of the dataset's key, read once per query (an InitPlan: the scalar subquery does not
+    depend on the row), so the scan does no join."""
+    return (f"(SELECT {pad} FROM {ident(admin_schema(), 'dataset_keys')} "
+            f"WHERE dataset = {literal(dataset_key_name(dataset))})")
+
+
+def _hmac_sql(dataset, value_sql: str) -> str:
+    return (f"encode(sha256({_key_sql(dataset, 'outer_pad')} || sha256({_key_sql(dataset, 'inner_pad')} || "
+            f"convert_to(({value_sql})::text, 'UTF8'))), 'hex')")
+
+
+def masked_expression(column, column_sql: str, dataset=None) -> str | None:
+    """What a reader without raw access sees of ``column`` (None: as it is). Plain SQL expressions
+    the planner inlines into the scan, chosen for their cost per row (measured in
+    docs/benchmarks.md): no regular expressions, no time zone conversion, no numeric cast of
+    integers."""
     treatment = column_treatment(column)
     if treatment == Treatment.AS_IS:
         return None
     if treatment == Treatment.NULL:
         return "NULL"
+    dataset = dataset if dataset is not None else column.dataset
     if treatment == Treatment.HASH:
-        return _hmac_sql(column_sql)
+        return _hmac_sql(dataset, column_sql)
     if treatment == Treatment.TOKEN:
-        return f"{literal(TOKEN_PREFIX)} || left({_hmac_sql(column_sql)}, 16)"
+        return f"{literal(TOKEN_PREFIX)} || left({_hmac_sql(dataset, column_sql)}, 16)"
     kind = value_kind(column)
+    declared = (column.type or "").lower()
     if kind == ValueKind.EMAIL:
-        # strpos/substr, not a regular expression: a tenth of the cost per row; no "@": all hidden
+        # what follows the last "@", as MariaDB's SUBSTRING_INDEX(x, '@', -1); no "@": all hidden
         text = f"({column_sql})::text"
-        return f"CASE WHEN strpos({text}, '@') > 0 THEN '***' || substr({text}, strpos({text}, '@')) ELSE '***' END"
+        return f"CASE WHEN strpos({text}, '@') > 0 THEN '***@' || split_part({text}, '@', -1) ELSE '***' END"
     if kind == ValueKind.NUMBER:
-        return f"(({column_sql})::numeric % 1{'0' * NUMBER_DIGITS_KEPT})"
+        if _INTEGER_TYPE.match(declared):  # stays an integer: no numeric arithmetic per row
+            return f"(({column_sql}) % {NUMBER_MODULUS})"
+        return f"(({column_sql})::numeric % {NUMBER_MODULUS})"
     if kind == ValueKind.DATE:
-        truncated = f"date_trunc('year', {column_sql})"
-        return truncated if "time" in (column.type or "").lower() else f"({truncated})::date"
+        if "time" in declared:
+            return f"date_trunc('year', {column_sql})"
+        # through timestamp (not timestamptz, which date_trunc of a date picks): no time zone per row
+        return f"(date_trunc('year', ({column_sql})::timestamp))::date"
     if kind == ValueKind.TEXT:
         return f"left(({column_sql})::text, 1) || '***'"
     return "NULL"  # a value the catalog cannot partly show (arrays, binary, ...) is hidden
@@ -129,34 +149,32 @@ def view_sql(dataset, columns, name: str) -> str:
     """``CREATE VIEW`` of the dataset's protected view (columns in their catalog order)."""
     if not dataset.schema:
         raise ValueError(f"{dataset.qualified_name} names no schema; the catalog enforces only <schema>.<table>.")
-    needs_key = False
+    # The read-time decision is made once per query: ``g`` calls raw_columns() once (a MATERIALIZED
+    # CTE), and each column's test ``(SELECT ... FROM g)`` is not correlated with the row, so it is an
+    # InitPlan evaluated once; per row only ``CASE WHEN $n`` and the mask itself run. The view has
+    # no row filter, so it needs no security_barrier: a reader's WHERE is pushed into the scan and
+    # only ever sees the masked expressions.
     selected = []
     for column in columns:
         col = f"t.{ident(column.name)}"
-        masked = masked_expression(column, col)
+        masked = masked_expression(column, col, dataset)
         if masked is None:
             selected.append(f"{col} AS {ident(column.name)}")
             continue
-        needs_key = needs_key or "k.inner_pad" in masked
         raw = col + _raw_type_cast(column, masked)
         selected.append(
-            f"CASE WHEN g.raw && ARRAY['*', {literal(column.name)}]::text[] THEN {raw} ELSE {masked} END"
+            f"CASE WHEN (SELECT g.raw && ARRAY['*', {literal(column.name)}]::text[] FROM g) THEN {raw} ELSE {masked} END"
             f" AS {ident(column.name)}"
         )
     if not selected:
         raise ValueError(f"{dataset.qualified_name} has no columns in the catalog; there is nothing to show.")
     key_name = literal(dataset_key_name(dataset))
-    ctes = [f"g AS MATERIALIZED (SELECT {ident(admin_schema(), 'raw_columns')}({key_name}, current_user::text) AS raw)"]
-    joins = "CROSS JOIN g"
-    if needs_key:
-        ctes.append(f"k AS MATERIALIZED (SELECT inner_pad, outer_pad FROM {ident(admin_schema(), 'dataset_keys')} "
-                    f"WHERE dataset = {key_name})")
-        joins += " LEFT JOIN k ON true"
-    with_list, select_list = ",\n     ".join(ctes), ",\n       ".join(selected)
+    decision = f"g AS MATERIALIZED (SELECT {ident(admin_schema(), 'raw_columns')}({key_name}, current_user::text) AS raw)"
+    select_list = ",\n       ".join(selected)
     return (f"CREATE VIEW {ident(governed_schema(), name)} AS\n"
-            f"WITH {with_list}\n"
+            f"WITH {decision}\n"
             f"SELECT {select_list}\n"
-            f"FROM {ident(dataset.schema, dataset.name)} t {joins}")
+            f"FROM {ident(dataset.schema, dataset.name)} t")
 
 
 def view_fingerprint(create_sql: str) -> str:
@@ -364,7 +382,7 @@ def _view_statements(dataset, columns, name, readers, key) -> list[Statement]:
     fingerprint = view_fingerprint(create)
     view = ident(governed_schema(), name)
     statements = []
-    if "k.inner_pad" in create:
+    if "dataset_keys" in create:
         statements.append(key_sql(dataset, key))
     statements += [
         # Dropped and made again in the one transaction of the plan: readers see the old view until

@@ -25,7 +25,7 @@ How it works in Snowflake:
 
 import re
 
-from access.masking import Plan, Statement, Treatment, ValueKind, column_treatment, value_kind
+from access.masking import NUMBER_MODULUS, Plan, Statement, Treatment, ValueKind, column_treatment, value_kind
 from catalog.models import Platform
 
 DIALECT = "snowflake"
@@ -97,7 +97,7 @@ def _masked(key) -> str:
     return {
         ValueKind.EMAIL: "CASE WHEN val IS NULL THEN NULL WHEN CONTAINS(val, '@') "
                          "THEN '***@' || SPLIT_PART(val, '@', -1) ELSE '***' END",
-        ValueKind.NUMBER: "MOD(val, 100)",
+        ValueKind.NUMBER: f"MOD(val, {NUMBER_MODULUS})",
         ValueKind.DATE: "DATE_TRUNC('YEAR', val)",
         ValueKind.TEXT: "CASE WHEN val IS NULL THEN NULL ELSE LEFT(val, 1) || '***' END",
     }[kind]

@@ -334,3 +334,36 @@ def test_applying_a_dataset_by_hand_is_audited_with_the_key_redacted(shop, engin
     event = AuditEvent.objects.get(action="enforcement.plan_applied", dataset=shop.customers)
     assert "-- (carries a key; not shown)" in event.details["statements"]
     assert server_rows(f"SELECT COUNT(*) FROM {shop.view}")[0][0] == 2
+
+
+def test_a_sync_that_changes_a_schema_regenerates_the_view_in_the_same_run(shop, engineer, approver,
+                                                                           platform_engineer):
+    from catalog.models import Dataset
+    from catalog.sync import sync_run_execute, sync_run_request
+
+    database, table = shop.customers.schema, shop.customers.name
+    connection_save(principal=platform_engineer, store=shop, host=SERVER.host or "127.0.0.1",
+                    port=SERVER.port or 3306, database=database, username=SERVER.username or "root",
+                    include_schemas=[database, "governed", "governed_catalog"])
+    grant_apply(grant_for(engineer, approver, shop.customers, columns=["email"]).pk)
+
+    def sync():
+        run, _ = sync_run_request(principal=platform_engineer, store=shop, enqueue=False)
+        return sync_run_execute(run.pk)
+
+    sync()
+    server_execute(f"ALTER TABLE {shop.base} ADD COLUMN nickname VARCHAR(40)", f"UPDATE {shop.base} SET nickname = 'Ace'")
+    before = AuditEvent.objects.filter(action="enforcement.plan_applied", dataset=shop.customers).count()
+
+    run = sync()  # no reconciler runs: the sync itself makes the view again
+
+    assert run.status == "succeeded", run.error
+    rows = by_id(as_account(engineer.warehouse_role, f"SELECT id, nickname, email, card FROM {shop.view}"))
+    assert rows[1][1] == "Ace"  # the new column is in the view
+    assert rows[1][2] == "ada.lovelace@example.org"  # the grant still unmasks its column
+    assert rows[1][3].startswith("tok_")  # and the rest stays protected
+    event = AuditEvent.objects.filter(action="enforcement.plan_applied", dataset=shop.customers).latest("id")
+    assert AuditEvent.objects.filter(action="enforcement.plan_applied", dataset=shop.customers).count() > before
+    assert "after a sync" in event.reason
+    # The catalog's own databases are its output, never datasets, even when a pattern includes them.
+    assert not Dataset.objects.filter(store=shop, schema__in=["governed", "governed_catalog"]).exists()

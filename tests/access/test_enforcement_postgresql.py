@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from access.enforcement import grant_enforce, grants_reconcile
 from access.grants import access_request_create, access_request_review, grant_revoke
-from access.masking import Plan
+from access.masking import NUMBER_MODULUS, Plan
 from access.models import AccessLevel, AuditEvent, DatasetKey, Enforcement, Grant
 from access.warehouses import postgresql
 from catalog.connections import connection_save
@@ -277,10 +277,18 @@ def test_a_sync_that_changes_a_schema_regenerates_the_view_in_the_same_run(wh, e
 
 def test_the_application_role_cannot_rewrite_the_audit_trail(db, enforced, make_role):
     """The catalog's own database: a role with every table privilege still cannot UPDATE, DELETE or
-    TRUNCATE audit events (the trigger of access/migrations/0011); a superuser (maintenance) can."""
+    TRUNCATE audit events; one trigger refuses each (access/migrations/0002, 0012, 0013)."""
     from django.db import connection, transaction
 
     assert AuditEvent.objects.exists()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT tgname, (tgtype & 8) <> 0, (tgtype & 16) <> 0, (tgtype & 32) <> 0 FROM pg_trigger "
+            "WHERE tgrelid = 'access_auditevent'::regclass AND NOT tgisinternal ORDER BY tgname")
+        # (name, DELETE, UPDATE, TRUNCATE): nothing refused twice
+        triggers = [row for row in cursor.fetchall() if row[1] or row[2] or row[3]]
+    assert triggers == [("access_auditevent_no_truncate", False, False, True),
+                        ("audit_append_only", True, True, False)]
     app_role = f"enfpg_app_{uuid.uuid4().hex[:8]}"
     with connection.cursor() as cursor:
         cursor.execute(f'CREATE ROLE "{app_role}"')
@@ -293,9 +301,54 @@ def test_the_application_role_cannot_rewrite_the_audit_trail(db, enforced, make_
                 cursor.execute(f'SET LOCAL ROLE "{app_role}"')
                 cursor.execute(statement)
         assert not AuditEvent.objects.filter(reason="rewritten").exists()
-        with transaction.atomic(), connection.cursor() as cursor:  # a superuser's maintenance goes through
-            cursor.execute("UPDATE access_auditevent SET reason = reason WHERE false")
+        with pytest.raises(Exception, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("UPDATE access_auditevent SET reason = 'rewritten'")  # a row is not rewritten by anyone
     finally:
         with connection.cursor() as cursor:
             cursor.execute(f'REVOKE ALL ON ALL TABLES IN SCHEMA public FROM "{app_role}"')
             cursor.execute(f'DROP ROLE "{app_role}"')
+
+
+def _plan_nodes(node):
+    yield node
+    for child in node.get("Plans", []):
+        yield from _plan_nodes(child)
+
+
+def test_the_read_time_decision_runs_once_per_query_not_per_row(wh, enforced, analyst, approver,
+                                                                django_capture_on_commit_callbacks):
+    """EXPLAIN ANALYZE as the reader: raw_columns() is one CTE evaluated once, each column's test and
+    the key pads are InitPlans (run once), and the table scan joins nothing; granted or not."""
+    role = analyst.warehouse_role
+    for granted in (False, True):
+        if granted:
+            with django_capture_on_commit_callbacks(execute=True):
+                grant_for(analyst, approver, enforced.customers, columns=["email"])
+        plan = as_role(wh, role, "EXPLAIN (ANALYZE, FORMAT JSON) SELECT * FROM governed.customers")[0][0][0]["Plan"]
+        nodes = list(_plan_nodes(plan))
+        assert plan["Node Type"] == "Seq Scan" and plan["Relation Name"] == "customers"
+        assert plan["Actual Rows"] == len(warehouses.CUSTOMERS) and plan["Actual Loops"] == 1
+        assert not [n for n in nodes if "Join" in n["Node Type"] or n["Node Type"] == "Nested Loop"]
+        decisions = [n for n in nodes if n.get("Subplan Name") == "CTE g"]
+        assert len(decisions) == 1 and decisions[0]["Actual Loops"] == 1
+        init_plans = [n for n in nodes if n.get("Parent Relationship") == "InitPlan" and n is not decisions[0]]
+        assert init_plans and all(n["Actual Loops"] == 1 for n in init_plans)
+        assert not [n for n in nodes if n.get("Parent Relationship") == "SubPlan"]  # nothing per row
+        assert (emails(wh, role) == EMAILS) is granted
+
+
+def test_masked_numbers_keep_the_same_last_digits_as_every_store_kind(wh, shop, analyst, registrar):
+    wh.execute("CREATE TABLE sales.balances (id INTEGER, cents BIGINT, amount NUMERIC(10, 2), ratio DOUBLE PRECISION)",
+               "INSERT INTO sales.balances VALUES (1, 123456, 9876.54, 1234.5), (2, -4321, -17.25, NULL)")
+    dataset_create(principal=registrar, store=shop, name="sales.balances", columns=[
+        column_payload("id", type_="INTEGER"),
+        column_payload("cents", type_="BIGINT", sensitivity="Sensitive", protection="Masked"),
+        column_payload("amount", type_="NUMERIC", sensitivity="Sensitive", protection="Masked"),
+        column_payload("ratio", type_="DOUBLE PRECISION", sensitivity="Sensitive", protection="Masked"),
+    ])
+    postgresql.store_enforce(shop)
+    rows = as_role(wh, analyst.warehouse_role, "SELECT cents, amount, ratio FROM governed.balances ORDER BY id")
+    assert NUMBER_MODULUS == 100
+    assert [(int(c), str(a), float(r) if r is not None else None) for c, a, r in rows] == [
+        (56, "76.54", 34.5), (-21, "-17.25", None)]
+    assert isinstance(rows[0][0], int)  # an integer column stays an integer

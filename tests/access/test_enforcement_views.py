@@ -97,3 +97,33 @@ def test_the_dataset_page_offers_the_tab_only_to_those_who_may_see_it(registrar,
     page.force_login(analyst)
     assert 'id="enforcement-tab"' not in page.get(f"/datasets/{dataset.pk}/").content.decode()
     assert page.get(f"/access/enforcement/{dataset.pk}/").status_code == 403
+
+
+def test_the_demo_shows_the_masked_view_of_a_postgresql_dataset(db, client):
+    """``make run`` (SQLite, no warehouse): the Enforcement tab of the demo's payment methods shows the
+    protected view that masks each column, the key redacted, with nothing applied."""
+    from io import StringIO
+
+    from django.core.management import call_command
+    from django.utils.html import escape
+
+    from access.models import DatasetKey
+    from access.warehouses import postgresql
+    from catalog.models import Dataset
+
+    call_command("load_demo", stdout=StringIO())
+    dataset = Dataset.objects.get(qualified_name="appdb.public.payment_methods")
+    client.force_login(UserFactory(username="root", is_staff=True, is_superuser=True))
+
+    page = client.get(f"/access/enforcement/{dataset.pk}/")
+
+    assert page.status_code == 200
+    text = page.content.decode()
+    view = next(s.text for s in postgresql.dataset_plan(dataset).statements if s.text.startswith("CREATE VIEW"))
+    assert 'CREATE VIEW "governed"."payment_methods"' in view
+    assert "split_part" in view and "tok_" in view and "sha256" in view and "date_trunc" in view
+    assert "% 100)" in view and "THEN t.\"card_cvv\" ELSE NULL END" in view
+    assert escape(view) in text  # the whole statement, readable and copyable
+    assert "-- (carries a key; not shown)" in text
+    assert "6 of 8 columns are masked, hashed, tokenized or hidden" in text
+    assert not DatasetKey.objects.filter(dataset=dataset).exists()  # a preview makes no key
