@@ -194,6 +194,15 @@ def can_manage_webhooks(user) -> bool:
     return can_work_alerts(user)
 
 
+def can_change_webhook(user, endpoint) -> bool:
+    """Read the deliveries of, change, test and remove one endpoint: its creator, or an admin. An
+    endpoint acts with its creator's visibility (its payloads name the datasets its creator may
+    see), so another security engineer may not re-point it, nor read what it was sent."""
+    if not can_manage_webhooks(user):
+        return False
+    return user.is_superuser or (endpoint.created_by_id is not None and endpoint.created_by_id == user.pk)
+
+
 def classifies_every_dataset(user) -> bool:
     """Whose classification queue lists every unclassified dataset they may see: security engineers
     and admins. Everyone else is asked to classify the unclassified datasets they own or steward."""

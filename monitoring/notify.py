@@ -46,7 +46,9 @@ def alert_mail(alert: Alert, *, escalated: bool = False) -> int:
 
     datasets = list(alert.datasets.all().only("pk", "qualified_name"))
     severity = Severity(alert.severity).label
-    subject = f"[{severity}] {alert.title}"[:200]
+    # One line whatever the title holds (a sign-in name typed by anyone can hold a line break, and
+    # a subject with one makes Django refuse the whole batch: the alert would go unmailed).
+    subject = " ".join(f"[{severity}] {alert.title}".split())[:200]
     messages = []
     for user in alert_workers():
         visible = set(dataset_visible(user=user).filter(pk__in=[d.pk for d in datasets])

@@ -10,13 +10,13 @@ from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
 from access.models import User
-from access.policies import can_read_audit, can_work_alerts, is_steward
+from access.policies import can_manage_webhooks, can_read_audit, can_work_alerts, is_steward
 from access.selectors import audit_list
 from catalog.models import Dataset
 from catalog.selectors import dataset_visible
 from catalog.vocabulary import Sensitivity
 from monitoring.filtersets import snoozed_condition
-from monitoring.models import AccessAction, AccessEvent, Alert, AlertEvidence, AlertStatus
+from monitoring.models import AccessAction, AccessEvent, Alert, AlertEvidence, AlertStatus, WebhookEndpoint
 
 USAGE_DAYS = 30
 NEVER_READ_DAYS = 90
@@ -207,3 +207,17 @@ def alert_assignee_choices():
     return (User.objects.filter(Q(is_superuser=True) | Q(groups__company_role__slug="security_engineer"),
                                 is_active=True, is_service_account=False)
             .distinct().order_by("username"))
+
+
+# Webhook endpoints ---------------------------------------------------------------------------
+
+
+def webhook_endpoint_visible(*, user):
+    """The endpoints ``user`` reads and changes (``access.policies.can_change_webhook`` in SQL):
+    an admin's are all of them; a security engineer's, those they created. An endpoint acts with
+    its creator's visibility, so its deliveries are its creator's to read."""
+    if not can_manage_webhooks(user):
+        return WebhookEndpoint.objects.none()
+    if user.is_superuser:
+        return WebhookEndpoint.objects.all()
+    return WebhookEndpoint.objects.filter(created_by=user)

@@ -18,6 +18,7 @@ from access.policies import can_manage_webhooks
 from catalog.api_support import CursorPagination
 from identity.stepup import STEP_UP_OPENAPI, StepUpFresh
 from monitoring.models import DeliveryStatus, Severity, WebhookDelivery, WebhookEndpoint, WebhookKind
+from monitoring.selectors import webhook_endpoint_visible
 from monitoring.webhook_deliveries import webhook_delivery_retry, webhook_endpoint_test
 from monitoring.webhooks import (EVENT_TYPES, url_redacted, webhook_endpoint_create, webhook_endpoint_remove,
                                  webhook_endpoint_update)
@@ -37,9 +38,9 @@ def _service_errors(error) -> exceptions.ValidationError:
                                        for field, messages in error.message_dict.items()})
 
 
-def endpoint_queryset():
-    """Endpoints with their delivery counts: one query for the whole list."""
-    return (WebhookEndpoint.objects.select_related("created_by")
+def endpoint_queryset(user):
+    """The endpoints ``user`` may manage with their delivery counts: one query for the whole list."""
+    return (webhook_endpoint_visible(user=user).select_related("created_by")
             .annotate(failed_count=Count("deliveries", filter=Q(deliveries__status=DeliveryStatus.FAILED)),
                       pending_count=Count("deliveries", filter=Q(deliveries__status=DeliveryStatus.PENDING)),
                       delivered_count=Count("deliveries", filter=Q(deliveries__status=DeliveryStatus.DELIVERED))))
@@ -128,7 +129,7 @@ class WebhookEndpointListCreateApi(APIView):
     @extend_schema(responses=WebhookEndpointSerializer(many=True), description="Webhook endpoints, by name.")
     def get(self, request):
         _manager(request)
-        return Response(WebhookEndpointSerializer(endpoint_queryset(), many=True).data)
+        return Response(WebhookEndpointSerializer(endpoint_queryset(request.user), many=True).data)
 
     @extend_schema(request=WebhookEndpointInputSerializer,
                    responses={201: WebhookEndpointCreatedSerializer, 403: STEP_UP_OPENAPI},
@@ -143,7 +144,7 @@ class WebhookEndpointListCreateApi(APIView):
                                                        **_changes(serializer.validated_data))
         except ValidationError as error:
             raise _service_errors(error) from None
-        endpoint = endpoint_queryset().get(pk=endpoint.pk)
+        endpoint = endpoint_queryset(request.user).get(pk=endpoint.pk)
         return Response(WebhookEndpointCreatedSerializer(endpoint, context={"secret": secret}).data,
                         status=status.HTTP_201_CREATED)
 
@@ -153,7 +154,7 @@ class WebhookEndpointDetailApi(APIView):
 
     def _endpoint(self, request, pk):
         _manager(request)
-        return get_object_or_404(endpoint_queryset(), pk=pk)
+        return get_object_or_404(endpoint_queryset(request.user), pk=pk)
 
     @extend_schema(responses=WebhookEndpointSerializer, description="One endpoint.")
     def get(self, request, pk):
@@ -171,7 +172,7 @@ class WebhookEndpointDetailApi(APIView):
                                     **_changes(serializer.validated_data))
         except ValidationError as error:
             raise _service_errors(error) from None
-        return Response(WebhookEndpointSerializer(endpoint_queryset().get(pk=pk)).data)
+        return Response(WebhookEndpointSerializer(endpoint_queryset(request.user).get(pk=pk)).data)
 
     @extend_schema(responses={204: None, 403: STEP_UP_OPENAPI},
                    description="Remove the endpoint with its secret and its deliveries.")
@@ -187,7 +188,7 @@ class WebhookEndpointTestApi(APIView):
                                "(status, HTTP status code, error). A failed test is retried like any delivery.")
     def post(self, request, pk):
         _manager(request)
-        endpoint = get_object_or_404(WebhookEndpoint.objects.select_related("secret"), pk=pk)
+        endpoint = get_object_or_404(webhook_endpoint_visible(user=request.user).select_related("secret"), pk=pk)
         delivery = webhook_endpoint_test(principal=request.user, endpoint=endpoint)
         return Response(WebhookDeliverySerializer(delivery).data)
 
@@ -205,7 +206,7 @@ class WebhookDeliveryListApi(generics.ListAPIView):
         if getattr(self, "swagger_fake_view", False):  # drf-spectacular reading the view for the schema
             return WebhookDelivery.objects.none()
         _manager(self.request)
-        endpoint = get_object_or_404(WebhookEndpoint, pk=self.kwargs["pk"])
+        endpoint = get_object_or_404(webhook_endpoint_visible(user=self.request.user), pk=self.kwargs["pk"])
         deliveries = WebhookDelivery.objects.filter(endpoint=endpoint)
         wanted = self.request.query_params.get("status")
         if wanted:
@@ -226,7 +227,8 @@ class WebhookDeliveryRetryApi(APIView):
                    description="One more attempt now (of a failed or a waiting delivery), queued for a worker.")
     def post(self, request, pk):
         _manager(request)
-        delivery = get_object_or_404(WebhookDelivery, pk=pk)
+        delivery = get_object_or_404(WebhookDelivery.objects.select_related("endpoint").filter(
+            endpoint__in=webhook_endpoint_visible(user=request.user)), pk=pk)
         delivery = webhook_delivery_retry(principal=request.user, delivery=delivery)
         delivery.refresh_from_db()
         return Response(WebhookDeliverySerializer(delivery).data, status=status.HTTP_202_ACCEPTED)

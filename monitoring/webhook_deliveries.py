@@ -31,7 +31,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from access.policies import can_manage_webhooks
+from access.policies import can_change_webhook, can_manage_webhooks
 from catalog.errors import ApplicationError
 from catalog.secrets import SecretUnavailable, secret_open
 from monitoring.models import DeliveryStatus, Severity, WebhookDelivery, WebhookEndpoint, WebhookKind
@@ -62,24 +62,33 @@ def _headline(envelope: dict) -> str:
     return data.get("title") or data.get("summary") or envelope["type"]
 
 
+def slack_escaped(text: str) -> str:
+    """Text for Slack's mrkdwn (and the message's ``text``) as written: ``&``, ``<`` and ``>``
+    escaped as Slack asks, so a string someone else controls (a sign-in name typed at the sign-in
+    page, a warehouse role, an application name) can neither make a link (``<https://…|…>``) nor
+    mention everyone (``<!channel>``) in the security team's channel."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def slack_body(envelope: dict) -> dict:
-    """A Slack incoming-webhook message: ``text`` (notifications, fallbacks) and Block Kit ``blocks``."""
+    """A Slack incoming-webhook message: ``text`` (notifications, fallbacks) and Block Kit ``blocks``.
+    The header is plain text; every mrkdwn field and ``text`` are escaped (``slack_escaped``)."""
     data = envelope.get("data", {})
     headline = _headline(envelope)
     severity = data.get("severity")
     text = f"[{severity}] {headline}" if severity else headline
     blocks = [{"type": "header", "text": {"type": "plain_text", "text": text[:150]}}]
     if data.get("summary") and data.get("summary") != headline:
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": data["summary"][:2900]}})
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": slack_escaped(data["summary"][:2900])}})
     if data.get("suggestedAction"):
-        blocks.append({"type": "section", "text": {"type": "mrkdwn",
-                                                   "text": f"*Suggested action:* {data['suggestedAction'][:2800]}"}})
+        blocks.append({"type": "section", "text": {
+            "type": "mrkdwn", "text": f"*Suggested action:* {slack_escaped(data['suggestedAction'][:2800])}"}})
     context = [{"type": "mrkdwn", "text": f"`{envelope['type']}` · {envelope['occurredAt']}"}]
     blocks.append({"type": "context", "elements": context})
     if data.get("url"):
         blocks.append({"type": "actions", "elements": [{
             "type": "button", "text": {"type": "plain_text", "text": "Open in the catalog"}, "url": data["url"]}]})
-    return {"text": text + (f" <{data['url']}|Open>" if data.get("url") else ""), "blocks": blocks}
+    return {"text": slack_escaped(text) + (f" <{data['url']}|Open>" if data.get("url") else ""), "blocks": blocks}
 
 
 def teams_body(envelope: dict) -> dict:
@@ -286,6 +295,8 @@ def webhook_delivery_retry(*, principal, delivery: WebhookDelivery, now: datetim
     """One more attempt now, for a failed or a waiting delivery (a manager's retry)."""
     if not can_manage_webhooks(principal):
         raise ApplicationError("Only security engineers and admins manage webhooks.")
+    if not can_change_webhook(principal, delivery.endpoint):
+        raise ApplicationError("Only the endpoint's creator or an admin retries its deliveries.")
     now = now or timezone.now()
     with transaction.atomic():
         delivery = WebhookDelivery.objects.select_for_update().get(pk=delivery.pk)
@@ -301,6 +312,8 @@ def webhook_endpoint_test(*, principal, endpoint: WebhookEndpoint) -> WebhookDel
     """Send a ``webhook.test`` event to ``endpoint`` now and return its delivery (with the outcome)."""
     if not can_manage_webhooks(principal):
         raise ApplicationError("Only security engineers and admins manage webhooks.")
+    if not can_change_webhook(principal, endpoint):
+        raise ApplicationError("Only the endpoint's creator or an admin tests it.")
     now = timezone.now()
     event_id = f"test:{uuid.uuid4().hex}"
     envelope = event_envelope(event_id=event_id, event_type=TEST_EVENT, occurred_at=now, data={

@@ -15,6 +15,7 @@ from access.policies import can_manage_webhooks
 from catalog.errors import ApplicationError
 from identity.stepup import step_up_required
 from monitoring.models import DeliveryStatus, Severity, WebhookDelivery
+from monitoring.selectors import webhook_endpoint_visible
 from monitoring.webhook_apis import endpoint_queryset
 from monitoring.webhook_deliveries import webhook_delivery_retry, webhook_endpoint_test
 from monitoring.webhook_forms import WebhookEndpointForm
@@ -50,7 +51,7 @@ def webhook_list(request):
         form.focus_problems()
     else:
         form = WebhookEndpointForm()
-    endpoints = list(endpoint_queryset())
+    endpoints = list(endpoint_queryset(request.user))
     for endpoint in endpoints:
         endpoint.url_shown = url_redacted(endpoint.url)
     return render(request, "monitoring/webhook_list.html", {
@@ -64,7 +65,7 @@ def webhook_list(request):
 def webhook_detail(request, pk):
     """One endpoint: change it, send a test, and its deliveries (``?status=`` filters, in the URL)."""
     _manager(request)
-    endpoint = get_object_or_404(endpoint_queryset(), pk=pk)
+    endpoint = get_object_or_404(endpoint_queryset(request.user), pk=pk)
     shown = url_redacted(endpoint.url)
     if request.method == "POST":
         form = WebhookEndpointForm(request.POST, url_hint=shown)
@@ -101,7 +102,7 @@ def webhook_detail(request, pk):
 @step_up_required
 def webhook_remove(request, pk):
     _manager(request)
-    endpoint = get_object_or_404(endpoint_queryset(), pk=pk)
+    endpoint = get_object_or_404(endpoint_queryset(request.user), pk=pk)
     webhook_endpoint_remove(principal=request.user, endpoint=endpoint, remote_addr=client_address(request))
     messages.success(request, f"Removed {endpoint.name} and its deliveries.")
     return redirect("webhooks:list")
@@ -111,7 +112,7 @@ def webhook_remove(request, pk):
 @require_POST
 def webhook_test(request, pk):
     _manager(request)
-    endpoint = get_object_or_404(endpoint_queryset().select_related("secret"), pk=pk)
+    endpoint = get_object_or_404(endpoint_queryset(request.user).select_related("secret"), pk=pk)
     delivery = webhook_endpoint_test(principal=request.user, endpoint=endpoint)
     if delivery.status == DeliveryStatus.DELIVERED:
         messages.success(request, f"The test event was delivered (HTTP {delivery.last_status_code}).")
@@ -124,7 +125,8 @@ def webhook_test(request, pk):
 @require_POST
 def delivery_retry(request, pk):
     _manager(request)
-    delivery = get_object_or_404(WebhookDelivery, pk=pk)
+    delivery = get_object_or_404(WebhookDelivery.objects.select_related("endpoint").filter(
+        endpoint__in=webhook_endpoint_visible(user=request.user)), pk=pk)
     try:
         webhook_delivery_retry(principal=request.user, delivery=delivery)
     except ApplicationError as error:

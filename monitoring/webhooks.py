@@ -28,7 +28,7 @@ from django.db import transaction
 from django.views.decorators.debug import sensitive_variables
 
 from access.audit import audit_record
-from access.policies import can_manage_webhooks
+from access.policies import can_change_webhook, can_manage_webhooks
 from catalog.secrets import secret_seal
 from catalog.errors import ApplicationError
 from monitoring.models import Severity, WebhookEndpoint, WebhookKind
@@ -249,9 +249,11 @@ def severity_parse(value) -> int | None:
     return None
 
 
-def _checked(principal) -> None:
+def _checked(principal, endpoint: WebhookEndpoint | None = None) -> None:
     if not can_manage_webhooks(principal):
         raise ApplicationError("Only security engineers and admins manage webhooks.")
+    if endpoint is not None and not can_change_webhook(principal, endpoint):
+        raise ApplicationError("Only the endpoint's creator or an admin changes it.")
 
 
 def _audit_details(endpoint: WebhookEndpoint) -> dict:
@@ -287,7 +289,7 @@ def webhook_endpoint_create(*, principal, name: str, url: str, kind: str = Webho
 
 def webhook_endpoint_update(*, principal, endpoint: WebhookEndpoint, remote_addr: str = "", **changes) -> WebhookEndpoint:
     """Change name, url, kind, min_severity, event_types or active (only the keys given)."""
-    _checked(principal)
+    _checked(principal, endpoint)
     known = {"name", "url", "kind", "min_severity", "event_types", "active"}
     if unknown := sorted(set(changes) - known):
         raise ValidationError({unknown[0]: ["This field cannot be changed."]})
@@ -317,7 +319,7 @@ def webhook_endpoint_update(*, principal, endpoint: WebhookEndpoint, remote_addr
 
 def webhook_endpoint_remove(*, principal, endpoint: WebhookEndpoint, remote_addr: str = "") -> None:
     """Remove an endpoint, its secret and its deliveries."""
-    _checked(principal)
+    _checked(principal, endpoint)
     with transaction.atomic():
         endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
         details = _audit_details(endpoint)

@@ -156,3 +156,46 @@ def test_the_schema_documents_the_webhook_api():
     assert "403" in paths["/api/v1/monitoring/webhooks/"]["post"]["responses"]
     assert {"/api/v1/monitoring/webhooks/{id}/test/", "/api/v1/monitoring/webhooks/{id}/deliveries/",
             "/api/v1/monitoring/webhooks/deliveries/{id}/retry/"} <= set(paths)
+
+
+@LOCAL
+def test_another_security_engineer_cannot_repoint_read_or_use_an_endpoint(security_client, receiver, admin_user):
+    """An endpoint acts with its creator's visibility (its payloads name the datasets its creator
+    may see): another security engineer, who may see less, may not re-point it to a URL of theirs,
+    read its deliveries' payloads, test it, retry its deliveries or remove it. An admin may."""
+    pk = create(security_client, receiver).json()["id"]
+    tested = security_client.post(f"{LIST}{pk}/test/").json()
+    other = APIClient()
+    other.force_login(UserFactory(username="sec2", roles=["security_engineer"]))
+    assert other.get(LIST).json() == []
+    assert other.get(f"{LIST}{pk}/").status_code == 404
+    assert other.patch(f"{LIST}{pk}/", {"url": "http://127.0.0.1:9/mine"}, format="json").status_code == 404
+    assert other.get(f"{LIST}{pk}/deliveries/").status_code == 404
+    assert other.post(f"{LIST}{pk}/test/").status_code == 404
+    assert other.post(f"{LIST}deliveries/{tested['id']}/retry/").status_code == 404
+    assert other.delete(f"{LIST}{pk}/").status_code == 404
+    endpoint = WebhookEndpoint.objects.get(pk=pk)
+    assert endpoint.url == receiver.url
+    assert WebhookDelivery.objects.filter(endpoint=endpoint).count() == 1
+    assert not AuditEvent.objects.filter(action__startswith="webhook.", actor__username="sec2").exists()
+    admin = APIClient()
+    admin.force_login(admin_user)
+    assert [row["id"] for row in admin.get(LIST).json()] == [pk]
+    assert len(admin.get(f"{LIST}{pk}/deliveries/").json()["results"]) == 1
+
+
+@LOCAL
+def test_the_services_refuse_another_engineers_endpoint(db):
+    from catalog.errors import ApplicationError
+    from monitoring.webhooks import webhook_endpoint_remove, webhook_endpoint_update
+
+    owner = UserFactory(username="sec-owner", roles=["security_engineer"])
+    other = UserFactory(username="sec-other", roles=["security_engineer"])
+    endpoint = WebhookEndpoint.objects.create(name="siem", url="https://hooks.example.com/x", min_severity=3,
+                                              created_by=owner)
+    with pytest.raises(ApplicationError):
+        webhook_endpoint_update(principal=other, endpoint=endpoint, url="http://127.0.0.1:9/mine")
+    with pytest.raises(ApplicationError):
+        webhook_endpoint_remove(principal=other, endpoint=endpoint)
+    endpoint.refresh_from_db()
+    assert endpoint.url == "https://hooks.example.com/x"

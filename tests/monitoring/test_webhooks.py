@@ -13,7 +13,7 @@ from django.utils import timezone
 from access.models import AuditEvent
 from catalog.services import dataset_register
 from monitoring.alerts import Evidence, Finding, alert_raise
-from monitoring.models import DeliveryStatus, Severity, WebhookDelivery, WebhookKind
+from monitoring.models import Alert, DeliveryStatus, Severity, WebhookDelivery, WebhookKind
 from monitoring.webhook_deliveries import webhook_deliveries_due as deliveries_due
 from monitoring.webhook_deliveries import webhook_delivery_attempt
 from monitoring.webhook_tasks import webhook_deliver, webhook_deliveries_due, webhook_events_scan
@@ -290,3 +290,44 @@ def test_an_approved_grant_and_a_new_violation_reach_subscribed_endpoints(
     assert bodies["violation.created"]["column"] == "ReviewID"
     assert (bodies["violation.created"]["declaredSensitivity"], bodies["violation.created"]["unprotectedInflow"]) == (
         "Public", "Sensitive")
+
+
+@LOCAL
+def test_a_sign_in_name_typed_by_anyone_cannot_make_links_or_mentions_in_slack(security, receiver,
+                                                                                django_capture_on_commit_callbacks):
+    """Failed sign-ins need no account: their name lands in a probing alert's title and summary,
+    which go to Slack. Slack's mrkdwn would make ``<https://…|…>`` a link and ``<!channel>`` a
+    mention of everyone; the catalog escapes them."""
+    from access.signin import signin_failure_record
+    from monitoring.detectors import detect_all
+
+    endpoint_for(security, receiver, kind=WebhookKind.SLACK, name="slack")
+    crafted = "<!channel> <https://evil.example/reset|Reset your password> & more"
+    for _ in range(6):
+        signin_failure_record(username=crafted, remote_addr="198.51.100.9")
+    with django_capture_on_commit_callbacks(execute=True):
+        detect_all()
+    assert Alert.objects.filter(rule="probing").exists()
+    [body] = [r.json for r in receiver.received]
+    texts = [body["text"]] + [block["text"]["text"] for block in body["blocks"] if block["type"] == "section"]
+    assert any("&lt;!channel&gt; &lt;https://evil.example/reset|reset your password&gt; &amp; more" in t for t in texts)
+    for text in texts:
+        assert "<!channel>" not in text and "<https://evil.example" not in text
+
+
+def test_a_sign_in_name_with_a_line_break_cannot_stop_the_alert_mail(security, django_capture_on_commit_callbacks):
+    """A name typed at the sign-in page ends up in the probing alert's title, the mail's subject. A
+    line break in a subject makes Django refuse the whole batch (BadHeaderError): whoever probes
+    would silence the mail about their own probing. The subject is one line, whatever the title."""
+    from access.signin import signin_failure_record
+    from monitoring.detectors import detect_all
+
+    for _ in range(5):
+        signin_failure_record(username="probe\r\nBcc: x@evil.example", remote_addr="198.51.100.10")
+    with django_capture_on_commit_callbacks(execute=True):
+        detect_all()
+    assert Alert.objects.filter(rule="probing").exists()
+    [message] = mail.outbox
+    assert message.to == ["sec@example.com"] and message.bcc == []
+    assert "\n" not in message.subject and "\r" not in message.subject
+    assert "probe bcc: x@evil.example" in message.subject
