@@ -97,11 +97,13 @@ def teams_body(envelope: dict) -> dict:
     data = envelope.get("data", {})
     headline = _headline(envelope)
     severity = data.get("severity")
-    body = [{"type": "TextBlock", "size": "Medium", "weight": "Bolder", "wrap": True,
-             "text": f"[{severity}] {headline}" if severity else headline,
-             **({"color": "Attention"} if severity in ("High", "Critical") else {})}]
+    # Headline and summary as RichTextBlock text runs, which Teams shows as written: a TextBlock
+    # renders Markdown, so a sign-in name like "[Reset your password](https://…)" would be a link.
+    body = [{"type": "RichTextBlock", "inlines": [{
+        "type": "TextRun", "size": "Medium", "weight": "Bolder", "text": f"[{severity}] {headline}" if severity else headline,
+        **({"color": "Attention"} if severity in ("High", "Critical") else {})}]}]
     if data.get("summary") and data.get("summary") != headline:
-        body.append({"type": "TextBlock", "wrap": True, "text": data["summary"]})
+        body.append({"type": "RichTextBlock", "inlines": [{"type": "TextRun", "text": data["summary"]}]})
     facts = [{"title": "Event", "value": envelope["type"]}, {"title": "When", "value": envelope["occurredAt"]}]
     if data.get("suggestedAction"):
         facts.append({"title": "Suggested action", "value": data["suggestedAction"]})

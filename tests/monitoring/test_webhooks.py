@@ -174,7 +174,8 @@ def test_slack_and_teams_endpoints_get_their_own_shapes(security, receiver, djan
     [attachment] = teams_body["attachments"]
     assert attachment["contentType"] == "application/vnd.microsoft.card.adaptive"
     card = attachment["content"]
-    assert card["type"] == "AdaptiveCard" and card["body"][0]["type"] == "TextBlock"
+    assert card["type"] == "AdaptiveCard" and card["body"][0]["type"] == "RichTextBlock"
+    assert card["body"][0]["inlines"][0]["text"].startswith("Test event from the catalog for teams")
     assert card["actions"][0]["type"] == "Action.OpenUrl"
 
 
@@ -302,17 +303,25 @@ def test_a_sign_in_name_typed_by_anyone_cannot_make_links_or_mentions_in_slack(s
     from monitoring.detectors import detect_all
 
     endpoint_for(security, receiver, kind=WebhookKind.SLACK, name="slack")
-    crafted = "<!channel> <https://evil.example/reset|Reset your password> & more"
+    endpoint_for(security, receiver, kind=WebhookKind.TEAMS, name="teams")
+    crafted = "<!channel> <https://evil.example/reset|Reset your password> & more [Verify](https://evil.example/)"
     for _ in range(6):
         signin_failure_record(username=crafted, remote_addr="198.51.100.9")
     with django_capture_on_commit_callbacks(execute=True):
         detect_all()
     assert Alert.objects.filter(rule="probing").exists()
-    [body] = [r.json for r in receiver.received]
+    bodies = {("teams" if "attachments" in r.json else "slack"): r.json for r in receiver.received}
+    body = bodies["slack"]
     texts = [body["text"]] + [block["text"]["text"] for block in body["blocks"] if block["type"] == "section"]
     assert any("&lt;!channel&gt; &lt;https://evil.example/reset|reset your password&gt; &amp; more" in t for t in texts)
     for text in texts:
         assert "<!channel>" not in text and "<https://evil.example" not in text
+    # Teams: a TextBlock renders Markdown ([text](url) is a link); the alert's words are text runs.
+    card = bodies["teams"]["attachments"][0]["content"]
+    markdown = [block for block in card["body"] if block["type"] == "TextBlock"]
+    assert not any("evil.example" in block["text"] for block in markdown)
+    runs = [run["text"] for block in card["body"] if block["type"] == "RichTextBlock" for run in block["inlines"]]
+    assert any("[verify](https://evil.example/)" in run for run in runs)
 
 
 def test_a_sign_in_name_with_a_line_break_cannot_stop_the_alert_mail(security, django_capture_on_commit_callbacks):
