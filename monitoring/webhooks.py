@@ -5,7 +5,7 @@ An endpoint is an integration a security engineer or an admin configures (docs/m
 subscribes to (``EVENT_TYPES``). Because the catalog's own workers make the request, where it may
 point is checked when it is saved and again at every delivery (a name can resolve elsewhere
 tomorrow): http or https only, never the catalog's own host, and never a loopback, private,
-link-local, multicast, reserved or unspecified address, unless the operator lists the host or its
+link-local, multicast, reserved or unspecified address (also inside a 6to4 address), unless the operator lists the host or its
 network in ``MONITORING_WEBHOOK_ALLOWED_PRIVATE``. The delivery then connects to the address
 that was vetted (``webhook_deliveries``), so a resolver that answers differently the second time
 cannot swap it.
@@ -94,6 +94,11 @@ def _is_catalog_host(host: str) -> bool:
 def _address_problem(address) -> str:
     if address.version == 6 and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
+    if address.version == 6 and address.sixtofour is not None:
+        # 6to4 (2002::/16) carries an IPv4 address that a relay or a local tunnel delivers to:
+        # 2002:7f00:1:: is 127.0.0.1 (Python 3.11 counts 2002::/16 as global).
+        if problem := _address_problem(address.sixtofour):
+            return problem
     for test, word in (("is_loopback", "a loopback"), ("is_unspecified", "an unspecified"),
                        ("is_link_local", "a link-local"), ("is_multicast", "a multicast"),
                        ("is_private", "a private"), ("is_reserved", "a reserved")):

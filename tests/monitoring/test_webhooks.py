@@ -130,6 +130,15 @@ def test_a_delivery_is_given_up_after_the_last_attempt_and_can_be_retried(securi
     ("http://localhost:8000/hook", "resolves to 127.0.0.1"),
     ("https://catalog.example.com/api/v1/datasets/", "catalog's own host"),
     ("ftp://example.com/hook", "http:// and https://"),
+    # the same addresses in other spellings
+    ("http://2130706433/hook", "loopback"),
+    ("http://0177.0.0.1/hook", "loopback"),
+    ("http://[::ffff:127.0.0.1]/hook", "loopback"),
+    ("http://[::ffff:a9fe:a9fe]/latest/meta-data", "link-local"),
+    # 6to4 and Teredo addresses carry an IPv4 address, checked as such
+    ("http://[2002:7f00:1::]/hook", "loopback"),
+    ("http://[2002:a9fe:a9fe::1]/latest/meta-data", "link-local"),
+    ("http://[2001:0:4136:e378:8000:63bf:f5ff:fffe]/hook", "a private"),
     ("https://user:pw@example.com/hook", "No user name or password"),
 ])
 def test_urls_to_the_catalog_loopback_or_private_addresses_are_refused(url, reason):
