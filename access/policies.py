@@ -187,6 +187,13 @@ def can_work_alerts(user) -> bool:
     return can_read_audit(user) and not getattr(user, "is_service_account", False)
 
 
+def can_work_alert(user, alert) -> bool:
+    """Acknowledge, assign, resolve, snooze or reopen one alert: whoever works alerts, except the
+    people it is about (``Alert.concerned_user_ids``): a security engineer must not close, snooze
+    or take the alert about their own reads, break-glass or approvals. Also who it can be assigned to."""
+    return can_work_alerts(user) and user.pk not in alert.concerned_user_ids()
+
+
 def can_manage_webhooks(user) -> bool:
     """Security engineers and admins (people, never a service account) add, change, test and remove
     outgoing webhook endpoints and read their deliveries: an endpoint receives alerts and catalog

@@ -14,7 +14,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from access.audit import audit_record
-from access.policies import can_work_alerts
+from access.policies import can_work_alert, can_work_alerts
 from catalog.errors import ApplicationError
 from monitoring.models import Alert, AlertEvidence, AlertStatus, Severity
 from monitoring.signals import alert_raised
@@ -195,6 +195,8 @@ def alerts_raise(findings: list[Finding]) -> list[tuple[Alert, int]]:
 def _checked(principal, alert: Alert) -> None:
     if not can_work_alerts(principal):
         raise ApplicationError("Only security engineers and admins work alerts.")
+    if not can_work_alert(principal, alert):
+        raise ApplicationError("This alert is about you: another security engineer or an admin works it.")
 
 
 def _note(note: str, name: str) -> str:
@@ -230,6 +232,9 @@ def alert_assign(*, principal, alert: Alert, assignee, remote_addr: str = "") ->
     if assignee is not None and not can_work_alerts(assignee):
         raise ApplicationError("An alert can only be assigned to a security engineer or an admin.",
                                {"assignee": ["Not a security engineer or admin."]})
+    if assignee is not None and not can_work_alert(assignee, alert):
+        raise ApplicationError("This alert is about them: assign it to someone else.",
+                               {"assignee": ["The alert is about this person."]})
     alert = Alert.objects.select_for_update().get(pk=alert.pk)
     if alert.status == AlertStatus.RESOLVED:
         raise ApplicationError("A resolved alert cannot be assigned; reopen it first.")

@@ -194,6 +194,15 @@ class Alert(models.Model):
     def __str__(self) -> str:
         return f"{self.get_severity_display()}: {self.title}"
 
+    def concerned_user_ids(self) -> set[int]:
+        """The people the alert is about: its person, and both of a rubber-stamp pair
+        ('pair:<requester>:<approver>')."""
+        ids = {self.user_id} if self.user_id else set()
+        kind, _, rest = self.subject_key.partition(":")
+        if kind == "pair":
+            ids |= {int(part) for part in rest.split(":") if part.isdigit()}
+        return ids
+
 
 class AlertEvidence(models.Model):
     """One event behind an alert: an access event or an audit event (linked), or for detectors

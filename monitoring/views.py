@@ -16,7 +16,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
 from access.audit import client_address
-from access.policies import can_work_alerts
+from access.policies import can_work_alert, can_work_alerts
 from catalog.errors import ApplicationError
 from monitoring import alerts, selectors
 from monitoring.filtersets import DEFAULTS, AlertFilterSet
@@ -114,6 +114,7 @@ def alert_detail(request, pk, bound_forms=None, status=200):
         "can_acknowledge": alert.status == AlertStatus.OPEN,
         "can_reopen": alert.status != AlertStatus.OPEN or snoozed,
         "is_htmx": _is_htmx(request),
+        "about_you": not can_work_alert(request.user, alert),
         **forms,
     }, status=status)
 

@@ -1,6 +1,7 @@
 """The alert API: the inbox list (filters, constant queries), one alert with its evidence, and the
 workflow endpoints (400 naming the field, 404 for anyone who does not work alerts, audited)."""
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -148,3 +149,33 @@ def test_the_alert_endpoints_are_in_the_openapi_schema(security):
         assert path in schema["paths"], path
     resolve = schema["paths"]["/api/v1/monitoring/alerts/{id}/resolve/"]["post"]
     assert {"400", "404"} <= set(resolve["responses"])
+
+
+def test_a_security_engineer_cannot_work_the_alert_about_their_own_reads(store):
+    """Through the API and the page: the alert about sam's own warehouse reads is sam's to read, not
+    to resolve, snooze, acknowledge or take; the page says so instead of offering the forms."""
+    from django.test import Client
+
+    sam = UserFactory(username="sam", roles=["security_engineer"], warehouse_role="mia_role")
+    colleague = UserFactory(username="sec2", roles=["security_engineer"])
+    alert = raise_for(access_events(store, "SELECT email FROM shop.customers"), subject=f"user:{sam.pk}", user=sam)
+    client = api(sam)
+    base = f"{ALERTS}{alert.pk}"
+    assert client.get(f"{base}/").status_code == 200
+    for path, body in (("resolve", {"note": "It was me, fine."}), ("acknowledge", {}),
+                       ("snooze", {"until": (timezone.now() + timedelta(days=2)).isoformat()}),
+                       ("assign", {"assignee": "sam"})):
+        answer = client.post(f"{base}/{path}/", body, format="json")
+        assert answer.status_code == 400, path
+        assert "about you" in json.dumps(answer.json()), path
+    assert api(colleague).post(f"{base}/assign/", {"assignee": "sam"}, format="json").json()["errors"].keys() == {"assignee"}
+    assert Alert.objects.get(pk=alert.pk).status == "open"
+    assert not AuditEvent.objects.filter(object_type="alert", object_id=str(alert.pk)).exists()
+    page = Client()
+    page.force_login(sam)
+    html = page.get(f"/monitoring/alerts/{alert.pk}/").content.decode()
+    assert 'id="about-you"' in html and 'id="resolve-form"' not in html
+    assert page.post(f"/monitoring/alerts/{alert.pk}/resolve/", {"resolve-note": "me"}).status_code == 400
+    assert Alert.objects.get(pk=alert.pk).status == "open"
+    page.force_login(colleague)
+    assert 'id="resolve-form"' in page.get(f"/monitoring/alerts/{alert.pk}/").content.decode()

@@ -71,3 +71,40 @@ def test_the_workflow_is_for_security_engineers_and_audited():
         alert_reopen(principal=security, alert=alert)  # the newer one is open
     actions = list(AuditEvent.objects.filter(object_type="alert").order_by("id").values_list("action", flat=True))
     assert actions == ["alert.acknowledged", "alert.assigned", "alert.snoozed", "alert.resolved"]
+
+
+def test_nobody_works_an_alert_about_themselves():
+    """A security engineer whose own reads, break-glass or approvals raised an alert may read it
+    but not acknowledge, snooze, resolve, reopen or take it, nor be given it; a colleague may."""
+    sam = UserFactory(username="sam", roles=["security_engineer"])
+    colleague = UserFactory(username="sec", roles=["security_engineer"])
+    about_sam = finding("access:1", subject=f"user:{sam.pk}")
+    about_sam.user_id = sam.pk
+    alert, _ = alert_raise(about_sam)
+    until = timezone.now() + timedelta(days=1)
+    for change in (lambda: alert_acknowledge(principal=sam, alert=alert),
+                   lambda: alert_snooze(principal=sam, alert=alert, until=until),
+                   lambda: alert_resolve(principal=sam, alert=alert, note="Fine, it was me."),
+                   lambda: alert_assign(principal=sam, alert=alert, assignee=sam)):
+        with pytest.raises(ApplicationError, match="about you"):
+            change()
+    with pytest.raises(ApplicationError) as error:
+        alert_assign(principal=colleague, alert=alert, assignee=sam)
+    assert "assignee" in error.value.extra
+    alert.refresh_from_db()
+    assert (alert.status, alert.assignee_id, alert.snoozed_until) == (AlertStatus.OPEN, None, None)
+    assert not AuditEvent.objects.filter(object_type="alert").exists()
+    alert = alert_resolve(principal=colleague, alert=alert, note="Asked sam: the quarterly audit.")
+    with pytest.raises(ApplicationError, match="about you"):
+        alert_reopen(principal=sam, alert=alert)
+
+
+def test_both_people_of_a_rubber_stamp_pair_are_kept_off_its_alert():
+    requester = UserFactory(username="ria", roles=["data_analyst"])
+    approver = UserFactory(username="apo", roles=["security_engineer"])
+    pair = finding("audit:1", subject=f"pair:{requester.pk}:{approver.pk}")
+    pair.rule, pair.user_id = "rubber_stamp", requester.pk
+    alert, _ = alert_raise(pair)
+    with pytest.raises(ApplicationError, match="about you"):
+        alert_resolve(principal=approver, alert=alert, note="Looks fine to me.")
+    assert Alert.objects.get(pk=alert.pk).status == AlertStatus.OPEN
