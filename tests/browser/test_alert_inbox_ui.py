@@ -43,7 +43,10 @@ def shot(page, screenshot):
 
 
 @pytest.fixture
-def scene(db):
+def scene(db, settings):
+    # The scene raises its alerts by hand; the detectors (tested in tests/monitoring) would add one
+    # more for Mia's reads when the ingestion commits.
+    settings.MONITORING_DETECTORS = {"read_not_allowed": {"enabled": False}}
     registrar = UserFactory(username="dave", roles=["data_engineer"])
     UserFactory(username="sven", first_name="Sven", roles=["security_engineer"])
     UserFactory(username="sara", first_name="Sara", roles=["security_engineer"])
