@@ -66,7 +66,8 @@ class _Catalog:
             datasets = (
                 Dataset.objects.filter(name_filter, store=store)
                 .select_related("store")
-                .prefetch_related(Prefetch("columns", queryset=Column.objects.order_by("position")))
+                .prefetch_related(Prefetch("columns", queryset=Column.objects.order_by("position").only(
+                    "id", "dataset_id", "name", "position", "sensitivity")))  # what attribution reads
             )
             for dataset in datasets:
                 self.by_relation[(dataset.schema.lower(), dataset.name.lower())] = dataset
@@ -354,18 +355,34 @@ def _count_unparsed(store, unparsed: dict, existing: set, result: IngestResult) 
         UnparsedRecord.objects.bulk_create([UnparsedRecord(store=store, record_key=k) for k in keys if k not in before],
                                            ignore_conflicts=True, batch_size=500)
         existing = existing | before
+    counted = []
     for fingerprint, (parsed, _, first, last, record_keys) in unparsed.items():
         new = [k for k in record_keys if k not in existing]
-        if not new:
-            continue
-        result.unparsed += len(new)
+        if new:
+            result.unparsed += len(new)
+            counted.append((fingerprint, parsed, len(new), first, last))
+    if connection.vendor == "postgresql" and counted:
+        # Every shape of the batch in one statement: a new one inserted, a known one counted up.
+        table = UnparsedStatement._meta.db_table
+        rows = ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(counted))
+        params = []
+        for fingerprint, parsed, count, first, last in counted:
+            params += [store.pk, fingerprint, scrub(parsed.normalized)[:4000], parsed.error[:300], count, first,
+                       max(last, now) if last else now]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {table} AS u (store_id, fingerprint, statement, error, count, first_seen_at, last_seen_at) "
+                f"VALUES {rows} ON CONFLICT (store_id, fingerprint) DO UPDATE SET count = u.count + EXCLUDED.count, "
+                f"last_seen_at = GREATEST(u.last_seen_at, EXCLUDED.last_seen_at)", params)
+        return
+    for fingerprint, parsed, count, first, last in counted:
         updated = UnparsedStatement.objects.filter(store=store, fingerprint=fingerprint).update(
-            count=F("count") + len(new), last_seen_at=max(last, now) if last else now,
+            count=F("count") + count, last_seen_at=max(last, now) if last else now,
         )
         if not updated:
             UnparsedStatement.objects.create(
                 store=store, fingerprint=fingerprint, statement=scrub(parsed.normalized)[:4000],
-                error=parsed.error[:300], count=len(new), first_seen_at=first, last_seen_at=last,
+                error=parsed.error[:300], count=count, first_seen_at=first, last_seen_at=last,
             )
 
 
