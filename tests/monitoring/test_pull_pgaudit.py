@@ -215,3 +215,31 @@ def test_a_pull_killed_mid_batch_records_nothing_and_the_next_pull_records_once(
     _pull_until(s["store"], 1)
     access_log_pull(store=s["store"])
     assert AccessEvent.objects.filter(store=s["store"]).count() == 1
+
+
+def test_the_pull_is_started_stopped_and_run_from_the_command_line(audited):
+    import json
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    s = audited
+    out = StringIO()
+    call_command("access_log_pull", s["store"].name, "--disable", stdout=out)
+    assert not LogPosition.objects.get(store=s["store"]).pull_enabled and "Stopped" in out.getvalue()
+    with pytest.raises(CommandError, match="not pulled"):
+        call_command("access_log_pull", s["store"].name)
+    call_command("access_log_pull", s["store"].name, "--enable", stdout=out)
+    position = LogPosition.objects.get(store=s["store"])
+    assert position.pull_enabled and position.file.endswith(".csv")
+    _select(s["analyst"], f"SELECT id FROM {s['schema']}.{s['table']}")
+    for _ in range(200):  # the log collector writes a moment after the statement
+        out = StringIO()
+        call_command("access_log_pull", s["store"].name, stdout=out)
+        if AccessEvent.objects.filter(store=s["store"]).exists():
+            break
+        subprocess.run(["sleep", "0.05"], check=True)
+    assert json.loads(out.getvalue())["recorded"] == 1  # the pull that took the read in says so
+    assert AccessEvent.objects.filter(store=s["store"], user=s["mia"]).count() == 1
+    with pytest.raises(CommandError, match="No store"):
+        call_command("access_log_pull", "no-such-store")
