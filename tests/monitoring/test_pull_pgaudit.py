@@ -19,7 +19,7 @@ from catalog.connections import connection_save
 from monitoring.models import AccessEvent, LogPosition
 from monitoring.pull import access_log_pull, access_log_pull_enable
 from tests.factories import StoreFactory, UserFactory, column_payload, dataset_create
-from tests.monitoring.warehouses import audited_engine, audited_url, unique
+from tests.monitoring.warehouses import audited_engine, audited_url, unique, wait_for_log_text
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -197,11 +197,9 @@ def test_a_pull_killed_mid_batch_records_nothing_and_the_next_pull_records_once(
         "    kw['on_written'] = lambda: os.kill(os.getpid(), signal.SIGKILL)\n"
         "    return real(**kw)\n"
         "pull.access_log_ingest = dying\n"
-        "import time\n"
-        "for _ in range(200):\n"
-        "    pull.access_log_pull(store=DataStore.objects.get(pk=%d))\n"
-        "    time.sleep(0.05)\n" % s["store"].pk
+        "pull.access_log_pull(store=DataStore.objects.get(pk=%d))\n" % s["store"].pk
     )
+    wait_for_log_text(audited_engine(), before.file, before.offset, s["table"])  # the read is in the log
     settings_name = db_connection.settings_dict["NAME"]
     env = {**os.environ, "DATABASE_URL": f"postgres://{db_connection.settings_dict['USER']}@"
            f"{db_connection.settings_dict['HOST']}:{db_connection.settings_dict['PORT']}/{settings_name}",

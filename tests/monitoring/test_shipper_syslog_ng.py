@@ -5,16 +5,18 @@ without literal values. Fails (never skips) without syslog-ng: scripts/ensure-au
 (run by make test) installs it."""
 
 import subprocess
-import time
+import threading
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from django.db import transaction
 
+from monitoring import apis
 from monitoring.models import AccessEvent
 from monitoring.shippers import shipper_token_create
 from tests.factories import StoreFactory, UserFactory, column_payload, dataset_create
-from tests.monitoring.warehouses import audited_engine, audited_url, unique
+from tests.monitoring.warehouses import audited_engine, audited_url, unique, wait_for_rotation
 
 SYSLOG_NG = "/usr/sbin/syslog-ng"
 CONFIG = """@version: 3.35
@@ -34,14 +36,29 @@ log {{ source(s_pgaudit); destination(d_catalog); }};
 """
 
 
-def _until(condition, what: str, deadline_s: float = 60.0):
-    """Wait for another process (the log collector, the shipper) to make ``condition`` true."""
-    end = time.monotonic() + deadline_s
-    while (value := condition()) in (None, False, 0, []):
-        if time.monotonic() > end:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.1)  # another process's write; not a timing assertion
-    return value
+class _Recorded:
+    """Wakes the test when the push endpoint's transaction commits (the live server runs in a
+    thread of this process): the wait is on the catalog recording what syslog-ng sent."""
+
+    def __init__(self, monkeypatch):
+        self.condition = threading.Condition()
+        real = apis.access_log_ingest
+
+        def recording(**kwargs):
+            result = real(**kwargs)
+            transaction.on_commit(self.notify)
+            return result
+
+        monkeypatch.setattr(apis, "access_log_ingest", recording)
+
+    def notify(self):
+        with self.condition:
+            self.condition.notify_all()
+
+    def wait_for(self, predicate, what: str, timeout_s: float = 60.0):
+        with self.condition:
+            if not self.condition.wait_for(predicate, timeout=timeout_s):
+                raise AssertionError(f"gave up waiting for {what}")
 
 
 def _execute(engine, *statements):
@@ -69,8 +86,9 @@ def _current_csvlog(admin) -> Path:
     return Path(data_directory) / name
 
 
-def test_syslog_ng_ships_the_pgaudit_log_to_the_catalog(live_server, warehouse, tmp_path):
+def test_syslog_ng_ships_the_pgaudit_log_to_the_catalog(live_server, warehouse, tmp_path, monkeypatch):
     w = warehouse
+    recorded = _Recorded(monkeypatch)
     registrar = UserFactory(username="dave", roles=["data_engineer"])
     security = UserFactory(username="sec", roles=["security_engineer"])
     UserFactory(username="mia", roles=["data_analyst"], warehouse_role=w["role"])
@@ -83,7 +101,8 @@ def test_syslog_ng_ships_the_pgaudit_log_to_the_catalog(live_server, warehouse, 
     # Start the shipper on a fresh csvlog (syslog-ng reads a file it has not seen from its start).
     before = _current_csvlog(w["admin"])
     _execute(w["admin"], "SELECT pg_rotate_logfile()")
-    path = _until(lambda: (p := _current_csvlog(w["admin"])) != before and p, "the log collector to rotate")
+    wait_for_rotation(w["admin"], str(before.relative_to(before.parents[1])))
+    path = _current_csvlog(w["admin"])
     (tmp_path / "syslog-ng.conf").write_text(CONFIG.format(path=path, url=live_server.url, key=key))
     shipper = subprocess.Popen(
         [SYSLOG_NG, "-F", "--no-caps", "-f", str(tmp_path / "syslog-ng.conf"),
@@ -98,8 +117,8 @@ def test_syslog_ng_ships_the_pgaudit_log_to_the_catalog(live_server, warehouse, 
             conn.execute(sa.text(f"SELECT ssn\nFROM {relation}")).fetchall()  # a record on two lines
         # A multi-line source hands a record on when the next one starts: write one more.
         _execute(w["admin"], "DO $$BEGIN RAISE LOG 'shipper test: end of batch'; END$$")
-        events = _until(lambda: (e := list(AccessEvent.objects.filter(store=store).order_by("id"))) and len(e) >= 2 and e,
-                        "both reads")
+        recorded.wait_for(lambda: AccessEvent.objects.filter(store=store).count() >= 2, "syslog-ng to deliver both reads")
+        events = list(AccessEvent.objects.filter(store=store).order_by("id"))
     finally:
         shipper.terminate()
         output = shipper.communicate(timeout=30)[0].decode(errors="replace")

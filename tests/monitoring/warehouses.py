@@ -47,3 +47,27 @@ def mariadb_engine() -> sa.Engine:
 def unique(prefix: str) -> str:
     """A name no other test (or helper) uses: roles and schemas live across test databases."""
     return f"{prefix}_watch_{uuid.uuid4().hex[:8]}"
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def wait_in_server(engine: sa.Engine, condition_sql: str, *, timeout_s: int = 60) -> None:
+    """Block in the audited server until ``condition_sql`` (a boolean SQL expression) holds: the
+    logging collector writes and rotates its csvlog a moment after a statement, in another process
+    of the server, so the wait is on the server's own state (statement_timeout bounds it)."""
+    with engine.connect() as conn:
+        conn.execute(sa.text(f"SET statement_timeout = '{int(timeout_s)}s'"))
+        conn.execute(sa.text(f"DO $$ BEGIN WHILE NOT ({condition_sql}) LOOP PERFORM pg_sleep(0.01); END LOOP; END $$"))
+
+
+def wait_for_log_text(engine: sa.Engine, file: str, offset: int, text: str) -> None:
+    """Until the csvlog ``file`` (relative to the data directory) holds ``text`` after byte ``offset``."""
+    wait_in_server(engine, f"position({_literal(text)} in "
+                           f"pg_read_file({_literal(file)}, {int(offset)}, 100000000, true)) > 0")
+
+
+def wait_for_rotation(engine: sa.Engine, before: str) -> None:
+    """Until the logging collector writes to another csvlog than ``before``."""
+    wait_in_server(engine, f"pg_current_logfile('csvlog') IS DISTINCT FROM {_literal(before)}")
