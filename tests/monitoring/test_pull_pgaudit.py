@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -82,15 +83,22 @@ def audited(db):
              *[s for r in (puller, analyst, stranger) for s in (f"DROP OWNED BY {r}", f"DROP ROLE {r}")])
 
 
+def _logged_so_far(store) -> None:
+    """Wait until what was run so far is in the csvlog: a marker logged after it is written after
+    it (the logging collector writes in order), so once the marker is there, so is the rest."""
+    admin, marker = audited_engine(), f"watch-tests marker {uuid.uuid4().hex}"
+    position = LogPosition.objects.get(store=store)
+    _execute(admin, f"DO $$BEGIN RAISE LOG '{marker}'; END$$")
+    wait_for_log_text(admin, position.file, position.offset, marker)
+
+
 def _pull_until(store, count: int) -> list[AccessEvent]:
-    """The logging collector writes the csvlog a moment after the statement: pull until it has."""
-    for _ in range(200):
-        access_log_pull(store=store)
-        events = list(AccessEvent.objects.filter(store=store).order_by("id"))
-        if len(events) >= count:
-            return events
-        subprocess.run(["sleep", "0.05"], check=True)  # the collector's write, not a timing assertion
-    raise AssertionError(f"expected {count} events, got {len(events)}: {events}")
+    """Pull once everything run so far is in the log; ``count`` events are expected."""
+    _logged_so_far(store)
+    access_log_pull(store=store)
+    events = list(AccessEvent.objects.filter(store=store).order_by("id"))
+    assert len(events) >= count, f"expected {count} events, got {len(events)}: {events}"
+    return events
 
 
 def _events(user, store) -> list[dict]:
@@ -231,12 +239,9 @@ def test_the_pull_is_started_stopped_and_run_from_the_command_line(audited):
     position = LogPosition.objects.get(store=s["store"])
     assert position.pull_enabled and position.file.endswith(".csv")
     _select(s["analyst"], f"SELECT id FROM {s['schema']}.{s['table']}")
-    for _ in range(200):  # the log collector writes a moment after the statement
-        out = StringIO()
-        call_command("access_log_pull", s["store"].name, stdout=out)
-        if AccessEvent.objects.filter(store=s["store"]).exists():
-            break
-        subprocess.run(["sleep", "0.05"], check=True)
+    _logged_so_far(s["store"])
+    out = StringIO()
+    call_command("access_log_pull", s["store"].name, stdout=out)
     assert json.loads(out.getvalue())["recorded"] == 1  # the pull that took the read in says so
     assert AccessEvent.objects.filter(store=s["store"], user=s["mia"]).count() == 1
     with pytest.raises(CommandError, match="No store"):
