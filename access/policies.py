@@ -30,16 +30,10 @@ def is_steward(user, dataset) -> bool:
 def user_roles(user) -> list[Role]:
     if not getattr(user, "is_authenticated", False):
         return []
-    cached = getattr(user, "_catalog_roles", None)
-    if cached is None:
+    if getattr(user, "_catalog_roles", None) is None:
         # One query for the roles and their role-matrix cells (the access decisions need both).
-        cells = list(RolePermission.objects.filter(role__group__user=user).select_related("role"))
-        roles = {cell.role_id: cell.role for cell in cells}
-        if not cells:  # a role without matrix cells still counts for registering and stores
-            roles = {role.pk: role for role in Role.objects.filter(group__user=user)}
-        cached = sorted(roles.values(), key=lambda role: role.name)
-        user._catalog_roles, user._matrix_cells = cached, cells
-    return cached
+        user_roles_prime([user])
+    return user._catalog_roles
 
 
 def user_roles_prime(users) -> None:
@@ -58,7 +52,7 @@ def user_roles_prime(users) -> None:
         by_user[user_id].append(cell)
         roles_by_user[user_id][cell.role_id] = cell.role
     without_cells = [pk for pk, cells in by_user.items() if not cells]
-    if without_cells:
+    if without_cells:  # a role without matrix cells still counts for registering and stores
         for role in Role.objects.filter(group__user__in=without_cells).annotate(holder_id=F("group__user")):
             roles_by_user[role.holder_id][role.pk] = role
     for user in pending:
