@@ -54,7 +54,9 @@ def matrix_cells(user) -> list[RolePermission]:
     if not getattr(user, "is_authenticated", False) or not getattr(user, "is_active", False):
         return []
     if getattr(user, "_matrix_cells", None) is None:
-        _roles(user)  # reads the cells with the roles, in one query
+        # Read with the roles, in one query (the token lookup may have read the roles alone).
+        user._catalog_roles = None
+        _roles(user)
     return user._matrix_cells
 
 
