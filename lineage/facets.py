@@ -287,9 +287,10 @@ def _same_sender(run: Run) -> Q:
     return Q(sent_by_id=run.sent_by_id) if run.sent_by_id is not None else Q(sent_by__isnull=True)
 
 
-def run_parent_link(*, run: Run, parent: ParentRun | None) -> None:
+def run_parent_link(*, run: Run, parent: ParentRun | None, adopt: bool = True) -> None:
     """Nest ``run`` under its parent run if it names one (linked now if the parent is known, else
-    when it arrives), and adopt the runs already received that name ``run`` as their parent.
+    when it arrives), and adopt the runs already received that name ``run`` as their parent
+    (``adopt=False``: the caller does it for many runs at once, ``runs_adopt_children``).
 
     Only runs one account sent are nested: a run id is no secret, and another pipeline's run
     naming yours as its parent (or yours arriving after it) keeps the id it named, unlinked."""
@@ -297,8 +298,24 @@ def run_parent_link(*, run: Run, parent: ParentRun | None) -> None:
         run.parent_run_id = parent.run_id
         run.parent = Run.objects.filter(_same_sender(run), run_id=parent.run_id).first()
         run.save(update_fields=["parent_run_id", "parent"])
-    Run.objects.filter(_same_sender(run), parent_run_id=run.run_id, parent__isnull=True).exclude(
-        pk=run.pk).update(parent=run)
+    if adopt:
+        runs_adopt_children([run])
+
+
+def runs_adopt_children(runs) -> None:
+    """Nest under each of these runs the runs received before it that name it as their parent,
+    sent by the same account: one query for a batch of runs (two when some are adopted)."""
+    by_uuid = {run.run_id: run for run in runs}
+    if not by_uuid:
+        return
+    adopted = []
+    for child in Run.objects.filter(parent_run_id__in=list(by_uuid), parent__isnull=True):
+        parent = by_uuid[child.parent_run_id]
+        if child.pk != parent.pk and child.sent_by_id == parent.sent_by_id:
+            child.parent = parent
+            adopted.append(child)
+    if adopted:
+        Run.objects.bulk_update(adopted, ["parent"])
 
 
 def run_notes_add(*, run: Run | None, notes: list[str]) -> None:

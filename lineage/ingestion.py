@@ -27,15 +27,17 @@ from django.utils import timezone
 
 from access import policies
 from lineage.models import EventStatus, LineageEvent
+from lineage.facets import runs_adopt_children
 from lineage.openlineage import (
     FoldState,
     event_digest,
+    fold_prefetch,
     kept_payload,
     openlineage_apply,
     openlineage_parse,
     openlineage_schema_check,
 )
-from lineage.sensitivity import sensitivity_refresh
+from lineage.sensitivity import sensitivity_refresh, sensitivity_refresh_deferred
 from lineage.services import lineage_edges_fold
 
 logger = logging.getLogger(__name__)
@@ -199,33 +201,60 @@ def _claim(batch_size, *, namespaces, only_ids) -> tuple[list[LineageEvent], int
 
 def _fold(records) -> DrainResult:
     fold = FoldState()
-    timed_edges, touched, outcomes = [], set(), []
-    for record in records:
-        applied, error = _apply_one(record, fold)
-        if applied is None:
-            fold.reset()
-            outcomes.append((record.pk, EventStatus.FAILED, error, None, None))
-            continue
-        timed_edges.extend((spec, record.event_time) for spec in applied.edges)
-        touched |= applied.touched
-        outcomes.append((record.pk, EventStatus.APPLIED, None, applied.job_id, applied.run_id))
-    touched |= lineage_edges_fold(timed_edges)
-    sensitivity_refresh(node_ids=touched)
+    timed_edges, touched, outcomes, runs = [], set(), [], []
+    parsed = _batch_prepare(records, fold)
+    # One sensitivity refresh for the batch: the registrations of its datasets only collect nodes.
+    with sensitivity_refresh_deferred():
+        for record in records:
+            applied, error = _apply_one(record, fold, parsed.get(record.pk))
+            if applied is None:
+                fold.reset()
+                outcomes.append((record.pk, EventStatus.FAILED, error, None, None))
+                continue
+            timed_edges.extend((spec, record.event_time) for spec in applied.edges)
+            touched |= applied.touched
+            if applied.run is not None:
+                runs.append(applied.run)
+            outcomes.append((record.pk, EventStatus.APPLIED, None, applied.job_id, applied.run_id))
+        runs_adopt_children(runs)
+        touched |= lineage_edges_fold(timed_edges)
+        sensitivity_refresh(node_ids=touched)
     _outcomes_write(outcomes)
     failed = sum(1 for outcome in outcomes if outcome[1] == EventStatus.FAILED)
     return DrainResult(applied=len(outcomes) - failed, failed=failed)
 
 
-def _apply_one(record: LineageEvent, fold: FoldState):
+def _batch_prepare(records, fold: FoldState) -> dict:
+    """What the batch's events share, read once: each sender (one user object and one roles query
+    per sender, not per event) and, through ``fold_prefetch``, the stores, datasets, nodes, jobs
+    and runs the events name. Returns the events parsed, by record id (an event that does not
+    parse is left out: ``_apply_one`` parses it again and records the error)."""
+    senders = {}
+    for record in records:
+        if record.received_by is not None:
+            record.received_by = senders.setdefault(record.received_by_id, record.received_by)
+    policies.user_roles_prime(list(senders.values()))
+    parsed = {}
+    for record in records:
+        try:
+            parsed[record.pk] = openlineage_parse(record.payload)
+        except ValidationError:
+            pass
+    fold_prefetch(list(parsed.values()), fold)
+    return parsed
+
+
+def _apply_one(record: LineageEvent, fold: FoldState, event=None):
     """Apply one event in a savepoint: ``(AppliedEvent, None)`` or ``(None, error)`` with nothing
     of it written. A conflict with a concurrent writer (the same store or dataset discovered at
-    once) is tried again once."""
+    once) is tried again once (``event``: the event parsed already, for the first attempt)."""
     for attempt in range(2):
         try:
             with transaction.atomic():
                 if record.received_by is None:
                     raise PermissionDenied("The account that sent this event no longer exists.")
-                event = openlineage_parse(record.payload)
+                if event is None or attempt:
+                    event = openlineage_parse(record.payload)
                 return openlineage_apply(principal=record.received_by, event=event, fold=fold), None
         except ValidationError as exc:
             return None, getattr(exc, "message_dict", None) or {"non_field_errors": exc.messages}

@@ -17,15 +17,16 @@ import uuid
 from dataclasses import dataclass, field
 
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Q
 
 from access import policies
-from catalog.models import Dataset, DataStore
+from catalog.models import Column, Dataset, DataStore
 from catalog.registration import registration_parse
 from catalog.services import dataset_discover, dataset_register, store_discover
 from catalog.validation import FieldErrors, string_field
 from catalog.vocabulary import unclassified_tier
 from lineage import facets as lineage_facets  # the facets pipelines send (not a local "facets" dict)
-from lineage.models import TERMINAL_RUN_STATES, EdgeKind, EdgeLevel, Node, NodeKind, Run, RunState
+from lineage.models import TERMINAL_RUN_STATES, EdgeKind, EdgeLevel, Job, Node, NodeKind, Run, RunState
 from lineage.services import EdgeSpec, column_nodes_ensure, dataset_nodes_ensure, job_ensure
 
 EVENT_TYPES = {state.value for state in RunState}
@@ -373,9 +374,15 @@ class FoldState:
     column_nodes: dict = field(default_factory=dict)  # dataset id -> {lower name: Node}
     jobs: dict = field(default_factory=dict)  # (namespace, name, description) -> Job
     touched: set = field(default_factory=set)  # node ids whose sensitivity the batch must refresh
+    # Rows read for the whole batch up front (``fold_prefetch``); a key present with None means
+    # "known not to exist", so the event creates it without asking first.
+    dataset_rows: dict = field(default_factory=dict)  # qualified name -> Dataset | None
+    job_rows: dict = field(default_factory=dict)  # (namespace, name) -> Job | None
+    runs: dict = field(default_factory=dict)  # run uuid -> Run (locked) | None
 
     def reset(self) -> None:
-        for cache in (self.stores, self.datasets, self.schemas_seen, self.dataset_nodes, self.column_nodes, self.jobs):
+        for cache in (self.stores, self.datasets, self.schemas_seen, self.dataset_nodes, self.column_nodes, self.jobs,
+                      self.dataset_rows, self.job_rows, self.runs):
             cache.clear()
 
     def forget_dataset(self, dataset_id: int) -> None:
@@ -393,7 +400,11 @@ def _dataset_for(principal, ref: DatasetRef, fold: FoldState, touched: set, new_
         return fold.datasets[ref.key]
     store = _store_for(ref.namespace, fold.stores)
     name = _registration_name(ref.name)
-    dataset = Dataset.objects.filter(qualified_name=f"{store.name}.{name}").select_related("current_version").first()
+    qualified_name = f"{store.name}.{name}"
+    if qualified_name in fold.dataset_rows:
+        dataset = fold.dataset_rows[qualified_name]
+    else:
+        dataset = Dataset.objects.filter(qualified_name=qualified_name).select_related("current_version").first()
     if (dataset is None or dataset.needs_review) and ref.schema:
         payload = _registration_payload(ref, store.name)
         if dataset is not None and not _schema_changed(dataset, payload):
@@ -410,6 +421,7 @@ def _dataset_for(principal, ref: DatasetRef, fold: FoldState, touched: set, new_
             raise ValidationError(_schema_errors(ref, exc)) from exc
         if was_new:
             new_ids.add(dataset.pk)
+        fold.dataset_rows.pop(qualified_name, None)  # read again if named again (the registration changed it)
         fold.forget_dataset(dataset.pk)  # the registration relinked its column nodes
         updates = {} if dataset.needs_review else {"needs_review": True}
         if unclassified and dataset.classified:
@@ -423,16 +435,20 @@ def _dataset_for(principal, ref: DatasetRef, fold: FoldState, touched: set, new_
     elif dataset is None:
         dataset = dataset_discover(store=store, name=name, description=ref.description or "")
         new_ids.add(dataset.pk)
+        fold.dataset_rows[qualified_name] = dataset
     fold.datasets[ref.key] = dataset
     if ref.schema is not None:
         fold.schemas_seen.add(schema_key)
     return dataset
 
 
-def _run_record(principal, event: ParsedEvent, job) -> Run | None:
+def _run_record(principal, event: ParsedEvent, job, fold: FoldState) -> Run | None:
     if event.run_id is None:
         return None
-    run = Run.objects.select_for_update().filter(run_id=event.run_id).first()
+    if event.run_id in fold.runs:
+        run = fold.runs[event.run_id]  # locked by fold_prefetch
+    else:
+        run = Run.objects.select_for_update().filter(run_id=event.run_id).first()
     state = event.event_type or RunState.OTHER
     if run is None:
         run = Run(run_id=event.run_id, job=job, state=state, last_event_time=event.event_time,
@@ -454,6 +470,7 @@ def _run_record(principal, event: ParsedEvent, job) -> Run | None:
     if event.error_message:
         run.error_message = event.error_message
     run.save()
+    fold.runs[event.run_id] = run
     return run
 
 
@@ -475,8 +492,10 @@ def _job_for(principal, event: ParsedEvent, fold: FoldState):
     cache is shared by the events of every sender, so the check is made for each event)."""
     key = (*event.job, event.job_description)
     if key not in fold.jobs:
+        known = {"existing": fold.job_rows[event.job]} if event.job in fold.job_rows else {}
         fold.jobs[key] = job_ensure(principal=principal, namespace=event.job[0], name=event.job[1],
-                                    description=event.job_description)
+                                    description=event.job_description, **known)
+        fold.job_rows[event.job] = fold.jobs[key]
     job = fold.jobs[key]
     if not policies.can_send_lineage_for(principal, job.sent_by_id):
         raise PermissionDenied(f"Job {event.job[0]}/{event.job[1]} is sent by another account; only that account "
@@ -505,6 +524,7 @@ class AppliedEvent:
     run_id: int | None
     edges: list[EdgeSpec]
     touched: set[int]
+    run: Run | None = None
 
 
 def openlineage_apply(*, principal, event: ParsedEvent, fold: FoldState) -> AppliedEvent:
@@ -520,13 +540,14 @@ def openlineage_apply(*, principal, event: ParsedEvent, fold: FoldState) -> Appl
         raise PermissionDenied("The sender may no longer send lineage (it needs a registrar role).")
     touched: set[int] = set()
     job = _job_for(principal, event, fold) if event.job else None
-    run = _run_record(principal, event, job) if job else None
+    run = _run_record(principal, event, job, fold) if job else None
     # [facets] jobType and sql kept on the job, the run nested under its parent, untyped column
     # edges typed from the SQL (lineage.facets).
     if job:
         lineage_facets.job_facets_apply(job=job, job_type=event.job_type, sql=event.job_sql, event_time=event.event_time)
     if run:
-        lineage_facets.run_parent_link(run=run, parent=event.parent)
+        # Runs naming this one as their parent are adopted once per batch (ingestion._fold).
+        lineage_facets.run_parent_link(run=run, parent=event.parent, adopt=False)
     lineage_facets.event_column_kinds_apply(event=event, job=job)
 
     new_ids: set[int] = set()  # datasets this event brings into the catalog
@@ -568,4 +589,66 @@ def openlineage_apply(*, principal, event: ParsedEvent, fold: FoldState) -> Appl
                     direct=item.direct, masking=item.masking, description=item.description, job_id=job_id,
                 ))
                 specs.append(EdgeSpec(dataset_nodes[source.pk].pk, dataset_nodes[target.pk].pk, EdgeLevel.DATASET, EdgeKind.JOB, job_id=job_id))
-    return AppliedEvent(job_id=job_id, run_id=run.pk if run else None, edges=specs, touched=touched)
+    return AppliedEvent(job_id=job_id, run_id=run.pk if run else None, edges=specs, touched=touched, run=run)
+
+
+def fold_prefetch(events, fold: FoldState) -> None:
+    """Read what a batch of events names in a few queries instead of a few per event: the stores
+    of their namespaces, the datasets they name, those datasets' lineage nodes, their jobs and
+    their runs (locked, as the events would lock them one by one). Only fills ``fold``'s caches:
+    the events are applied as they would be without it."""
+    refs = []
+    for event in events:
+        refs += event.inputs + event.outputs
+        for ref in event.outputs:
+            refs += [DatasetRef(item.namespace, item.name, ref.path) for items in ref.column_lineage.values()
+                     for item in items]
+    namespaces = {ref.namespace for ref in refs}
+    if namespaces:
+        stores = list(DataStore.objects.filter(Q(lineage_namespace__in=namespaces) | Q(name__in=namespaces)))
+        by_namespace = {store.lineage_namespace: store for store in stores if store.lineage_namespace}
+        by_name = {store.name: store for store in stores}
+        for namespace in namespaces:
+            store = by_namespace.get(namespace) or by_name.get(namespace)
+            if store is not None:
+                fold.stores.setdefault(namespace, store)
+    names = {f"{fold.stores[ref.namespace].name}.{_registration_name(ref.name)}" for ref in refs
+             if ref.namespace in fold.stores}
+    if names:
+        fold.dataset_rows.update(dict.fromkeys(names))
+        fold.dataset_rows.update(
+            (dataset.qualified_name, dataset)
+            for dataset in Dataset.objects.filter(qualified_name__in=names).select_related("current_version"))
+    datasets = {dataset.pk: dataset for dataset in fold.dataset_rows.values() if dataset is not None}
+    if datasets:
+        _nodes_prefetch(datasets, fold)
+    jobs = {event.job for event in events if event.job}
+    if jobs:
+        fold.job_rows.update(dict.fromkeys(jobs))
+        found = Job.objects.filter(namespace__in={namespace for namespace, _ in jobs}, name__in={name for _, name in jobs})
+        fold.job_rows.update(((job.namespace, job.name), job) for job in found if (job.namespace, job.name) in jobs)
+    runs = {event.run_id for event in events if event.job and event.run_id is not None}
+    if runs:
+        fold.runs.update(dict.fromkeys(runs))
+        # In id order, as concurrent drains lock them, so two batches never wait on each other in a cycle.
+        fold.runs.update((run.run_id, run) for run in Run.objects.select_for_update().filter(run_id__in=runs).order_by("pk"))
+
+
+def _nodes_prefetch(datasets: dict, fold: FoldState) -> None:
+    """The lineage nodes of the batch's datasets: dataset nodes, and column nodes where each is
+    linked to the column of its name as ``column_nodes_ensure`` would leave it (a dataset whose
+    nodes need relinking is left to it)."""
+    nodes = Node.objects.filter(dataset_id__in=datasets, kind__in=[NodeKind.DATASET, NodeKind.COLUMN])
+    columns = {}
+    for dataset_id, name, pk in Column.objects.filter(dataset_id__in=datasets).values_list("dataset_id", "name", "pk"):
+        columns.setdefault(dataset_id, {})[name.lower()] = pk
+    by_dataset: dict[int, dict] = {}
+    for node in nodes:
+        if node.kind == NodeKind.DATASET:
+            fold.dataset_nodes.setdefault(node.dataset_id, node)
+        else:
+            by_dataset.setdefault(node.dataset_id, {})[node.name.lower()] = node
+    for dataset_id, named in by_dataset.items():
+        own = columns.get(dataset_id, {})
+        if all(node.column_id == own.get(key) for key, node in named.items()):
+            fold.column_nodes.setdefault(dataset_id, named)

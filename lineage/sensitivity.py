@@ -25,6 +25,8 @@ queries. Starting the closure from its own values (not the stored ones) means a 
 classification also lowers everything downstream, cycles included.
 """
 
+import contextlib
+import threading
 from collections import defaultdict, deque
 
 from django.db import connection
@@ -51,11 +53,35 @@ def _closure_sql(seed_count: int) -> str:
     )
 
 
+_deferral = threading.local()
+
+
+@contextlib.contextmanager
+def sensitivity_refresh_deferred():
+    """Inside this block ``sensitivity_refresh`` only collects its nodes; they are refreshed in one
+    pass when the block ends without an error (the OpenLineage fold registers many datasets in a
+    batch, each registration asking for a refresh). Nested blocks join the outer one."""
+    if getattr(_deferral, "seeds", None) is not None:
+        yield
+        return
+    _deferral.seeds = set()
+    try:
+        yield
+        seeds, _deferral.seeds = _deferral.seeds, None
+        sensitivity_refresh(node_ids=seeds)
+    finally:
+        _deferral.seeds = None
+
+
 def sensitivity_refresh(*, node_ids) -> int:
     """Recompute effective sensitivity and violations for ``node_ids`` and everything
-    downstream of them. Returns how many nodes changed."""
+    downstream of them. Returns how many nodes changed (0 inside ``sensitivity_refresh_deferred``,
+    which refreshes them when it ends)."""
     seeds = sorted({int(pk) for pk in node_ids if pk is not None})
     if not seeds:
+        return 0
+    if getattr(_deferral, "seeds", None) is not None:
+        _deferral.seeds.update(seeds)
         return 0
     closure_params = [*seeds, NodeKind.COLUMN, EdgeLevel.COLUMN, True]
     node_table, column_table, edge_table = Node._meta.db_table, Column._meta.db_table, Edge._meta.db_table

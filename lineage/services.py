@@ -357,12 +357,25 @@ def lineage_dataset_registered(*, dataset: Dataset, columns=None, new: bool = Fa
     sensitivity_refresh(node_ids=touched | set(own_columns))
 
 
-def job_ensure(*, principal=None, namespace: str, name: str, description: str | None = None) -> Job:
+_UNREAD = object()
+
+
+def job_ensure(*, principal=None, namespace: str, name: str, description: str | None = None,
+               existing=_UNREAD) -> Job:
     """The job of a namespace and name, made for ``principal`` if new. Only its sender (or an admin)
-    changes it: another account gets ``PermissionDenied`` and nothing is written."""
+    changes it: another account gets ``PermissionDenied`` and nothing is written.
+
+    ``existing``: the job's row (or None: there is none) when the caller read it already (the
+    OpenLineage fold reads a batch's jobs in one query)."""
     sender = principal if getattr(principal, "pk", None) else None
-    job, created = Job.objects.get_or_create(
-        namespace=namespace, name=name, defaults={"description": description or "", "sent_by": sender})
+    defaults = {"description": description or "", "sent_by": sender}
+    if existing is _UNREAD:
+        job, created = Job.objects.get_or_create(namespace=namespace, name=name, defaults=defaults)
+    elif existing is None:
+        # A concurrent insert of the same job fails on the unique constraint: the caller retries.
+        job, created = Job.objects.create(namespace=namespace, name=name, **defaults), True
+    else:
+        job, created = existing, False
     if not created and principal is not None:
         if not policies.can_send_lineage_for(principal, job.sent_by_id):
             raise PermissionDenied(f"Job {namespace}/{name} is sent by another account; only that account "

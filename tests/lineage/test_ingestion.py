@@ -47,7 +47,7 @@ def graph_snapshot():
 
 def test_the_accept_path_is_one_insert_after_the_sender_is_known(queued, token_client, django_assert_num_queries):
     token_client.post(URL, event_json(), format="json")  # warms what is cached per process
-    with django_assert_num_queries(3):  # the token with its user, the user's roles; the INSERT
+    with django_assert_num_queries(2):  # the token with its user and the user's roles; the INSERT
         response = token_client.post(URL, event_json(run_id=str(uuid.uuid4())), format="json")
     assert response.status_code == 202, response.content
     assert response.json()["status"] == "pending"
