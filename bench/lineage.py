@@ -1222,7 +1222,7 @@ def ingest_main(args) -> int:
             server.wait_until_ready(args.port, key)
             result = lineage_ingest.ingest_benchmark(
                 events=args.events, port=args.port, key=key, environment=environment, var_dir=var_dir,
-                event_for=openlineage_event,
+                event_for=openlineage_event, server_pgid=server.process.pid,
             )
         except BaseException:
             progress(f"gunicorn log (last lines):\n{server.log_tail()}")

@@ -15,6 +15,9 @@ accepted event, and how soon an event is in the graph after its 2xx, with a real
    worker applied them, then the same jobs' next run. Each event's 2xx time is kept; the
    event's ``applied_at`` minus that is "visible within".
 4. Counts the SQL queries of one accepted event in-process (the whole API request).
+5. Per phase, CPU per event (from /proc, user + system): the client (this process, while sending),
+   gunicorn (its processes, while sending) and the worker (its processes, until the last event of
+   the phase is applied). PostgreSQL's own CPU is not counted.
 
 Goals (issue 17): >= 500 events/s first run, >= 1,000/s known job, visible within 2 s at p95.
 """
@@ -48,6 +51,11 @@ class IngestFigures:
     visible: list = field(default_factory=list)  # seconds from 2xx to applied, sorted
     drain_seconds: float = 0.0  # from the first 2xx to the last event applied
     failed: int = 0
+    # CPU seconds while sending (client: this process; server: gunicorn's processes) and until
+    # the last event was applied (worker: the Celery worker's processes).
+    client_cpu: float = 0.0
+    server_cpu: float = 0.0
+    worker_cpu: float = 0.0
 
     @property
     def rate(self) -> float:
@@ -64,6 +72,24 @@ def _clients(port: int, key: str, count: int):
                                              auth=ApiKeyTokenProvider({"apiKey": key})))
         clients.append((OpenLineageClient(transport=transport), transport))
     return clients
+
+
+def group_cpu_seconds(pgid: int | None) -> float:
+    """User and system CPU of the live processes of a process group (from /proc; 0 elsewhere)."""
+    if pgid is None:
+        return 0.0
+    total, ticks = 0, os.sysconf("SC_CLK_TCK")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # fields after the name: state, ppid, pgrp, ...; utime, stime at 11, 12
+            total += int(fields[11]) + int(fields[12])
+    return total / ticks
 
 
 def send(figures: IngestFigures, bodies: list[dict], *, port: int, key: str):
@@ -90,12 +116,14 @@ def send(figures: IngestFigures, bodies: list[dict], *, port: int, key: str):
     # The client's own HTTP transport (``OpenLineageClient.emit`` takes only its event classes; the
     # transport sends the same JSON, with the client's session, retries and auth).
     threads = [threading.Thread(target=run, args=(transport,)) for _, transport in clients]
+    client_cpu = time.process_time()
     started = time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     figures.seconds = time.perf_counter() - started
+    figures.client_cpu = time.process_time() - client_cpu
     for _, transport in clients:
         transport.close()
     if errors:
@@ -183,16 +211,18 @@ def rows(figures: list[IngestFigures], queries: int) -> list[list[str]]:
             "met" if item.rate >= goal else "not met",
             f"{p(item.visible, 50):.2f} s", f"{p(item.visible, 95):.2f} s", f"<= {VISIBLE_GOAL_SECONDS:.0f} s",
             f"{item.events / item.drain_seconds:,.0f}/s" if item.drain_seconds else "-", str(item.failed),
+            *(f"{cpu / item.events * 1000:.1f} ms" for cpu in (item.client_cpu, item.server_cpu, item.worker_cpu)),
         ])
-    table.append(["queries per accepted event", "", "", str(queries), "constant", "", "", "", "", "", ""])
+    table.append(["queries per accepted event", "", "", str(queries), "constant", "", "", "", "", "", "", "", "", ""])
     return table
 
 
 HEADERS = ["phase", "client threads", "events", "accepted", "goal", "", "visible p50", "visible p95", "goal",
-           "applied (worker)", "failed"]
+           "applied (worker)", "failed", "CPU/event client", "gunicorn", "worker"]
 
 
-def ingest_benchmark(*, events: int, port: int, key: str, environment: dict, var_dir: str, event_for) -> dict:
+def ingest_benchmark(*, events: int, port: int, key: str, environment: dict, var_dir: str, event_for,
+                     server_pgid: int | None = None) -> dict:
     """Run the phases against a started gunicorn; ``event_for(index, run)`` builds an event."""
     worker = worker_start(environment, Path(var_dir) / "worker.log")
     figures = []
@@ -204,8 +234,11 @@ def ingest_benchmark(*, events: int, port: int, key: str, environment: dict, var
                 bodies = [event_for(offset + index, run=run) for index in range(events)]
                 print(f"[bench] OpenLineage {phase}, {threads} client threads: {events} events", file=sys.stderr,
                       flush=True)
+                server_cpu, worker_cpu = group_cpu_seconds(server_pgid), group_cpu_seconds(worker.pid)
                 send(item, bodies, port=port, key=key)
+                item.server_cpu = group_cpu_seconds(server_pgid) - server_cpu
                 wait_applied(item, worker=worker)
+                item.worker_cpu = group_cpu_seconds(worker.pid) - worker_cpu
                 figures.append(item)
             offset += events
         queries = accept_queries(key, event_for(offset, run=0))
