@@ -430,7 +430,15 @@ def _dataset_for(principal, ref: DatasetRef, fold: FoldState, touched: set, new_
             Dataset.objects.filter(pk=dataset.pk).update(**updates)
             for attribute, value in updates.items():
                 setattr(dataset, attribute, value)
-        if "classified" in updates:  # the registration counted its columns as declared: count them again
+        if was_new:
+            # The registration made its nodes, one per column and linked to it: read them once,
+            # for the batch's caches and (being counted as declared) to count them again.
+            nodes = list(Node.objects.filter(dataset=dataset, kind__in=[NodeKind.DATASET, NodeKind.COLUMN]))
+            fold.dataset_nodes.update((node.dataset_id, node) for node in nodes if node.kind == NodeKind.DATASET)
+            fold.column_nodes[dataset.pk] = {node.name.lower(): node for node in nodes if node.kind == NodeKind.COLUMN}
+            if "classified" in updates:
+                touched.update(node.pk for node in nodes if node.kind == NodeKind.COLUMN)
+        elif "classified" in updates:  # the registration counted its columns as declared: count them again
             touched.update(Node.objects.filter(dataset=dataset, kind=NodeKind.COLUMN).values_list("pk", flat=True))
     elif dataset is None:
         dataset = dataset_discover(store=store, name=name, description=ref.description or "")
