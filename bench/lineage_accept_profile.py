@@ -124,6 +124,7 @@ def fold_side(events: int, key_prefix: int = 40_000_000) -> list[dict]:
     settings.LINEAGE_INGEST_INLINE = False
     _, key = service_account_create(name="bench-fold", role_slug="data_engineer")
     client = Client(HTTP_HOST=HOST, HTTP_AUTHORIZATION=f"Token {key}", REMOTE_ADDR="127.0.0.1")
+    lineage_events_drain()  # the events of the accept measurement, not counted
     results = []
     for phase, run in (("first run", 0), ("next run", 1)):
         for index in range(events):
@@ -141,9 +142,10 @@ def fold_side(events: int, key_prefix: int = 40_000_000) -> list[dict]:
             verb = sql.split(" ", 1)[0].upper()
             table = re.search(r'(?:FROM|INTO|UPDATE) "?([a-z_]+)"?', sql)
             kinds[f"{verb} {table.group(1) if table else ''}"] += 1
+        folded = max(1, outcome.applied + outcome.failed)
         results.append({"phase": phase, "applied": outcome.applied, "failed": outcome.failed,
-                        "queries": len(captured.captured_queries), "cpu_ms": cpu / events * 1000,
-                        "wall_ms": wall / events * 1000, "kinds": kinds.most_common(25)})
+                        "queries": len(captured.captured_queries), "cpu_ms": cpu / folded * 1000,
+                        "wall_ms": wall / folded * 1000, "kinds": kinds.most_common(25)})
     return results
 
 
