@@ -106,7 +106,7 @@ def server_side(events: int, top: int) -> dict:
             "profile": profile_text}
 
 
-def fold_side(events: int, key_prefix: int = 40_000_000) -> list[dict]:
+def fold_side(events: int, key_prefix: int = 40_000_000, top: int = 0) -> list[dict]:
     """The worker's fold, in-process: ``events`` first runs accepted, drained in one call (queries
     counted and grouped, CPU timed), then the same jobs' next run."""
     import re
@@ -145,7 +145,19 @@ def fold_side(events: int, key_prefix: int = 40_000_000) -> list[dict]:
         folded = max(1, outcome.applied + outcome.failed)
         results.append({"phase": phase, "applied": outcome.applied, "failed": outcome.failed,
                         "queries": len(captured.captured_queries), "cpu_ms": cpu / folded * 1000,
-                        "wall_ms": wall / folded * 1000, "kinds": kinds.most_common(25)})
+                        "wall_ms": wall / folded * 1000, "kinds": kinds.most_common(25), "profile": ""})
+        if top:  # the same phase again with other jobs, under cProfile (CPU time)
+            for index in range(events):
+                response = client.post("/api/v1/lineage", openlineage_event(2 * key_prefix + index, run=run),
+                                       content_type="application/json")
+                assert response.status_code == 202, response.content[:300]
+            profiler = cProfile.Profile(time.process_time)
+            profiler.enable()
+            lineage_events_drain()
+            profiler.disable()
+            stream = io.StringIO()
+            pstats.Stats(profiler, stream=stream).sort_stats("cumulative").print_stats(top)
+            results[-1]["profile"] = stream.getvalue()
     return results
 
 
@@ -190,7 +202,7 @@ def main() -> int:
         django.setup()
         server = server_side(args.events, args.top)
         client = client_side(args.events)
-        fold = fold_side(args.fold) if args.fold else []
+        fold = fold_side(args.fold, top=args.top) if args.fold else []
     print(f"accept path, {args.events} events, production settings; load average {load_before:.2f} before, "
           f"{os.getloadavg()[0]:.2f} after")
     print(f"server (WSGI handler in-process): {server['cpu_ms']:.2f} ms CPU, {server['wall_ms']:.2f} ms wall per "
@@ -205,6 +217,8 @@ def main() -> int:
               f"{item['wall_ms']:.2f} ms wall per event (in-process, one drain)")
         for kind, count in item["kinds"]:
             print(f"  {count:6d}  {kind}")
+        if item["profile"]:
+            print(item["profile"])
     if server["profile"]:
         print(server["profile"])
     return 0

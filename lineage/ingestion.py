@@ -287,6 +287,16 @@ def _outcomes_write(outcomes) -> None:
             for (job_id, run_id), pks in by_target.items():
                 LineageEvent.objects.filter(pk__in=pks).update(
                     status=EventStatus.APPLIED, error=None, applied_at=now, job_id=job_id, run_id=run_id)
+        elif connection.vendor == "postgresql":
+            # One UPDATE ... FROM unnest(arrays): bulk_update's CASE per row cost more CPU than the fold.
+            table = LineageEvent._meta.db_table
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"UPDATE {table} AS e SET status = %s, error = NULL, applied_at = %s, job_id = v.job_id, "
+                    "run_id = v.run_id FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[]) AS v(id, job_id, run_id) "
+                    "WHERE e.id = v.id",
+                    [EventStatus.APPLIED, now, [o[0] for o in applied], [o[3] for o in applied], [o[4] for o in applied]],
+                )
         else:
             rows = [LineageEvent(pk=pk, status=EventStatus.APPLIED, error=None, applied_at=now, job_id=job_id,
                                  run_id=run_id) for pk, _, _, job_id, run_id in applied]
