@@ -51,3 +51,23 @@ def test_token_use_is_recorded(token_client, service_account):
     assert user.service_tokens.get().last_used_at is None
     assert token_client.get("/api/v1/datasets/").status_code == 200
     assert user.service_tokens.get().last_used_at is not None
+
+
+def test_the_token_lookup_reads_the_token_its_user_and_roles_in_one_query(db, service_account,
+                                                                          django_assert_num_queries):
+    from access import decisions, policies
+    from access.authentication import service_token_lookup
+    from access.models import token_digest
+
+    user, key = service_account
+    with django_assert_num_queries(1):
+        token = service_token_lookup(token_digest(key))
+    assert token.user.pk == user.pk and token.revoked_at is None
+    with django_assert_num_queries(0):  # a decision that needs only roles asks nothing more
+        assert policies.can_register_datasets(token.user)
+        roles = [role.slug for role in policies.user_roles(token.user)]
+    with django_assert_num_queries(1):  # the matrix cells, when a decision needs them
+        cells = decisions.matrix_cells(token.user)
+    assert cells and all(cell.role.slug in roles for cell in cells)
+    assert [role.slug for role in policies.user_roles(token.user)] == roles
+    assert service_token_lookup(token_digest("not-a-key")) is None
