@@ -1,4 +1,5 @@
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.search import SearchVectorField
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
@@ -424,15 +425,27 @@ class ColumnSuggestion(models.Model):
 
 
 class DatasetSearch(models.Model):
-    """A dataset's search document, kept by PostgreSQL triggers (migration 0009; read through
-    ``catalog.search``). The ``protections`` of its columns (a text array) are read in SQL only.
-    The table exists on PostgreSQL only."""
+    """A dataset's search document, kept by PostgreSQL triggers (migrations 0009 and 0010; read
+    through ``catalog.search``): the weighted document, the name's words alone (``name_document``),
+    and the dataset's facet values (its store's name, environment and residency, status,
+    sensitivity, owners' usernames, tags and its columns' protections), so that a search and its
+    facet counts read this one narrow row. The table exists on PostgreSQL only."""
 
     dataset = models.OneToOneField(
         Dataset, on_delete=models.DO_NOTHING, primary_key=True, related_name="search_document", db_constraint=False
     )
     name = models.TextField()
     document = SearchVectorField()
+    name_document = SearchVectorField()
+    store = models.TextField()
+    environment = models.TextField()
+    residency = models.TextField()
+    status = models.TextField()
+    sensitivity = models.PositiveSmallIntegerField()
+    classified = models.BooleanField()
+    owners = ArrayField(models.TextField())
+    tags = ArrayField(models.TextField())
+    protections = ArrayField(models.TextField())
 
     class Meta:
         managed = False
