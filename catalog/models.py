@@ -426,10 +426,9 @@ class ColumnSuggestion(models.Model):
 
 class DatasetSearch(models.Model):
     """A dataset's search document, kept by PostgreSQL triggers (migrations 0009 and 0010; read
-    through ``catalog.search``): the weighted document, the name's words alone (``name_document``),
-    and the dataset's facet values (its store's name, environment and residency, status,
-    sensitivity, owners' usernames, tags and its columns' protections), so that a search and its
-    facet counts read this one narrow row. The table exists on PostgreSQL only."""
+    through ``catalog.search``): the weighted document and the name's words alone
+    (``name_document``). The ``protections`` of its columns (a text array) are read in SQL only.
+    The table exists on PostgreSQL only."""
 
     dataset = models.OneToOneField(
         Dataset, on_delete=models.DO_NOTHING, primary_key=True, related_name="search_document", db_constraint=False
@@ -437,6 +436,20 @@ class DatasetSearch(models.Model):
     name = models.TextField()
     document = SearchVectorField()
     name_document = SearchVectorField()
+
+    class Meta:
+        managed = False
+        db_table = "catalog_datasetsearch"
+
+
+class DatasetFacets(models.Model):
+    """A dataset's facet values, kept by the search triggers (migration 0010; read through
+    ``catalog.search``): one narrow row per dataset, so that facet counts scan no wide row and join
+    nothing. The table exists on PostgreSQL only."""
+
+    dataset = models.OneToOneField(
+        Dataset, on_delete=models.DO_NOTHING, primary_key=True, related_name="search_facets", db_constraint=False
+    )
     store = models.TextField()
     environment = models.TextField()
     residency = models.TextField()
@@ -449,4 +462,4 @@ class DatasetSearch(models.Model):
 
     class Meta:
         managed = False
-        db_table = "catalog_datasetsearch"
+        db_table = "catalog_datasetfacets"

@@ -261,54 +261,58 @@ _TIER_LABELS = {str(value): label for value, label in Sensitivity.choices} | {"-
 
 
 def _facet_rows_postgresql(querysets: dict[str, QuerySet]) -> list[tuple[str, str, int]]:
-    """``(family, value, count)`` rows, in one statement, from the narrow facet values of each
-    dataset's search document (migration 0010): each distinct set of datasets is read once into a
-    materialised CTE, its one-value families counted in one pass (``GROUPING SETS``), its array
-    families (tags, owners, protections) in another (``unnest``); nothing is joined. Without any
-    filter (browsing everything one may see), the documents are read without the dataset table."""
+    """``(family, value, count)`` rows, in one statement, from each dataset's narrow facet row
+    (``catalog_datasetfacets``, migration 0010): the one-value families of a set of datasets are
+    counted in one pass (``GROUPING SETS``), each array family (tags, owners, protections) in one
+    more; nothing is joined. A set with filters (a search, a facet filter, the reader's visibility)
+    is read once into a materialised CTE; without any (browsing everything one may see), the counts
+    come from ``catalog_datasetfacetcounts``, kept by the triggers, and nothing is scanned."""
     families_by_source: dict[str, list[str]] = {}
     for family in FACETS:
         families_by_source.setdefault(family if family in querysets else "*", []).append(family)
-    ctes, parts, params = [], [], []
+    ctes, parts, cte_params, part_params = [], [], [], []
     for index, (key, families) in enumerate(families_by_source.items()):
         queryset = querysets[key]
-        name = f"m{index}"
         if queryset.query.is_empty():
             continue
-        if not queryset.query.where:
-            source_sql, source_params = (
-                "SELECT CASE WHEN classified THEN sensitivity ELSE -1 END, store, environment, residency, status, "
-                "tags, owners, protections FROM catalog_datasetsearch", [])
-        else:
+        if queryset.query.where:
+            name = f"m{index}"
             source_sql, source_params = queryset.order_by().values_list(
-                Case(When(search_document__classified=True, then=F("search_document__sensitivity")), default=Value(-1)),
-                *(f"search_document__{field}" for field in _NARROW[1:]),
+                Case(When(search_facets__classified=True, then=F("search_facets__sensitivity")), default=Value(-1)),
+                *(f"search_facets__{field}" for field in _NARROW[1:]),
             ).query.sql_with_params()
-        ctes.append(f"{name}({', '.join(_NARROW)}) AS MATERIALIZED ({source_sql})")
-        params.extend(source_params)
+            ctes.append(f"{name}({', '.join(_NARROW)}) AS MATERIALIZED ({source_sql})")
+            cte_params.extend(source_params)
+        else:
+            # Everything: the counts kept by the triggers, summed (the table holds a row per value
+            # and the deltas since the last compaction).
+            parts.append("SELECT family, value, SUM(n)::bigint FROM catalog_datasetfacetcounts WHERE family = ANY(%s) "
+                         "GROUP BY family, value HAVING SUM(n) > 0")
+            part_params.append(families)
+            continue
         scalars = [family for family in families if family in _SCALAR_FAMILIES]
         if scalars:
             columns = ["tier::text" if family == "sensitivity" else family for family in scalars]
             family_case = " ".join(f"WHEN GROUPING({column}) = 0 THEN '{family}'" for family, column in zip(scalars, columns))
             value_case = " ".join(f"WHEN GROUPING({column}) = 0 THEN {column}" for column in columns)
             sets = ", ".join(f"({column})" for column in columns)
-            parts.append(f"SELECT CASE {family_case} END, CASE {value_case} END, COUNT(*) FROM {name} "
+            parts.append(f"SELECT CASE {family_case} END, CASE {value_case} END, COUNT(*) FROM {name} AS m "
                          f"GROUP BY GROUPING SETS ({sets})")
-        arrays = [family for family in families if family in _ARRAY_FAMILIES]
-        if arrays:
-            unnests = " UNION ALL ".join(f"SELECT '{family}', unnest({name}.{_ARRAY_FAMILIES[family]})" for family in arrays)
-            parts.append(f"SELECT v.family, v.value, COUNT(*) FROM {name} CROSS JOIN LATERAL ({unnests}) AS v(family, value) "
-                         "GROUP BY v.family, v.value")
+        for family in families:
+            if family in _ARRAY_FAMILIES:
+                # unnest in the select list (a ProjectSet): faster than a lateral join per row.
+                parts.append(f"SELECT '{family}', value, COUNT(*) FROM (SELECT unnest({_ARRAY_FAMILIES[family]}) AS value "
+                             f"FROM {name} AS m) AS u GROUP BY value")
     if not parts:
         return []
-    sql = f"WITH {', '.join(ctes)} " + " UNION ALL ".join(parts)
+    sql = (f"WITH {', '.join(ctes)} " if ctes else "") + " UNION ALL ".join(parts)
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(sql, cte_params + part_params)
         rows = cursor.fetchall()
     found = []
     for family, value, count in rows:
         if value is None or (family == "residency" and value == ""):
-            continue  # a dataset without a search document yet; a store without a residency
+            continue  # a dataset without a facet row yet; a store without a residency
         if family == "sensitivity":
             value = _TIER_LABELS.get(value, value)
         found.append((family, value, count))
@@ -345,3 +349,14 @@ def facet_querysets(*, filterset_class, data, queryset: QuerySet) -> dict[str, Q
             querysets[family] = filterset_class(rest, queryset=queryset).qs
     return querysets
 
+
+
+def facet_counts_compact() -> int:
+    """Fold the deltas of the browsing facet counts (``catalog_datasetfacetcounts``) into one row
+    per value, in one statement (readers see the same sums before and after); the number of rows
+    it removed. Nothing to do on other databases."""
+    if not full_text_enabled():
+        return 0
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT catalog_search_counts_compact()")
+        return cursor.fetchone()[0]

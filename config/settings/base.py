@@ -209,6 +209,7 @@ CELERY_TASK_ROUTES = {
     "catalog.store_sync": {"queue": "sync"},
     "catalog.store_sync_scheduled": {"queue": "sync"},
     "catalog.sync_runs_resume": {"queue": "catalog"},
+    "catalog.search_counts_compact": {"queue": "catalog"},
     "access.*": {"queue": "catalog"},
     "lineage.*": {"queue": "catalog"},
     "monitoring.*": {"queue": "catalog"},
@@ -216,6 +217,8 @@ CELERY_TASK_ROUTES = {
 # Every fixed periodic job, in one place (per-store sync schedules live in django-celery-beat's tables).
 CELERY_BEAT_SCHEDULE = {
     "sync-runs-resume": {"task": "catalog.sync_runs_resume", "schedule": 60.0},
+    # The browsing facet counts are appended to by every write; fold them (catalog.search).
+    "search-counts-compact": {"task": "catalog.search_counts_compact", "schedule": 60.0},
     "grants-expire": {"task": "access.grants_expire", "schedule": 30.0},
     "access-requests-expire": {"task": "access.requests_expire", "schedule": 300.0},
     "grants-reconcile": {"task": "access.grants_reconcile", "schedule": 600.0},

@@ -278,8 +278,8 @@ def facet_values_drift() -> list:
     with connection.cursor() as cursor:
         cursor.execute("""
             SELECT d.id FROM catalog_dataset d JOIN catalog_datastore s ON s.id = d.store_id
-            LEFT JOIN catalog_datasetsearch ds ON ds.dataset_id = d.id
-            WHERE ds.dataset_id IS NULL
+            LEFT JOIN catalog_datasetfacets ds ON ds.dataset_id = d.id LEFT JOIN catalog_datasetsearch n ON n.dataset_id = d.id
+            WHERE ds.dataset_id IS NULL OR n.dataset_id IS NULL
                OR (ds.store, ds.environment, ds.residency, ds.status, ds.sensitivity, ds.classified)
                   IS DISTINCT FROM (s.name, s.environment, s.residency, d.status, d.sensitivity, d.classified)
                OR ds.tags IS DISTINCT FROM ARRAY(SELECT jsonb_array_elements_text(d.tags))
@@ -287,7 +287,7 @@ def facet_values_drift() -> list:
                                                        JOIN access_user u ON u.id = o.user_id WHERE o.dataset_id = d.id)::text[], '{}')
                OR ds.protections IS DISTINCT FROM coalesce((SELECT array_agg(DISTINCT c.protection) FROM catalog_column c
                                                             WHERE c.dataset_id = d.id)::text[], '{}')
-               OR ds.name_document IS DISTINCT FROM setweight(to_tsvector('english', catalog_search_words(d.qualified_name)), 'A')
+               OR n.name_document IS DISTINCT FROM setweight(to_tsvector('english', catalog_search_words(d.qualified_name)), 'A')
         """)
         return [row[0] for row in cursor.fetchall()]
 
@@ -378,3 +378,35 @@ def test_name_matches_page_through_to_column_matches_in_one_order(reader_client,
     assert seen[10] == "analytics.sales.misc"
     back = reader_client.get(pages[-1]["previous"]).json()
     assert [row["qualifiedName"] for row in back["results"]] == seen[8:10]
+
+
+def browsing_counts_drift() -> dict:
+    """Facet values whose kept browsing count differs from a count over every facet row."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT family, value, sum(n) FROM catalog_datasetfacetcounts GROUP BY 1, 2 HAVING sum(n) <> 0")
+        kept = {(family, value): n for family, value, n in cursor.fetchall()}
+        cursor.execute("SELECT p.family, p.value, count(*) FROM catalog_datasetfacets f, catalog_search_facet_pairs(f) p GROUP BY 1, 2")
+        counted = {(family, value): n for family, value, n in cursor.fetchall()}
+    return {key: (kept.get(key), counted.get(key)) for key in kept.keys() | counted.keys() if kept.get(key) != counted.get(key)}
+
+
+def test_browsing_counts_follow_every_write_and_survive_compaction(reader_client, registrar, faceted, hidden):
+    from catalog.models import DataStore
+    from catalog.tasks import search_counts_compact
+
+    assert browsing_counts_drift() == {}
+    Dataset.objects.filter(name="contacts").update(status="deprecated", tags=["gold", "pii"])
+    DataStore.objects.filter(name="sandbox").update(environment="staging")
+    Column.objects.filter(dataset__name="contact_events").update(protection="encrypted")
+    Dataset.objects.get(name="contacts_copy").owners.add(UserFactory(username="olga_zz"))
+    assert browsing_counts_drift() == {}
+    assert facet(reader_client, "status") == {"active": 3, "deprecated": 1}
+    assert facet(reader_client, "environment") == {"prod": 3, "staging": 1}
+    assert search_counts_compact() > 0  # deltas folded
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) = count(DISTINCT (family, value)) FROM catalog_datasetfacetcounts")
+        assert cursor.fetchone()[0]
+    assert browsing_counts_drift() == {}
+    assert facet(reader_client, "tag") == {"pii": 2, "events": 2, "gold": 1, "dossier_tag_zq": 1}
+    assert facet(reader_client, "owner") == {"dave": 4, "olga_zz": 1}
+    assert search_counts_compact() == 0  # nothing more to fold
