@@ -48,6 +48,9 @@ class RelationAccess:
     table: str
     reads: set = field(default_factory=set)  # column names, STAR for every column
     writes: set = field(default_factory=set)
+    # Unqualified names that are also this relation's name or alias: in PostgreSQL ``SELECT u FROM
+    # users u`` (or ``row_to_json(u)``) reads the whole row, unless the table has a column so named.
+    row_refs: set = field(default_factory=set)
     read: bool = False
     written: bool = False
 
@@ -124,12 +127,37 @@ def _name(identifier) -> str:
     return identifier.name if identifier is not None else ""
 
 
-def _tables_in_scope(select: exp.Select, cte_names: set) -> dict:
+def _is_cte_reference(table: exp.Table) -> bool:
+    """Whether ``table`` names a CTE visible where it stands rather than a stored relation: a CTE of
+    a WITH attached to an enclosing statement, and inside a CTE's own body only the CTEs before it
+    (all of them under WITH RECURSIVE). A CTE's name does not hide the table it shadows elsewhere:
+    in ``WITH users AS (SELECT * FROM users) SELECT ssn FROM users`` the body reads the table."""
+    if table.db or table.catalog:
+        return False  # a CTE is named without a schema
+    name = table.name.lower()
+    child, node = table, table.parent
+    while node is not None:
+        if isinstance(node, exp.With):
+            ctes = node.expressions
+            index = next((i for i, cte in enumerate(ctes) if cte is child), None)
+            visible = ctes if node.args.get("recursive") or index is None else ctes[:index]
+            if any(cte.alias_or_name.lower() == name for cte in visible):
+                return True
+        else:
+            attached = next((value for value in node.args.values() if isinstance(value, exp.With)), None)
+            if attached is not None and attached is not child and any(
+                    cte.alias_or_name.lower() == name for cte in attached.expressions):
+                return True
+        child, node = node, node.parent
+    return False
+
+
+def _tables_in_scope(select: exp.Select) -> dict:
     """alias or name (lowercased) -> (schema, table) of the relations directly in a SELECT's FROM
-    and JOINs (not those of nested subqueries)."""
+    and JOINs (not those of nested subqueries, nor CTE references)."""
     scope = {}
     for table in select.find_all(exp.Table):
-        if not table.name or table.name.lower() in cte_names or table.find_ancestor(exp.Select) is not select:
+        if not table.name or table.find_ancestor(exp.Select) is not select or _is_cte_reference(table):
             continue
         key = (table.db, table.name)
         scope[table.alias_or_name.lower()] = key
@@ -157,6 +185,8 @@ def _columns_of(node: exp.Expression, scope: dict, access: StatementAccess, targ
             if qualifier in scope:
                 getattr(_relation(access, *scope[qualifier]), target).add(name)
             continue  # a subquery's or CTE's column: read where that one is defined
+        if target == "reads" and name.lower() in scope:
+            _relation(access, *scope[name.lower()]).row_refs.add(name)
         if len(relations) == 1:
             getattr(_relation(access, *next(iter(relations))), target).add(name)
         elif relations:
@@ -176,7 +206,6 @@ def _stars(select: exp.Select, scope: dict, access: StatementAccess) -> None:
 
 
 def _analyse(statement: exp.Expression, access: StatementAccess) -> None:
-    cte_names = {cte.alias_or_name.lower() for cte in statement.find_all(exp.CTE)}
     written = set()
     if isinstance(statement, (exp.Insert, exp.Update, exp.Delete, exp.Merge)):
         target = statement.this
@@ -206,14 +235,14 @@ def _analyse(statement: exp.Expression, access: StatementAccess) -> None:
                 relation.read = True
                 _columns_of(where, scope, access, "reads")
     for select in statement.find_all(exp.Select):
-        scope = _tables_in_scope(select, cte_names)
+        scope = _tables_in_scope(select)
         for key in set(scope.values()):
             _relation(access, *key).read = True
         _stars(select, scope, access)
         _columns_of(select, scope, access, "reads", owner=select)
     # Relations touched outside any SELECT (DELETE ... USING, TRUNCATE, ...) still count as read.
     for table in statement.find_all(exp.Table):
-        if table.name and table.name.lower() not in cte_names and id(table) not in written:
+        if table.name and id(table) not in written and not _is_cte_reference(table):
             relation = _relation(access, table.db, table.name)
             if not relation.written:
                 relation.read = True

@@ -3,9 +3,12 @@ statement from the parser (and so a read from the usage and the findings), and l
 slip past the scrubbing into stored statements."""
 
 import pytest
+from rest_framework.test import APIClient
 
 from monitoring.models import AccessEvent
 from monitoring.parsing import statement_access
+from monitoring.shippers import shipper_token_create
+from tests.factories import StoreFactory, UserFactory, column_payload, dataset_create
 from tests.monitoring.test_push import pg_line, pg_store, security, shipper  # noqa: F401 (fixtures)
 
 PUSH = "/api/v1/monitoring/logs/"
@@ -49,3 +52,59 @@ def test_a_mysql_executable_comment_is_read_as_the_statement_it_holds():
     access = statement_access("SELECT id /*!50000 , email */ /*M!, phone */ FROM shop.users WHERE id = 7", "mysql")
     [relation] = access.relations.values()
     assert relation.reads == {"id", "email", "phone"} and "7" not in access.normalized
+
+
+@pytest.mark.parametrize("statement", [
+    "WITH customers AS (SELECT * FROM shop.customers) SELECT id FROM customers",  # the CTE shadows the table
+    "WITH c AS (SELECT id FROM shop.customers) SELECT email FROM shop.customers WHERE id IN (SELECT id FROM c)",
+    "SELECT email FROM shop.customers WHERE id IN (WITH customers AS (SELECT 1) SELECT 1)",
+])
+def test_a_cte_named_like_a_table_does_not_hide_the_table_read(statement):
+    for dialect in ("postgres", "mysql"):
+        access = statement_access(statement, dialect)
+        [relation] = access.relations.values()
+        assert (relation.schema, relation.table) == ("shop", "customers") and relation.read
+        assert relation.reads & {"*", "email"}, (dialect, relation.reads)
+
+
+def test_a_cte_reference_is_still_not_a_table_read():
+    access = statement_access("WITH RECURSIVE t AS (SELECT 1 AS n UNION ALL SELECT n + 1 FROM t) SELECT n FROM t",
+                              "postgres")
+    assert access.relations == {}
+    earlier = statement_access("WITH a AS (SELECT id FROM shop.customers), b AS (SELECT id FROM a) SELECT id FROM b",
+                               "postgres")
+    assert {key for key in earlier.relations} == {("shop", "customers")}
+
+
+@pytest.mark.parametrize("number, statement", [
+    (31, "WITH customers AS (SELECT * FROM shop.customers) SELECT id FROM customers"),
+    (32, "SELECT c FROM shop.customers c"),  # a whole-row reference reads every column
+    (33, "SELECT row_to_json(c) FROM shop.customers c"),
+])
+def test_a_pushed_read_hidden_from_the_parser_is_attributed_to_every_column(shipper, number, statement):
+    response = shipper.post(PUSH, [pg_line(number, statement)], format="json")
+    assert response.status_code == 200 and response.json()["recorded"] == 1, response.content
+    event = AccessEvent.objects.get(record_key__endswith=f":{number}")
+    assert event.columns == ["id", "email"] and event.finding  # mia may not read the Sensitive email
+
+
+def test_a_column_named_like_its_table_is_that_column_only(shipper, pg_store):
+    response = shipper.post(PUSH, [pg_line(34, "SELECT id FROM shop.customers id")], format="json")
+    assert response.status_code == 200 and response.json()["recorded"] == 1, response.content
+    assert AccessEvent.objects.get(record_key__endswith=":34").columns == ["id"]
+
+
+def test_a_server_audit_read_through_a_shadowing_cte_is_recorded(security):
+    registrar = UserFactory(username="dave", roles=["data_engineer"])
+    store = StoreFactory(name="maria-audited", kind="transactional", platform="mysql", environment="prod")
+    dataset_create(principal=registrar, store=store, name="shop.customers", columns=[
+        column_payload("id", type_="INTEGER"), column_payload("email", sensitivity="Sensitive")])
+    _, key = shipper_token_create(actor=security, store=store, name="maria-1", log_format="server_audit")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    line = ("20261207 17:23:51,db1,mia_role,10.1.2.3,77,1,QUERY,shop,"
+            "'WITH customers AS (SELECT * FROM customers) SELECT email FROM customers',0")
+    response = client.post(PUSH, line, content_type="text/plain")
+    assert response.status_code == 200 and response.json()["recorded"] == 1, response.content
+    event = AccessEvent.objects.get(store=store)
+    assert event.dataset.qualified_name == "maria-audited.shop.customers" and event.columns == ["id", "email"]
