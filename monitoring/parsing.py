@@ -76,11 +76,15 @@ class LogFormatError(ValueError):
 # collapsed (``SELECT id -- x\n, ssn FROM t`` would read as ``SELECT id``, hiding the read of ssn).
 _LEXEMES = (
     r"(?P<string>'(?:[^'\\]|\\.|'')*(?:'|$))"  # quoted strings ('' or \' inside; cut off at the end of a log)
-    r"|(?P<dollar>\$(?P<tag>[A-Za-z_]\w*)?\$.*?\$(?P=tag)\$)"  # PostgreSQL dollar-quoted strings
+    # PostgreSQL dollar-quoted strings, $$...$$ too (the tag group matches empty: a group that took
+    # no part in the match would fail its back-reference, and $$...$$ would be kept as written),
+    # cut off at the end of a log like quoted strings
+    r"|(?P<dollar>\$(?P<tag>(?:[A-Za-z_]\w*)?)\$.*?(?:\$(?P=tag)\$|$))"
     r"|(?P<block>/\*.*?(?:\*/|$))"  # block comments
     r"|(?P<line>--[^\n]*)"  # line comments
     r"{mysql}"
-    r"|(?P<number>(?<![\w$.])-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?\b)"
+    # numbers: 42, 1.5, .75, 1e5, 1_000, and MySQL's 0x hex and 0b bit literals (a hex SSN is a value)
+    r"|(?P<number>(?<![\w$.])-?(?:0[xX][0-9a-fA-F]+|0[bB][01]+|(?:\d[\d_]*)?\.?\d[\d_]*(?:[eE][-+]?\d+)?)\b)"
 )
 _SCRUB = re.compile(_LEXEMES.format(mysql=""), re.S)
 # MySQL and MariaDB: "..." is a string (without ANSI_QUOTES), # starts a comment, and /*! ... */

@@ -47,6 +47,20 @@ def test_literals_and_comments_never_reach_the_stored_statement(statement, diale
     assert "ann@example.com" not in access.normalized
 
 
+@pytest.mark.parametrize("statement, dialect, secret", [
+    # Statements the parser cannot read are kept as scrubbed text only: every literal must go.
+    ("SELECT * FROM users WHERE email = $$ann@example.com$$ )( broken", "postgres", "ann@example.com"),
+    ("SELECT * FROM users WHERE email = $$ann@example.com", "postgres", "ann@example.com"),  # cut off
+    ("SELECT * FROM users WHERE ssn = 0x313233343536 INTO OUTFILE '/tmp/x'", "mysql", "313233343536"),
+    ("SELECT * FROM users WHERE flags = 0b1011011101 )( broken", "mysql", "1011011101"),
+    ("SELECT * FROM users WHERE salary = .9475 )( broken", "postgres", "9475"),
+    ("SELECT * FROM users WHERE card = 4111_1111_1111_1111 )( broken", "postgres", "1111"),
+])
+def test_no_literal_of_an_unparsed_statement_is_kept(statement, dialect, secret):
+    access = statement_access(statement, dialect)
+    assert secret not in access.normalized, access.normalized
+
+
 def test_a_mysql_executable_comment_is_read_as_the_statement_it_holds():
     # MariaDB runs what /*! ... */ holds: SELECT id, email FROM users.
     access = statement_access("SELECT id /*!50000 , email */ /*M!, phone */ FROM shop.users WHERE id = 7", "mysql")
