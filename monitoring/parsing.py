@@ -84,7 +84,9 @@ _LEXEMES = (
     r"|(?P<line>--[^\n]*)"  # line comments
     r"{mysql}"
     # numbers: 42, 1.5, .75, 1e5, 1_000, and MySQL's 0x hex and 0b bit literals (a hex SSN is a value)
-    r"|(?P<number>(?<![\w$.])-?(?:0[xX][0-9a-fA-F]+|0[bB][01]+|(?:\d[\d_]*)?\.?\d[\d_]*(?:[eE][-+]?\d+)?)\b)"
+    # (one way to match each: no split of a digit run to try, so a long one costs linear time)
+    r"|(?P<number>(?<![\w$.])-?(?:0[xX][0-9a-fA-F]+|0[bB][01]+|(?:\d[\d_]*(?:\.[\d_]*)?|\.\d[\d_]*)"
+    r"(?:[eE][-+]?\d+)?)\b)"
 )
 _SCRUB = re.compile(_LEXEMES.format(mysql=""), re.S)
 # MySQL and MariaDB: "..." is a string (without ANSI_QUOTES), # starts a comment, and /*! ... */
