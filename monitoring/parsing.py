@@ -291,6 +291,11 @@ def _shape_access(statement: str, dialect: str) -> StatementAccess:
 
 # pgaudit csvlog ---------------------------------------------------------------------------------
 
+# A csvlog field holds a whole statement: the csv module's default limit (128 KiB) would refuse the
+# record of a long one as malformed, and a comment padding a statement past it would hide its read.
+# Records are bounded by the push and pull sizes (MONITORING_PUSH_MAX_BYTES, the pull's chunks).
+csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
+
 # PostgreSQL 13+ csvlog columns (https://www.postgresql.org/docs/15/runtime-config-logging.html).
 CSV_LOG_TIME, CSV_USER, CSV_DATABASE, CSV_PID, CSV_CONNECTION_FROM, CSV_SESSION_ID, CSV_LINE_NUM = range(7)
 CSV_MESSAGE = 13

@@ -122,3 +122,12 @@ def test_a_server_audit_read_through_a_shadowing_cte_is_recorded(security):
     assert response.status_code == 200 and response.json()["recorded"] == 1, response.content
     event = AccessEvent.objects.get(store=store)
     assert event.dataset.qualified_name == "maria-audited.shop.customers" and event.columns == ["id", "email"]
+
+
+def test_a_statement_padded_past_the_csv_field_limit_is_still_recorded(shipper):
+    # 200 KiB of comment: more than the csv module's default field limit (128 KiB).
+    statement = "SELECT email FROM shop.customers /* " + "x" * 200_000 + " */"
+    response = shipper.post(PUSH, [pg_line(41, statement)], format="json")
+    assert response.status_code == 200 and response.json()["recorded"] == 1, response.content
+    event = AccessEvent.objects.get(record_key__endswith=":41")
+    assert event.columns == ["email"] and "xxx" not in event.statement
