@@ -449,15 +449,17 @@ def server_audit_record(line: str) -> LogRecord | None:
 
 
 def records_from_text(text: str, log_format: str, final: bool = True) -> tuple[list[LogRecord], list[str], int]:
-    """The records of a chunk of log text: (records, errors, bytes consumed)."""
+    """The records of a chunk of log text: (records, errors, bytes consumed). Bytes that are not
+    UTF-8 may come in as surrogates (``surrogateescape``, as the pull reads): they count as the
+    bytes they were, and records hold U+FFFD for them."""
     records, errors = [], []
     if log_format == "pgaudit":
-        data = text.encode()
+        data = text.encode("utf-8", "surrogateescape")
         chunks, consumed = csv_records(data, final=final)
         lines = [c.decode("utf-8", "replace") for c in chunks]
         parse = pgaudit_record
     else:
-        data = text.encode()
+        data = text.encode("utf-8", "surrogateescape")
         end = len(data) if final else data.rfind(b"\n") + 1
         lines = [line for line in data[:end].decode("utf-8", "replace").split("\n") if line.strip()]
         consumed = end

@@ -94,6 +94,9 @@ def _add(total: IngestResult, part: IngestResult) -> None:
     total.errors.extend(part.errors[: max(0, 20 - len(total.errors))])
 
 
+# The reads decode with surrogateescape so that the text gives back the file's bytes exactly: a byte
+# that is not UTF-8 (a latin1 client's, in MariaDB's file) decoded as U+FFFD would count three bytes
+# for one, and the position would move into the next record.
 def _take(position_pk: int, read, total: IngestResult) -> bool:
     """One chunk under the position's lock: ``read(position, size)`` returns (text, final, next_file)
     or None when there is nothing new. Returns whether anything was read. A chunk that holds no whole
@@ -110,7 +113,7 @@ def _take(position_pk: int, read, total: IngestResult) -> bool:
                 return False
             text, final, next_file = chunk
             records, errors, consumed = records_from_text(text, position.log_format, final=final)
-            length = len(text.encode())
+            length = len(text.encode("utf-8", "surrogateescape"))
             if consumed or final or next_file is not None or length < size:
                 break
             if size >= settings.MONITORING_PULL_RECORD_MAX_BYTES:
@@ -120,7 +123,7 @@ def _take(position_pk: int, read, total: IngestResult) -> bool:
             size = min(size * 4, settings.MONITORING_PULL_RECORD_MAX_BYTES)
 
         def advance():
-            if next_file is not None and consumed >= len(text.encode()):
+            if next_file is not None and consumed >= len(text.encode("utf-8", "surrogateescape")):
                 position.file, position.offset = next_file, 0
             else:
                 position.offset += consumed
@@ -163,7 +166,7 @@ def _pull_pgaudit(position: LogPosition, total: IngestResult, max_chunks) -> Non
                                     {"p": pos.file, "o": pos.offset, "n": min(chunk_size, size - pos.offset)}).scalar()
                 data = bytes(data or b"")
                 ends_file = pos.offset + len(data) >= size and bool(following)
-                return data.decode("utf-8", "replace"), ends_file, following[0] if ends_file else None
+                return data.decode("utf-8", "surrogateescape"), ends_file, following[0] if ends_file else None
 
             chunks = 0
             while _take(position.pk, read, total):
@@ -184,7 +187,7 @@ def _pull_server_audit(position: LogPosition, total: IngestResult, max_chunks) -
         with open(pos.file, "rb") as log:
             log.seek(pos.offset)
             data = log.read(min(chunk_size, size - pos.offset))
-        return data.decode("utf-8", "replace"), False, None
+        return data.decode("utf-8", "surrogateescape"), False, None
 
     chunks = 0
     while _take(position.pk, read, total):

@@ -131,3 +131,26 @@ def test_a_statement_padded_past_the_csv_field_limit_is_still_recorded(shipper):
     assert response.status_code == 200 and response.json()["recorded"] == 1, response.content
     event = AccessEvent.objects.get(record_key__endswith=":41")
     assert event.columns == ["email"] and "xxx" not in event.statement
+
+
+def test_a_byte_that_is_not_utf8_does_not_shift_the_pull_into_the_next_line(tmp_path, pg_store):
+    # MariaDB writes a latin1 client's bytes as they came: \xe9 is one byte in the file but three
+    # once decoded with replacement, which moved the position two bytes into the next line.
+    from monitoring.pull import access_log_pull, access_log_pull_enable
+
+    registrar = UserFactory(username="dora", roles=["data_engineer"])
+    store = StoreFactory(name="maria-pulled", kind="transactional", platform="mysql", environment="prod")
+    dataset_create(principal=registrar, store=store, name="shop.customers", columns=[
+        column_payload("id", type_="INTEGER"), column_payload("email", sensitivity="Sensitive")])
+    log = tmp_path / "server_audit.log"
+    log.write_bytes(b"")
+    access_log_pull_enable(store=store, file=str(log))
+    first = b"20261207 17:23:51,db1,mia_role,10.1.2.3,77,1,QUERY,shop,'SELECT id FROM customers WHERE name = \\'\xe9\\'',0\n"
+    second = b"20261207 17:23:52,db1,mia_role,10.1.2.3,77,2,QUERY,shop,'SELECT email FROM customers',0\n"
+    log.write_bytes(first + second[:20])  # the second line is still being written
+    access_log_pull(store=store)
+    with log.open("ab") as handle:
+        handle.write(second[20:])
+    result = access_log_pull(store=store)
+    assert result.errors == []
+    assert sorted(tuple(e.columns) for e in AccessEvent.objects.filter(store=store)) == [("email",), ("id",)]
