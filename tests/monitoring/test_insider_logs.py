@@ -154,3 +154,41 @@ def test_a_byte_that_is_not_utf8_does_not_shift_the_pull_into_the_next_line(tmp_
     result = access_log_pull(store=store)
     assert result.errors == []
     assert sorted(tuple(e.columns) for e in AccessEvent.objects.filter(store=store)) == [("email",), ("id",)]
+
+
+def test_a_mariadb_read_padded_past_the_default_query_log_limit_is_recorded(security):
+    # server_audit cuts a query's text at server_audit_query_log_limit (1024 by default): a long
+    # literal first would leave only "SELECT '...'" in the log and hide the table. The audited
+    # warehouse is set up as docs/monitoring.md says (scripts/ensure-audited-warehouse.sh).
+    import sqlalchemy as sa
+
+    from tests.monitoring.warehouses import MARIADB_AUDIT_FILE, mariadb_engine, unique
+
+    registrar = UserFactory(username="dave", roles=["data_engineer"])
+    database, user = unique("shop"), unique("mia")
+    store = StoreFactory(name=unique("maria"), kind="transactional", platform="mysql", environment="prod")
+    dataset_create(principal=registrar, store=store, name=f"{database}.orders", columns=[
+        column_payload("id", type_="INTEGER"), column_payload("card", sensitivity="Restricted")])
+    root = mariadb_engine()
+    with root.connect() as conn:
+        for statement in (f"CREATE DATABASE {database}", f"CREATE TABLE {database}.orders (id int, card text)",
+                          f"CREATE USER '{user}'@'%'", f"GRANT SELECT ON {database}.* TO '{user}'@'%'"):
+            conn.execute(sa.text(statement))
+    start = open(MARIADB_AUDIT_FILE, "rb").seek(0, 2)
+    try:
+        url = sa.engine.make_url(str(root.url)).set(username=user, database=database)
+        with sa.create_engine(url, poolclass=sa.pool.NullPool).connect() as conn:
+            conn.execute(sa.text(f"SELECT '{'y' * 1100}' AS pad, card FROM orders")).fetchall()
+        with open(MARIADB_AUDIT_FILE, "rb") as log:
+            log.seek(start)
+            lines = [line for line in log.read().decode().splitlines() if f",{user}," in line and "yyyy" in line]
+        _, key = shipper_token_create(actor=security, store=store, name="maria-1 vector")
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+        response = client.post(PUSH, lines, format="json")
+        assert response.status_code == 200 and response.json()["recorded"] == 1, (response.content, lines)
+        assert AccessEvent.objects.get(store=store).columns == ["card"]
+    finally:
+        with root.connect() as conn:
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {database}"))
+            conn.execute(sa.text(f"DROP USER IF EXISTS '{user}'@'%'"))
