@@ -308,8 +308,10 @@ def graph_build(config: dict, plan: GraphPlan, *, store_ids: dict[str, int], own
             SELECT p.i + 1, (%(owners)s::bigint[])[1 + p.i %% %(count)s] FROM bench_plan p
         """, {"owners": owner_ids, "count": len(owner_ids)})
         step("jobs", """
-            INSERT INTO lineage_job (id, namespace, name, description, created_at, updated_at)
-            SELECT p.i + 1, 'bench-pipelines', format('build_t%%s', lpad(p.i::text, 6, '0')), '', %(now)s, %(now)s
+            INSERT INTO lineage_job (id, namespace, name, description, processing_type, integration, job_type, sql,
+                                     sql_dialect, created_at, updated_at)
+            SELECT p.i + 1, 'bench-pipelines', format('build_t%%s', lpad(p.i::text, 6, '0')), '', '', '', '', '', '',
+                   %(now)s, %(now)s
             FROM bench_plan p WHERE p.main IS NOT NULL
         """, {"now": now})
         step("dataset nodes", """
