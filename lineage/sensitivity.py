@@ -231,3 +231,19 @@ def _nodes_write(changed: list[Node], datasets: list[tuple[int, int | None]] = (
                     FROM v WHERE {table}.id = v.id""",
                 [value for row_values in rows for value in row_values],
             )
+
+
+def dataset_nodes_effective_fill() -> int:
+    """Set every dataset node's effective sensitivity to the highest of its current columns' nodes,
+    in one statement (``manage.py lineage_rebuild``; migration ``0005`` runs the same). The refresh
+    keeps it so afterwards. Returns how many dataset nodes it wrote."""
+    table = Node._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""UPDATE {table} SET effective_sensitivity = (
+                    SELECT max(m.effective_sensitivity) FROM {table} m
+                    WHERE m.dataset_id = {table}.dataset_id AND m.kind = %s AND m.column_id IS NOT NULL
+                ) WHERE kind = %s""",
+            [NodeKind.COLUMN, NodeKind.DATASET],
+        )
+        return cursor.rowcount

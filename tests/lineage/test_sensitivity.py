@@ -185,6 +185,7 @@ def test_lineage_rebuild_restores_edges_and_sensitivity(registrar, appdb, store)
 
     assert "Lineage rebuilt for 2 datasets." in out.getvalue()
     assert node(report, "email").is_violation
+    assert dataset_node(report).effective_sensitivity == Sensitivity.RESTRICTED
 
 
 def dataset_node(dataset) -> Node:
