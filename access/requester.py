@@ -215,9 +215,10 @@ def dataset_own_access(*, user, dataset) -> OwnAccess:
     for request in pending:
         request.deciders = request_waits_for(request, cache=cache)
     # Write first: a reader with standing read may hold a write grant, which "read" would not show.
-    decision = decisions.access_decide(user, "write", dataset)
+    # The live grants read above are the ones the decision reads: handed over, not read twice more.
+    decision = decisions.access_decide(user, "write", dataset, live_grants=live)
     if not decision.allowed:
-        decision = decisions.access_decide(user, "read", dataset)
+        decision = decisions.access_decide(user, "read", dataset, live_grants=live)
     level = decision.level if decision.allowed else standing
     return OwnAccess(
         level=level, standing=standing, standing_columns=standing_columns,

@@ -5,6 +5,7 @@ import django_filters
 from django.db.models import Q
 from django.utils import timezone
 
+from monitoring.detectors import DEFAULTS as DETECTOR_DEFAULTS
 from monitoring.models import Alert, AlertStatus, Severity
 
 # What the inbox shows when the URL says nothing: alerts still to work (open or acknowledged),
@@ -41,7 +42,10 @@ class AlertFilterSet(django_filters.FilterSet):
         choices=SEVERITY_CHOICES, method="filter_severity", empty_label="Any severity", label="Severity",
         help_text="low, medium, high or critical.",
     )
-    rule = django_filters.CharFilter(field_name="rule", label="Rule", help_text="The detector's rule name.")
+    rule = django_filters.ChoiceFilter(
+        field_name="rule", choices=[(rule, rule) for rule in sorted(DETECTOR_DEFAULTS)], empty_label="Any rule",
+        label="Rule", help_text="The detector's rule name (docs/monitoring.md describes each).",
+    )
     assignee = django_filters.CharFilter(method="filter_assignee", label="Assignee",
                                          help_text='A username, "me" or "none" (unassigned).')
     snoozed = django_filters.ChoiceFilter(

@@ -120,7 +120,13 @@ def alert_detail(request, pk, bound_forms=None, status=200):
 
 
 def _done(request, pk, message: str):
+    """After a step: the alert page (htmx swaps it in; the nav's count refreshes on the
+    ``alerts-changed`` event), or a redirect to it for a plain form post."""
     messages.success(request, message)
+    if _is_htmx(request):
+        response = alert_detail(request, pk)
+        response["HX-Trigger"] = "alerts-changed"
+        return response
     return redirect("monitoring:alert-detail", pk=pk)
 
 
@@ -129,82 +135,58 @@ def _failed(request, pk, name: str, form):
     return alert_detail(request, pk, bound_forms={name: form}, status=200 if _is_htmx(request) else 400)
 
 
-def _alert_for_change(request, pk):
+def _step(request, pk, change, form_class=None, prefix: str = "", message=""):
+    """Run one workflow service (monitoring.alerts) on the alert with the form's cleaned data, as
+    the API's ``_workflow`` does with its serializer; a refusal lands on the field it names.
+    ``message`` is the success text, or a function of the cleaned data."""
     _require_alert_worker(request)
-    return selectors.alert_get(user=request.user, pk=pk)
+    alert = selectors.alert_get(user=request.user, pk=pk)
+    form, data = None, {}
+    if form_class is not None:
+        extra = {"assignees": selectors.alert_assignee_choices()} if form_class is AlertAssignForm else {}
+        form = form_class(request.POST, prefix=prefix, **extra)
+        if not form.is_valid():
+            return _failed(request, pk, f"{prefix}_form", form)
+        data = {name: value for name, value in form.cleaned_data.items() if name != "preset"}
+    try:
+        change(principal=request.user, alert=alert, remote_addr=client_address(request), **data)
+    except ApplicationError as error:
+        if form is None:
+            return _failed(request, pk, "acknowledge_error", error.message)
+        form.errors_from(error)
+        return _failed(request, pk, f"{prefix}_form", form)
+    return _done(request, pk, message(data) if callable(message) else message)
 
 
 @login_required
 @require_http_methods(["POST"])
 def alert_acknowledge(request, pk):
-    alert = _alert_for_change(request, pk)
-    try:
-        alerts.alert_acknowledge(principal=request.user, alert=alert, remote_addr=client_address(request))
-    except ApplicationError as error:
-        return _failed(request, pk, "acknowledge_error", error.message)
-    return _done(request, pk, "Acknowledged: the alert stays in the inbox until it is resolved.")
+    return _step(request, pk, alerts.alert_acknowledge,
+                 message="Acknowledged: the alert stays in the inbox until it is resolved.")
 
 
 @login_required
 @require_http_methods(["POST"])
 def alert_assign(request, pk):
-    alert = _alert_for_change(request, pk)
-    form = AlertAssignForm(request.POST, prefix="assign", assignees=selectors.alert_assignee_choices())
-    if form.is_valid():
-        assignee = form.cleaned_data["assignee"]
-        try:
-            alerts.alert_assign(principal=request.user, alert=alert, assignee=assignee,
-                                remote_addr=client_address(request))
-        except ApplicationError as error:
-            form.errors_from(error)
-        else:
-            return _done(request, pk, f"Assigned to {assignee.username}." if assignee else "Unassigned.")
-    return _failed(request, pk, "assign_form", form)
+    return _step(request, pk, alerts.alert_assign, AlertAssignForm, "assign",
+                 lambda data: f"Assigned to {data['assignee'].username}." if data["assignee"] else "Unassigned.")
 
 
 @login_required
 @require_http_methods(["POST"])
 def alert_resolve(request, pk):
-    alert = _alert_for_change(request, pk)
-    form = AlertResolveForm(request.POST, prefix="resolve")
-    if form.is_valid():
-        try:
-            alerts.alert_resolve(principal=request.user, alert=alert, note=form.cleaned_data["note"],
-                                 remote_addr=client_address(request))
-        except ApplicationError as error:
-            form.errors_from(error)
-        else:
-            return _done(request, pk, "Resolved, with your note in the audit trail.")
-    return _failed(request, pk, "resolve_form", form)
+    return _step(request, pk, alerts.alert_resolve, AlertResolveForm, "resolve",
+                 "Resolved, with your note in the audit trail.")
 
 
 @login_required
 @require_http_methods(["POST"])
 def alert_snooze(request, pk):
-    alert = _alert_for_change(request, pk)
-    form = AlertSnoozeForm(request.POST, prefix="snooze")
-    if form.is_valid():
-        try:
-            alert = alerts.alert_snooze(principal=request.user, alert=alert, until=form.cleaned_data["until"],
-                                        remote_addr=client_address(request))
-        except ApplicationError as error:
-            form.errors_from(error)
-        else:
-            return _done(request, pk, "Snoozed: hidden from the inbox until then; new evidence still counts.")
-    return _failed(request, pk, "snooze_form", form)
+    return _step(request, pk, alerts.alert_snooze, AlertSnoozeForm, "snooze",
+                 "Snoozed: hidden from the inbox until then; new evidence still counts.")
 
 
 @login_required
 @require_http_methods(["POST"])
 def alert_reopen(request, pk):
-    alert = _alert_for_change(request, pk)
-    form = AlertReopenForm(request.POST, prefix="reopen")
-    if form.is_valid():
-        try:
-            alerts.alert_reopen(principal=request.user, alert=alert, note=form.cleaned_data["note"],
-                                remote_addr=client_address(request))
-        except ApplicationError as error:
-            form.errors_from(error)
-        else:
-            return _done(request, pk, "Reopened: back in the inbox.")
-    return _failed(request, pk, "reopen_form", form)
+    return _step(request, pk, alerts.alert_reopen, AlertReopenForm, "reopen", "Reopened: back in the inbox.")

@@ -129,6 +129,8 @@ def test_security_engineer_works_an_alert_through_to_resolution(live_server, pag
     page.get_by_role("button", name="Acknowledge").click()
     expect(badges).to_contain_text("Acknowledged")
     expect(page.locator("#alert-page .messages")).to_contain_text("Acknowledged: the alert stays in the inbox")
+    # The nav's count (open, not acknowledged) follows the step without a reload.
+    expect(alerts_link.locator(".nav-count")).to_have_text("2")
 
     page.get_by_label("Assign to").select_option("sara")
     page.get_by_role("button", name="Assign", exact=True).click()
@@ -140,6 +142,7 @@ def test_security_engineer_works_an_alert_through_to_resolution(live_server, pag
     page.get_by_role("button", name="Reopen").click()
     expect(badges).to_contain_text("Open")
     expect(badges).not_to_contain_text("Snoozed")
+    expect(alerts_link.locator(".nav-count")).to_have_text("3")
 
     page.get_by_role("button", name="Resolve").click()
     note = page.get_by_label(re.compile(r"^Resolution note"))

@@ -111,6 +111,9 @@ def test_the_list_filters_like_the_page_and_costs_constant_queries(security, ana
     assert client.get(ALERTS, {"status": "resolved"}).json()["count"] == 0
     bad = client.get(ALERTS, {"status": "sleeping"})
     assert bad.status_code == 400 and "status" in bad.json()["errors"]
+    unknown_rule = client.get(ALERTS, {"rule": "volume"})  # rules are the detectors' names, not a substring
+    assert unknown_rule.status_code == 400 and "rule" in unknown_rule.json()["errors"]
+    assert client.get(ALERTS, {"rule": "read_not_allowed"}).status_code == 200
 
 
 def test_the_workflow_endpoints_answer_with_the_alert_and_are_audited(security, analyst, store):
