@@ -96,6 +96,15 @@ def dataset_get(*, user, pk) -> Dataset:
     return dataset
 
 
+def dataset_visible_get(*, user, pk) -> Dataset:
+    """One dataset the user may see, alone (no store, version or owners: for reads that only need
+    it to be visible, such as its lineage graph); 404 otherwise. One query."""
+    dataset = dataset_visible(user=user).filter(pk=pk).first()
+    if dataset is None:
+        raise Http404("No such dataset.")
+    return dataset
+
+
 def dataset_version_list(*, dataset: Dataset) -> QuerySet[DatasetVersion]:
     return dataset.versions.select_related("registered_by_user").defer("columns").order_by("-number")
 
