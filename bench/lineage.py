@@ -308,14 +308,17 @@ def graph_build(config: dict, plan: GraphPlan, *, store_ids: dict[str, int], own
             SELECT p.i + 1, (%(owners)s::bigint[])[1 + p.i %% %(count)s] FROM bench_plan p
         """, {"owners": owner_ids, "count": len(owner_ids)})
         step("jobs", """
-            INSERT INTO lineage_job (id, namespace, name, description, created_at, updated_at)
-            SELECT p.i + 1, 'bench-pipelines', format('build_t%%s', lpad(p.i::text, 6, '0')), '', %(now)s, %(now)s
+            INSERT INTO lineage_job (id, namespace, name, description, processing_type, integration, job_type, sql,
+                                     sql_dialect, created_at, updated_at)
+            SELECT p.i + 1, 'bench-pipelines', format('build_t%%s', lpad(p.i::text, 6, '0')), '', '', '', '', '', '',
+                   %(now)s, %(now)s
             FROM bench_plan p WHERE p.main IS NOT NULL
         """, {"now": now})
         step("dataset nodes", """
-            INSERT INTO lineage_node (id, kind, dataset_id, source_kind, name, is_violation, created_at)
-            SELECT d.id, 'dataset', d.id, '', d.qualified_name, false, %(now)s FROM catalog_dataset d
-        """, {"now": now})
+            INSERT INTO lineage_node (id, kind, dataset_id, source_kind, name, effective_sensitivity, is_violation,
+                                      created_at)
+            SELECT d.id, 'dataset', d.id, '', d.qualified_name, %(effective)s, false, %(now)s FROM catalog_dataset d
+        """, {"now": now, "effective": max(sensitivity for _, _, sensitivity in COLUMNS)})
         step("column nodes", """
             INSERT INTO lineage_node (id, kind, dataset_id, column_id, source_kind, name, effective_sensitivity,
                                       is_violation, created_at)
@@ -618,11 +621,13 @@ class QueryTimer:
 def query_kind(sql: str) -> str:
     """Which part of a walk a query is, for the time breakdown."""
     if sql.lstrip().upper().startswith("WITH RECURSIVE"):
+        return "walk statement"
+    if sql.lstrip().upper().startswith("WITH"):  # lineage_graph's second statement
         return "graph statement"
     return "other SQL"
 
 
-BREAKDOWN_PARTS = ("graph statement", "other SQL")
+BREAKDOWN_PARTS = ("walk statement", "graph statement", "other SQL")
 
 
 def walks_measure(figures: WalkFigures, starts: list[Start], *, walker: Walker, api: ApiReader, key: str,

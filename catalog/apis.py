@@ -73,6 +73,19 @@ class DatasetSearchPagination(NameCursorPagination):
             return True
         return super()._position_fits(position)
 
+    def paginate_queryset(self, queryset, request, view=None):
+        # Ranking in two steps: a page of the name tiers (few rows, found and ranked on the names
+        # alone) is the top of the whole ranking; only when they hold less than a page (and one
+        # more row, to know there is a next page) is every match ranked. Backward pages rank all.
+        name_tiers = view.search_name_tiers() if hasattr(view, "search_name_tiers") else None
+        if name_tiers is not None:
+            cursor = self.decode_cursor(request)
+            if cursor is None or not cursor.reverse:
+                page = super().paginate_queryset(name_tiers, request, view)
+                if page is None or self.has_next:
+                    return page
+        return super().paginate_queryset(queryset, request, view)
+
     def get_paginated_response(self, data):
         response = super().get_paginated_response(data)
         response.data["facets"] = getattr(self, "facets", None)
@@ -126,6 +139,10 @@ class DatasetListRegisterApi(generics.ListAPIView):
 
     def get_queryset(self):
         return selectors.dataset_list(user=self.request.user)
+
+    def search_name_tiers(self):
+        """The search's results in its name tiers only (``catalog.search``), or None without one."""
+        return selectors.dataset_search_name_tiers(user=self.request.user, data=self.request.query_params)
 
     def paginate_queryset(self, queryset):
         page = super().paginate_queryset(queryset)

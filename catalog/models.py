@@ -1,4 +1,5 @@
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.search import SearchVectorField
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
@@ -424,8 +425,9 @@ class ColumnSuggestion(models.Model):
 
 
 class DatasetSearch(models.Model):
-    """A dataset's search document, kept by PostgreSQL triggers (migration 0009; read through
-    ``catalog.search``). The ``protections`` of its columns (a text array) are read in SQL only.
+    """A dataset's search document, kept by PostgreSQL triggers (migrations 0009 and 0010; read
+    through ``catalog.search``): the weighted document and the name's words alone
+    (``name_document``). The ``protections`` of its columns (a text array) are read in SQL only.
     The table exists on PostgreSQL only."""
 
     dataset = models.OneToOneField(
@@ -433,7 +435,31 @@ class DatasetSearch(models.Model):
     )
     name = models.TextField()
     document = SearchVectorField()
+    name_document = SearchVectorField()
 
     class Meta:
         managed = False
         db_table = "catalog_datasetsearch"
+
+
+class DatasetFacets(models.Model):
+    """A dataset's facet values, kept by the search triggers (migration 0010; read through
+    ``catalog.search``): one narrow row per dataset, so that facet counts scan no wide row and join
+    nothing. The table exists on PostgreSQL only."""
+
+    dataset = models.OneToOneField(
+        Dataset, on_delete=models.DO_NOTHING, primary_key=True, related_name="search_facets", db_constraint=False
+    )
+    store = models.TextField()
+    environment = models.TextField()
+    residency = models.TextField()
+    status = models.TextField()
+    sensitivity = models.PositiveSmallIntegerField()
+    classified = models.BooleanField()
+    owners = ArrayField(models.TextField())
+    tags = ArrayField(models.TextField())
+    protections = ArrayField(models.TextField())
+
+    class Meta:
+        managed = False
+        db_table = "catalog_datasetfacets"

@@ -79,9 +79,14 @@ def _tsquery(words: list[str], *, weights: str = "", joiner: str = " & ") -> Sea
     return SearchQuery(joiner.join(f"{word}:*{weights}" for word in words), search_type="raw", config=CONFIG)
 
 
-def dataset_search_filter(queryset: QuerySet, query: str) -> QuerySet:
+def dataset_search_filter(queryset: QuerySet, query: str, *, names_only: bool = False) -> QuerySet:
     """``queryset`` narrowed to datasets matching ``query``, annotated with ``search_score`` (higher
-    first: ``-search_score, qualified_name`` is the order of results)."""
+    first: ``-search_score, qualified_name`` is the order of results).
+
+    ``names_only``: only the name tiers (every word in the name, or a name like the search), with
+    the same scores: the top of the full results whenever it holds a page of them
+    (``dataset_search_name_tiers``). A common word is in most documents but few names.
+    """
     query = (query or "").strip()
     words = search_words(query)
     if not query:
@@ -99,7 +104,10 @@ def dataset_search_filter(queryset: QuerySet, query: str) -> QuerySet:
     everything = _tsquery(words)
     document = F("search_document__document")
     rank = SearchRank(document, everything, normalization=32)  # rank / (rank + 1): below 1
-    in_name = Q(search_document__document=_tsquery(words, weights="A"))
+    # The name tier is found and ranked on the names-only vector (its own GIN index; small to read),
+    # the same words as the weight-A part of the document.
+    in_name = Q(search_document__name_document=everything)
+    name_rank = SearchRank(F("search_document__name_document"), everything, normalization=32)
     in_columns = Q(search_document__document=_tsquery(words, weights="AB"))
     # A typo in a name: every word (of FUZZY_MIN_LENGTH letters or more) like a word of the name
     # (pg_trgm word similarity, threshold in settings; the trigram index answers it).
@@ -110,16 +118,29 @@ def dataset_search_filter(queryset: QuerySet, query: str) -> QuerySet:
     phrase = " ".join(words)
     similarity = Cast(TrigramWordSimilarity(Value(phrase), "search_document__name"), FloatField())
     score = Case(
-        When(in_name, then=Value(3.0) + rank),
+        When(in_name, then=Value(3.0) + name_rank),
         *([When(like_name, then=Value(2.0) + similarity * Value(0.99))] if like_name else []),
         When(in_columns, then=Value(1.0) + rank),
         default=rank,
         output_field=FloatField(),
     )
-    matched = Q(search_document__document=everything)
-    if like_name:
-        matched |= like_name
+    if names_only:
+        matched = in_name | like_name if like_name else in_name
+    else:
+        matched = Q(search_document__document=everything)
+        if like_name:
+            matched |= like_name
     return queryset.filter(matched).annotate(search_score=score)
+
+
+def dataset_search_name_tiers(queryset: QuerySet, query: str) -> QuerySet | None:
+    """The results of ``query`` in its name tiers only (``dataset_search_filter(names_only=True)``),
+    or None where the search has no tiers (SQLite, a literal search). ``queryset``: the datasets
+    with every other filter applied."""
+    query = (query or "").strip()
+    if not query or not full_text_enabled() or not search_words(query) or _literal(query):
+        return None
+    return dataset_search_filter(queryset, query, names_only=True)
 
 
 def dataset_search_matches(*, datasets, query: str) -> dict[int, dict]:
@@ -171,8 +192,8 @@ FACETS = ["sensitivity", "protection", "store", "environment", "residency", "own
 _SENSITIVITY_ORDER = [label for _, label in reversed(Sensitivity.choices)] + [UNCLASSIFIED_LABEL]
 
 
-def _facet_sql(source: str, family: str, vendor: str) -> str:
-    """One family's ``(family, value, count)`` rows over the CTE ``source``."""
+def _facet_sql(source: str, family: str) -> str:
+    """One family's ``(family, value, count)`` rows over the CTE ``source`` (SQLite: the fallback)."""
     sensitivity_label = "CASE WHEN m.classified THEN CASE m.sensitivity " + " ".join(
         f"WHEN {value} THEN '{label}'" for value, label in Sensitivity.choices
     ) + f" END ELSE '{UNCLASSIFIED_LABEL}' END"
@@ -189,15 +210,9 @@ def _facet_sql(source: str, family: str, vendor: str) -> str:
     elif family == "owner":
         value, joins = "u.username", "JOIN catalog_dataset_owners o ON o.dataset_id = m.id JOIN access_user u ON u.id = o.user_id"
     elif family == "tag":
-        if vendor == "postgresql":
-            value, joins = "t.value", "CROSS JOIN LATERAL jsonb_array_elements_text(CASE WHEN jsonb_typeof(m.tags) = 'array' THEN m.tags ELSE '[]'::jsonb END) AS t(value)"
-        else:
-            value, joins = "t.value", "JOIN json_each(CASE WHEN json_type(m.tags) = 'array' THEN m.tags ELSE '[]' END) AS t"
+        value, joins = "t.value", "JOIN json_each(CASE WHEN json_type(m.tags) = 'array' THEN m.tags ELSE '[]' END) AS t"
     elif family == "protection":
-        if vendor == "postgresql":
-            value, joins = "p.value", "JOIN catalog_datasetsearch ds ON ds.dataset_id = m.id CROSS JOIN LATERAL unnest(ds.protections) AS p(value)"
-        else:
-            value, joins = "p.protection", "JOIN (SELECT DISTINCT dataset_id, protection FROM catalog_column) p ON p.dataset_id = m.id"
+        value, joins = "p.protection", "JOIN (SELECT DISTINCT dataset_id, protection FROM catalog_column) p ON p.dataset_id = m.id"
     else:
         raise ValueError(family)
     limit = "" if family in ("sensitivity", "protection", "status", "environment") else f" LIMIT {FACET_LIMIT}"
@@ -214,26 +229,14 @@ def dataset_facets(*, querysets: dict[str, QuerySet]) -> dict[str, list[dict]]:
     without an active filter share the results themselves (key ``"*"``). Each queryset must be
     visibility-filtered already: a hidden dataset is counted in no facet.
     """
-    vendor = connection.vendor
-    sources, params, ctes = {}, [], []
-    for key, queryset in querysets.items():
-        sql, sql_params = (
-            queryset.order_by().values("id", "sensitivity", "classified", "status", "store_id", "tags").query.sql_with_params()
-        )
-        name = f"m{len(ctes)}"
-        materialized = " MATERIALIZED" if vendor == "postgresql" else ""
-        ctes.append(f"{name} AS{materialized} ({sql})")
-        params.extend(sql_params)
-        sources[key] = name
-    parts = [_facet_sql(sources.get(family, sources["*"]), family, vendor) for family in FACETS]
-    sql = f"WITH {', '.join(ctes)} " + " UNION ALL ".join(parts)
-    facets = {family: [] for family in FACETS}
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        rows = cursor.fetchall()
+    if connection.vendor == "postgresql":
+        rows = _facet_rows_postgresql(querysets)
+    else:
+        rows = _facet_rows_other(querysets)
     counts = {}
     for family, value, count in rows:
         counts.setdefault(family, {})[value] = count
+    facets = {family: [] for family in FACETS}
     status_labels = dict(DatasetStatus.choices)
     for family in FACETS:
         found = counts.get(family, {})
@@ -243,8 +246,96 @@ def dataset_facets(*, querysets: dict[str, QuerySet]) -> dict[str, list[dict]]:
             facets[family] = [{"value": label, "label": label, "count": found.get(value, 0)} for value, label in Protection.choices]
         else:
             labels = status_labels if family == "status" else {}
-            facets[family] = [{"value": value, "label": labels.get(value, value), "count": count} for value, count in found.items()]
+            ordered = sorted(found.items(), key=lambda item: (-item[1], item[0]))
+            if family not in _UNLIMITED:
+                ordered = ordered[:FACET_LIMIT]
+            facets[family] = [{"value": value, "label": labels.get(value, value), "count": count} for value, count in ordered]
     return facets
+
+
+_UNLIMITED = ("sensitivity", "protection", "status", "environment")
+_SCALAR_FAMILIES = ("sensitivity", "store", "environment", "residency", "status")  # one value per dataset
+_ARRAY_FAMILIES = {"tag": "tags", "owner": "owners", "protection": "protections"}  # several
+_NARROW = ["tier", "store", "environment", "residency", "status", "tags", "owners", "protections"]
+_TIER_LABELS = {str(value): label for value, label in Sensitivity.choices} | {"-1": UNCLASSIFIED_LABEL}
+
+
+def _facet_rows_postgresql(querysets: dict[str, QuerySet]) -> list[tuple[str, str, int]]:
+    """``(family, value, count)`` rows, in one statement, from each dataset's narrow facet row
+    (``catalog_datasetfacets``, migration 0010): the one-value families of a set of datasets are
+    counted in one pass (``GROUPING SETS``), each array family (tags, owners, protections) in one
+    more; nothing is joined. A set with filters (a search, a facet filter, the reader's visibility)
+    is read once into a materialised CTE; without any (browsing everything one may see), the counts
+    come from ``catalog_datasetfacetcounts``, kept by the triggers, and nothing is scanned."""
+    families_by_source: dict[str, list[str]] = {}
+    for family in FACETS:
+        families_by_source.setdefault(family if family in querysets else "*", []).append(family)
+    ctes, parts, cte_params, part_params = [], [], [], []
+    for index, (key, families) in enumerate(families_by_source.items()):
+        queryset = querysets[key]
+        if queryset.query.is_empty():
+            continue
+        if queryset.query.where:
+            name = f"m{index}"
+            source_sql, source_params = queryset.order_by().values_list(
+                Case(When(search_facets__classified=True, then=F("search_facets__sensitivity")), default=Value(-1)),
+                *(f"search_facets__{field}" for field in _NARROW[1:]),
+            ).query.sql_with_params()
+            ctes.append(f"{name}({', '.join(_NARROW)}) AS MATERIALIZED ({source_sql})")
+            cte_params.extend(source_params)
+        else:
+            # Everything: the counts kept by the triggers, summed (the table holds a row per value
+            # and the deltas since the last compaction).
+            parts.append("SELECT family, value, SUM(n)::bigint FROM catalog_datasetfacetcounts WHERE family = ANY(%s) "
+                         "GROUP BY family, value HAVING SUM(n) > 0")
+            part_params.append(families)
+            continue
+        scalars = [family for family in families if family in _SCALAR_FAMILIES]
+        if scalars:
+            columns = ["tier::text" if family == "sensitivity" else family for family in scalars]
+            family_case = " ".join(f"WHEN GROUPING({column}) = 0 THEN '{family}'" for family, column in zip(scalars, columns))
+            value_case = " ".join(f"WHEN GROUPING({column}) = 0 THEN {column}" for column in columns)
+            sets = ", ".join(f"({column})" for column in columns)
+            parts.append(f"SELECT CASE {family_case} END, CASE {value_case} END, COUNT(*) FROM {name} AS m "
+                         f"GROUP BY GROUPING SETS ({sets})")
+        for family in families:
+            if family in _ARRAY_FAMILIES:
+                # unnest in the select list (a ProjectSet): faster than a lateral join per row.
+                parts.append(f"SELECT '{family}', value, COUNT(*) FROM (SELECT unnest({_ARRAY_FAMILIES[family]}) AS value "
+                             f"FROM {name} AS m) AS u GROUP BY value")
+    if not parts:
+        return []
+    sql = (f"WITH {', '.join(ctes)} " if ctes else "") + " UNION ALL ".join(parts)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, cte_params + part_params)
+        rows = cursor.fetchall()
+    found = []
+    for family, value, count in rows:
+        if value is None or (family == "residency" and value == ""):
+            continue  # a dataset without a facet row yet; a store without a residency
+        if family == "sensitivity":
+            value = _TIER_LABELS.get(value, value)
+        found.append((family, value, count))
+    return found
+
+
+def _facet_rows_other(querysets: dict[str, QuerySet]) -> list[tuple[str, str, int]]:
+    """``(family, value, count)`` rows on databases without the search documents (SQLite), with
+    joins per family: the embedded demo holds few datasets."""
+    sources, params, ctes = {}, [], []
+    for key, queryset in querysets.items():
+        sql, sql_params = (
+            queryset.order_by().values("id", "sensitivity", "classified", "status", "store_id", "tags").query.sql_with_params()
+        )
+        name = f"m{len(ctes)}"
+        ctes.append(f"{name} AS ({sql})")
+        params.extend(sql_params)
+        sources[key] = name
+    parts = [_facet_sql(sources.get(family, sources["*"]), family) for family in FACETS]
+    sql = f"WITH {', '.join(ctes)} " + " UNION ALL ".join(parts)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
 
 
 def facet_querysets(*, filterset_class, data, queryset: QuerySet) -> dict[str, QuerySet]:
@@ -258,3 +349,14 @@ def facet_querysets(*, filterset_class, data, queryset: QuerySet) -> dict[str, Q
             querysets[family] = filterset_class(rest, queryset=queryset).qs
     return querysets
 
+
+
+def facet_counts_compact() -> int:
+    """Fold the deltas of the browsing facet counts (``catalog_datasetfacetcounts``) into one row
+    per value, in one statement (readers see the same sums before and after); the number of rows
+    it removed. Nothing to do on other databases."""
+    if not full_text_enabled():
+        return 0
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT catalog_search_counts_compact()")
+        return cursor.fetchone()[0]

@@ -59,6 +59,20 @@ def dataset_search_matches(*, datasets, query: str) -> dict[int, dict]:
     return search.dataset_search_matches(datasets=datasets, query=query)
 
 
+def dataset_search_name_tiers(*, user, data) -> QuerySet[Dataset] | None:
+    """The results of the search ``data["q"]`` (with the request's other filters) in its name tiers
+    only, ranked as in the full results, whose top they are when they hold a page: or None when
+    there is no search or it has no tiers (``catalog.search.dataset_search_name_tiers``)."""
+    from catalog.filtersets import DatasetFilterSet  # the filterset builds on these selectors' module
+
+    query = data.get("q")
+    if not query:
+        return None
+    rest = data.copy()
+    rest.pop("q", None)
+    return search.dataset_search_name_tiers(DatasetFilterSet(rest, queryset=dataset_list(user=user)).qs, query)
+
+
 def dataset_search_facets(*, user, data) -> dict[str, list[dict]]:
     """Facet counts for a search (``data``: the request's query parameters) over the datasets the
     user may see: for each family, the results with every other filter applied. One query."""
@@ -77,6 +91,15 @@ def dataset_get(*, user, pk) -> Dataset:
         .filter(pk=pk)
         .first()
     )
+    if dataset is None:
+        raise Http404("No such dataset.")
+    return dataset
+
+
+def dataset_visible_get(*, user, pk) -> Dataset:
+    """One dataset the user may see, alone (no store, version or owners: for reads that only need
+    it to be visible, such as its lineage graph); 404 otherwise. One query."""
+    dataset = dataset_visible(user=user).filter(pk=pk).first()
     if dataset is None:
         raise Http404("No such dataset.")
     return dataset

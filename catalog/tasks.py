@@ -47,3 +47,12 @@ def sync_runs_resume() -> list[int]:
     from catalog.sync import sync_runs_resume as resume
 
     return resume()
+
+
+@shared_task(name="catalog.search_counts_compact", max_retries=0)
+def search_counts_compact() -> int:
+    """Fold the browsing facet counts' deltas into one row per value (``catalog.search``); safe to
+    run twice or concurrently. Returns how many rows it removed."""
+    from catalog.search import facet_counts_compact
+
+    return facet_counts_compact()

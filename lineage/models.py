@@ -41,7 +41,8 @@ class Node(models.Model):
     # Column name for column nodes, source name for sources, qualified name for datasets.
     name = models.CharField(max_length=600)
 
-    # Effective sensitivity, kept for column nodes (see lineage.sensitivity).
+    # Effective sensitivity, kept for column nodes (see lineage.sensitivity), and for dataset nodes
+    # the highest of their current columns' (kept in the same write).
     effective_sensitivity = models.PositiveSmallIntegerField(choices=Sensitivity.choices, null=True, blank=True)
     unprotected_inflow = models.PositiveSmallIntegerField(choices=Sensitivity.choices, null=True, blank=True)
     # The upstream node whose inflow set the effective sensitivity (the next step of the path).

@@ -87,15 +87,31 @@ def sensitivity_refresh(*, node_ids) -> int:
     node_table, column_table, edge_table = Node._meta.db_table, Column._meta.db_table, Edge._meta.db_table
     dataset_table = Dataset._meta.db_table
     with connection.cursor() as cursor:
+        # Each row also carries its dataset's node and what that node stores, and the highest
+        # effective sensitivity of the dataset's other current columns (those outside the closure
+        # keep theirs): enough to keep the dataset node's own value, the highest of its columns',
+        # up to date in the same write, without another query.
         cursor.execute(
             _closure_sql(len(seeds))
-            + f"""SELECT n.id, n.column_id, c.sensitivity, c.protection, n.effective_sensitivity,
-                         n.unprotected_inflow, n.sensitivity_from_id, n.is_violation, d.classified
+            + f""", closure_datasets(dataset_id) AS (
+                      SELECT DISTINCT n.dataset_id FROM closure JOIN {node_table} n ON n.id = closure.id
+                  ),
+                  others(dataset_id, value) AS (
+                      SELECT m.dataset_id, max(m.effective_sensitivity) FROM {node_table} m
+                      WHERE m.dataset_id IN (SELECT dataset_id FROM closure_datasets) AND m.kind = %s
+                        AND m.column_id IS NOT NULL AND m.id NOT IN (SELECT id FROM closure)
+                      GROUP BY m.dataset_id
+                  )
+                  SELECT n.id, n.column_id, c.sensitivity, c.protection, n.effective_sensitivity,
+                         n.unprotected_inflow, n.sensitivity_from_id, n.is_violation, d.classified,
+                         n.dataset_id, dn.id, dn.effective_sensitivity, o.value
                   FROM closure JOIN {node_table} n ON n.id = closure.id
                   LEFT JOIN {column_table} c ON c.id = n.column_id
                   LEFT JOIN {dataset_table} d ON d.id = n.dataset_id
+                  LEFT JOIN {node_table} dn ON dn.dataset_id = n.dataset_id AND dn.kind = %s
+                  LEFT JOIN others o ON o.dataset_id = n.dataset_id
                   WHERE n.kind = %s""",
-            [*closure_params, NodeKind.COLUMN],
+            [*closure_params, NodeKind.COLUMN, NodeKind.DATASET, NodeKind.COLUMN],
         )
         stored = {row[0]: row for row in cursor.fetchall()}
         cursor.execute(
@@ -193,27 +209,67 @@ def sensitivity_refresh(*, node_ids) -> int:
                     is_violation=new[3],
                 )
             )
-    _nodes_write(changed)
+    changed_datasets = _dataset_nodes_changed(stored, effective)
+    _nodes_write(changed, changed_datasets)
     return len(changed)
 
 
-def _nodes_write(changed: list[Node], chunk: int = 500) -> None:
+def _dataset_nodes_changed(stored: dict, effective: dict) -> list[tuple[int, int | None]]:
+    """``(dataset node id, new effective sensitivity)`` for the datasets of the closure whose
+    highest current-column value moved: the new values of their columns in the closure, the stored
+    ones of the others (``stored`` rows carry them)."""
+    highest: dict[int, tuple[int, int | None, int | None]] = {}  # dataset node -> (stored, others, new)
+    for pk, row in stored.items():
+        column_id, dataset_node_id, dataset_stored, others = row[1], row[10], row[11], row[12]
+        if dataset_node_id is None:
+            continue
+        _, _, value = highest.setdefault(dataset_node_id, (dataset_stored, others, others))
+        if column_id is not None and (value is None or effective[pk] > value):
+            highest[dataset_node_id] = (dataset_stored, others, effective[pk])
+    return [(pk, new) for pk, (old, _others, new) in highest.items() if new != old]
+
+
+def _nodes_write(changed: list[Node], datasets: list[tuple[int, int | None]] = (), chunk: int = 500) -> None:
     """Write new values, one ``WITH v AS (VALUES ...) UPDATE ... FROM v`` per chunk of nodes (PostgreSQL, and
     SQLite since 3.33). Django's ``bulk_update`` builds a CASE per row and field, which costs
-    seconds of Python for a few thousand nodes."""
+    seconds of Python for a few thousand nodes. ``datasets``: ``(dataset node id, effective)`` pairs,
+    written in the same statements (only their effective sensitivity: ``whole`` is false)."""
     table = Node._meta.db_table
-    row = "(CAST(%s AS integer), CAST(%s AS integer), CAST(%s AS integer), CAST(%s AS integer), CAST(%s AS boolean))"
+    row = ("(CAST(%s AS integer), CAST(%s AS integer), CAST(%s AS integer), CAST(%s AS integer), CAST(%s AS boolean),"
+           " CAST(%s AS boolean))")
+    values = [
+        (node.pk, node.effective_sensitivity, node.unprotected_inflow, node.sensitivity_from_id, node.is_violation, True)
+        for node in changed
+    ]
+    chunks = [values[start:start + chunk] for start in range(0, len(values), chunk)] or [[]]
+    # The datasets ride with the last chunk: as many statements as the column nodes alone need.
+    chunks[-1] += [(pk, value, None, None, False, False) for pk, value in datasets]
     with connection.cursor() as cursor:
-        for start in range(0, len(changed), chunk):
-            nodes = changed[start:start + chunk]
-            params = []
-            for node in nodes:
-                params += [node.pk, node.effective_sensitivity, node.unprotected_inflow, node.sensitivity_from_id,
-                           node.is_violation]
+        for rows in chunks:
+            if not rows:
+                continue
             cursor.execute(
-                f"""WITH v(id, effective, inflow, source, violation) AS (VALUES {", ".join([row] * len(nodes))})
-                    UPDATE {table} SET effective_sensitivity = v.effective, unprotected_inflow = v.inflow,
-                           sensitivity_from_id = v.source, is_violation = v.violation
+                f"""WITH v(id, effective, inflow, source, violation, whole) AS (VALUES {", ".join([row] * len(rows))})
+                    UPDATE {table} SET effective_sensitivity = v.effective,
+                           unprotected_inflow = CASE WHEN v.whole THEN v.inflow ELSE {table}.unprotected_inflow END,
+                           sensitivity_from_id = CASE WHEN v.whole THEN v.source ELSE {table}.sensitivity_from_id END,
+                           is_violation = CASE WHEN v.whole THEN v.violation ELSE {table}.is_violation END
                     FROM v WHERE {table}.id = v.id""",
-                params,
+                [value for row_values in rows for value in row_values],
             )
+
+
+def dataset_nodes_effective_fill() -> int:
+    """Set every dataset node's effective sensitivity to the highest of its current columns' nodes,
+    in one statement (``manage.py lineage_rebuild``; migration ``0005`` runs the same). The refresh
+    keeps it so afterwards. Returns how many dataset nodes it wrote."""
+    table = Node._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""UPDATE {table} SET effective_sensitivity = (
+                    SELECT max(m.effective_sensitivity) FROM {table} m
+                    WHERE m.dataset_id = {table}.dataset_id AND m.kind = %s AND m.column_id IS NOT NULL
+                ) WHERE kind = %s""",
+            [NodeKind.COLUMN, NodeKind.DATASET],
+        )
+        return cursor.rowcount

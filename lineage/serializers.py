@@ -72,10 +72,8 @@ class LineageNodeSerializer(serializers.Serializer):
         return None
 
     def get_effectiveSensitivity(self, node) -> str | None:
-        if node.kind == NodeKind.COLUMN:
+        if node.kind in (NodeKind.COLUMN, NodeKind.DATASET):  # a dataset node keeps its columns' highest
             return sensitivity_label(node.effective_sensitivity)
-        if node.kind == NodeKind.DATASET:
-            return sensitivity_label(self.context.get("dataset_effective", {}).get(node.dataset_id))
         return None
 
     def get_protection(self, node) -> str | None:

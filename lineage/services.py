@@ -43,14 +43,19 @@ class EdgeSpec:
     job_id: int | None = None
 
 
-def dataset_nodes_ensure(datasets) -> dict[int, Node]:
-    """The lineage node of each dataset, created where missing; keyed by dataset id."""
+def dataset_nodes_ensure(datasets, *, effective=None) -> dict[int, Node]:
+    """The lineage node of each dataset, created where missing; keyed by dataset id.
+
+    ``effective``: the effective sensitivity of new nodes by dataset id, where the caller knows it
+    (the highest of their column nodes'; ``lineage.sensitivity`` keeps it up to date after that)."""
     datasets = {dataset.pk: dataset for dataset in datasets}
     if not datasets:
         return {}
+    effective = effective or {}
     found = {node.dataset_id: node for node in Node.objects.filter(kind=NodeKind.DATASET, dataset_id__in=datasets)}
     missing = [
-        Node(kind=NodeKind.DATASET, dataset=dataset, name=dataset.qualified_name)
+        Node(kind=NodeKind.DATASET, dataset=dataset, name=dataset.qualified_name,
+             effective_sensitivity=effective.get(pk))
         for pk, dataset in datasets.items()
         if pk not in found
     ]
@@ -400,7 +405,6 @@ def lineage_datasets_synced(*, datasets, new_ids=frozenset()) -> None:
     datasets = list(datasets)
     if not datasets:
         return
-    dataset_nodes_ensure(datasets)
     columns = {}
     for column in Column.objects.filter(dataset__in=datasets):
         columns.setdefault(column.dataset_id, []).append(column)
@@ -411,6 +415,11 @@ def lineage_datasets_synced(*, datasets, new_ids=frozenset()) -> None:
         sourced = any(c.originating_source_kind for c in own)
         named = {dataset.name.lower(), dataset.registration_name.lower(), dataset.qualified_name.lower()} & waiting_names
         (fast if dataset.pk in new_ids and not sourced and not named else slow).append(dataset)
+    # A fast dataset's node is new, and its effective sensitivity the highest of its columns' own.
+    dataset_nodes_ensure(datasets, effective={
+        dataset.pk: max((column.sensitivity for column in columns[dataset.pk]), default=None)
+        for dataset in fast if dataset.pk in columns
+    })
     # Nothing flows into a new dataset nobody waits for, so its columns' effective sensitivity
     # is their own and nothing downstream needs a refresh.
     new_nodes = [

@@ -50,6 +50,7 @@ class _Access:
     table: str
     action: str
     columns: set
+    row_refs: set = field(default_factory=set)  # whole-row references (parsing.RelationAccess.row_refs)
 
 
 class _Catalog:
@@ -201,10 +202,12 @@ def _events_write(events: list[_Event]) -> None:
                 copy.write_row(event.row(now))
 
 
-def _catalog_columns(dataset: Dataset, names: set, unresolved: set) -> list[str]:
-    """Column names as the catalog spells them, in position order; ``*`` is every current column."""
+def _catalog_columns(dataset: Dataset, names: set, unresolved: set, row_refs: set = frozenset()) -> list[str]:
+    """Column names as the catalog spells them, in position order; ``*`` is every current column, and
+    so is a whole-row reference (``SELECT u FROM users u``) that is not the name of a column."""
     current = list(dataset.columns.all())
-    if STAR in names:
+    known = {c.name.lower() for c in current}
+    if STAR in names or any(name.lower() not in known for name in row_refs):
         return [c.name for c in current]
     wanted = {n.lower() for n in names} | {n.lower() for n in unresolved}
     return [c.name for c in current if c.name.lower() in wanted]
@@ -222,17 +225,19 @@ def _accesses(records: list[LogRecord], result: IngestResult) -> list[_Access]:
                     if t == table.lower():
                         found = relation
                         break
-            columns = set()
+            columns, row_refs = set(), set()
             if found is not None:
                 columns = found.writes if record.action == AccessAction.WRITE else (found.reads | set())
                 if record.action == AccessAction.WRITE and not columns:
                     columns = found.reads
-            accesses.append(_Access(record, parsed, schema, table, record.action, set(columns)))
+                if record.action != AccessAction.WRITE or columns is found.reads:
+                    row_refs = set(found.row_refs)
+            accesses.append(_Access(record, parsed, schema, table, record.action, set(columns), row_refs))
             continue
         for relation in parsed.relations.values():
             if relation.read:
                 accesses.append(_Access(record, parsed, relation.schema, relation.table, AccessAction.READ,
-                                        set(relation.reads)))
+                                        set(relation.reads), set(relation.row_refs)))
             if relation.written:
                 accesses.append(_Access(record, parsed, relation.schema, relation.table, AccessAction.WRITE,
                                         set(relation.writes)))
@@ -280,7 +285,7 @@ def access_log_ingest(*, store: DataStore, records: list[LogRecord], source: str
         seen_keys.add(key)
         dataset, via_view = catalog.dataset(access.schema, access.table, record.default_schema)
         columns = (
-            _catalog_columns(dataset, access.columns, access.parsed.unresolved)
+            _catalog_columns(dataset, access.columns, access.parsed.unresolved, access.row_refs)
             if dataset is not None else sorted(access.columns - {STAR})
         )
         user = catalog.users.get(record.database_role)

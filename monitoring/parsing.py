@@ -48,6 +48,9 @@ class RelationAccess:
     table: str
     reads: set = field(default_factory=set)  # column names, STAR for every column
     writes: set = field(default_factory=set)
+    # Unqualified names that are also this relation's name or alias: in PostgreSQL ``SELECT u FROM
+    # users u`` (or ``row_to_json(u)``) reads the whole row, unless the table has a column so named.
+    row_refs: set = field(default_factory=set)
     read: bool = False
     written: bool = False
 
@@ -73,11 +76,17 @@ class LogFormatError(ValueError):
 # collapsed (``SELECT id -- x\n, ssn FROM t`` would read as ``SELECT id``, hiding the read of ssn).
 _LEXEMES = (
     r"(?P<string>'(?:[^'\\]|\\.|'')*(?:'|$))"  # quoted strings ('' or \' inside; cut off at the end of a log)
-    r"|(?P<dollar>\$(?P<tag>[A-Za-z_]\w*)?\$.*?\$(?P=tag)\$)"  # PostgreSQL dollar-quoted strings
+    # PostgreSQL dollar-quoted strings, $$...$$ too (the tag group matches empty: a group that took
+    # no part in the match would fail its back-reference, and $$...$$ would be kept as written),
+    # cut off at the end of a log like quoted strings
+    r"|(?P<dollar>\$(?P<tag>(?:[A-Za-z_]\w*)?)\$.*?(?:\$(?P=tag)\$|$))"
     r"|(?P<block>/\*.*?(?:\*/|$))"  # block comments
     r"|(?P<line>--[^\n]*)"  # line comments
     r"{mysql}"
-    r"|(?P<number>(?<![\w$.])-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?\b)"
+    # numbers: 42, 1.5, .75, 1e5, 1_000, and MySQL's 0x hex and 0b bit literals (a hex SSN is a value)
+    # (one way to match each: no split of a digit run to try, so a long one costs linear time)
+    r"|(?P<number>(?<![\w$.])-?(?:0[xX][0-9a-fA-F]+|0[bB][01]+|(?:\d[\d_]*(?:\.[\d_]*)?|\.\d[\d_]*)"
+    r"(?:[eE][-+]?\d+)?)\b)"
 )
 _SCRUB = re.compile(_LEXEMES.format(mysql=""), re.S)
 # MySQL and MariaDB: "..." is a string (without ANSI_QUOTES), # starts a comment, and /*! ... */
@@ -124,12 +133,37 @@ def _name(identifier) -> str:
     return identifier.name if identifier is not None else ""
 
 
-def _tables_in_scope(select: exp.Select, cte_names: set) -> dict:
+def _is_cte_reference(table: exp.Table) -> bool:
+    """Whether ``table`` names a CTE visible where it stands rather than a stored relation: a CTE of
+    a WITH attached to an enclosing statement, and inside a CTE's own body only the CTEs before it
+    (all of them under WITH RECURSIVE). A CTE's name does not hide the table it shadows elsewhere:
+    in ``WITH users AS (SELECT * FROM users) SELECT ssn FROM users`` the body reads the table."""
+    if table.db or table.catalog:
+        return False  # a CTE is named without a schema
+    name = table.name.lower()
+    child, node = table, table.parent
+    while node is not None:
+        if isinstance(node, exp.With):
+            ctes = node.expressions
+            index = next((i for i, cte in enumerate(ctes) if cte is child), None)
+            visible = ctes if node.args.get("recursive") or index is None else ctes[:index]
+            if any(cte.alias_or_name.lower() == name for cte in visible):
+                return True
+        else:
+            attached = next((value for value in node.args.values() if isinstance(value, exp.With)), None)
+            if attached is not None and attached is not child and any(
+                    cte.alias_or_name.lower() == name for cte in attached.expressions):
+                return True
+        child, node = node, node.parent
+    return False
+
+
+def _tables_in_scope(select: exp.Select) -> dict:
     """alias or name (lowercased) -> (schema, table) of the relations directly in a SELECT's FROM
-    and JOINs (not those of nested subqueries)."""
+    and JOINs (not those of nested subqueries, nor CTE references)."""
     scope = {}
     for table in select.find_all(exp.Table):
-        if not table.name or table.name.lower() in cte_names or table.find_ancestor(exp.Select) is not select:
+        if not table.name or table.find_ancestor(exp.Select) is not select or _is_cte_reference(table):
             continue
         key = (table.db, table.name)
         scope[table.alias_or_name.lower()] = key
@@ -157,6 +191,8 @@ def _columns_of(node: exp.Expression, scope: dict, access: StatementAccess, targ
             if qualifier in scope:
                 getattr(_relation(access, *scope[qualifier]), target).add(name)
             continue  # a subquery's or CTE's column: read where that one is defined
+        if target == "reads" and name.lower() in scope:
+            _relation(access, *scope[name.lower()]).row_refs.add(name)
         if len(relations) == 1:
             getattr(_relation(access, *next(iter(relations))), target).add(name)
         elif relations:
@@ -176,7 +212,6 @@ def _stars(select: exp.Select, scope: dict, access: StatementAccess) -> None:
 
 
 def _analyse(statement: exp.Expression, access: StatementAccess) -> None:
-    cte_names = {cte.alias_or_name.lower() for cte in statement.find_all(exp.CTE)}
     written = set()
     if isinstance(statement, (exp.Insert, exp.Update, exp.Delete, exp.Merge)):
         target = statement.this
@@ -206,14 +241,14 @@ def _analyse(statement: exp.Expression, access: StatementAccess) -> None:
                 relation.read = True
                 _columns_of(where, scope, access, "reads")
     for select in statement.find_all(exp.Select):
-        scope = _tables_in_scope(select, cte_names)
+        scope = _tables_in_scope(select)
         for key in set(scope.values()):
             _relation(access, *key).read = True
         _stars(select, scope, access)
         _columns_of(select, scope, access, "reads", owner=select)
     # Relations touched outside any SELECT (DELETE ... USING, TRUNCATE, ...) still count as read.
     for table in statement.find_all(exp.Table):
-        if table.name and table.name.lower() not in cte_names and id(table) not in written:
+        if table.name and id(table) not in written and not _is_cte_reference(table):
             relation = _relation(access, table.db, table.name)
             if not relation.written:
                 relation.read = True
@@ -255,6 +290,11 @@ def _shape_access(statement: str, dialect: str) -> StatementAccess:
 
 
 # pgaudit csvlog ---------------------------------------------------------------------------------
+
+# A csvlog field holds a whole statement: the csv module's default limit (128 KiB) would refuse the
+# record of a long one as malformed, and a comment padding a statement past it would hide its read.
+# Records are bounded by the push and pull sizes (MONITORING_PUSH_MAX_BYTES, the pull's chunks).
+csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
 
 # PostgreSQL 13+ csvlog columns (https://www.postgresql.org/docs/15/runtime-config-logging.html).
 CSV_LOG_TIME, CSV_USER, CSV_DATABASE, CSV_PID, CSV_CONNECTION_FROM, CSV_SESSION_ID, CSV_LINE_NUM = range(7)
@@ -409,15 +449,17 @@ def server_audit_record(line: str) -> LogRecord | None:
 
 
 def records_from_text(text: str, log_format: str, final: bool = True) -> tuple[list[LogRecord], list[str], int]:
-    """The records of a chunk of log text: (records, errors, bytes consumed)."""
+    """The records of a chunk of log text: (records, errors, bytes consumed). Bytes that are not
+    UTF-8 may come in as surrogates (``surrogateescape``, as the pull reads): they count as the
+    bytes they were, and records hold U+FFFD for them."""
     records, errors = [], []
     if log_format == "pgaudit":
-        data = text.encode()
+        data = text.encode("utf-8", "surrogateescape")
         chunks, consumed = csv_records(data, final=final)
         lines = [c.decode("utf-8", "replace") for c in chunks]
         parse = pgaudit_record
     else:
-        data = text.encode()
+        data = text.encode("utf-8", "surrogateescape")
         end = len(data) if final else data.rfind(b"\n") + 1
         lines = [line for line in data[:end].decode("utf-8", "replace").split("\n") if line.strip()]
         consumed = end

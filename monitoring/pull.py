@@ -94,19 +94,36 @@ def _add(total: IngestResult, part: IngestResult) -> None:
     total.errors.extend(part.errors[: max(0, 20 - len(total.errors))])
 
 
+# The reads decode with surrogateescape so that the text gives back the file's bytes exactly: a byte
+# that is not UTF-8 (a latin1 client's, in MariaDB's file) decoded as U+FFFD would count three bytes
+# for one, and the position would move into the next record.
 def _take(position_pk: int, read, total: IngestResult) -> bool:
-    """One chunk under the position's lock: ``read(position)`` returns (text, final, next_file) or
-    None when there is nothing new. Returns whether anything was read."""
+    """One chunk under the position's lock: ``read(position, size)`` returns (text, final, next_file)
+    or None when there is nothing new. Returns whether anything was read. A chunk that holds no whole
+    record (one statement longer than the chunk) is read again larger, up to
+    ``MONITORING_PULL_RECORD_MAX_BYTES``: a position that silently never moved would leave every
+    later read unseen. A longer record is an error on the position (``last_error``), not skipped:
+    skipping into the middle of a csvlog record would read the rest of its statement as records."""
     with transaction.atomic():
         position = LogPosition.objects.select_for_update().select_related("store").get(pk=position_pk)
-        chunk = read(position)
-        if chunk is None:
-            return False
-        text, final, next_file = chunk
-        records, errors, consumed = records_from_text(text, position.log_format, final=final)
+        size = settings.MONITORING_PULL_CHUNK_BYTES
+        while True:
+            chunk = read(position, size)
+            if chunk is None:
+                return False
+            text, final, next_file = chunk
+            records, errors, consumed = records_from_text(text, position.log_format, final=final)
+            length = len(text.encode("utf-8", "surrogateescape"))
+            if consumed or final or next_file is not None or length < size:
+                break
+            if size >= settings.MONITORING_PULL_RECORD_MAX_BYTES:
+                raise WarehouseError(
+                    f"The record at byte {position.offset:,} of {position.file} is longer than {size:,} bytes "
+                    "(MONITORING_PULL_RECORD_MAX_BYTES): raise the limit to read on.")
+            size = min(size * 4, settings.MONITORING_PULL_RECORD_MAX_BYTES)
 
         def advance():
-            if next_file is not None and consumed >= len(text.encode()):
+            if next_file is not None and consumed >= len(text.encode("utf-8", "surrogateescape")):
                 position.file, position.offset = next_file, 0
             else:
                 position.offset += consumed
@@ -121,7 +138,6 @@ def _take(position_pk: int, read, total: IngestResult) -> bool:
 
 def _pull_pgaudit(position: LogPosition, total: IngestResult, max_chunks) -> None:
     engine = _pg_engine(position.store)
-    chunk_size = settings.MONITORING_PULL_CHUNK_BYTES
     try:
         with engine.connect() as conn:
             current = conn.execute(sa.text("SELECT pg_current_logfile('csvlog')")).scalar() or ""
@@ -131,7 +147,7 @@ def _pull_pgaudit(position: LogPosition, total: IngestResult, max_chunks) -> Non
             # pull's own statements, if its role is audited) waits for the next pull.
             end_of_current = _pg_size(conn, current)
 
-            def read(pos: LogPosition):
+            def read(pos: LogPosition, chunk_size: int):
                 directory = posixpath.dirname(current)
                 names = [row[0] for row in conn.execute(sa.text(
                     "SELECT name FROM pg_ls_logdir() WHERE name LIKE '%.csv' ORDER BY name"))]
@@ -150,7 +166,7 @@ def _pull_pgaudit(position: LogPosition, total: IngestResult, max_chunks) -> Non
                                     {"p": pos.file, "o": pos.offset, "n": min(chunk_size, size - pos.offset)}).scalar()
                 data = bytes(data or b"")
                 ends_file = pos.offset + len(data) >= size and bool(following)
-                return data.decode("utf-8", "replace"), ends_file, following[0] if ends_file else None
+                return data.decode("utf-8", "surrogateescape"), ends_file, following[0] if ends_file else None
 
             chunks = 0
             while _take(position.pk, read, total):
@@ -162,9 +178,7 @@ def _pull_pgaudit(position: LogPosition, total: IngestResult, max_chunks) -> Non
 
 
 def _pull_server_audit(position: LogPosition, total: IngestResult, max_chunks) -> None:
-    chunk_size = settings.MONITORING_PULL_CHUNK_BYTES
-
-    def read(pos: LogPosition):
+    def read(pos: LogPosition, chunk_size: int):
         size = os.path.getsize(pos.file)
         if size < pos.offset:  # rotated (server_audit renames the full file to .1): start the new one
             pos.offset = 0
@@ -173,7 +187,7 @@ def _pull_server_audit(position: LogPosition, total: IngestResult, max_chunks) -
         with open(pos.file, "rb") as log:
             log.seek(pos.offset)
             data = log.read(min(chunk_size, size - pos.offset))
-        return data.decode("utf-8", "replace"), False, None
+        return data.decode("utf-8", "surrogateescape"), False, None
 
     chunks = 0
     while _take(position.pk, read, total):

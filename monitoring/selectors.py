@@ -24,7 +24,7 @@ TOP_READERS = 10
 
 
 def can_read_access_events(user) -> bool:
-    """Security engineers and admins read the access event stream (it names every dataset)."""
+    """Security engineers and admins read the access event stream (of the datasets they may see)."""
     return can_read_audit(user)
 
 
@@ -35,10 +35,15 @@ def can_see_restricted_readers(user, dataset) -> bool:
 
 
 def access_event_list(*, user):
-    """Access events, oldest first (an id-ordered stream), for security engineers and admins."""
+    """Access events, oldest first (an id-ordered stream), for security engineers and admins: those
+    of the datasets they may see, and those the catalog could not tie to a dataset (an event names
+    its dataset in its relation and statement too, so it is filtered like the dataset)."""
     if not can_read_access_events(user):
         return AccessEvent.objects.none()
-    return AccessEvent.objects.select_related("store", "user", "dataset").order_by("id")
+    events = AccessEvent.objects.select_related("store", "user", "dataset").order_by("id")
+    if user.is_superuser:
+        return events
+    return events.filter(Q(dataset__isnull=True) | Q(dataset__in=dataset_visible(user=user).values("pk")))
 
 
 def _reader(row) -> str:
@@ -175,7 +180,9 @@ def alert_get(*, user, pk):
 
 def alert_evidence_list(*, user, alert, limit: int = 200) -> list:
     """An alert's evidence, newest first, with the access or audit event behind each piece; an
-    event's dataset is shown only to readers who may see it (``event.visible_dataset``)."""
+    event's dataset is shown only to readers who may see it (``event.visible_dataset``), and for
+    the others an access event's relation, view, columns and statement, which name it too, are
+    blanked (``event.dataset_hidden``; the rows are never saved from here)."""
     rows = list(
         AlertEvidence.objects.filter(alert=alert)
         .select_related("access_event__store", "access_event__user", "access_event__dataset",
@@ -189,6 +196,11 @@ def alert_evidence_list(*, user, alert, limit: int = 200) -> list:
         for event in (row.access_event, row.audit_event):
             if event is not None:
                 event.visible_dataset = event.dataset if event.dataset_id in visible else None
+                event.dataset_hidden = bool(event.dataset_id) and event.visible_dataset is None
+        event = row.access_event
+        if event is not None and event.dataset_hidden:
+            event.relation = event.via_view = event.fingerprint = event.statement = event.finding_reason = ""
+            event.columns = []
     return rows
 
 

@@ -17,8 +17,9 @@ Deliveries are unique per (endpoint, event id), so scanning something twice send
 Visibility: an endpoint acts with the visibility of the security engineer or admin who created it.
 An event about a dataset goes to an endpoint only if its creator may see that dataset
 (``catalog.selectors.dataset_visible``); an alert only if its creator may work alerts, and the
-alert names only the datasets its creator may see. An endpoint whose creator is gone or
-deactivated receives no dataset events and no alerts (tests are still sent). Payloads hold
+alert names only the datasets its creator may see. An endpoint whose creator is gone, deactivated
+or no longer manages webhooks (left the security team) receives no catalog events and no alerts
+(tests are still sent). Payloads hold
 metadata only: names, versions, tiers, never column values or secrets.
 """
 
@@ -31,7 +32,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from access.models import AuditEvent, Grant
-from access.policies import can_work_alerts
+from access.policies import can_manage_webhooks, can_work_alerts
 from catalog.models import Dataset, DatasetVersion
 from catalog.selectors import dataset_visible
 from monitoring.models import Alert, DetectorCursor, Severity, WebhookEndpoint
@@ -47,8 +48,10 @@ def _link(path: str) -> str:
 
 
 def _creator_ok(endpoint: WebhookEndpoint) -> bool:
+    """The endpoint's creator may still manage webhooks: active, and still a security engineer or an
+    admin (someone who left the security team keeps seeing datasets, not who was granted what)."""
     creator = endpoint.created_by
-    return creator is not None and creator.is_active
+    return creator is not None and creator.is_active and can_manage_webhooks(creator)
 
 
 def alert_url(alert: Alert) -> str:

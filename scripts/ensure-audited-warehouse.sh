@@ -73,6 +73,7 @@ fi
 "${MYSQL[@]}" -e "SET GLOBAL server_audit_output_type='file';
   SET GLOBAL server_audit_file_path='${MARIADB_AUDIT_FILE:-/var/lib/mysql/server_audit.log}';
   SET GLOBAL server_audit_events='QUERY_DML';
+  SET GLOBAL server_audit_query_log_limit=1048576;
   SET GLOBAL server_audit_logging=ON;"
 # A log shipper Debian has, for the push test (tests/monitoring/test_shipper_syslog_ng.py): syslog-ng
 # tails the csvlog and POSTs batches to the catalog with its http() destination. Not started as a

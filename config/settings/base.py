@@ -209,6 +209,7 @@ CELERY_TASK_ROUTES = {
     "catalog.store_sync": {"queue": "sync"},
     "catalog.store_sync_scheduled": {"queue": "sync"},
     "catalog.sync_runs_resume": {"queue": "catalog"},
+    "catalog.search_counts_compact": {"queue": "catalog"},
     "access.*": {"queue": "catalog"},
     "lineage.*": {"queue": "catalog"},
     "monitoring.*": {"queue": "catalog"},
@@ -216,6 +217,8 @@ CELERY_TASK_ROUTES = {
 # Every fixed periodic job, in one place (per-store sync schedules live in django-celery-beat's tables).
 CELERY_BEAT_SCHEDULE = {
     "sync-runs-resume": {"task": "catalog.sync_runs_resume", "schedule": 60.0},
+    # The browsing facet counts are appended to by every write; fold them (catalog.search).
+    "search-counts-compact": {"task": "catalog.search_counts_compact", "schedule": 60.0},
     "grants-expire": {"task": "access.grants_expire", "schedule": 30.0},
     "access-requests-expire": {"task": "access.requests_expire", "schedule": 300.0},
     "grants-reconcile": {"task": "access.grants_reconcile", "schedule": 600.0},
@@ -375,6 +378,9 @@ ACCESS_GOVERNED_ADMIN_SCHEMA = env_str("ACCESS_GOVERNED_ADMIN_SCHEMA", "governed
 # Monitoring (docs/monitoring.md): how much of a store's audit log one pull step reads, and how
 # large a batch a log shipper may push to /api/v1/monitoring/logs/.
 MONITORING_PULL_CHUNK_BYTES = env_int("MONITORING_PULL_CHUNK_BYTES", 1024 * 1024, minimum=4096)
+# One log record (a statement) longer than a chunk is read in larger chunks up to this; a longer one
+# is skipped and reported, so that it cannot stop the pull.
+MONITORING_PULL_RECORD_MAX_BYTES = env_int("MONITORING_PULL_RECORD_MAX_BYTES", 64 * 1024 * 1024, minimum=4096)
 MONITORING_PUSH_MAX_BYTES = env_int("MONITORING_PUSH_MAX_BYTES", 5 * 1024 * 1024, minimum=1024)
 MONITORING_PUSH_MAX_LINES = env_int("MONITORING_PUSH_MAX_LINES", 10_000, minimum=1)
 # Where alerts go (docs/monitoring.md): alerts at or above this severity are mailed to security

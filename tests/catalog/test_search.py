@@ -267,3 +267,146 @@ def test_bad_facet_values_are_a_400_naming_the_parameter(reader_client):
     response = reader_client.get("/api/v1/datasets/", {"sensitivity": "Secretish"})
     assert response.status_code == 400
     assert "sensitivity" in response.text
+
+
+# The facet values in the search documents follow every write path --------------------------------
+
+
+def facet_values_drift() -> list:
+    """Datasets whose stored facet values differ from what their rows say now (none when the
+    triggers kept them): store, environment, residency, status, sensitivity, tags, owners, protections."""
+    with connection.cursor() as cursor:
+        cursor.execute("""
+            SELECT d.id FROM catalog_dataset d JOIN catalog_datastore s ON s.id = d.store_id
+            LEFT JOIN catalog_datasetfacets ds ON ds.dataset_id = d.id LEFT JOIN catalog_datasetsearch n ON n.dataset_id = d.id
+            WHERE ds.dataset_id IS NULL OR n.dataset_id IS NULL
+               OR (ds.store, ds.environment, ds.residency, ds.status, ds.sensitivity, ds.classified)
+                  IS DISTINCT FROM (s.name, s.environment, s.residency, d.status, d.sensitivity, d.classified)
+               OR ds.tags IS DISTINCT FROM ARRAY(SELECT jsonb_array_elements_text(d.tags))
+               OR ds.owners IS DISTINCT FROM coalesce((SELECT array_agg(DISTINCT u.username) FROM catalog_dataset_owners o
+                                                       JOIN access_user u ON u.id = o.user_id WHERE o.dataset_id = d.id)::text[], '{}')
+               OR ds.protections IS DISTINCT FROM coalesce((SELECT array_agg(DISTINCT c.protection) FROM catalog_column c
+                                                            WHERE c.dataset_id = d.id)::text[], '{}')
+               OR n.name_document IS DISTINCT FROM setweight(to_tsvector('english', catalog_search_words(d.qualified_name)), 'A')
+        """)
+        return [row[0] for row in cursor.fetchall()]
+
+
+def test_a_stores_environment_and_residency_change_moves_its_datasets_between_facets(reader_client, faceted):
+    from catalog.models import DataStore
+
+    DataStore.objects.filter(name="sandbox").update(environment="staging", residency="CA")
+    assert facet(reader_client, "environment", q="contact") == {"prod": 2, "staging": 1}
+    assert facet(reader_client, "residency", q="contact") == {"EU": 2, "CA": 1}
+    assert set(names(reader_client, q="contact", environment="staging")) == {"sandbox.crm.contacts_copy"}
+    store = DataStore.objects.get(name="warehouse")
+    store.name = "lakehouse"
+    store.save()  # a rename, one row at a time, as the store form saves it
+    assert facet(reader_client, "store", q="contact") == {"lakehouse": 2, "sandbox": 1}
+    assert facet_values_drift() == []
+
+
+def test_status_sensitivity_and_store_moves_update_the_facets_without_a_new_document(reader_client, registrar, faceted):
+    from catalog.models import DataStore
+
+    before = _documents()
+    Dataset.objects.filter(name="contacts").update(status="deprecated", sensitivity=3)
+    Dataset.objects.filter(name="contacts_copy").update(store=DataStore.objects.get(name="warehouse"), classified=False)
+    assert facet(reader_client, "status", q="contact") == {"active": 2, "deprecated": 1}
+    assert facet(reader_client, "sensitivity", q="contact") == {
+        "Restricted": 1, "Sensitive": 1, "Regular": 0, "Public": 0, "Unclassified": 1,
+    }
+    assert facet(reader_client, "store", q="contact") == {"warehouse": 3}
+    assert _documents() == before  # facet values only: no document was rebuilt
+    assert facet_values_drift() == []
+
+
+def _documents() -> dict:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT dataset_id, document::text FROM catalog_datasetsearch")
+        return dict(cursor.fetchall())
+
+
+def test_owner_tag_and_column_changes_update_the_facets(reader_client, registrar, faceted):
+    contacts = Dataset.objects.get(name="contacts")
+    owner = UserFactory(username="olga_zz")
+    contacts.owners.add(owner)
+    assert facet(reader_client, "owner", q="contact") == {"dave": 3, "olga_zz": 1}
+    owner.username = "olivia_zz"
+    owner.save()
+    assert facet(reader_client, "owner", q="contact") == {"dave": 3, "olivia_zz": 1}
+    contacts.owners.remove(owner)
+    Dataset.objects.filter(name="contacts_copy").update(tags=["gold"])
+    Column.objects.filter(dataset__name="contact_events").update(protection="encrypted")
+    assert facet(reader_client, "owner", q="contact") == {"dave": 3}
+    assert facet(reader_client, "tag", q="contact") == {"pii": 2, "events": 1, "gold": 1}
+    assert facet(reader_client, "protection", q="contact") == {
+        "None": 2, "Masked": 1, "Tokenized": 0, "Hashed": 0, "Encrypted": 1,
+    }
+    assert facet_values_drift() == []
+
+
+def test_browsing_counts_every_visible_dataset_and_only_those(outsider_client, reader_client, faceted, hidden):
+    """Without a search or a filter, counts come from the documents alone for a reader who sees
+    everything, and from the visible datasets for one who does not."""
+    assert facet(reader_client, "store") == {"warehouse": 2, "sandbox": 1, "vault": 1}  # an analyst sees all
+    # A product manager sees aggregated datasets only.
+    assert facet(outsider_client, "store") == {}
+    assert sum(facet(outsider_client, "status").values()) == 0
+    Dataset.objects.filter(name="contacts_copy").update(tags=["aggregated"])
+    assert facet(outsider_client, "store") == {"sandbox": 1}
+    assert facet(outsider_client, "tag") == {"aggregated": 1}
+
+
+def test_name_matches_page_through_to_column_matches_in_one_order(reader_client, registrar, store):
+    """The first pages come from the name tier alone; the pages after it rank every match; one
+    order throughout, and backwards."""
+    for index in range(5):
+        dataset_create(principal=registrar, store=store, name=f"sales.ledger_{index}", columns=[column_payload("id")])
+        dataset_create(principal=registrar, store=store, name=f"sales.other_{index}", columns=[column_payload("ledger_ref")])
+    dataset_create(principal=registrar, store=store, name="sales.misc", description="Copied from the ledger",
+                   columns=[column_payload("id")])
+    seen, pages, url = [], [], "/api/v1/datasets/?q=ledger&page_size=2"
+    while url:
+        body = reader_client.get(url).json()
+        pages.append(body)
+        seen += [row["qualifiedName"] for row in body["results"]]
+        url = body["next"]
+    assert len(seen) == 11 and len(set(seen)) == 11
+    assert {name.split(".")[-1] for name in seen[:5]} == {f"ledger_{index}" for index in range(5)}
+    assert {name.split(".")[-1] for name in seen[5:10]} == {f"other_{index}" for index in range(5)}
+    assert seen[10] == "analytics.sales.misc"
+    back = reader_client.get(pages[-1]["previous"]).json()
+    assert [row["qualifiedName"] for row in back["results"]] == seen[8:10]
+
+
+def browsing_counts_drift() -> dict:
+    """Facet values whose kept browsing count differs from a count over every facet row."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT family, value, sum(n) FROM catalog_datasetfacetcounts GROUP BY 1, 2 HAVING sum(n) <> 0")
+        kept = {(family, value): n for family, value, n in cursor.fetchall()}
+        cursor.execute("SELECT p.family, p.value, count(*) FROM catalog_datasetfacets f, catalog_search_facet_pairs(f) p GROUP BY 1, 2")
+        counted = {(family, value): n for family, value, n in cursor.fetchall()}
+    return {key: (kept.get(key), counted.get(key)) for key in kept.keys() | counted.keys() if kept.get(key) != counted.get(key)}
+
+
+def test_browsing_counts_follow_every_write_and_survive_compaction(reader_client, registrar, faceted, hidden):
+    from catalog.models import DataStore
+    from catalog.tasks import search_counts_compact
+
+    assert browsing_counts_drift() == {}
+    Dataset.objects.filter(name="contacts").update(status="deprecated", tags=["gold", "pii"])
+    DataStore.objects.filter(name="sandbox").update(environment="staging")
+    Column.objects.filter(dataset__name="contact_events").update(protection="encrypted")
+    Dataset.objects.get(name="contacts_copy").owners.add(UserFactory(username="olga_zz"))
+    assert browsing_counts_drift() == {}
+    assert facet(reader_client, "status") == {"active": 3, "deprecated": 1}
+    assert facet(reader_client, "environment") == {"prod": 3, "staging": 1}
+    assert search_counts_compact() > 0  # deltas folded
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) = count(DISTINCT (family, value)) FROM catalog_datasetfacetcounts")
+        assert cursor.fetchone()[0]
+    assert browsing_counts_drift() == {}
+    assert facet(reader_client, "tag") == {"pii": 2, "events": 2, "gold": 1, "dossier_tag_zq": 1}
+    assert facet(reader_client, "owner") == {"dave": 4, "olga_zz": 1}
+    assert search_counts_compact() == 0  # nothing more to fold

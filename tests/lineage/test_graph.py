@@ -126,3 +126,20 @@ def test_the_api_walk_costs_the_same_queries_at_two_graph_sizes(reader_client, d
         assert response.status_code == 200 and len(response.json()["nodes"]) == min(size, 2 * MAX_DEPTH + 1)
         counts.append(len(queries))
     assert counts[0] == counts[1]
+
+
+def test_the_garbage_collector_is_on_again_after_a_graph(chain, reader):  # noqa: F811
+    import gc
+
+    from lineage.selectors import gc_paused
+
+    assert gc.isenabled()
+    with gc_paused():
+        assert not gc.isenabled()
+        with gc_paused():  # nested: the outer one turns it back on
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    datasets, _, nodes = chain
+    graph = lineage_graph(user=reader, starts=[nodes[datasets[0].pk]], direction="downstream", depth=3)
+    assert graph.nodes and gc.isenabled()

@@ -185,3 +185,73 @@ def test_lineage_rebuild_restores_edges_and_sensitivity(registrar, appdb, store)
 
     assert "Lineage rebuilt for 2 datasets." in out.getvalue()
     assert node(report, "email").is_violation
+    assert dataset_node(report).effective_sensitivity == Sensitivity.RESTRICTED
+
+
+def dataset_node(dataset) -> Node:
+    return Node.objects.get(kind=NodeKind.DATASET, dataset=dataset)
+
+
+def highest_of_columns(dataset):
+    """What a dataset node's effective sensitivity must be: the highest of its current columns' nodes."""
+    values = Node.objects.filter(kind=NodeKind.COLUMN, dataset=dataset, column__isnull=False).values_list(
+        "effective_sensitivity", flat=True)
+    return max((value for value in values if value is not None), default=None)
+
+
+def test_a_dataset_node_keeps_the_highest_effective_sensitivity_of_its_current_columns(registrar, appdb, store):
+    source = register(registrar, appdb, "public.src", column_payload("v", sensitivity="Restricted"))
+    down = register(registrar, store, "s.down", column_payload("v", sensitivity="Public"),
+                    column_payload("w", sensitivity="Sensitive"))
+    assert dataset_node(source).effective_sensitivity == Sensitivity.RESTRICTED
+    assert dataset_node(down).effective_sensitivity == Sensitivity.SENSITIVE
+
+    link(registrar, source, "v", down, "v")  # Restricted flows into down.v
+    assert dataset_node(down).effective_sensitivity == Sensitivity.RESTRICTED == highest_of_columns(down)
+
+    with transaction.atomic():  # an approved lowering of the source lowers down again
+        locked = Dataset.objects.select_for_update(of=("self",)).select_related("store", "current_version").get(pk=source.pk)
+        dataset_columns_reclassify(principal=registrar, dataset=locked, changes={"v": {"sensitivity": "Public"}},
+                                   registered_by="approved proposal")
+    assert dataset_node(source).effective_sensitivity == Sensitivity.PUBLIC == highest_of_columns(source)
+    assert dataset_node(down).effective_sensitivity == Sensitivity.SENSITIVE == highest_of_columns(down)
+
+    # A new version without w: its node stays (unlinked) and no longer counts.
+    register(registrar, store, "s.down", column_payload("v", sensitivity="Public"))
+    assert node(down, "w").column_id is None
+    assert dataset_node(down).effective_sensitivity == Sensitivity.PUBLIC == highest_of_columns(down)
+
+
+def test_a_refresh_that_changes_no_column_leaves_the_dataset_node_alone(registrar, store, django_assert_max_num_queries):
+    down = register(registrar, store, "s.down", column_payload("v", sensitivity="Regular"))
+    Node.objects.filter(pk=dataset_node(down).pk).update(effective_sensitivity=Sensitivity.REGULAR)
+    seed = node(down, "v").pk
+    with django_assert_max_num_queries(2):  # the two reads; nothing to write
+        assert sensitivity_refresh(node_ids=[seed]) == 0
+    assert dataset_node(down).effective_sensitivity == Sensitivity.REGULAR
+
+
+def test_a_tampered_dataset_node_is_repaired_by_the_refresh_of_one_of_its_columns(registrar, store):
+    down = register(registrar, store, "s.down", column_payload("v", sensitivity="Regular"),
+                    column_payload("w", sensitivity="Sensitive"))
+    Node.objects.filter(pk=dataset_node(down).pk).update(effective_sensitivity=Sensitivity.PUBLIC)
+    sensitivity_refresh(node_ids=[node(down, "v").pk])  # w is outside the closure: its stored value counts
+    assert dataset_node(down).effective_sensitivity == Sensitivity.SENSITIVE
+
+
+def test_the_migration_fills_dataset_nodes_from_their_current_columns(registrar, appdb, store):
+    import importlib
+
+    from django.db import connection
+
+    fill = importlib.import_module("lineage.migrations.0005_dataset_node_effective_sensitivity").FILL
+    source = register(registrar, appdb, "public.src", column_payload("v", sensitivity="Restricted"))
+    down = register(registrar, store, "s.down", column_payload("v", sensitivity="Public"),
+                    column_payload("w", sensitivity="Regular"))
+    link(registrar, source, "v", down, "v")
+    register(registrar, store, "s.down", column_payload("w", sensitivity="Regular"))  # v dropped: unlinked
+    Node.objects.filter(kind=NodeKind.DATASET).update(effective_sensitivity=None)
+    with connection.cursor() as cursor:
+        cursor.execute(fill)
+    assert dataset_node(source).effective_sensitivity == Sensitivity.RESTRICTED
+    assert dataset_node(down).effective_sensitivity == Sensitivity.REGULAR  # not the dropped v's Restricted

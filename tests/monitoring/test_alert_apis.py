@@ -182,3 +182,28 @@ def test_a_security_engineer_cannot_work_the_alert_about_their_own_reads(store):
     assert Alert.objects.get(pk=alert.pk).status == "open"
     page.force_login(colleague)
     assert 'id="resolve-form"' in page.get(f"/monitoring/alerts/{alert.pk}/").content.decode()
+
+
+def test_a_security_engineer_who_may_not_see_a_dataset_reads_no_event_or_evidence_naming_it(security, analyst, store):
+    from django.test import Client
+
+    from access.models import Role, RolePermission
+
+    events = access_events(store, "SELECT email FROM shop.customers WHERE id = 4242")
+    alert = raise_for(events, user=analyst)
+    # The security engineers' role sees nothing in prod (the store's environment) any more.
+    RolePermission.objects.filter(role=Role.objects.get(slug="security_engineer")).delete()
+    client = api(security)
+    listed = client.get("/api/v1/monitoring/events/").json()["results"]
+    assert listed == []
+    evidence = client.get(f"{ALERTS}{alert.pk}/").json()["evidence"][0]["accessEvent"]
+    assert evidence["dataset"] is None and evidence["datasetName"] is None
+    assert "customers" not in json.dumps(evidence) and "email" not in json.dumps(evidence)
+    page = Client()
+    page.force_login(security)
+    html = page.get(f"/monitoring/alerts/{alert.pk}/").content.decode()
+    assert "a dataset you may not see" in html  # (the hand-made summary above names it; detectors' do not)
+    assert '<span class="mono small">shop.customers</span>' not in html and "FROM shop.customers" not in html
+    admin = api(UserFactory(username="root", is_superuser=True))
+    assert [e["id"] for e in admin.get("/api/v1/monitoring/events/").json()["results"]] == [events[0].pk]
+    assert admin.get(f"{ALERTS}{alert.pk}/").json()["evidence"][0]["accessEvent"]["relation"] == "shop.customers"

@@ -246,3 +246,32 @@ def test_the_pull_is_started_stopped_and_run_from_the_command_line(audited):
     assert AccessEvent.objects.filter(store=s["store"], user=s["mia"]).count() == 1
     with pytest.raises(CommandError, match="No store"):
         call_command("access_log_pull", "no-such-store")
+
+
+def test_a_record_longer_than_a_pull_chunk_does_not_stop_the_pull(audited, settings):
+    # One statement padded past the pull's chunk: the pull must read it whole and go on, or every
+    # read after it would stay unseen.
+    settings.MONITORING_PULL_CHUNK_BYTES = 4096
+    s = audited
+    relation = f"{s['schema']}.{s['table']}"
+    _select(s["analyst"], f"SELECT id FROM {relation} /* {'x' * 20_000} */", f"SELECT ssn FROM {relation}")
+    _pull_until(s["store"], 2)
+    columns = sorted(tuple(e["columns"]) for e in _events(s["security"], s["store"]))
+    assert columns == [("id",), ("ssn",)]
+
+
+
+def test_a_record_longer_than_the_record_limit_is_an_error_on_the_position_not_a_silent_stall(audited, settings):
+    from catalog.errors import ApplicationError
+
+    settings.MONITORING_PULL_CHUNK_BYTES = 4096
+    settings.MONITORING_PULL_RECORD_MAX_BYTES = 8192
+    s = audited
+    _select(s["analyst"], f"SELECT id FROM {s['schema']}.{s['table']} /* {'x' * 20_000} */")
+    _logged_so_far(s["store"])
+    with pytest.raises(ApplicationError, match="MONITORING_PULL_RECORD_MAX_BYTES"):
+        access_log_pull(store=s["store"])
+    assert "longer than 8,192 bytes" in LogPosition.objects.get(store=s["store"]).last_error
+    settings.MONITORING_PULL_RECORD_MAX_BYTES = 64 * 1024
+    access_log_pull(store=s["store"])
+    assert [tuple(e["columns"]) for e in _events(s["security"], s["store"])] == [("id",)]

@@ -349,3 +349,32 @@ def test_a_sign_in_name_with_a_line_break_cannot_stop_the_alert_mail(security, d
     assert message.to == ["sec@example.com"] and message.bcc == []
     assert "\n" not in message.subject and "\r" not in message.subject
     assert "probe bcc: x@evil.example" in message.subject
+
+
+@LOCAL
+def test_an_endpoint_of_someone_who_left_the_security_team_gets_no_catalog_events(
+        receiver, registrar, django_capture_on_commit_callbacks):
+    from access.grants import access_request_create, access_request_review
+    from access.models import Role
+    from tests.factories import StoreFactory, column_payload, dataset_create
+
+    # A security engineer who is also a data engineer makes an endpoint, then leaves the security
+    # team: still active, still seeing the dataset as a data engineer, but no longer managing webhooks.
+    mover = UserFactory(username="moved", roles=["security_engineer", "data_engineer"])
+    endpoint_for(mover, receiver, min_severity="Low", event_types=["grant.approved", "dataset.breaking_change"])
+    mover.groups.remove(Role.objects.get(slug="security_engineer").group)
+    owner = UserFactory(username="olga", roles=["data_engineer"])
+    scientist = UserFactory(username="sara", roles=["data_scientist"])
+    prod = StoreFactory(name="warehouse", environment="prod", platform="bigquery")
+    customers = dataset_create(principal=registrar, store=prod, name="crm.customers",
+                               columns=[column_payload("customer_id", sensitivity="Regular"),
+                                        column_payload("email", sensitivity="Sensitive")], owners=["olga"])
+    from catalog.selectors import dataset_visible
+    from access.models import User
+    assert dataset_visible(user=User.objects.get(pk=mover.pk)).filter(pk=customers.pk).exists()
+    request = access_request_create(principal=scientist, dataset=customers, level="read", duration=4,
+                                    justification="Investigating churn for the Q3 review", ticket="SEC-1234")
+    access_request_review(principal=owner, request=request, approve=True, reason="Looks right")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert webhook_events_scan() == 0
+    assert receiver.received == [] and not WebhookDelivery.objects.exists()

@@ -1,5 +1,5 @@
 """Rebuild the lineage that registrations imply: column nodes, edges from originating
-sources, placeholders, and effective sensitivity. Safe to run again; OpenLineage edges are
+sources, placeholders, and effective sensitivity (of columns, and of datasets). Safe to run again; OpenLineage edges are
 kept. Useful after an upgrade that added lineage to a catalog with datasets in it, and after
 changing ``CATALOG_UNCLASSIFIED_TIER``."""
 
@@ -8,7 +8,7 @@ from django.db import transaction
 
 from catalog.models import Dataset
 from lineage.models import Node, NodeKind
-from lineage.sensitivity import sensitivity_refresh
+from lineage.sensitivity import dataset_nodes_effective_fill, sensitivity_refresh
 from lineage.services import lineage_dataset_registered
 
 
@@ -31,4 +31,6 @@ class Command(BaseCommand):
                 lineage_dataset_registered(dataset=dataset)
             if done % 500 == 0 or done == total:
                 self.stdout.write(f"{done}/{total} datasets")
+        # Every dataset node, also of datasets no version registered (discovered by lineage).
+        dataset_nodes_effective_fill()
         self.stdout.write(self.style.SUCCESS(f"Lineage rebuilt for {total} datasets."))
