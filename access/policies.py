@@ -38,23 +38,23 @@ def user_roles(user) -> list[Role]:
 
 def user_roles_prime(users) -> None:
     """Load the roles and role-matrix cells of many users in one query, as ``user_roles`` would one
-    by one (log ingestion decides for every user of a batch)."""
+    by one (log ingestion decides for every user of a batch): each role a user holds, joined to its
+    cells if it has any, so a role without cells (registering, stores) counts beside roles with them."""
     pending = [user for user in users if getattr(user, "_catalog_roles", None) is None and getattr(user, "pk", None)]
     if not pending:
         return
     by_user: dict[int, list] = {user.pk: [] for user in pending}
     roles_by_user: dict[int, dict] = {user.pk: {} for user in pending}
-    for user_id, cell in (
-        (cell.holder_id, cell)
-        for cell in RolePermission.objects.filter(role__group__user__in=pending)
-        .annotate(holder_id=F("role__group__user")).select_related("role")
-    ):
-        by_user[user_id].append(cell)
-        roles_by_user[user_id][cell.role_id] = cell.role
-    without_cells = [pk for pk, cells in by_user.items() if not cells]
-    if without_cells:  # a role without matrix cells still counts for registering and stores
-        for role in Role.objects.filter(group__user__in=without_cells).annotate(holder_id=F("group__user")):
-            roles_by_user[role.holder_id][role.pk] = role
+    cell_fields = [field.attname for field in RolePermission._meta.concrete_fields if field.attname != "role_id"]
+    rows = Role.objects.filter(group__user__in=pending).annotate(
+        holder_id=F("group__user"), **{f"cell_{name}": F(f"permissions__{name}") for name in cell_fields})
+    for row in rows:  # a row per (holder, role, cell), the cell's fields NULL for a role without cells
+        role = roles_by_user[row.holder_id].setdefault(row.pk, row)
+        if row.cell_id is not None:
+            cell = RolePermission(role_id=role.pk, **{name: getattr(row, f"cell_{name}") for name in cell_fields})
+            cell._state.adding, cell._state.db = False, row._state.db
+            cell.role = role
+            by_user[row.holder_id].append(cell)
     for user in pending:
         user._catalog_roles = sorted(roles_by_user[user.pk].values(), key=lambda role: role.name)
         user._matrix_cells = by_user[user.pk]
