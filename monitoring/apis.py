@@ -16,6 +16,7 @@ from catalog import selectors as catalog_selectors
 from catalog.api_support import LimitOffsetPagination, query_int
 from catalog.errors import ApplicationError
 from catalog.models import DataStore
+from catalog.vocabulary import Sensitivity
 from identity.stepup import StepUpFresh
 from monitoring import alerts, selectors
 from monitoring.alerts import NOTE_MAX
@@ -220,12 +221,18 @@ class AccessEventSerializer(serializers.ModelSerializer):
     grant = serializers.IntegerField(source="grant_id", allow_null=True)
     findingReason = serializers.CharField(source="finding_reason")
     logFormat = serializers.CharField(source="log_format")
+    sensitivity = serializers.SerializerMethodField(
+        help_text="The tier of what was accessed: the highest of the columns read (the dataset's when the log "
+                  "names none); null for a relation the catalog does not know.")
 
     class Meta:
         model = AccessEvent
         fields = ["id", "store", "occurredAt", "source", "logFormat", "databaseRole", "user", "clientAddress",
                   "application", "dataset", "datasetName", "relation", "viaView", "action", "columns", "rows",
-                  "fingerprint", "statement", "allowedBy", "grant", "finding", "findingReason"]
+                  "sensitivity", "fingerprint", "statement", "allowedBy", "grant", "finding", "findingReason"]
+
+    def get_sensitivity(self, event) -> str | None:
+        return Sensitivity(event.sensitivity).label if event.sensitivity is not None else None
 
 
 class AccessEventPageSerializer(serializers.Serializer):

@@ -143,10 +143,16 @@ def _tier(dataset) -> int:
     return dataset.sensitivity if dataset.classified else unclassified_tier()
 
 
+def _event_tier(event: AccessEvent) -> int:
+    """The tier of what an event accessed: the columns read, as ingestion recorded it; for an event
+    recorded before it did, its dataset's tier."""
+    return event.sensitivity if event.sensitivity is not None else _tier(event.dataset)
+
+
 def _access_evidence(event: AccessEvent, what: str = "") -> Evidence:
     verb = "wrote" if event.action == AccessAction.WRITE else "read"
-    tier = Sensitivity(_tier(event.dataset)).label if event.dataset_id else "uncatalogued"
-    parts = [f"{verb} {len(event.columns) or 'unknown'} column(s) of a {tier} dataset"]
+    tier = Sensitivity(_event_tier(event)).label if event.dataset_id else "uncatalogued"
+    parts = [f"{verb} {len(event.columns) or 'unknown'} column(s), {tier}"]
     if event.rows is not None:
         parts.append(f"{event.rows} row(s)")
     if event.client_address:
@@ -237,7 +243,7 @@ def detect_volume_baseline(events: list[AccessEvent]) -> list[Finding]:
     if not values:
         return []
     reads = [e for e in events if e.action == AccessAction.READ and e.dataset_id
-             and _tier(e.dataset) >= values["min_sensitivity"]]
+             and _event_tier(e) >= values["min_sensitivity"]]
     if not reads:
         return []
     window = timedelta(minutes=values["window_minutes"])
@@ -288,7 +294,8 @@ _VOLUME_SQL = """
     JOIN monitoring_accessevent e ON {principal}
          AND e.occurred_at > v.end_at - %(window)s - %(baseline)s AND e.occurred_at <= v.end_at
     JOIN catalog_dataset d ON d.id = e.dataset_id
-    WHERE e.action = 'read' AND ((d.classified AND d.sensitivity >= %(tier)s) OR (NOT d.classified AND %(unclassified)s))
+    WHERE e.action = 'read'
+      AND coalesce(e.sensitivity, CASE WHEN d.classified THEN d.sensitivity ELSE %(default_tier)s END) >= %(tier)s
     GROUP BY v.k
 """
 _BY_USER = "e.user_id = v.user_id"
@@ -309,7 +316,7 @@ def _volumes(latest: dict, window: timedelta, baseline: timedelta, tier: int) ->
             "stores": [p[1] if kind == "role" else 0 for p in principals],
             "roles": [p[2] if kind == "role" else "" for p in principals],
             "ends": [latest[p].occurred_at for p in principals],
-            "window": window, "baseline": baseline, "tier": tier, "unclassified": unclassified_tier() >= tier,
+            "window": window, "baseline": baseline, "tier": tier, "default_tier": unclassified_tier(),
         }
         with connection.cursor() as cursor:
             cursor.execute(_VOLUME_SQL.format(principal=condition), params)
@@ -342,7 +349,8 @@ def _volumes_orm(latest: dict, window: timedelta, baseline: timedelta, tier: int
 def _tier_filter(tier: int) -> Q:
     from access.decisions import tier_at_least_filter
 
-    return tier_at_least_filter(tier, "dataset__")
+    # As ``_event_tier``: the tier recorded with the event, else (events from before) the dataset's.
+    return Q(sensitivity__gte=tier) | (Q(sensitivity__isnull=True) & tier_at_least_filter(tier, "dataset__"))
 
 
 def detect_unusual_time_or_place(events: list[AccessEvent]) -> list[Finding]:
@@ -353,7 +361,7 @@ def detect_unusual_time_or_place(events: list[AccessEvent]) -> list[Finding]:
         return []
     zone = ZoneInfo(values["time_zone"])
     start_hour, end_hour = values["work_hours"]
-    relevant = [e for e in events if e.dataset_id is None or _tier(e.dataset) >= values["min_sensitivity"]]
+    relevant = [e for e in events if e.dataset_id is None or _event_tier(e) >= values["min_sensitivity"]]
     known_addresses, known_apps, seen = _earlier_places(relevant, values) if relevant else ({}, {}, set())
     found = []
     for event in relevant:
@@ -588,7 +596,7 @@ AUDIT_DETECTORS = (detect_break_glass_repeat, detect_probing, detect_rubber_stam
 # What the detectors read of an access event (a batch loads hundreds: no more than this).
 EVENT_FIELDS = (
     "id", "store_id", "user_id", "user__username", "database_role", "client_address", "application", "dataset_id",
-    "dataset__sensitivity", "dataset__classified", "action", "columns", "rows", "occurred_at", "finding",
+    "dataset__sensitivity", "dataset__classified", "sensitivity", "action", "columns", "rows", "occurred_at", "finding",
     "finding_reason",
 )
 

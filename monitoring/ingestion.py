@@ -14,7 +14,7 @@ from django.db import connection, transaction
 from django.db.models import F, Prefetch, Q
 from django.utils import timezone
 
-from access.decisions import access_decide
+from access.decisions import access_decide, scope_sensitivity
 from access.models import Grant, User
 from access.policies import user_roles_prime
 from catalog.models import Column, Dataset, DataStore
@@ -162,24 +162,25 @@ class _Event:
 
     __slots__ = ("store_id", "record_key", "occurred_at", "source", "log_format", "database_role", "user",
                  "client_address", "application", "dataset", "relation", "via_view", "action", "columns", "rows",
-                 "fingerprint", "statement", "allowed_by", "grant", "finding", "finding_reason")
+                 "fingerprint", "statement", "allowed_by", "grant", "finding", "finding_reason", "sensitivity")
 
     def __init__(self, **fields):
         self.allowed_by, self.grant, self.finding, self.finding_reason = "", None, False, ""
+        self.sensitivity = None
         for name, value in fields.items():
             setattr(self, name, value)
 
     # Column order of ``monitoring_accessevent`` as written (the id and received_at are the table's).
     COLUMNS = ("store_id", "record_key", "occurred_at", "received_at", "source", "log_format", "database_role",
                "user_id", "client_address", "application", "dataset_id", "relation", "via_view", "action", "columns",
-               "rows", "fingerprint", "statement", "allowed_by", "grant_id", "finding", "finding_reason")
+               "rows", "fingerprint", "statement", "allowed_by", "grant_id", "finding", "finding_reason", "sensitivity")
 
     def row(self, received_at) -> tuple:
         return (self.store_id, self.record_key, self.occurred_at, received_at, self.source, self.log_format,
                 self.database_role, getattr(self.user, "pk", None), self.client_address, self.application,
                 getattr(self.dataset, "pk", None), self.relation, self.via_view, self.action,
                 json.dumps(self.columns), self.rows, self.fingerprint, self.statement, self.allowed_by,
-                getattr(self.grant, "pk", None), self.finding, self.finding_reason)
+                getattr(self.grant, "pk", None), self.finding, self.finding_reason, self.sensitivity)
 
     def model(self) -> AccessEvent:
         return AccessEvent(store_id=self.store_id, **{
@@ -393,7 +394,9 @@ def _count_unparsed(store, unparsed: dict, existing: set, result: IngestResult) 
 
 def _attribute(event: _Event, user, dataset: Dataset, columns: list[str], decisions: dict, timed: set,
                grants: dict) -> None:
-    """Which standing permission or grant allowed the access (the one decision), or a finding."""
+    """Which standing permission or grant allowed the access (the one decision), or a finding; and
+    the tier of what was accessed (the columns read, as the decision weighs them)."""
+    event.sensitivity = scope_sensitivity(dataset, columns or None)
     if user is None:
         event.finding = True
         event.finding_reason = f"The warehouse role '{event.database_role}' is not mapped to a catalog user."[:300]

@@ -47,6 +47,11 @@ class AccessEvent(models.Model):
     action = models.CharField(max_length=8, choices=AccessAction.choices)
     columns = models.JSONField(default=list, blank=True, help_text="Columns read or written, as the catalog names them.")
     rows = models.BigIntegerField(null=True, blank=True)
+    sensitivity = models.PositiveSmallIntegerField(
+        null=True, blank=True,
+        help_text="The tier of what was accessed when it happened: the highest of the columns read, or the "
+                  "dataset's tier when the log names no column; null for a relation the catalog does not know.",
+    )
     fingerprint = models.CharField(max_length=64, help_text="SHA-256 of the statement with its literals replaced.")
     statement = models.TextField(blank=True, help_text="The normalized statement: literals replaced by ?.")
     allowed_by = models.CharField(max_length=32, blank=True, help_text="'standing', 'owner', 'grant #N', ... or empty.")

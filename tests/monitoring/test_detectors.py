@@ -17,6 +17,7 @@ from access.grants import (access_request_create, access_request_review, break_g
 from access.models import AuditEvent
 from access.signin import signin_failure_record
 from catalog.models import Dataset
+from catalog.vocabulary import Sensitivity
 from monitoring.detectors import detect_all, detect_pending, detect_periodic, detector_settings
 from monitoring.ingestion import access_log_ingest
 from monitoring.models import AccessEvent, Alert, AlertEvidence, AlertStatus, DetectorCursor, Severity
@@ -165,6 +166,29 @@ def test_a_burst_far_above_the_baseline_is_an_alert_and_usual_volume_is_not(cast
                                  at=WORKDAY + timedelta(hours=3, minutes=i)) for i in range(10)])
     detect_all()
     assert [a.user for a in alerts("volume_baseline")] == [cast.mia]
+
+
+def test_volume_counts_the_columns_read_not_the_datasets_tier(cast, settings):
+    """Reading only the Regular id column of a Sensitive dataset, however often, is not reading
+    Sensitive data: the event records the tier of its columns and the baseline counts that."""
+    settings.MONITORING_DETECTORS = {"volume_baseline": {"min_events": 20, "factor": 3},
+                                     "unusual_time_or_place": {"enabled": False}}
+    ingest(cast.store, *[pg_line("SELECT id FROM shop.customers", at=WORKDAY + timedelta(seconds=i * 30))
+                         for i in range(60)])
+    ingest(cast.store, pg_line("SELECT id, email FROM shop.customers", at=WORKDAY + timedelta(hours=1)),
+           pg_line("SELECT count(*) FROM shop.customers", at=WORKDAY + timedelta(hours=1, minutes=1)))
+    tiers = list(AccessEvent.objects.order_by("id").values_list("columns", "sensitivity"))
+    assert tiers[0] == (["id"], Sensitivity.REGULAR)
+    assert tiers[-2:] == [(["id", "email"], Sensitivity.SENSITIVE), ([], Sensitivity.SENSITIVE)]  # no column: the dataset's
+    detect_all()
+    assert not alerts("volume_baseline")
+    burst = [pg_line("SELECT email FROM shop.customers", at=WORKDAY + timedelta(hours=2, seconds=i * 30))
+             for i in range(60)]
+    ingest(cast.store, *burst)
+    detect_all()
+    [alert] = alerts("volume_baseline")
+    assert alert.user == cast.mia
+    assert AlertEvidence.objects.filter(alert=alert, description__contains="1 column(s), Sensitive").exists()
 
 
 def test_off_hours_and_new_addresses_are_unusual_but_a_first_event_is_not(cast):
