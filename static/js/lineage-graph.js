@@ -419,55 +419,89 @@
   // nodes follow the mean place of their neighbours one hop nearer the start (one barycentre
   // pass), then their label, so edges stay short. Linear in nodes and edges.
   function layeredLayout() {
+    // Plain maps, not Cytoscape collections: a collection per node (neighbourhood, position)
+    // costs more than the whole layout on thousands of nodes.
+    var depthOf = new Map();
+    var widthOf = new Map();
     var columns = new Map();
     cy.nodes().forEach(function (node) {
+      var id = node.id();
       var depth = node.data("depth") || 0;
+      depthOf.set(id, depth);
+      widthOf.set(id, node.data("width"));
       if (!columns.has(depth)) {
         columns.set(depth, []);
       }
-      columns.get(depth).push(node);
+      columns.get(depth).push({ id: id, label: String(node.data("fullLabel")) });
+    });
+    var neighbours = new Map();
+    cy.edges().forEach(function (edge) {
+      var source = edge.data("source");
+      var target = edge.data("target");
+      if (!neighbours.has(source)) { neighbours.set(source, []); }
+      if (!neighbours.has(target)) { neighbours.set(target, []); }
+      neighbours.get(source).push(target);
+      neighbours.get(target).push(source);
     });
     var rank = new Map(); // node id -> place in its column, 0 to 1
     Array.from(columns.keys()).sort(function (a, b) { return Math.abs(a) - Math.abs(b); }).forEach(function (depth) {
       var nearer = depth > 0 ? depth - 1 : depth + 1;
-      var keyed = columns.get(depth).map(function (node) {
+      var keyed = columns.get(depth).map(function (entry) {
         var total = 0;
         var count = 0;
         if (depth !== 0) {
-          node.neighborhood("node").forEach(function (other) {
-            if ((other.data("depth") || 0) === nearer && rank.has(other.id())) {
-              total += rank.get(other.id());
+          (neighbours.get(entry.id) || []).forEach(function (other) {
+            if (depthOf.get(other) === nearer && rank.has(other)) {
+              total += rank.get(other);
               count += 1;
             }
           });
         }
-        return { node: node, key: count ? total / count : 0.5, label: String(node.data("fullLabel")) };
+        return { id: entry.id, key: count ? total / count : 0.5, label: entry.label };
       });
       keyed.sort(function (a, b) { return a.key - b.key || (a.label < b.label ? -1 : a.label > b.label ? 1 : 0); });
-      columns.set(depth, keyed.map(function (entry, index) {
-        rank.set(entry.node.id(), keyed.length > 1 ? index / (keyed.length - 1) : 0.5);
-        return entry.node;
-      }));
+      keyed.forEach(function (entry, index) {
+        rank.set(entry.id, keyed.length > 1 ? index / (keyed.length - 1) : 0.5);
+      });
+      columns.set(depth, keyed);
     });
     var ROW = 44;
     var x = 0;
-    cy.startBatch();
+    var placed = new Map();
+    var top = 0;
+    var bottom = 0;
     Array.from(columns.keys()).sort(function (a, b) { return a - b; }).forEach(function (depth) {
       var column = columns.get(depth);
       var widest = 0;
-      column.forEach(function (node) { widest = Math.max(widest, node.data("width")); });
+      column.forEach(function (entry) { widest = Math.max(widest, widthOf.get(entry.id)); });
       var subColumns = column.length > 40 ? Math.ceil(Math.sqrt(column.length / 6)) : 1;
       var rows = Math.ceil(column.length / subColumns);
-      column.forEach(function (node, index) {
+      column.forEach(function (entry, index) {
         var sub = Math.floor(index / rows);
         var row = index % rows;
-        node.position({ x: x + sub * (widest + 24) + widest / 2, y: (row - (rows - 1) / 2) * ROW });
+        placed.set(entry.id, { x: x + sub * (widest + 24) + widest / 2, y: (row - (rows - 1) / 2) * ROW });
       });
+      top = Math.min(top, -(rows - 1) / 2 * ROW);
+      bottom = Math.max(bottom, (rows - 1) / 2 * ROW);
       x += subColumns * (widest + 24) + 120;
     });
+    cy.startBatch();
+    cy.nodes().positions(function (node) { return placed.get(node.id()); });
     cy.edges().addClass("straight");
     cy.endBatch();
-    cy.fit(undefined, 24);
+    // The zoom that fits the positions just given (nodes are at most 34 px high). Only when the
+    // whole graph is readable at that zoom is it shown fitted (``cy.fit`` measures every label's
+    // box first: seconds on thousands of nodes); else ``layout`` opens on the node in focus anyway.
+    var padding = 24;
+    var boxWidth = Math.max(x - 120, 1);
+    var boxHeight = bottom - top + 34;
+    var zoom = Math.min((cy.width() - 2 * padding) / boxWidth, (cy.height() - 2 * padding) / boxHeight);
+    zoom = Math.max(cy.minZoom(), Math.min(cy.maxZoom(), zoom));
+    if (zoom >= READABLE_ZOOM) {
+      cy.fit(undefined, padding);
+      return;
+    }
+    cy.viewport({ zoom: zoom, pan: { x: cy.width() / 2 - zoom * boxWidth / 2, y: cy.height() / 2 - zoom * (top + bottom) / 2 } });
   }
 
   function layout(focus) {
