@@ -54,12 +54,10 @@ def matrix_cells(user) -> list[RolePermission]:
     if not getattr(user, "is_authenticated", False) or not getattr(user, "is_active", False):
         return []
     if getattr(user, "_matrix_cells", None) is None:
-        # Read with the roles, in one query. The token lookup may have read the roles alone: they
-        # stay what the request's other decisions already read.
-        roles, user._catalog_roles = getattr(user, "_catalog_roles", None), None
+        # Read with the roles, in one query (the token lookup may have read the roles alone, and
+        # the same ones: ``access.policies.user_roles_prime`` keeps roles without cells too).
+        user._catalog_roles = None
         _roles(user)
-        if roles is not None:
-            user._catalog_roles = roles
     return user._matrix_cells
 
 

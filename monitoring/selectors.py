@@ -9,6 +9,7 @@ from django.db.models.functions import TruncDate
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 
+from access.decisions import dataset_visibility_filter
 from access.models import User
 from access.policies import can_manage_webhooks, can_read_audit, can_work_alerts, is_steward
 from access.selectors import audit_list
@@ -41,9 +42,10 @@ def access_event_list(*, user):
     if not can_read_access_events(user):
         return AccessEvent.objects.none()
     events = AccessEvent.objects.select_related("store", "user", "dataset").order_by("id")
-    if user.is_superuser:
+    condition = dataset_visibility_filter(user)  # the rule ``dataset_visible`` applies; None: everything
+    if condition is None:
         return events
-    return events.filter(Q(dataset__isnull=True) | Q(dataset__in=dataset_visible(user=user).values("pk")))
+    return events.filter(Q(dataset__isnull=True) | Q(dataset__in=Dataset.objects.filter(condition).values("pk")))
 
 
 def _reader(row) -> str:
